@@ -1,0 +1,168 @@
+"""`pagerace`: list, explore, run and diagram scenarios from the shell; serve the dashboard.
+
+Exit codes: explore exits 1 when a violation is reachable and 0 when none is;
+every command exits 2 on bad input. `--json` prints the API's response body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import engine
+from engine.catalog import load_file
+from engine.fixes import Config
+
+
+class UsageError(Exception):
+    pass
+
+
+def scenario_arg(ref: str) -> engine.Scenario:
+    catalog = engine.load_catalog()
+    if ref in catalog:
+        return catalog[ref]
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        if not path.exists():
+            raise UsageError(f"no such file: {ref}")
+        return load_file(path)
+    raise UsageError(f"unknown scenario {ref!r}; try `pagerace list` or give a .yaml/.json path")
+
+
+def fixes_arg(items: Sequence[str]) -> dict[str, bool]:
+    fixes: dict[str, bool] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if value not in ("on", "off"):
+            raise UsageError(f"--fix {item}: expected NAME=on or NAME=off")
+        fixes[name] = value == "on"
+    return fixes
+
+
+def config_arg(sc: engine.Scenario, args: argparse.Namespace) -> Config:
+    return engine.make_config(sc, args.variant, args.kernel, fixes_arg(args.fix))
+
+
+def schedule_arg(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def emit(data: dict[str, Any]) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    catalog = engine.load_catalog()
+    if args.json:
+        emit({"scenarios": [
+            {"id": s.id, "title": s.title, "tags": list(s.tags), "digest": s.digest}
+            for s in catalog.values()
+        ]})
+        return 0
+    width = max(len(i) for i in catalog)
+    for s in catalog.values():
+        print(f"{s.id.ljust(width)}  {s.title}")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    sc = scenario_arg(args.scenario)
+    cfg = config_arg(sc, args)
+    exp = engine.explore(sc, cfg, max_states=args.max_states, time_limit_s=args.time_limit)
+    bad = any(o.violations for o in exp.outcomes)
+    if args.json:
+        emit(engine.exploration_to_json(exp))
+        return 1 if bad else 0
+    print(f"{sc.id} on kernel {cfg.label}")
+    trunc = " (truncated)" if exp.truncated else ""
+    print(f"{exp.states} states, {exp.transitions} transitions, {exp.interleavings} "
+          f"interleavings, {exp.elapsed_ms:.1f} ms{trunc}")
+    for o in exp.outcomes:
+        verdict = ", ".join(o.violations) if o.violations else "ok"
+        print(f"  {o.interleavings:>10}  {verdict:<24} {o.label}")
+        print(f"              e.g. --schedule {','.join(o.example)}")
+    return 1 if bad else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    sc = scenario_arg(args.scenario)
+    cfg = config_arg(sc, args)
+    run = engine.run_schedule(sc, cfg, schedule_arg(args.schedule))
+    if args.json:
+        emit(engine.run_to_json(run, sc))
+        return 0
+    print(f"{sc.id} on kernel {cfg.label}")
+    for s in run.steps:
+        print(f"{s.index:>3} {s.actor:<10} {s.function:<26} {s.note}")
+    for v in run.violations:
+        where = f"step {v.step}" if v.step else "at the end"
+        print(f"!!! {v.name} ({where}): {v.message}")
+    state = "finished: " + (run.label or "") if run.finished else f"enabled: {', '.join(run.enabled)}"
+    print(state)
+    return 0
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    sc = scenario_arg(args.scenario)
+    cfg = config_arg(sc, args)
+    run = engine.run_schedule(sc, cfg, schedule_arg(args.schedule))
+    sys.stdout.write(engine.render_diagram(sc, cfg, run))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # the web stack is only needed to serve
+
+    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pagerace", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the dashboard")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(fn=cmd_serve)
+    s = sub.add_parser("list", help="list the catalog")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_list)
+    for name, fn, doc in (
+        ("explore", cmd_explore, "explore every interleaving"),
+        ("run", cmd_run, "run one interleaving step by step"),
+        ("diagram", cmd_diagram, "print the CPU0/CPU1 text diagram of one interleaving"),
+    ):
+        s = sub.add_parser(name, help=doc)
+        s.add_argument("scenario", help="catalog id or path to a YAML/JSON scenario")
+        group = s.add_mutually_exclusive_group()
+        group.add_argument("--variant")
+        group.add_argument("--kernel")
+        s.add_argument("--fix", action="append", default=[], metavar="NAME=on|off")
+        if name != "explore":
+            s.add_argument("--schedule", required=True, help="actor names, comma-separated")
+        else:
+            s.add_argument("--max-states", type=int, default=200_000)
+            s.add_argument("--time-limit", type=float, default=30.0)
+        if name != "diagram":
+            s.add_argument("--json", action="store_true")
+        s.set_defaults(fn=fn)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+        return code
+    except (UsageError, engine.ScenarioError, engine.ConfigError, engine.ScheduleError) as exc:
+        print(f"pagerace: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

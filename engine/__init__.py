@@ -1,0 +1,45 @@
+"""pagerace's engine: a pure model of Linux page-lifecycle races and a checker for it.
+
+No web imports here: the dashboard and the CLI are clients of this package.
+"""
+
+from engine.catalog import load_catalog
+from engine.diagram import render_diagram
+from engine.explore import Exploration, Outcome, explore
+from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
+from engine.report import exploration_to_json, run_to_json, scenario_to_json
+from engine.run import ActorView, Run, ScheduleError, Step, Violation, make_config, run_schedule
+from engine.scenario import (
+    ErrorItem,
+    Scenario,
+    ScenarioError,
+    load_scenario_text,
+    parse_scenario,
+)
+
+__all__ = [
+    "DESIGN_RULES",
+    "FIXES",
+    "ActorView",
+    "Config",
+    "ConfigError",
+    "ErrorItem",
+    "Exploration",
+    "Outcome",
+    "Run",
+    "Scenario",
+    "ScenarioError",
+    "ScheduleError",
+    "Step",
+    "Violation",
+    "exploration_to_json",
+    "explore",
+    "load_catalog",
+    "load_scenario_text",
+    "make_config",
+    "parse_scenario",
+    "render_diagram",
+    "run_schedule",
+    "run_to_json",
+    "scenario_to_json",
+]

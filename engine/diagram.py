@@ -1,0 +1,91 @@
+"""The kernel-commit-message column diagram of one run (plain ASCII, email-safe).
+
+One column per actor headed by its name, time flowing down, the op as a header
+line and its atomic steps indented under it, short state notes in C comments,
+and the violations last: the style of memory-barriers.txt and of fixes such as
+70cbc3cc78a9 or 6c8e2a256915.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.fixes import Config
+from engine.run import Run
+from engine.scenario import Scenario
+
+WIDTH = 100
+
+
+def initial_line(state: dict[str, Any]) -> str:
+    parts = []
+    for e in state["expected"]:
+        values = " or ".join(f'"{v}"' if v != "0" else "0" for v in e["allowed"])
+        parts.append(f"{e['where']} = {values}")
+    for p in state["pages"]:
+        kind = "lazyfree" if "swapbacked" not in p["flags"] and p["owner"] == "anon" else p["owner"]
+        parts.append(f"{p['id']} ref={p['refcount']} map={p['mapcount']} {kind}")
+    return "{ " + "; ".join(parts) + " }"
+
+
+def step_note(step_changes: tuple[str, ...], state: dict[str, Any]) -> str:
+    """`/* ref=3 map=0 */` for the page fields the step changed."""
+    notes = []
+    for page in state["pages"]:
+        pid = page["id"]
+        touched = {c.split(".")[2] for c in step_changes if c.startswith(f"pages.{pid}.")}
+        if page["owner"] == "free" and "owner" in touched:
+            notes.append(f"{pid} freed")
+            continue
+        bits = []
+        if "refcount" in touched:
+            bits.append(f"ref={page['refcount']}")
+        if "mapcount" in touched:
+            bits.append(f"map={page['mapcount']}")
+        if "data" in touched:
+            bits.append(f"data={page['data']}")
+        if bits:
+            notes.append(" ".join(bits) if len(state["pages"]) == 1 else f"{pid} " + " ".join(bits))
+    return f"/* {', '.join(notes)} */" if notes else ""
+
+
+def fit(text: str, width: int) -> str:
+    text = text.encode("ascii", "replace").decode()
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def render_diagram(scenario: Scenario, config: Config, run: Run, link: str | None = None) -> str:
+    names = [a.name for a in scenario.actors]
+    col = max(24, min(40, WIDTH // max(1, len(names))))
+    lines = [fit(f"{scenario.title}, kernel {config.label}", WIDTH), fit(initial_line(run.initial), WIDTH), ""]
+    lines.append("".join(n.ljust(col) for n in names).rstrip())
+    lines.append("".join(("-" * len(n)).ljust(col) for n in names).rstrip())
+    last_op = {n: -1 for n in names}
+    for step in run.steps:
+        pad = " " * (col * names.index(step.actor))
+        note = step_note(step.changes, step.state)
+        single = step.op.split("(", 1)[0] == step.function
+        if single:
+            text = step.op
+        else:
+            if step.op_index != last_op[step.actor]:
+                lines.append(fit(pad + step.op, WIDTH))
+            text = f"  {step.function}()"
+        last_op[step.actor] = step.op_index
+        text += f"  {note}" if note else ""
+        lines.append(fit(pad + text, WIDTH))
+        for v in run.violations:
+            if v.step == step.index:
+                lines.append(fit(pad + f"  /* {v.name} */", WIDTH))
+    lines.append("")
+    if run.violations:
+        for v in run.violations:
+            lines.append(fit(f"=> {v.name}: {v.message}", WIDTH))
+    elif run.finished:
+        lines.append(f"=> no violation; {run.label}")
+    else:
+        lines.append(f"=> (stopped after step {len(run.steps)}; enabled: {', '.join(run.enabled)})")
+    lines.append(fit(f"schedule: {','.join(s.actor for s in run.steps)}", WIDTH))
+    if link:
+        lines.append(f"replay: {link}")
+    return "\n".join(lines) + "\n"

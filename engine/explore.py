@@ -1,0 +1,166 @@
+"""Exhaustive exploration of every interleaving, with state caching and path counting.
+
+Breadth-first over distinct states (each expanded once), so the first path found
+to any state is a shortest one. The number of complete interleavings is the
+number of paths from the initial state to terminal states, counted over the
+state graph in topological order (Python integers: exact at any size). Outcomes
+group terminal states by violations and by what became of the first page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.fixes import Config
+from engine.model import Model, successors
+from engine.scenario import Scenario
+from engine.state import World
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+REPORT_EVERY = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    label: str
+    violations: tuple[str, ...]
+    interleavings: int
+    example: tuple[str, ...]
+    message: str = ""  # the first violation's sentence on the example run
+
+
+@dataclass(frozen=True, slots=True)
+class Exploration:
+    states: int
+    transitions: int
+    interleavings: int
+    outcomes: tuple[Outcome, ...]
+    truncated: bool
+    elapsed_ms: float
+    cycle: bool = False
+
+
+def explore(
+    scenario: Scenario,
+    config: Config,
+    *,
+    max_states: int = 200_000,
+    time_limit_s: float = 10.0,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Exploration:
+    """Search all interleavings of the scenario's actors under `config`."""
+    began = time.perf_counter()
+    model = Model(scenario, config)
+    init = model.initial()
+    ids: dict[World, int] = {init: 0}
+    worlds: list[World] = [init]
+    succ: list[list[int]] = [[]]
+    parent: list[tuple[int, int]] = [(-1, -1)]
+    terminal: dict[int, tuple[tuple[str, ...], str, str]] = {}
+    transitions = 0
+    truncated = False
+    frontier = 0
+    while frontier < len(worlds):
+        if frontier % REPORT_EVERY == 0 and frontier:
+            if progress is not None:
+                progress(len(worlds), transitions)
+            if (cancel is not None and cancel()) or time.perf_counter() - began > time_limit_s:
+                truncated = True
+                break
+        sid = frontier
+        frontier += 1
+        world = worlds[sid]
+        moves = successors(model, world)
+        if not moves:
+            final, events = model.conclude(world)
+            message = events[0][1] if events else ""
+            terminal[sid] = (final.violations, model.label(final), message)
+            continue
+        out = succ[sid]
+        for actor, effect in moves:
+            transitions += 1
+            nxt = ids.get(effect.world)
+            if nxt is None:
+                if len(worlds) >= max_states:
+                    truncated = True
+                    continue
+                nxt = len(worlds)
+                ids[effect.world] = nxt
+                worlds.append(effect.world)
+                succ.append([])
+                parent.append((sid, actor))
+            out.append(nxt)
+    paths, cycle = count_paths(succ, len(worlds))
+    outcomes = group(terminal, paths, parent, model.names)
+    return Exploration(
+        states=len(worlds),
+        transitions=transitions,
+        interleavings=sum(o.interleavings for o in outcomes),
+        outcomes=outcomes,
+        truncated=truncated or cycle,
+        elapsed_ms=round((time.perf_counter() - began) * 1000, 2),
+        cycle=cycle,
+    )
+
+
+def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], bool]:
+    """Paths from state 0 to every state (Kahn's order); reports a cycle instead of looping."""
+    indegree = [0] * n
+    for out in succ:
+        for t in out:
+            indegree[t] += 1
+    paths = [0] * n
+    paths[0] = 1
+    ready = [i for i in range(n) if indegree[i] == 0]
+    seen = 0
+    while ready:
+        s = ready.pop()
+        seen += 1
+        for t in succ[s]:
+            paths[t] += paths[s]
+            indegree[t] -= 1
+            if indegree[t] == 0:
+                ready.append(t)
+    return paths, seen != n
+
+
+def example(parent: list[tuple[int, int]], sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
+    path = []
+    while parent[sid][0] >= 0:
+        sid, actor = parent[sid]
+        path.append(names[actor])
+    return tuple(reversed(path))
+
+
+def group(
+    terminal: dict[int, tuple[tuple[str, ...], str, str]],
+    paths: list[int],
+    parent: list[tuple[int, int]],
+    names: tuple[str, ...],
+) -> tuple[Outcome, ...]:
+    counts: dict[tuple[tuple[str, ...], str], int] = {}
+    first: dict[tuple[tuple[str, ...], str], tuple[int, str]] = {}
+    for sid in sorted(terminal):  # BFS order: the first is a shortest example
+        violations, label, message = terminal[sid]
+        key = (violations, label)
+        counts[key] = counts.get(key, 0) + paths[sid]
+        first.setdefault(key, (sid, message))
+    outcomes = [
+        Outcome(label, violations, counts[(violations, label)],
+                example(parent, first[(violations, label)][0], names),
+                first[(violations, label)][1])
+        for (violations, label) in counts
+    ]
+    outcomes.sort(key=lambda o: (not o.violations, -o.interleavings, o.label))
+    return tuple(outcomes)
+
+
+def reachable_violations(exp: Exploration) -> set[str]:
+    return {v for o in exp.outcomes for v in o.violations}
+
+
+assert Config  # re-exported type in signatures

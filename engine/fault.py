@@ -1,0 +1,263 @@
+"""User memory access: the CPU store and load, and the page-fault handlers behind them.
+
+handle_mm_fault is modelled as one atomic step under the PTE lock: it picks the
+handler the kernel would (do_anonymous_page, do_wp_page, do_swap_page,
+filemap_fault + do_page_mkwrite) and applies it. Which anonymous pages a write
+fault may reuse in place is exactly where the COW fixes differ by version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import oracle, refs
+from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
+from engine.state import (
+    ANON_EXCLUSIVE,
+    DIRTY,
+    LOCKED,
+    PRIVATE,
+    REFERENCED,
+    SWAPBACKED,
+    SWAPCACHE,
+    ZERO_PAGE,
+    Page,
+    Pte,
+    page_name,
+)
+
+MAX_FAULT_RETRIES = 3
+
+
+def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
+    """Why a fault on this PTE must wait, if it must."""
+    p = ctx.w.proc(proc)
+    if p is None:
+        return f"waits for process {proc} to exist"
+    if p.ptl and p.ptl != ctx.name:
+        return f"waits for the PTE lock of {proc}, held by {p.ptl}"
+    if pte is not None and pte.migration:
+        return f"waits for the migration of {page_name(pte.page)} (migration_entry_wait)"
+    return None
+
+
+def needs_fault(pte: Pte, write: bool) -> bool:
+    if not pte.present:
+        return True
+    return write and (not pte.write or pte.page == ZERO_PAGE)
+
+
+def new_anon_page(ctx: Ctx, data: str) -> int:
+    """alloc_anon_folio: a fresh exclusive anon page, mapped once."""
+    exclusive = ANON_EXCLUSIVE if ctx.cfg.on("anon_exclusive") else 0
+    page = Page(
+        ref=1, mapcount=1, flags=SWAPBACKED | exclusive, lru="inactive_anon", data=data,
+        owner="anon",
+    )
+    ctx.w, index = ctx.w.new_page(page)
+    return index
+
+
+def file_page(ctx: Ctx, name: str) -> tuple[int, bool]:
+    """filemap_fault's lookup: the page-cache page, read from disk if absent."""
+    f = ctx.w.file(name)
+    if f.cache >= 0:
+        return f.cache, False
+    page = Page(ref=1, data=f.disk, owner=f"file:{name}", lru="inactive_file")
+    ctx.w, index = ctx.w.new_page(page)
+    ctx.w = ctx.w.set_file(name, replace(f, cache=index))
+    return index, True
+
+
+def page_mkwrite(ctx: Ctx, index: int) -> None:
+    """ext4_page_mkwrite: attach buffers (PG_private, +1 ref) and dirty the page."""
+    page = ctx.w.page(index)
+    if not page.has(PRIVATE):
+        page = replace(page.set(PRIVATE), ref=page.ref + 1)
+    refs.update(ctx, index, page.set(DIRTY))
+
+
+def reuse_anon(ctx: Ctx, page: Page) -> bool:
+    """do_wp_page: may this write fault reuse the anon page in place?"""
+    if ctx.cfg.on("anon_exclusive"):
+        if page.has(ANON_EXCLUSIVE):
+            return True
+        return page.ref == 1 + (1 if page.has(SWAPCACHE) else 0) and page.mapcount == 1
+    if ctx.cfg.on("wp_reuse_by_refcount"):
+        # 09854ba94c6a: page_count() == 1 under a successful trylock_page.
+        return page.ref == 1 and page.mapcount == 1 and not page.has(LOCKED)
+    # Before 5.9: reuse_swap_page() looked at the mapcount (and swap count) only.
+    if page.has(SWAPCACHE) and ctx.w.swap[page.swap].count > 0:
+        return False
+    return page.mapcount == 1
+
+
+def do_wp_page(ctx: Ctx, proc: str, addr: str, pte: Pte, unshare: bool = False) -> str:
+    """Write (or unshare) fault on a present, write-protected anon or zero-page PTE."""
+    old = pte.page
+    if old != ZERO_PAGE:
+        page = ctx.w.page(old)
+        if reuse_anon(ctx, page):
+            exclusive = ANON_EXCLUSIVE if ctx.cfg.on("anon_exclusive") else 0
+            refs.update(ctx, old, page.set(exclusive))
+            if not unshare:
+                ctx.w = ctx.w.set_pte(proc, addr, replace(pte, write=True, dirty=True, young=True))
+            return f"do_wp_page: reuses {page_name(old)} in place ({refs.refs_note(ctx, old)})"
+        data = page.data
+    else:
+        data = "0"
+    new = new_anon_page(ctx, data)
+    if old != ZERO_PAGE:
+        page = ctx.w.page(old)
+        refs.update(ctx, old, replace(page, mapcount=page.mapcount - 1))
+        refs.put(ctx, old, what="wp_page_copy")
+    # FAULT_FLAG_UNSHARE keeps the PTE read-only; a write fault maps the copy writable.
+    ctx.w = ctx.w.set_pte(
+        proc, addr, Pte(page=new, present=True, write=not unshare, dirty=not unshare, young=True)
+    )
+    return f"wp_page_copy: {proc} now maps a private copy {page_name(new)} of {page_name(old)}"
+
+
+def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool = False) -> str:
+    """One fault, as the kernel would resolve it. Returns the sentence for the step."""
+    pte = ctx.w.pte(proc, addr)
+    assert pte is not None
+    if pte.present and (write or unshare):
+        if pte.file:
+            page_mkwrite(ctx, pte.page)
+            ctx.w = ctx.w.set_pte(proc, addr, replace(pte, write=True, dirty=True, young=True))
+            return f"wp_page_shared: page_mkwrite attaches buffers, dirties {page_name(pte.page)}"
+        return do_wp_page(ctx, proc, addr, pte, unshare)
+    if pte.swap >= 0:
+        return do_swap_page(ctx, proc, addr, pte, write)
+    if pte.file:
+        index, read = file_page(ctx, pte.file)
+        refs.get(ctx, index)
+        page = ctx.w.page(index)
+        refs.update(ctx, index, replace(page, mapcount=page.mapcount + 1))
+        if write:
+            page_mkwrite(ctx, index)
+        ctx.w = ctx.w.set_pte(
+            proc, addr, replace(pte, page=index, present=True, write=write, dirty=write, young=True)
+        )
+        how = "reads it from disk" if read else "finds it in the page cache"
+        return f"filemap_fault: {how} and maps {page_name(index)} ({refs.refs_note(ctx, index)})"
+    if not write:
+        ctx.w = ctx.w.set_pte(proc, addr, Pte(page=ZERO_PAGE, present=True, young=True))
+        return f"do_anonymous_page: maps the shared zero page read-only at {addr}"
+    index = new_anon_page(ctx, "0")
+    ctx.w = ctx.w.set_pte(proc, addr, Pte(page=index, present=True, write=True, dirty=True,
+                                          young=True))
+    return f"do_anonymous_page: a new zero-filled {page_name(index)} mapped writable at {addr}"
+
+
+def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
+    slot = ctx.w.swap[pte.swap]
+    if slot.cache >= 0:
+        index, how = slot.cache, "finds it in the swap cache"
+    else:
+        page = Page(
+            ref=1, flags=SWAPBACKED | SWAPCACHE, lru="inactive_anon", data=slot.data,
+            owner="anon", swap=pte.swap,
+        )
+        ctx.w, index = ctx.w.new_page(page)
+        slot = replace(slot, cache=index)
+        how = "reads it from swap"
+    ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count - 1))
+    refs.get(ctx, index)
+    page = ctx.w.page(index)
+    exclusive = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")
+    page = replace(page, mapcount=page.mapcount + 1)
+    if exclusive:
+        page = page.set(ANON_EXCLUSIVE)
+    refs.update(ctx, index, page)
+    # Only a write fault (or a known-exclusive page) maps it writable; a read fault
+    # maps it read-only and leaves the reuse decision to a later do_wp_page.
+    writable = exclusive or (write and reuse_anon(ctx, ctx.w.page(index)))
+    ctx.w = ctx.w.set_pte(
+        proc, addr, Pte(page=index, present=True, write=writable, dirty=write and writable,
+                        young=True),
+    )
+    ro = "writable" if writable else "read-only"
+    return f"do_swap_page: {how}, maps {page_name(index)} {ro} ({refs.refs_note(ctx, index)})"
+
+
+def address(ctx: Ctx, proc: str, addr: str) -> tuple[Pte | None, bool]:
+    """The PTE for addr, creating an anon mapping on first use; (None, True) if unmapped."""
+    pte = ctx.w.pte(proc, addr)
+    if pte is not None:
+        return pte, False
+    exp = ctx.w.expected(f"{proc}:{addr}")
+    if exp is not None and not exp.allowed:
+        return None, True  # munmapped: the address no longer exists
+    ctx.w = ctx.w.set_pte(proc, addr, Pte())
+    if exp is None:
+        ctx.w = ctx.w.set_expected(f"{proc}:{addr}", oracle.Expected(allowed=("0",), latest="0"))
+    return ctx.w.pte(proc, addr), False
+
+
+def store(ctx: Ctx, proc: str, addr: str, pte: Pte, value: str) -> str:
+    if not refs.live(ctx, pte.page, ctx.w.page(pte.page).gen, f"store to {addr}"):
+        return f"{proc} stores {value!r} into a freed page"
+    page = ctx.w.page(pte.page)
+    refs.update(ctx, pte.page, replace(page, data=value))
+    ctx.w = ctx.w.set_pte(proc, addr, replace(pte, dirty=True, young=True))
+    ctx.w = oracle.write(ctx.w, oracle.key_for(ctx.w, proc, addr), value, proc)
+    return f"{proc} stores {value!r} at {addr} into {page_name(pte.page)}; the PTE is now dirty"
+
+
+def load(ctx: Ctx, proc: str, addr: str, pte: Pte) -> str:
+    if pte.page == ZERO_PAGE:
+        value = "0"
+    elif refs.live(ctx, pte.page, ctx.w.page(pte.page).gen, f"load from {addr}"):
+        value = ctx.w.page(pte.page).data
+        refs.update(ctx, pte.page, ctx.w.page(pte.page).set(REFERENCED))
+    else:
+        value = ctx.w.page(pte.page).data
+    ctx.w = ctx.w.set_pte(proc, addr, replace(pte, young=True))
+    key = oracle.key_for(ctx.w, proc, addr)
+    oracle.observe(ctx, key, value, f"{proc} reads {addr}:")
+    expect = ctx.p("expect")
+    if expect and value != expect and not ctx.events:
+        ctx.violate("lost_write", f"{proc} reads {value!r} at {addr}; the scenario expects {expect!r}")
+    return f"{proc} loads {value!r} from {addr}"
+
+
+def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
+    proc, addr = ctx.proc, ctx.p("addr")
+    if ctx.w.proc(proc) is None:
+        return Blocked(f"waits for process {proc} to exist")
+    pte, gone = address(ctx, proc, addr)
+    if pte is None:
+        ctx.finish()
+        return ctx.done("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")
+    reason = wait_reason(ctx, proc, pte)
+    if reason:
+        return Blocked(reason)
+    if needs_fault(pte, write):
+        tries = ctx.ireg("tries", 0)
+        if tries >= MAX_FAULT_RETRIES:
+            raise RuntimeError(f"{ctx.name}: fault retry bound exceeded at {addr}")
+        note = handle_mm_fault(ctx, proc, addr, write)
+        ctx.goto("access", tries=tries + 1)
+        return ctx.done("handle_mm_fault", note)
+    pte = ctx.w.pte(proc, addr)
+    assert pte is not None
+    if write:
+        note = store(ctx, proc, addr, pte, ctx.p("value"))
+    else:
+        note = load(ctx, proc, addr, pte)
+    ctx.finish()
+    return ctx.done("store" if write else "load", note)
+
+
+@op("write", (ADDR, Param("value", "value", required=True), PROC), ("handle_mm_fault", "store"))
+def write_op(ctx: Ctx) -> Effect | Blocked:
+    """CPU store: faults the page in (zero-fill, file + page_mkwrite, swap-in, COW) as needed."""
+    return _access(ctx, write=True)
+
+
+@op("read", (ADDR, PROC, Param("expect", "value")), ("handle_mm_fault", "load"))
+def read_op(ctx: Ctx) -> Effect | Blocked:
+    """CPU load, checked by the lost-write oracle (and against `expect` if given)."""
+    return _access(ctx, write=False)

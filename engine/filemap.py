@@ -1,0 +1,231 @@
+"""The page cache: MAP_SHARED file mappings, lockless lookup, truncate and writeback.
+
+filemap_lookup follows the lockless page-cache protocol (mm/filemap.c): load
+the slot, folio_try_get (inc-not-zero), then xas_reload to make sure the slot
+still holds that folio, else put it and retry. writeback is
+folio_clear_dirty_for_io (page_mkclean) + ->writepage + end_page_writeback, with
+ext4's rule that a dirty page must have buffers attached (R8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import oracle, refs
+from engine.machine import FILE, PROC, Blocked, Ctx, Effect, Param, op
+from engine.state import DIRTY, LOCKED, PRIVATE, WRITEBACK, Pte, page_name
+
+LOOKUP_RETRIES = 2
+
+
+def writepage(ctx: Ctx, index: int) -> tuple[bool, str]:
+    """ext4_writepage on a page whose PG_dirty was just cleared for I/O: (written, note)."""
+    p = ctx.w.page(index)
+    name = p.owner.removeprefix("file:")
+    if not p.has(PRIVATE):
+        if not ctx.cfg.on("ext4_no_bug_on_unbuffered_dirty"):
+            ctx.violate(
+                "kernel_bug",
+                f"kernel BUG at fs/ext4/inode.c: ext4_writepage finds dirty {page_name(index)} "
+                "without buffers",
+            )
+            return False, f"ext4_writepage: {page_name(index)} has no buffers: BUG_ON"
+        return False, (
+            f"ext4_writepage: {page_name(index)} has no buffers: WARN, drop the dirty data "
+            "(cc5095747edf)"
+        )
+    ctx.w = ctx.w.set_file(name, replace(ctx.w.file(name), disk=p.data))
+    return True, f"ext4_writepage writes {p.data!r} to {name} on disk"
+
+
+@op("mmap_file", (Param("addr", "addr", required=True), FILE, PROC), ("mmap",), setup_only=True)
+def mmap_file_op(ctx: Ctx) -> Effect:
+    """Map a file's page MAP_SHARED at `addr` (faulted in on first access)."""
+    proc, addr, name = ctx.proc, ctx.p("addr"), ctx.p("file")
+    ctx.w = ctx.w.set_pte(proc, addr, Pte(file=name))
+    ctx.finish()
+    return ctx.done("mmap", f"{proc} maps {name} MAP_SHARED at {addr}")
+
+
+def lookup_load(ctx: Ctx) -> Effect:
+    name = ctx.p("file")
+    index = ctx.w.file(name).cache
+    if index < 0:
+        disk = ctx.w.file(name).disk
+        oracle.observe(ctx, f"file:{name}", disk, f"a read of {name}:")
+        ctx.finish()
+        return ctx.done("xas_load", f"no page cached for {name}: read {disk!r} from disk")
+    ctx.goto("get", page=index)
+    return ctx.done("xas_load", f"{ctx.name} finds {page_name(index)} in the page cache of {name}")
+
+
+def lookup_get(ctx: Ctx) -> Effect:
+    index, tries = ctx.ireg("page"), ctx.ireg("tries", 0)
+    if not refs.try_get(ctx, index):
+        if tries + 1 >= LOOKUP_RETRIES:
+            ctx.finish()
+            return ctx.done("folio_try_get", f"{page_name(index)} is frozen or free: give up")
+        ctx.goto("start", tries=tries + 1)
+        return ctx.done("folio_try_get", f"{page_name(index)} is frozen or free: retry")
+    ctx.goto("reload", gen=ctx.w.page(index).gen)
+    return ctx.done("folio_try_get", f"speculative reference on {page_name(index)} ({refs.refs_note(ctx, index)})")
+
+
+def lookup_reload(ctx: Ctx) -> Effect:
+    name, index, gen = ctx.p("file"), ctx.ireg("page"), ctx.ireg("gen")
+    if ctx.cfg.on("pagecache_reload") and ctx.w.file(name).cache != index:
+        refs.put(ctx, index, gen=gen, what="folio_put")
+        tries = ctx.ireg("tries", 0) + 1
+        if tries > LOOKUP_RETRIES:
+            ctx.finish()
+            return ctx.done("xas_reload", f"the slot no longer holds {page_name(index)}: give up")
+        ctx.goto("start", tries=tries)
+        return ctx.done("xas_reload", f"the slot no longer holds {page_name(index)}: put it, retry")
+    ctx.goto("copy")
+    return ctx.done("xas_reload", f"the slot still holds {page_name(index)}")
+
+
+def lookup_copy(ctx: Ctx) -> Effect:
+    name, index, gen = ctx.p("file"), ctx.ireg("page"), ctx.ireg("gen")
+    value = ctx.w.page(index).data
+    oracle.observe(ctx, f"file:{name}", value, f"a read of {name}:")
+    refs.put(ctx, index, gen=gen, what="folio_put")
+    ctx.finish()
+    return ctx.done("copy_page_to_iter", f"the read of {name} returns {value!r}; folio_put")
+
+
+LOOKUP = {"start": lookup_load, "get": lookup_get, "reload": lookup_reload, "copy": lookup_copy}
+
+
+@op("filemap_lookup", (FILE,), ("xas_load", "folio_try_get", "xas_reload", "copy_page_to_iter"))
+def filemap_lookup_op(ctx: Ctx) -> Effect:
+    """Lockless page-cache lookup (a read(2)): xas_load, folio_try_get, xas_reload, copy."""
+    return LOOKUP[ctx.me.pc](ctx)
+
+
+def lock_cached(ctx: Ctx, function: str) -> tuple[int, Effect | Blocked | None]:
+    """find_lock_entries / folio_lock on the file's cached page, if any."""
+    name = ctx.p("file")
+    index = ctx.w.file(name).cache
+    if index < 0:
+        ctx.finish()
+        return index, ctx.done(function, f"nothing cached for {name}")
+    p = ctx.w.page(index)
+    if p.locker and p.locker != ctx.name:
+        return index, Blocked(f"waits for the folio lock of {page_name(index)}, held by {p.locker}")
+    if not refs.try_get(ctx, index):
+        ctx.finish()
+        return index, ctx.done(function, f"{page_name(index)} is being freed: skip")
+    refs.update(ctx, index, replace(ctx.w.page(index).set(LOCKED), locker=ctx.name))
+    return index, None
+
+
+def unlock_put(ctx: Ctx, index: int) -> bool:
+    p = ctx.w.page(index)
+    if p.locker == ctx.name:
+        refs.update(ctx, index, replace(p.clear(LOCKED), locker=""))
+    return refs.put(ctx, index, what="folio_put")
+
+
+def truncate_start(ctx: Ctx) -> Effect | Blocked:
+    index, early = lock_cached(ctx, "find_lock_entries")
+    if early:
+        return early
+    ctx.goto("remove", page=index)
+    return ctx.done("find_lock_entries", f"{ctx.name} takes and locks {page_name(index)}")
+
+
+def truncate_remove(ctx: Ctx) -> Effect:
+    name, index = ctx.p("file"), ctx.ireg("page")
+    for proc, addr, pte in ctx.w.mappers(index):
+        ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
+        p = ctx.w.page(index)
+        refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1, ref=p.ref - 1))
+    p = ctx.w.page(index)
+    drop = 2 if p.has(PRIVATE) else 1
+    refs.update(ctx, index, replace(p.clear(PRIVATE | DIRTY), ref=p.ref - drop, lru=""))
+    ctx.w = ctx.w.set_file(name, replace(ctx.w.file(name), cache=-1, disk="0"))
+    ctx.w = ctx.w.set_expected(f"file:{name}", oracle.Expected(allowed=("0",), latest="0"))
+    ctx.goto("unlock")
+    return ctx.done(
+        "truncate_inode_folio",
+        f"{page_name(index)} unmapped and deleted from the page cache of {name} "
+        f"({refs.refs_note(ctx, index)})",
+    )
+
+
+def truncate_unlock(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    freed = unlock_put(ctx, index)
+    ctx.finish()
+    tail = ": the last reference, freed" if freed else f" ({refs.refs_note(ctx, index)})"
+    return ctx.done("folio_unlock", f"{ctx.name} unlocks and puts {page_name(index)}{tail}")
+
+
+TRUNCATE = {"start": truncate_start, "remove": truncate_remove, "unlock": truncate_unlock}
+
+
+@op("truncate", (FILE,), ("find_lock_entries", "truncate_inode_folio", "folio_unlock"))
+def truncate_op(ctx: Ctx) -> Effect | Blocked:
+    """truncate(2) to 0: remove the page from the page cache (dirty data is discarded)."""
+    return TRUNCATE[ctx.me.pc](ctx)
+
+
+def wb_start(ctx: Ctx) -> Effect | Blocked:
+    index, early = lock_cached(ctx, "folio_lock")
+    if early:
+        return early
+    ctx.goto("clear", page=index)
+    return ctx.done("folio_lock", f"{ctx.name} locks {page_name(index)} for writeback")
+
+
+def wb_clear(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    dirty_ptes = 0
+    for proc, addr, pte in ctx.w.mappers(index):
+        dirty_ptes += pte.dirty
+        ctx.w = ctx.w.set_pte(proc, addr, replace(pte, write=False, dirty=False))
+    p = ctx.w.page(index)
+    if not (p.has(DIRTY) or dirty_ptes):
+        unlock_put(ctx, index)
+        ctx.finish()
+        return ctx.done("folio_clear_dirty_for_io", f"{page_name(index)} is clean: nothing to write")
+    refs.update(ctx, index, p.clear(DIRTY))
+    ctx.goto("write")
+    return ctx.done(
+        "folio_clear_dirty_for_io",
+        f"page_mkclean write-protects {page_name(index)}'s PTEs; PG_dirty cleared for I/O",
+    )
+
+
+def wb_write(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    written, note = writepage(ctx, index)
+    if written:
+        refs.update(ctx, index, ctx.w.page(index).set(WRITEBACK))
+    unlock = ctx.w.page(index)
+    refs.update(ctx, index, replace(unlock.clear(LOCKED), locker=""))
+    ctx.goto("end")
+    return ctx.done("writepage", note)
+
+
+def wb_end(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    refs.update(ctx, index, ctx.w.page(index).clear(WRITEBACK))
+    freed = refs.put(ctx, index, what="folio_put")
+    ctx.finish()
+    tail = "; the last reference, freed" if freed else ""
+    return ctx.done("folio_end_writeback", f"writeback of {page_name(index)} completes{tail}")
+
+
+WRITEBACK_STEPS = {"start": wb_start, "clear": wb_clear, "write": wb_write, "end": wb_end}
+
+
+@op(
+    "writeback",
+    (FILE,),
+    ("folio_lock", "folio_clear_dirty_for_io", "writepage", "folio_end_writeback"),
+)
+def writeback_op(ctx: Ctx) -> Effect | Blocked:
+    """Write the file's dirty page back: clear_page_dirty_for_io, writepage, end_page_writeback."""
+    return WRITEBACK_STEPS[ctx.me.pc](ctx)

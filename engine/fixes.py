@@ -1,0 +1,207 @@
+"""Kernel fixes as named switches, and the kernel version that turns them on.
+
+Every fix the catalog talks about is a switch with its commit and first release
+(product.md section 4.3). A configuration is "kernel X.Y": the fixes released at
+or before X.Y are on, plus per-switch overrides for "what if" questions. Design
+rules are behaviour every kernel has; they are switches only so that a teacher
+can turn one off and show why it exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    name: str
+    commit: str
+    version: str  # first mainline release; "" for design rules every kernel has
+    effect: str
+
+
+FIXES: dict[str, Fix] = {
+    f.name: f
+    for f in (
+        Fix(
+            "lazyfree_refcount_check",
+            "6c8e2a256915",
+            "5.18",
+            "try_to_unmap_one discards a lazyfree page only if clean and "
+            "refcount == 1 + mapcount; otherwise remaps it and sets PG_swapbacked",
+        ),
+        Fix(
+            "lazyfree_no_dirty_after_freeze",
+            "d17be2d9ff6c",
+            "5.15",
+            "no PageDirty check after a successful freeze of a lazyfree page",
+        ),
+        Fix(
+            "gup_cow_break",
+            "17839856fd58",
+            "5.8",
+            "GUP on a COW-shared anon page breaks COW first",
+        ),
+        Fix(
+            "wp_reuse_by_refcount",
+            "09854ba94c6a",
+            "5.9",
+            "a write fault reuses an anon page only if its refcount says nobody else holds it",
+        ),
+        Fix(
+            "fork_copy_pinned",
+            "70e806e4e645",
+            "5.9",
+            "fork gives the child a copy of a maybe-DMA-pinned page",
+        ),
+        Fix(
+            "gup_fast_fork_seqcount",
+            "57efa1fe5957",
+            "5.11",
+            "gup_fast with FOLL_PIN backs off when it races with fork",
+        ),
+        Fix(
+            "no_swapcache_for_pinned",
+            "feb889fb40fa",
+            "5.11",
+            "reclaim does not add maybe-pinned anon pages to the swap cache",
+        ),
+        Fix(
+            "ext4_no_bug_on_unbuffered_dirty",
+            "cc5095747edf",
+            "5.18",
+            "writeback warns and drops the page instead of BUG",
+        ),
+        Fix(
+            "anon_exclusive",
+            "6c287605fd56",
+            "5.19",
+            "PG_anon_exclusive: pins only on exclusive anon pages; unmap, migrate and "
+            "fork refuse to share an exclusive page that may be pinned",
+        ),
+        Fix(
+            "keep_pinned_private",
+            "d824ec2a1546",
+            "6.4",
+            "reclaim does not strip buffers from a maybe-pinned page",
+        ),
+    )
+}
+
+DESIGN_RULES: dict[str, Fix] = {
+    f.name: f
+    for f in (
+        Fix(
+            "lazyfree_freeze",
+            "",
+            "",
+            "reclaim freezes the refcount before freeing a lazyfree page",
+        ),
+        Fix(
+            "gup_fast_recheck",
+            "",
+            "",
+            "GUP-fast re-reads the PTE after taking the reference",
+        ),
+        Fix(
+            "freeze_before_dirty",
+            "",
+            "",
+            "__remove_mapping checks the refcount before PG_dirty",
+        ),
+        Fix(
+            "pagecache_reload",
+            "",
+            "",
+            "a lockless page-cache lookup re-checks the slot after folio_try_get",
+        ),
+        Fix(
+            "migrate_refcount_check",
+            "",
+            "",
+            "migration refuses a page whose refcount is not the expected one",
+        ),
+    )
+}
+
+SWITCHES: dict[str, Fix] = {**FIXES, **DESIGN_RULES}
+
+# The oldest kernel with every path modelled here (MADV_FREE reclaim, v4.12) and
+# the newest release that any modelled fix needs.
+OLDEST_KERNEL = "4.12"
+_VERSION = re.compile(r"^(\d)\.(\d{1,2})$")
+
+
+def version_key(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+NEWEST_KERNEL = max((f.version for f in FIXES.values()), key=version_key)
+
+
+def valid_kernel(version: str) -> bool:
+    if not _VERSION.match(version):
+        return False
+    return version_key(OLDEST_KERNEL) <= version_key(version) <= (6, 99)
+
+
+class ConfigError(ValueError):
+    """A variant, kernel or fix override that does not exist."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The kernel being simulated: its version and every switch, resolved."""
+
+    kernel: str
+    fixes: Mapping[str, bool]
+    variant: str | None = None
+    overrides: Mapping[str, bool] = field(default_factory=dict)
+
+    def on(self, name: str) -> bool:
+        return self.fixes[name]
+
+    @property
+    def label(self) -> str:
+        extra = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(self.overrides.items()))
+        return f"{self.kernel} ({extra})" if extra else self.kernel
+
+
+def fixes_for(kernel: str) -> dict[str, bool]:
+    """Every switch for a kernel: fixes released at or before it, design rules on."""
+    key = version_key(kernel)
+    resolved = {name: version_key(f.version) <= key for name, f in FIXES.items()}
+    resolved.update({name: True for name in DESIGN_RULES})
+    return resolved
+
+
+def check_overrides(overrides: Mapping[str, object], where: str) -> dict[str, bool]:
+    checked: dict[str, bool] = {}
+    for name, value in overrides.items():
+        if name not in SWITCHES:
+            allowed = ", ".join(SWITCHES)
+            raise ConfigError(f"{where}.{name}", f"unknown fix; allowed: {allowed}")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}.{name}", "must be true or false")
+        checked[name] = value
+    return checked
+
+
+def build_config(
+    kernel: str, overrides: Mapping[str, bool] | None = None, variant: str | None = None
+) -> Config:
+    if not valid_kernel(kernel):
+        raise ConfigError(
+            "kernel", f"{kernel!r} is not a kernel version between {OLDEST_KERNEL} and 6.99"
+        )
+    fixes = fixes_for(kernel)
+    fixes.update(overrides or {})
+    return Config(kernel=kernel, fixes=fixes, variant=variant, overrides=dict(overrides or {}))

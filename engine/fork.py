@@ -1,0 +1,134 @@
+"""fork(): dup_mmap under mmap_lock (write), copy_present_pte per mapping.
+
+The "may this page be DMA-pinned?" test (page_needs_cow_for_dma, later
+folio_try_dup_anon_rmap) and the write-protect of the parent's PTE are separate
+atomic steps, as they are a few instructions apart in copy_present_pte: lockless
+GUP, which takes neither mmap_lock nor the PTE lock, can pin in between (R5c).
+write_protect_seq is odd for the whole copy so that GUP-fast pins can notice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import refs
+from engine.fault import new_anon_page
+from engine.machine import PROC, Blocked, Ctx, Effect, Param, op
+from engine.state import ANON_EXCLUSIVE, ZERO_PAGE, Proc, Pte, Slot, page_name
+
+
+def start(ctx: Ctx) -> Effect | Blocked:
+    parent, child = ctx.proc, ctx.p("child")
+    p = ctx.w.proc(parent)
+    if p is None:
+        return Blocked(f"waits for process {parent} to exist")
+    if p.mmap_writer or p.mmap_readers:
+        holder = p.mmap_writer or ", ".join(p.mmap_readers)
+        return Blocked(f"waits for mmap_lock of {parent}, held by {holder}")
+    if p.ptl:
+        return Blocked(f"waits for the PTE lock of {parent}, held by {p.ptl}")
+    ctx.w = ctx.w.set_proc(replace(p, mmap_writer=ctx.name, seq=p.seq + 1, ptl=ctx.name))
+    ctx.w = ctx.w.set_proc(Proc(name=child))
+    addrs = tuple(a for pr, a, _ in ctx.w.ptes if pr == parent)
+    ctx.goto("copy", addrs=addrs, i=0)
+    return ctx.done(
+        "dup_mmap",
+        f"{parent} forks {child}: mmap_lock taken for write, write_protect_seq becomes odd",
+    )
+
+
+def inherit(ctx: Ctx, addr: str) -> None:
+    """The child may see what the parent could see at the fork (device writes included)."""
+    exp = ctx.w.expected(f"{ctx.proc}:{addr}")
+    if exp is not None:
+        ctx.w = ctx.w.set_expected(f"{ctx.p('child')}:{addr}", replace(exp, inflight=0, epoch=0))
+
+
+def copy_pte(ctx: Ctx) -> Effect:
+    parent, child = ctx.proc, ctx.p("child")
+    addrs, i = ctx.reg("addrs"), ctx.ireg("i")
+    assert isinstance(addrs, tuple)
+    if i >= len(addrs):
+        return end(ctx)
+    addr = addrs[i]
+    pte = ctx.w.pte(parent, addr)
+    assert pte is not None
+    inherit(ctx, addr)
+    nxt = {"i": i + 1}
+    if pte.swap >= 0:
+        slot = ctx.w.swap[pte.swap]
+        ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count + 1))
+        ctx.w = ctx.w.set_pte(child, addr, replace(pte, exclusive_swap=False))
+        ctx.w = ctx.w.set_pte(parent, addr, replace(pte, exclusive_swap=False))
+        ctx.goto("copy", **nxt)
+        return ctx.done("copy_nonpresent_pte", f"{child} shares the swap entry of {addr}")
+    if not pte.present or pte.page == ZERO_PAGE or pte.file:
+        shared = pte.present and pte.page != ZERO_PAGE
+        if shared:
+            p = ctx.w.page(pte.page)
+            refs.update(ctx, pte.page, replace(p, ref=p.ref + 1, mapcount=p.mapcount + 1))
+        child_pte = replace(pte, dirty=False, young=False) if pte.file else pte
+        ctx.w = ctx.w.set_pte(child, addr, child_pte if pte.present or pte.file else Pte())
+        ctx.goto("copy", **nxt)
+        what = "shares the MAP_SHARED page" if shared else "gets the same (empty) mapping"
+        return ctx.done("copy_pte_range", f"{child} {what} at {addr}")
+    index = pte.page
+    page = ctx.w.page(index)
+    proc = ctx.w.proc(parent)
+    assert proc is not None
+    pinned = page.maybe_dma_pinned()
+    exclusive = ctx.cfg.on("anon_exclusive") and page.has(ANON_EXCLUSIVE)
+    copy = (ctx.cfg.on("fork_copy_pinned") and proc.has_pinned and pinned) or (exclusive and pinned)
+    if copy:
+        new = new_anon_page(ctx, page.data)
+        ctx.w = ctx.w.set_pte(child, addr, Pte(page=new, present=True, write=pte.write,
+                                               dirty=pte.dirty))
+        ctx.goto("copy", **nxt)
+        return ctx.done(
+            "copy_present_pte",
+            f"{page_name(index)} may be DMA-pinned: {child} gets its own copy {page_name(new)}; "
+            f"{parent} keeps {page_name(index)} writable",
+        )
+    refs.update(ctx, index, replace(page.clear(ANON_EXCLUSIVE), ref=page.ref + 1,
+                                    mapcount=page.mapcount + 1))
+    ctx.w = ctx.w.set_pte(child, addr, replace(pte, write=False))
+    ctx.goto("wrprotect", addr=addr, **nxt)
+    return ctx.done(
+        "copy_present_pte",
+        f"{page_name(index)} does not look pinned: {child} shares it ({refs.refs_note(ctx, index)})",
+    )
+
+
+def wrprotect(ctx: Ctx) -> Effect:
+    parent, addr = ctx.proc, str(ctx.reg("addr"))
+    pte = ctx.w.pte(parent, addr)
+    assert pte is not None
+    ctx.w = ctx.w.set_pte(parent, addr, replace(pte, write=False))
+    ctx.goto("copy")
+    return ctx.done("ptep_set_wrprotect", f"{parent}'s PTE at {addr} becomes read-only (COW)")
+
+
+def end(ctx: Ctx) -> Effect:
+    p = ctx.w.proc(ctx.proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(replace(p, mmap_writer="", seq=p.seq + 1, ptl=""))
+    ctx.finish()
+    return ctx.done(
+        "raw_write_seqcount_end", "fork done: write_protect_seq even again, mmap_lock released"
+    )
+
+
+STEPS = {"start": start, "copy": copy_pte, "wrprotect": wrprotect}
+
+
+@op(
+    "fork",
+    (Param("child", "name", required=True), PROC),
+    ("dup_mmap", "copy_present_pte", "ptep_set_wrprotect", "raw_write_seqcount_end"),
+)
+def fork_op(ctx: Ctx) -> Effect | Blocked:
+    """fork(): copy every mapping to `child`, write-protecting shared anon pages for COW."""
+    return STEPS[ctx.me.pc](ctx)
+
+
+assert Slot  # swap slots are shared by reference count only

@@ -1,0 +1,242 @@
+"""get_user_pages: the lockless fast path, the slow path under mmap_lock, vmsplice.
+
+gup_fast follows gup_fast_pte_range: read the PTE without locks, take the
+reference with an inc-not-zero (+1, or +GUP_PIN_COUNTING_BIAS for a pin), then
+re-read the PTE (and, for pins, mm->write_protect_seq) and back off if anything
+changed. Anything the fast path cannot handle falls back, as get_user_pages_fast
+does, to the slow path: follow_page_pte under mmap_lock and the PTE lock, with
+handle_mm_fault in between when there is no suitable page yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import oracle, refs
+from engine.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, wait_reason
+from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
+from engine.state import ANON_EXCLUSIVE, DIRTY, REFERENCED, ZERO_PAGE, Pte, page_name
+
+MODE = Param("mode", "choice", choices=("get", "pin"))
+GUP_PARAMS = (
+    ADDR,
+    MODE,
+    Param("write", "bool"),
+    Param("longterm", "bool"),
+    PROC,
+)
+FAST_STEPS = ("ptep_get_lockless", "try_grab_folio", "ptep_get", "gup_put_folio")
+SLOW_STEPS = ("follow_page_pte", "handle_mm_fault")
+
+
+def mode(ctx: Ctx) -> str:
+    return ctx.p("mode") or "get"
+
+
+def hold(ctx: Ctx, index: int, key: str) -> None:
+    """The GUP succeeded: the actor (driver/device) now holds the page for the address."""
+    gen = 0 if index == ZERO_PAGE else ctx.w.page(index).gen
+    held_mode = "pipe" if ctx.reg("pipe") else mode(ctx)
+    ctx.w, epoch = oracle.gup_begin(ctx.w, key)
+    if held_mode == "pipe":
+        exp = ctx.w.expected(key)
+        snapshot = exp.allowed if exp else ("0",)
+        pipe_key = f"{ctx.proc}:pipe({ctx.name})"
+        ctx.w = ctx.w.set_expected(pipe_key, oracle.Expected(allowed=snapshot, latest=snapshot[0]))
+    ctx.set_me(
+        replace(ctx.me, held=((index, gen),), held_mode=held_mode, held_key=key,
+                held_epoch=epoch, dma="")
+    )
+    if mode(ctx) == "pin":
+        proc = ctx.w.proc(ctx.proc)
+        assert proc is not None
+        ctx.w = ctx.w.set_proc(replace(proc, has_pinned=True))
+
+
+def grab(ctx: Ctx, index: int) -> None:
+    """try_grab_folio after a successful inc-not-zero: make it a pin if asked, mark referenced."""
+    if index == ZERO_PAGE:
+        return
+    if mode(ctx) == "pin":
+        refs.pin(ctx, index)
+    else:
+        refs.get(ctx, index)
+    refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
+
+
+def cow_break(ctx: Ctx, pte: Pte) -> bool:
+    """17839856fd58 (5.8): GUP on a private anon page breaks COW, as if FOLL_WRITE."""
+    return ctx.cfg.on("gup_cow_break") and not ctx.cfg.on("anon_exclusive") and not pte.file
+
+
+def must_unshare(ctx: Ctx, pte: Pte) -> bool:
+    """gup_must_unshare (5.19): a pin of an anon page needs it exclusive first."""
+    if not ctx.cfg.on("anon_exclusive") or mode(ctx) != "pin" or pte.file:
+        return False
+    if pte.page < 0:
+        return pte.page == ZERO_PAGE and not ctx.flagp("write")
+    return not ctx.w.page(pte.page).has(ANON_EXCLUSIVE)
+
+
+def fallback(ctx: Ctx, why: str, function: str) -> Effect:
+    if ctx.flagp("fast_only"):
+        ctx.finish()
+        return ctx.done(function, f"{why}; get_user_pages_fast_only gives up, holding nothing")
+    ctx.goto("slow", touch=True)
+    return ctx.done(function, f"{why}; falls back to the slow path")
+
+
+def fast_start(ctx: Ctx) -> Effect | Blocked:
+    proc, addr, write = ctx.proc, ctx.p("addr"), ctx.flagp("write")
+    p = ctx.w.proc(proc)
+    if p is None:
+        return Blocked(f"waits for process {proc} to exist")
+    pte = ctx.w.pte(proc, addr)
+    seq = p.seq
+    if mode(ctx) == "pin" and ctx.cfg.on("gup_fast_fork_seqcount") and seq % 2:
+        return fallback(ctx, "raw_read_seqcount: fork in progress (write_protect_seq odd)",
+                        "raw_read_seqcount")
+    if pte is None or not pte.present or pte.page == ZERO_PAGE:
+        return fallback(ctx, f"ptep_get_lockless: no present page at {addr}", "ptep_get_lockless")
+    if (write or cow_break(ctx, pte)) and not pte.write:
+        return fallback(ctx, f"ptep_get_lockless: PTE at {addr} is not writable",
+                        "ptep_get_lockless")
+    ctx.goto("grab", page=pte.page, pte=pte, seq=seq)
+    return ctx.done("ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}")
+
+
+def fast_grab(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    if ctx.w.page(index).ref == 0:
+        return fallback(ctx, f"folio_try_get fails: {page_name(index)} is frozen or free",
+                        "try_grab_folio")
+    grab(ctx, index)
+    ctx.goto("recheck", gen=ctx.w.page(index).gen)
+    what = "pins" if mode(ctx) == "pin" else "takes a reference on"
+    return ctx.done("try_grab_folio", f"{ctx.name} {what} {page_name(index)} ({refs.refs_note(ctx, index)})")
+
+
+def fast_recheck(ctx: Ctx) -> Effect:
+    proc, addr = ctx.proc, ctx.p("addr")
+    index, gen = ctx.ireg("page"), ctx.ireg("gen")
+    snapshot = ctx.reg("pte")
+    p = ctx.w.proc(proc)
+    assert p is not None
+    changed = ""
+    if ctx.cfg.on("gup_fast_recheck") and ctx.w.pte(proc, addr) != snapshot:
+        changed = f"the PTE at {addr} changed"
+    elif mode(ctx) == "pin" and ctx.cfg.on("gup_fast_fork_seqcount") and p.seq != ctx.reg("seq"):
+        changed = "read_seqcount_retry: fork ran meanwhile"
+    elif isinstance(snapshot, Pte) and must_unshare(ctx, snapshot):
+        changed = f"{page_name(index)} is not exclusive (must unshare)"
+    if changed:
+        if mode(ctx) == "pin":
+            refs.unpin(ctx, index, gen)
+        else:
+            refs.put(ctx, index, gen=gen, what="gup_put_folio")
+        return fallback(ctx, f"{changed}: gup_put_folio drops it", "gup_put_folio")
+    hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
+    ctx.finish()
+    return ctx.done("ptep_get", f"{ctx.name} re-reads the PTE: unchanged, keeps {page_name(index)}")
+
+
+def slow_follow(ctx: Ctx) -> Effect | Blocked:
+    proc, addr = ctx.proc, ctx.p("addr")
+    p = ctx.w.proc(proc)
+    if p is None:
+        return Blocked(f"waits for process {proc} to exist")
+    if p.mmap_writer and p.mmap_writer != ctx.name:
+        return Blocked(f"waits for mmap_lock of {proc}, held for write by {p.mmap_writer}")
+    pte, gone = address(ctx, proc, addr)
+    reason = wait_reason(ctx, proc, None)
+    if reason:
+        return Blocked(reason)
+    if pte is None:
+        ctx.finish()
+        return ctx.done("follow_page_pte", f"-EFAULT: {addr} is not mapped in {proc}")
+    write = ctx.flagp("write")
+    unshare = must_unshare(ctx, pte)
+    forced = cow_break(ctx, pte) and pte.present and not pte.write
+    ok = pte.present and not unshare and not forced and (
+        not write or (pte.write and pte.page != ZERO_PAGE)
+    )
+    if not ok:
+        if p.mmap_readers.count(ctx.name) == 0:
+            ctx.w = ctx.w.set_proc(replace(p, mmap_readers=(*p.mmap_readers, ctx.name)))
+        ctx.goto("fault", unshare=unshare, forced=forced)
+        return ctx.done("follow_page_pte", f"no usable page at {addr} yet: fault it in")
+    index = pte.page
+    grab(ctx, index)
+    note = f"{ctx.name} takes {page_name(index)} under the PTE lock ({refs.refs_note(ctx, index)})"
+    touch = mode(ctx) == "get" or bool(ctx.reg("touch"))
+    if index != ZERO_PAGE and touch and write and not pte.dirty:
+        page = ctx.w.page(index)
+        if not page.has(DIRTY):
+            refs.update(ctx, index, page.set(DIRTY))
+            note += "; FOLL_TOUCH: set_page_dirty"
+    p = ctx.w.proc(proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(replace(p, mmap_readers=tuple(r for r in p.mmap_readers if r != ctx.name)))
+    hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
+    ctx.finish()
+    return ctx.done("follow_page_pte", note)
+
+
+def slow_fault(ctx: Ctx) -> Effect | Blocked:
+    proc, addr = ctx.proc, ctx.p("addr")
+    pte = ctx.w.pte(proc, addr)
+    reason = wait_reason(ctx, proc, pte)
+    if reason:
+        return Blocked(reason)
+    tries = ctx.ireg("tries", 0)
+    if tries >= MAX_FAULT_RETRIES:
+        raise RuntimeError(f"{ctx.name}: GUP fault retry bound exceeded at {addr}")
+    if pte is None:
+        ctx.goto("slow", tries=tries + 1)
+        return ctx.done("handle_mm_fault", f"{addr} vanished; retry")
+    write = ctx.flagp("write") or bool(ctx.reg("forced"))
+    note = handle_mm_fault(ctx, proc, addr, write, unshare=bool(ctx.reg("unshare")))
+    ctx.goto("slow", tries=tries + 1)
+    return ctx.done("handle_mm_fault", note)
+
+
+def run_gup(ctx: Ctx, fast: bool) -> Effect | Blocked:
+    pc = ctx.me.pc
+    if pc == "start":
+        if fast:
+            return fast_start(ctx)
+        pc = "slow"
+    if pc == "grab":
+        return fast_grab(ctx)
+    if pc == "recheck":
+        return fast_recheck(ctx)
+    if pc == "slow":
+        return slow_follow(ctx)
+    return slow_fault(ctx)
+
+
+@op(
+    "gup_fast",
+    (*GUP_PARAMS, Param("fast_only", "bool")),
+    FAST_STEPS + SLOW_STEPS,
+)
+def gup_fast_op(ctx: Ctx) -> Effect | Blocked:
+    """Lockless GUP (get_user_pages_fast / pin_user_pages_fast), falling back to the slow path."""
+    return run_gup(ctx, fast=True)
+
+
+@op("gup", GUP_PARAMS, SLOW_STEPS)
+def gup_op(ctx: Ctx) -> Effect | Blocked:
+    """Slow GUP under mmap_lock: get_user_pages (FOLL_TOUCH) or pin_user_pages."""
+    return run_gup(ctx, fast=False)
+
+
+@op("vmsplice", (ADDR, PROC), FAST_STEPS + SLOW_STEPS)
+def vmsplice_op(ctx: Ctx) -> Effect | Blocked:
+    """vmsplice(2): a read-only GUP reference handed to a pipe (CVE-2020-29374)."""
+    if ctx.me.pc == "start" and not ctx.reg("pipe"):
+        ctx.goto("start", pipe=True)
+    return run_gup(ctx, fast=True)
+
+
+assert MAX_FAULT_RETRIES > 0 and isinstance(MODE, Param)

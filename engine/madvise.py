@@ -1,0 +1,126 @@
+"""madvise(MADV_FREE), madvise(MADV_DONTNEED) and munmap.
+
+MADV_FREE (madvise_free_pte_range + folio_mark_lazyfree) keeps the mapping and
+its write permission but cleans the PTE and the folio and clears PG_swapbacked:
+reclaim may then discard the page instead of swapping it, unless a later store
+sets the PTE dirty bit again. DONTNEED and munmap zap the mapping: a pin keeps
+the page alive but not mapped (R13).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import oracle, refs
+from engine.fault import wait_reason
+from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, op
+from engine.state import DIRTY, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
+
+
+def free_pte_range(ctx: Ctx) -> Effect | Blocked:
+    proc, addr = ctx.proc, ctx.p("addr")
+    pte = ctx.w.pte(proc, addr)
+    reason = wait_reason(ctx, proc, pte)
+    if reason:
+        return Blocked(reason)
+    key = oracle.key_for(ctx.w, proc, addr)
+    if pte is None or pte.file:
+        ctx.finish()
+        return ctx.done("madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping")
+    if pte.swap >= 0:
+        slot = ctx.w.swap[pte.swap]
+        ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count - 1))
+        ctx.w = ctx.w.set_pte(proc, addr, Pte())
+        ctx.w = oracle.lazyfree(ctx.w, key)
+        ctx.finish()
+        return ctx.done("free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped")
+    if not pte.present or pte.page == ZERO_PAGE:
+        ctx.finish()
+        return ctx.done("madvise_free_pte_range", f"nothing mapped at {addr}")
+    index = pte.page
+    page = ctx.w.page(index)
+    if page.has(DIRTY) or page.has(SWAPCACHE):
+        if page.locker or page.mapcount != 1:
+            ctx.finish()
+            return ctx.done(
+                "madvise_free_pte_range",
+                f"{page_name(index)} is shared or locked: skipped, its dirty state stays",
+            )
+        refs.update(ctx, index, page.clear(DIRTY))
+    ctx.w = ctx.w.set_pte(proc, addr, replace(pte, dirty=False, young=False))
+    ctx.w = oracle.lazyfree(ctx.w, key)
+    ctx.goto("mark", page=index)
+    return ctx.done(
+        "madvise_free_pte_range",
+        f"clears PG_dirty and the PTE's dirty and young bits of {page_name(index)} "
+        "(write permission stays)",
+    )
+
+
+def mark_lazyfree(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    page = ctx.w.page(index)
+    ctx.finish()
+    if not (page.anon and page.has(SWAPBACKED) and not page.has(SWAPCACHE) and page.lru):
+        return ctx.done("folio_mark_lazyfree", f"{page_name(index)} cannot become lazyfree now")
+    refs.update(ctx, index, replace(page.clear(SWAPBACKED), lru="inactive_file"))
+    return ctx.done(
+        "folio_mark_lazyfree",
+        f"lru_lazyfree: {page_name(index)} loses PG_swapbacked and moves to the inactive file LRU",
+    )
+
+
+@op("madvise_free", (ADDR, PROC), ("madvise_free_pte_range", "folio_mark_lazyfree"))
+def madvise_free_op(ctx: Ctx) -> Effect | Blocked:
+    """madvise(MADV_FREE): the page may be discarded instead of swapped, until rewritten."""
+    if ctx.me.pc == "mark":
+        return mark_lazyfree(ctx)
+    return free_pte_range(ctx)
+
+
+def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
+    proc, addr = ctx.proc, ctx.p("addr")
+    p = ctx.w.proc(proc)
+    pte = ctx.w.pte(proc, addr)
+    reason = wait_reason(ctx, proc, pte)
+    if reason:
+        return Blocked(reason)
+    assert p is not None
+    if p.mmap_writer and p.mmap_writer != ctx.name:
+        return Blocked(f"waits for mmap_lock of {proc}, held for write by {p.mmap_writer}")
+    if pte is None:
+        ctx.finish()
+        return ctx.done("zap_pte_range", f"{addr} is not mapped")
+    key = oracle.key_for(ctx.w, proc, addr)
+    note = f"{addr} had no page"
+    if pte.present and pte.page != ZERO_PAGE:
+        index = pte.page
+        page = ctx.w.page(index)
+        if pte.file and pte.dirty:
+            page = page.set(DIRTY)
+        refs.update(ctx, index, replace(page, mapcount=page.mapcount - 1))
+        freed = refs.put(ctx, index, what="zap_pte_range")
+        note = f"unmaps {page_name(index)} ({refs.refs_note(ctx, index)})"
+        if freed:
+            note += ": the last reference, the page is freed"
+    elif pte.swap >= 0:
+        slot = ctx.w.swap[pte.swap]
+        ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count - 1))
+        note = f"drops the swap entry of {addr}"
+    ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
+    if not pte.file:
+        ctx.w = oracle.zap(ctx.w, key, unmapped=unmap)
+    ctx.finish()
+    return ctx.done("zap_pte_range", f"{proc}: {note}")
+
+
+@op("madvise_dontneed", (ADDR, PROC), ("zap_pte_range",))
+def madvise_dontneed_op(ctx: Ctx) -> Effect | Blocked:
+    """madvise(MADV_DONTNEED): zap the mapping; the address reads zero-fill (anon) or the file."""
+    return zap(ctx, unmap=False)
+
+
+@op("munmap", (ADDR, PROC), ("zap_pte_range",))
+def munmap_op(ctx: Ctx) -> Effect | Blocked:
+    """munmap: zap the mapping and remove the address from the process."""
+    return zap(ctx, unmap=True)

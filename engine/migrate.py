@@ -1,0 +1,147 @@
+"""migrate_pages for one mapped anon page (mm/migrate.c, try_to_migrate_one of mm/rmap.c).
+
+Isolate, lock, replace the PTE by a migration entry, then refuse if the
+refcount is not the expected one (a GUP reference is still out: -EAGAIN), else
+copy the data to a new page and point the PTE at it. GUP-fast fails on the
+migration entry; slow GUP and faults wait for it (migration_entry_wait).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import refs
+from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, op
+from engine.state import ANON_EXCLUSIVE, DIRTY, LOCKED, SWAPCACHE, ZERO_PAGE, Page, Pte, page_name
+
+
+def isolate(ctx: Ctx) -> Effect:
+    pte = ctx.w.pte(ctx.proc, ctx.p("addr"))
+    index = pte.page if pte is not None and pte.present and pte.page != ZERO_PAGE else -1
+    if index < 0 or not ctx.w.page(index).lru or not refs.try_get(ctx, index):
+        ctx.finish()
+        return ctx.done("isolate_lru_folio", "no page on an LRU list there: nothing to migrate")
+    p = ctx.w.page(index)
+    refs.update(ctx, index, replace(p, lru=""))
+    ctx.goto("lock", page=index, lru=p.lru)
+    return ctx.done("isolate_lru_folio", f"{page_name(index)} isolated for migration ({refs.refs_note(ctx, index)})")
+
+
+def lock(ctx: Ctx) -> Effect | Blocked:
+    index = ctx.ireg("page")
+    p = ctx.w.page(index)
+    if p.locker and p.locker != ctx.name:
+        return Blocked(f"waits for the folio lock of {page_name(index)}, held by {p.locker}")
+    refs.update(ctx, index, replace(p.set(LOCKED), locker=ctx.name))
+    ctx.goto("unmap")
+    return ctx.done("folio_lock", f"{ctx.name} locks {page_name(index)}")
+
+
+def unmap(ctx: Ctx) -> Effect | Blocked:
+    index = ctx.ireg("page")
+    p = ctx.w.page(index)
+    mappers = ctx.w.mappers(index)
+    for proc, _, _ in mappers:
+        pr = ctx.w.proc(proc)
+        if pr is not None and pr.ptl and pr.ptl != ctx.name:
+            return Blocked(f"waits for the PTE lock of {proc}, held by {pr.ptl}")
+    if ctx.cfg.on("anon_exclusive") and p.has(ANON_EXCLUSIVE) and p.maybe_dma_pinned():
+        ctx.goto("putback", ok=False)
+        return ctx.done(
+            "try_to_migrate_one",
+            f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned, stays mapped",
+        )
+    saved = []
+    for proc, addr, pte in mappers:
+        ctx.w = ctx.w.set_pte(proc, addr, Pte(page=index, migration=True, write=pte.write))
+        p = ctx.w.page(index)
+        p = p.set(DIRTY) if pte.dirty else p
+        refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1))
+        refs.put(ctx, index, what="try_to_migrate_one")
+        saved.append((proc, addr))
+    ctx.goto("move", mapped=tuple(saved))
+    return ctx.done(
+        "try_to_migrate_one",
+        f"PTE(s) of {page_name(index)} replaced by migration entries ({refs.refs_note(ctx, index)})",
+    )
+
+
+def move(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    p = ctx.w.page(index)
+    expected = 1 + (1 if p.has(SWAPCACHE) else 0)
+    if ctx.cfg.on("migrate_refcount_check") and p.ref != expected:
+        ctx.goto("remove_ptes", target=index, ok=False)
+        return ctx.done(
+            "migrate_folio",
+            f"ref={p.ref} but {expected} expected: someone holds {page_name(index)}, -EAGAIN",
+        )
+    new = Page(ref=1, flags=p.flags & ~(LOCKED | SWAPCACHE), data=p.data, owner=p.owner)
+    ctx.w, dst = ctx.w.new_page(new)
+    ctx.goto("remove_ptes", target=dst, ok=True)
+    return ctx.done("migrate_folio", f"copies {p.data!r} from {page_name(index)} to new {page_name(dst)}")
+
+
+def remove_ptes(ctx: Ctx) -> Effect:
+    index, dst = ctx.ireg("page"), ctx.ireg("target")
+    mapped = ctx.reg("mapped")
+    assert isinstance(mapped, tuple)
+    for proc, addr in mapped:
+        pte = ctx.w.pte(proc, addr)
+        if pte is None or not pte.migration:
+            continue
+        ctx.w = ctx.w.set_pte(proc, addr, Pte(page=dst, present=True, write=pte.write))
+        p = ctx.w.page(dst)
+        refs.update(ctx, dst, replace(p, ref=p.ref + 1, mapcount=p.mapcount + 1))
+    if ctx.reg("ok"):
+        ctx.w = replace(ctx.w, migrated=tuple(sorted({*ctx.w.migrated, index})))
+    ctx.goto("putback")
+    return ctx.done("remove_migration_ptes", f"the PTE(s) now map {page_name(dst)}")
+
+
+def putback(ctx: Ctx) -> Effect:
+    index = ctx.ireg("page")
+    p = ctx.w.page(index)
+    lru = str(ctx.reg("lru"))
+    p = replace(p.clear(LOCKED), locker="")
+    if ctx.reg("ok"):
+        dst = ctx.ireg("target")
+        refs.update(ctx, index, p)
+        d = ctx.w.page(dst)
+        refs.update(ctx, dst, replace(d, lru=lru))
+        refs.put(ctx, dst, what="folio_putback_lru")
+        freed = refs.put(ctx, index, what="migrate_folio_done")
+        ctx.finish()
+        tail = "freed" if freed else f"still alive ({refs.refs_note(ctx, index)})"
+        return ctx.done("migrate_folio_done", f"old {page_name(index)} released: {tail}")
+    refs.update(ctx, index, replace(p, lru=lru))
+    refs.put(ctx, index, what="folio_putback_lru")
+    ctx.finish()
+    return ctx.done("folio_putback_lru", f"{page_name(index)} back on the {lru} LRU, not migrated")
+
+
+STEPS = {
+    "start": isolate,
+    "lock": lock,
+    "unmap": unmap,
+    "move": move,
+    "remove_ptes": remove_ptes,
+    "putback": putback,
+}
+
+
+@op(
+    "migrate",
+    (ADDR, PROC),
+    (
+        "isolate_lru_folio",
+        "folio_lock",
+        "try_to_migrate_one",
+        "migrate_folio",
+        "remove_migration_ptes",
+        "migrate_folio_done",
+    ),
+)
+def migrate_op(ctx: Ctx) -> Effect | Blocked:
+    """migrate_pages on the page mapped at `addr`: isolate, unmap, check refs, copy, remap."""
+    return STEPS[ctx.me.pc](ctx)

@@ -1,0 +1,187 @@
+"""The model: a scenario under a kernel configuration, as init / successors / final checks.
+
+This is the stateright-style core the runner, the explorer and the tests share:
+`initial()` runs the setup alone; `step()` lets one actor take one atomic step;
+`conclude()` applies the end-of-run checks (deadlock, what every process would
+read, leaked pages) and `label()` says what became of the scenario's first page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from engine import oracle
+from engine.fixes import Config
+from engine.machine import Blocked, Ctx, Effect
+from engine.ops import OPS
+from engine.scenario import Op, Scenario
+from engine.state import (
+    DIRTY,
+    PRIVATE,
+    SWAPBACKED,
+    SWAPCACHE,
+    WRITEBACK,
+    ZERO_PAGE,
+    Actor,
+    Expected,
+    File,
+    Proc,
+    World,
+    page_name,
+)
+
+MAX_SETUP_STEPS = 200
+
+
+class SetupError(ValueError):
+    """The setup could not run to completion on its own."""
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    scenario: Scenario
+    config: Config
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.scenario.actors)
+
+    def ops(self, index: int) -> tuple[Op, ...]:
+        return self.scenario.actors[index].ops
+
+    def initial(self) -> World:
+        sc = self.scenario
+        world = World(
+            pages=(),
+            ptes=(),
+            procs=(Proc("app"),),
+            files=tuple((name, File(disk=data)) for name, data in sc.files.items()),
+            swap=(),
+            expect=tuple(
+                sorted((f"file:{n}", Expected(allowed=(d,), latest=d)) for n, d in sc.files.items())
+            ),
+            writers=(),
+            actors=tuple(Actor() for _ in sc.actors) + (Actor(),),
+        )
+        setup = len(sc.actors)
+        for op in sc.setup:
+            for _ in range(MAX_SETUP_STEPS):
+                if world.actors[setup].op > 0:
+                    break
+                result = OPS[op.kind].run(Ctx(self.config, setup, "setup", op.params, world))
+                if isinstance(result, Blocked):
+                    raise SetupError(f"setup {op.text} is blocked: {result.reason}")
+                world = result.world
+            world = world.set_actor(setup, Actor())
+        return replace(world, actors=world.actors[:setup], violations=())
+
+    def step(self, world: World, index: int) -> Effect | Blocked | None:
+        """Actor `index` takes its next atomic step; None when it has finished."""
+        actor = world.actors[index]
+        ops = self.scenario.actors[index].ops
+        if actor.op >= len(ops):
+            return None
+        op = ops[actor.op]
+        ctx = Ctx(self.config, index, self.scenario.actors[index].name, op.params, world)
+        return OPS[op.kind].run(ctx)
+
+    def finished(self, world: World) -> bool:
+        return all(a.op >= len(ops.ops) for a, ops in zip(world.actors, self.scenario.actors))
+
+    def conclude(self, world: World) -> tuple[World, tuple[tuple[str, str], ...]]:
+        """End-of-run checks on a state where no actor is enabled."""
+        ctx = Ctx(self.config, 0, "end", {}, world)
+        if not self.finished(world):
+            stuck = [
+                a.name for a, s in zip(self.scenario.actors, world.actors) if s.op < len(a.ops)
+            ]
+            ctx.violate("deadlock", f"nothing can run but {', '.join(stuck)} never finished")
+        observe_all(ctx)
+        check_leaks(ctx)
+        return ctx.w, tuple(ctx.events)
+
+    def label(self, world: World) -> str:
+        return label(world)
+
+
+def observe_all(ctx: Ctx) -> None:
+    """What each process would read at each address, and a read of each file, at the end."""
+    w = ctx.w
+    for proc, addr, pte in w.ptes:
+        if pte.file:
+            continue
+        if pte.present and pte.page == ZERO_PAGE:
+            value = "0"
+        elif pte.present:
+            page = w.page(pte.page)
+            if page.free:
+                ctx.violate("use_after_free", f"{proc}:{addr} still maps freed {page_name(pte.page)}")
+            value = page.data
+        elif pte.swap >= 0:
+            slot = w.swap[pte.swap]
+            value = w.page(slot.cache).data if slot.cache >= 0 else slot.data
+        else:
+            value = "0"
+        oracle.observe(ctx, f"{proc}:{addr}", value, f"at the end {proc} would read {addr}:")
+    for name, f in w.files:
+        value = f.disk
+        if f.cache >= 0:
+            page = w.page(f.cache)
+            dirty = page.has(DIRTY) or page.has(WRITEBACK) or any(
+                e.dirty for _, _, e in w.mappers(f.cache)
+            )
+            # A clean cached page is what the kernel believes is on disk: it may be
+            # dropped at any time, so only a dirty page vouches for its own data.
+            value = page.data if dirty or page.data == f.disk else f.disk
+        oracle.observe(ctx, f"file:{name}", value, f"at the end a read of {name}:")
+
+
+def check_leaks(ctx: Ctx) -> None:
+    w = ctx.w
+    held = {i for a in w.actors for i, _ in a.held}
+    for index, page in enumerate(w.pages):
+        if page.free or page.ref <= 0:
+            continue
+        cached = page.has(SWAPCACHE) or any(f.cache == index for _, f in w.files)
+        owned = page.owner.startswith("other:")
+        if not (page.mapcount or cached or owned or index in held or page.has(PRIVATE)):
+            ctx.violate(
+                "page_leak",
+                f"{page_name(index)} has refcount {page.ref} but nobody references it",
+            )
+
+
+def label(world: World) -> str:
+    """What became of P0, the first page the scenario's setup created."""
+    if not world.pages:
+        return "page_freed: never allocated"
+    page = world.pages[0]
+    if 0 in world.migrated:
+        return "page_migrated"
+    if page.free or page.gen > 0:
+        swapped = any(
+            e.swap >= 0 and world.swap[e.swap].written and world.swap[e.swap].data == page.data
+            for _, _, e in world.ptes
+        )
+        if swapped:
+            return "page_swapped"
+        if page.free:
+            return "page_freed"
+        return "page_freed: reused by " + page.owner.split(":", 1)[-1]
+    if page.has(SWAPCACHE) and not page.mapcount:
+        return "page_swapped: still in the swap cache"
+    mapped = "mapped" if page.mapcount else "unmapped"
+    if page.anon:
+        kind = "swap-backed anon" if page.has(SWAPBACKED) else "lazyfree"
+    else:
+        kind = "page cache" if any(f.cache == 0 for _, f in world.files) else "off the cache"
+    return f"page_kept: {mapped}, {kind}"
+
+
+def successors(model: Model, world: World) -> list[tuple[int, Effect]]:
+    out = []
+    for i in range(len(world.actors)):
+        result = model.step(world, i)
+        if isinstance(result, Effect):
+            out.append((i, result))
+    return out

@@ -1,0 +1,90 @@
+"""The lost-write oracle: which values each address and file may legally show.
+
+Writes are ordered by the step at which they happen (a CPU store, or a device
+write into a page GUP obtained for that address); the latest one is expected.
+While a GUP for the address is outstanding a read may also see older values;
+MADV_FREE adds zero-fill until the next write. A value outside the allowed set
+is a lost write, or a data leak when another process (or owner) wrote it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine.machine import Ctx
+from engine.state import Expected, World
+
+
+def key_for(world: World, proc: str, addr: str) -> str:
+    pte = world.pte(proc, addr)
+    if pte is not None and pte.file:
+        return f"file:{pte.file}"
+    return f"{proc}:{addr}"
+
+
+def who_of(key: str) -> str:
+    return key.split(":", 1)[0]
+
+
+def write(world: World, key: str, value: str, who: str) -> World:
+    exp = world.expected(key) or Expected(allowed=(), latest=value)
+    allowed = {value} | (set(exp.allowed) if exp.inflight else set())
+    new = replace(exp, allowed=tuple(sorted(allowed)), latest=value, lazy=False)
+    return world.set_expected(key, new).add_writer(value, who)
+
+
+def lazyfree(world: World, key: str) -> World:
+    exp = world.expected(key)
+    if exp is None:
+        return world
+    allowed = tuple(sorted(set(exp.allowed) | {"0"}))
+    return world.set_expected(key, replace(exp, allowed=allowed, lazy=True))
+
+
+def zap(world: World, key: str, unmapped: bool) -> World:
+    """munmap / MADV_DONTNEED of an anon address: zero-fill (or nothing) from now on."""
+    exp = world.expected(key) or Expected(allowed=("0",), latest="0")
+    if unmapped:
+        new = replace(exp, allowed=(), latest="", lazy=False, inflight=0, epoch=exp.epoch + 1)
+    else:
+        new = replace(exp, allowed=("0",), latest="0", lazy=False, inflight=0, epoch=exp.epoch + 1)
+    return world.set_expected(key, new)
+
+
+def gup_begin(world: World, key: str) -> tuple[World, int]:
+    exp = world.expected(key) or Expected(allowed=("0",), latest="0")
+    return world.set_expected(key, replace(exp, inflight=exp.inflight + 1)), exp.epoch
+
+
+def gup_end(world: World, key: str, epoch: int) -> World:
+    exp = world.expected(key)
+    if exp is None or exp.epoch != epoch or exp.inflight == 0:
+        return world
+    inflight = exp.inflight - 1
+    allowed = exp.at_rest() if inflight == 0 else exp.allowed
+    return world.set_expected(key, replace(exp, inflight=inflight, allowed=allowed))
+
+
+def counts(world: World, key: str, epoch: int) -> bool:
+    exp = world.expected(key)
+    return exp is not None and exp.epoch == epoch
+
+
+def observe(ctx: Ctx, key: str, value: str, what: str) -> None:
+    """A read (or the final look) at `key` returned `value`: is that legal?"""
+    exp = ctx.w.expected(key)
+    if exp is None or not exp.allowed or value in exp.allowed:
+        return
+    reader = who_of(key)
+    writers = {who for v, who in ctx.w.writers if v == value}
+    if reader == "file":
+        # Any process mapping the file may write it; only another owner's data leaks.
+        leak = bool(writers) and all(w.startswith("other=") for w in writers)
+    else:
+        leak = bool(writers) and reader not in writers
+    allowed = " or ".join(repr(v) for v in exp.allowed)
+    if leak:
+        by = ", ".join(sorted(w.removeprefix("other=") for w in writers))
+        ctx.violate("data_leak", f"{what} shows {value!r}, written by {by}; expected {allowed}")
+    else:
+        ctx.violate("lost_write", f"{what} shows {value!r}; the latest write was {allowed}")

@@ -1,0 +1,399 @@
+"""One pass of shrink_folio_list over one page (mm/vmscan.c, with try_to_unmap_one of mm/rmap.c).
+
+The pass: isolate the folio from its LRU (+1), trylock it, look at the referenced
+bits, add an anonymous page to the swap cache (unless it may be pinned), unmap it
+PTE by PTE (ptep_get_and_clear, then try_to_unmap_one decides: discard a clean
+lazyfree page, install a swap entry, or restore the PTE), write it out if dirty,
+release buffers, and free it: folio_ref_freeze(1) for a lazyfree page, or
+__remove_mapping (freeze at 2, then PG_dirty) for page-cache and swap-cache pages.
+Everything that does not end in a free ends in folio_putback_lru.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine import refs
+from engine.filemap import writepage
+from engine.machine import Blocked, Ctx, Effect, Param, op
+from engine.state import (
+    ANON_EXCLUSIVE,
+    DIRTY,
+    LOCKED,
+    PRIVATE,
+    REFERENCED,
+    SWAPBACKED,
+    SWAPCACHE,
+    WRITEBACK,
+    ZERO_PAGE,
+    Page,
+    Pte,
+    Slot,
+    page_name,
+)
+
+STEPS = (
+    "isolate_lru_folio",
+    "folio_trylock",
+    "folio_check_references",
+    "add_to_swap",
+    "ptep_get_and_clear",
+    "try_to_unmap_one",
+    "pageout",
+    "filemap_release_folio",
+    "folio_ref_freeze",
+    "folio_test_dirty",
+    "free_unref_page_list",
+    "folio_putback_lru",
+)
+
+
+def target(ctx: Ctx) -> int:
+    """The page the op names, resolved when the op starts."""
+    if ctx.p("file"):
+        return ctx.w.file(ctx.p("file")).cache
+    pte = ctx.w.pte(ctx.proc, ctx.p("addr"))
+    if pte is None:
+        return -1
+    if pte.present and pte.page != ZERO_PAGE:
+        return pte.page
+    if pte.swap >= 0:
+        return ctx.w.swap[pte.swap].cache
+    return -1
+
+
+def page(ctx: Ctx) -> tuple[int, Page]:
+    index = ctx.ireg("page")
+    return index, ctx.w.page(index)
+
+
+def isolate(ctx: Ctx) -> Effect:
+    index = target(ctx)
+    if index < 0:
+        ctx.finish()
+        return ctx.done("isolate_lru_folio", "no page to reclaim there")
+    p = ctx.w.page(index)
+    if not p.lru or not refs.try_get(ctx, index):
+        ctx.finish()
+        return ctx.done("isolate_lru_folio", f"{page_name(index)} is not on an LRU list: skipped")
+    refs.update(ctx, index, replace(ctx.w.page(index), lru=""))
+    ctx.goto("lock", page=index, lru=p.lru)
+    return ctx.done(
+        "isolate_lru_folio",
+        f"{ctx.name} takes {page_name(index)} off the {p.lru} LRU ({refs.refs_note(ctx, index)})",
+    )
+
+
+def trylock(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    if p.has(LOCKED):
+        ctx.goto("putback", activate=False)
+        return ctx.done("folio_trylock", f"{page_name(index)} is locked by {p.locker}: keep it")
+    refs.update(ctx, index, replace(p.set(LOCKED), locker=ctx.name))
+    ctx.goto("references")
+    return ctx.done("folio_trylock", f"{ctx.name} locks {page_name(index)}")
+
+
+def check_references(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    if p.has(WRITEBACK):
+        ctx.goto("putback", activate=False)
+        return ctx.done("folio_check_references", f"{page_name(index)} is under writeback: keep it")
+    young = [(pr, a, e) for pr, a, e in ctx.w.mappers(index) if e.young]
+    for pr, a, e in young:
+        ctx.w = ctx.w.set_pte(pr, a, replace(e, young=False))
+    referenced = p.has(REFERENCED)
+    p = ctx.w.page(index).clear(REFERENCED)
+    if young:
+        if p.has(SWAPBACKED) or referenced or len(young) > 1:
+            refs.update(ctx, index, p)
+            ctx.goto("putback", activate=True)
+            return ctx.done(
+                "folio_check_references",
+                f"folio_referenced clears {len(young)} young PTE bit(s): recently used, activate",
+            )
+        refs.update(ctx, index, p.set(REFERENCED))
+        ctx.goto("putback", activate=False)
+        return ctx.done(
+            "folio_check_references",
+            "folio_referenced clears the young PTE bit: used once, keep it for this pass",
+        )
+    refs.update(ctx, index, p)
+    ctx.goto(next_after_references(ctx))
+    return ctx.done("folio_check_references", f"{page_name(index)} was not referenced: reclaim it")
+
+
+def next_after_references(ctx: Ctx) -> str:
+    _, p = page(ctx)
+    if p.anon and p.has(SWAPBACKED) and not p.has(SWAPCACHE):
+        return "swap"
+    return "unmap" if p.mapcount else "pageout"
+
+
+def add_to_swap(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    if ctx.cfg.on("no_swapcache_for_pinned") and p.maybe_dma_pinned():
+        ctx.goto("putback", activate=False)
+        return ctx.done(
+            "folio_maybe_dma_pinned", f"{page_name(index)} may be DMA-pinned: keep it out of swap"
+        )
+    slot = len(ctx.w.swap)
+    ctx.w = ctx.w.set_slot(slot, Slot(cache=index))
+    refs.update(ctx, index, replace(p.set(SWAPCACHE | DIRTY), ref=p.ref + 1, swap=slot))
+    ctx.goto("unmap" if p.mapcount else "pageout")
+    return ctx.done(
+        "add_to_swap",
+        f"{page_name(index)} enters the swap cache at slot S{slot}, marked dirty "
+        f"({refs.refs_note(ctx, index)})",
+    )
+
+
+def unmap_clear(ctx: Ctx) -> Effect | Blocked:
+    index, _ = page(ctx)
+    mappers = ctx.w.mappers(index)
+    if not mappers:
+        return pageout(ctx)
+    proc, addr, pte = mappers[0]
+    p = ctx.w.proc(proc)
+    if p is not None and p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PTE lock of {proc}, held by {p.ptl}")
+    ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
+    note = f"clears the PTE of {proc}:{addr}"
+    if pte.dirty:
+        refs.update(ctx, index, ctx.w.page(index).set(DIRTY))
+        note += "; it was dirty: folio_mark_dirty"
+    else:
+        note += " (clean)"
+    ctx.goto("decide", proc=proc, addr=addr, old=pte)
+    return ctx.done("ptep_get_and_clear", note)
+
+
+def restore(ctx: Ctx, why: str, swapbacked: bool = False) -> Effect:
+    index, p = page(ctx)
+    proc, addr, old = str(ctx.reg("proc")), str(ctx.reg("addr")), ctx.reg("old")
+    assert isinstance(old, Pte)
+    ctx.w = ctx.w.set_pte(proc, addr, old)
+    if swapbacked:
+        refs.update(ctx, index, p.set(SWAPBACKED))
+    ctx.goto("putback", activate=True)
+    return ctx.done("try_to_unmap_one", f"{why}: set_pte_at restores the PTE; keep it mapped")
+
+
+def decide(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    proc, addr = str(ctx.reg("proc")), str(ctx.reg("addr"))
+    if p.lazyfree:
+        if ctx.cfg.on("lazyfree_refcount_check"):
+            ok = p.ref == 1 + p.mapcount and not p.has(DIRTY)
+            why = f"ref={p.ref}, map={p.mapcount}, {'dirty' if p.has(DIRTY) else 'clean'}"
+        else:
+            ok = not p.has(DIRTY)
+            why = "PG_dirty set" if p.has(DIRTY) else "PG_dirty clear"
+        if not ok:
+            return restore(ctx, f"lazyfree {page_name(index)} {why}: folio_set_swapbacked", True)
+        refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1))
+        refs.put(ctx, index, what="try_to_unmap_one")
+        ctx.goto("unmap")
+        return ctx.done(
+            "try_to_unmap_one",
+            f"lazyfree {page_name(index)} may go ({why}): discard; {proc}:{addr} "
+            f"stays empty ({refs.refs_note(ctx, index)})",
+        )
+    if p.anon:
+        if ctx.cfg.on("anon_exclusive") and p.has(ANON_EXCLUSIVE) and p.maybe_dma_pinned():
+            return restore(ctx, f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned")
+        slot = ctx.w.swap[p.swap]
+        ctx.w = ctx.w.set_slot(p.swap, replace(slot, count=slot.count + 1))
+        ctx.w = ctx.w.set_pte(
+            proc, addr, Pte(swap=p.swap, exclusive_swap=p.has(ANON_EXCLUSIVE))
+        )
+        refs.update(ctx, index, replace(p.clear(ANON_EXCLUSIVE), mapcount=p.mapcount - 1))
+        refs.put(ctx, index, what="try_to_unmap_one")
+        ctx.goto("unmap")
+        return ctx.done(
+            "try_to_unmap_one",
+            f"{proc}:{addr} now holds swap entry S{p.swap} ({refs.refs_note(ctx, index)})",
+        )
+    refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1))
+    refs.put(ctx, index, what="try_to_unmap_one")
+    ctx.goto("unmap")
+    return ctx.done("try_to_unmap_one", f"file page {page_name(index)} unmapped from {proc}:{addr}")
+
+
+def pageout(ctx: Ctx) -> Effect | Blocked:
+    index, p = page(ctx)
+    if ctx.cfg.on("keep_pinned_private") and p.maybe_dma_pinned():
+        ctx.goto("putback", activate=True)
+        return ctx.done(
+            "folio_maybe_dma_pinned",
+            f"{page_name(index)} is unmapped but may be DMA-pinned: activate, keep its buffers",
+        )
+    if not p.has(DIRTY) or p.lazyfree:
+        return release(ctx)
+    if p.has(SWAPCACHE):
+        slot = ctx.w.swap[p.swap]
+        ctx.w = ctx.w.set_slot(p.swap, replace(slot, data=p.data, written=True))
+        refs.update(ctx, index, p.clear(DIRTY))
+        ctx.goto("release")
+        return ctx.done("pageout", f"swap_writepage writes {p.data!r} to slot S{p.swap}")
+    refs.update(ctx, index, p.clear(DIRTY))
+    _, note = writepage(ctx, index)
+    ctx.goto("release")
+    return ctx.done("pageout", f"folio_clear_dirty_for_io; {note}")
+
+
+def release(ctx: Ctx) -> Effect | Blocked:
+    index, p = page(ctx)
+    if not p.has(PRIVATE):
+        return free(ctx)
+    if p.has(DIRTY):
+        ctx.goto("putback", activate=True)
+        return ctx.done("filemap_release_folio", "buffers are dirty: cannot release, activate")
+    refs.update(ctx, index, replace(p.clear(PRIVATE), ref=p.ref - 1))
+    ctx.goto("free")
+    return ctx.done(
+        "filemap_release_folio",
+        f"try_to_free_buffers drops the buffer heads of {page_name(index)} "
+        f"({refs.refs_note(ctx, index)})",
+    )
+
+
+def free(ctx: Ctx) -> Effect | Blocked:
+    index, p = page(ctx)
+    if p.mapcount:
+        ctx.goto("putback", activate=True)
+        return ctx.done("folio_mapped", f"{page_name(index)} is still mapped: activate")
+    if p.lazyfree:
+        return freeze_lazyfree(ctx)
+    if ctx.cfg.on("freeze_before_dirty"):
+        return remove_freeze(ctx) if ctx.me.pc != "test_dirty" else remove_test_dirty(ctx)
+    return remove_test_dirty(ctx) if ctx.me.pc != "freeze2" else remove_freeze(ctx)
+
+
+def freeze_lazyfree(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    if not ctx.cfg.on("lazyfree_freeze"):
+        if p.ref != 1:
+            ctx.violate(
+                "bad_freeze",
+                f"{ctx.name} frees {page_name(index)} without folio_ref_freeze while "
+                f"{p.ref - 1} other reference(s) exist",
+            )
+        refs.update(ctx, index, replace(p, ref=0))
+        ctx.goto("free_it")
+        return ctx.done(
+            "folio_ref_freeze",
+            f"(what if: no freeze) refcount of {page_name(index)} forced from {p.ref} to 0",
+        )
+    if p.ref != 1:
+        ctx.goto("putback", activate=False)
+        return ctx.done(
+            "folio_ref_freeze", f"freeze(1) fails: ref={p.ref}, someone else holds it: keep"
+        )
+    refs.update(ctx, index, replace(p, ref=0))
+    if not ctx.cfg.on("lazyfree_no_dirty_after_freeze") and p.has(DIRTY):
+        refs.update(ctx, index, replace(ctx.w.page(index), ref=1))
+        ctx.goto("putback", activate=False)
+        return ctx.done(
+            "folio_ref_freeze", "frozen, but PG_dirty is set: folio_ref_unfreeze(1), keep"
+        )
+    ctx.goto("free_it")
+    return ctx.done("folio_ref_freeze", f"{page_name(index)} frozen: refcount 1 -> 0")
+
+
+def remove_freeze(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    expected = 2  # the isolation reference + the page cache / swap cache
+    if p.ref != expected:
+        ctx.goto("putback", activate=False)
+        return ctx.done(
+            "folio_ref_freeze", f"__remove_mapping: freeze({expected}) fails, ref={p.ref}: keep"
+        )
+    refs.update(ctx, index, replace(p, ref=0))
+    if ctx.cfg.on("freeze_before_dirty"):
+        ctx.goto("test_dirty")
+        return ctx.done("folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}: ref 2 -> 0")
+    return delete_from_cache(ctx, "folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}")
+
+
+def remove_test_dirty(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    frozen = ctx.cfg.on("freeze_before_dirty")
+    if p.has(DIRTY):
+        if frozen:
+            refs.update(ctx, index, replace(p, ref=2))
+        ctx.goto("putback", activate=False)
+        undo = "folio_ref_unfreeze(2), " if frozen else ""
+        return ctx.done("folio_test_dirty", f"{page_name(index)} is dirty: {undo}keep it")
+    if frozen:
+        return delete_from_cache(ctx, "folio_test_dirty", f"{page_name(index)} is clean")
+    ctx.goto("freeze2")
+    return ctx.done("folio_test_dirty", f"(what if: dirty first) {page_name(index)} is clean")
+
+
+def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
+    index, p = page(ctx)
+    if p.has(SWAPCACHE):
+        slot = ctx.w.swap[p.swap]
+        ctx.w = ctx.w.set_slot(p.swap, replace(slot, cache=-1))
+        refs.update(ctx, index, replace(p.clear(SWAPCACHE), swap=-1))
+        where = f"the swap cache (S{p.swap} keeps the data)"
+    else:
+        name = p.owner.removeprefix("file:")
+        ctx.w = ctx.w.set_file(name, replace(ctx.w.file(name), cache=-1))
+        where = f"the page cache of {name}"
+    ctx.goto("free_it")
+    return ctx.done(function, f"{why}: removed from {where}")
+
+
+def free_it(ctx: Ctx) -> Effect:
+    index, _ = page(ctx)
+    ctx.w = ctx.w.free_page(index)
+    ctx.finish()
+    return ctx.done("free_unref_page_list", f"try_to_unmap_flush, then {page_name(index)} is freed")
+
+
+def putback(ctx: Ctx) -> Effect:
+    index, p = page(ctx)
+    if p.locker == ctx.name:
+        p = replace(p.clear(LOCKED), locker="")
+    lru = str(ctx.reg("lru"))
+    if p.anon and p.has(SWAPBACKED):
+        lru = "active_anon" if ctx.reg("activate") else "inactive_anon"
+    elif ctx.reg("activate") and not p.lazyfree:
+        lru = lru.replace("inactive", "active")
+    refs.update(ctx, index, replace(p, lru=lru))
+    freed = refs.put(ctx, index, what="folio_putback_lru")
+    ctx.finish()
+    tail = ": that was the last reference, freed" if freed else ""
+    return ctx.done(
+        "folio_putback_lru",
+        f"{page_name(index)} unlocked, back on the {lru} LRU ({refs.refs_note(ctx, index)}){tail}",
+    )
+
+
+STEP = {
+    "start": isolate,
+    "lock": trylock,
+    "references": check_references,
+    "swap": add_to_swap,
+    "unmap": unmap_clear,
+    "decide": decide,
+    "pageout": pageout,
+    "release": release,
+    "free": free,
+    "test_dirty": free,
+    "freeze2": free,
+    "free_it": free_it,
+    "putback": putback,
+}
+
+
+@op(
+    "shrink_folio_list",
+    (Param("addr", "addr"), Param("file", "file"), Param("proc", "proc")),
+    STEPS,
+)
+def shrink_folio_list_op(ctx: Ctx) -> Effect | Blocked:
+    """One reclaim pass over the page at `addr` (or the page cache page of `file`)."""
+    return STEP[ctx.me.pc](ctx)

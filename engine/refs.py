@@ -1,0 +1,104 @@
+"""Reference counting as the kernel does it, with the invariants that guard it.
+
+folio_get / folio_put / folio_try_get, freeing at zero, and the checks that a
+page is still the one a holder thinks it is (no access after free, no put that
+drives the count below zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from engine.machine import Ctx
+from engine.state import GUP_PIN_COUNTING_BIAS, ZERO_PAGE, Page, page_name
+
+
+def live(ctx: Ctx, index: int, gen: int, what: str) -> bool:
+    """An access to a page through a reference: flag it if the page was freed or reused."""
+    if index == ZERO_PAGE:
+        return True
+    page = ctx.w.page(index)
+    if page.free:
+        ctx.violate("use_after_free", f"{ctx.name}: {what} touches {page_name(index)} after it was freed")
+        return False
+    if page.gen != gen:
+        ctx.violate(
+            "use_after_free",
+            f"{ctx.name}: {what} touches {page_name(index)}, freed and reallocated to "
+            f"{page.owner.split(':', 1)[-1]}",
+        )
+        return False
+    return True
+
+
+def get(ctx: Ctx, index: int, n: int = 1) -> None:
+    page = ctx.w.page(index)
+    ctx.w = ctx.w.put_page_state(index, replace(page, ref=page.ref + n))
+
+
+def try_get(ctx: Ctx, index: int, n: int = 1) -> bool:
+    """folio_try_get / folio_ref_try_add_rcu: atomic inc-not-zero (fails on free or frozen)."""
+    if index == ZERO_PAGE:
+        return True
+    if ctx.w.page(index).ref == 0:
+        return False
+    get(ctx, index, n)
+    return True
+
+
+def put(ctx: Ctx, index: int, n: int = 1, gen: int | None = None, what: str = "folio_put") -> bool:
+    """Drop n references; free the page at zero. Returns True when it freed the page."""
+    if index == ZERO_PAGE:
+        return False
+    page = ctx.w.page(index)
+    if page.free:
+        ctx.violate(
+            "use_after_free",
+            f"{ctx.name}: {what} drops a reference on {page_name(index)}, already freed",
+        )
+    elif gen is not None and page.gen != gen:
+        ctx.violate(
+            "use_after_free",
+            f"{ctx.name}: {what} drops a reference on {page_name(index)}, which was freed "
+            f"and reallocated to {page.owner.split(':', 1)[-1]}",
+        )
+    if page.ref - n < 0:
+        ctx.violate(
+            "refcount_underflow",
+            f"{ctx.name}: {what} on {page_name(index)} takes its refcount below 0",
+        )
+        return False
+    page = replace(page, ref=page.ref - n)
+    ctx.w = ctx.w.put_page_state(index, page)
+    if page.ref == 0 and not page.free:
+        ctx.w = ctx.w.free_page(index)
+        return True
+    return False
+
+
+def pin(ctx: Ctx, index: int) -> None:
+    page = ctx.w.page(index)
+    ctx.w = ctx.w.put_page_state(
+        index, replace(page, ref=page.ref + GUP_PIN_COUNTING_BIAS, pins=page.pins + 1)
+    )
+
+
+def unpin(ctx: Ctx, index: int, gen: int) -> bool:
+    page = ctx.w.page(index)
+    if page.gen == gen and not page.free and page.pins > 0:
+        ctx.w = ctx.w.put_page_state(index, replace(page, pins=page.pins - 1))
+    return put(ctx, index, GUP_PIN_COUNTING_BIAS, gen, "unpin_user_page")
+
+
+def update(ctx: Ctx, index: int, page: Page) -> None:
+    ctx.w = ctx.w.put_page_state(index, page)
+
+
+def refs_note(ctx: Ctx, index: int) -> str:
+    if index == ZERO_PAGE:
+        return "zero page"
+    page = ctx.w.page(index)
+    if page.free:
+        return f"{page_name(index)} freed"
+    pins = f" pins={page.pins}" if page.pins else ""
+    return f"ref={page.ref}{pins} map={page.mapcount}"

@@ -1,0 +1,56 @@
+"""JSON bodies shared by the API and the CLI's --json (one shape, one place)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from engine.explore import Exploration
+from engine.run import Run
+from engine.scenario import Scenario
+
+
+def run_to_json(run: Run, scenario: Scenario | None = None) -> dict[str, Any]:
+    return {
+        "scenario": run.scenario_id,
+        "digest": run.digest,
+        "kernel": run.kernel,
+        "variant": run.variant,
+        "steps": [
+            {
+                "index": s.index, "actor": s.actor, "op": s.op, "op_index": s.op_index,
+                "function": s.function, "note": s.note, "changes": list(s.changes),
+                "state": s.state,
+            }
+            for s in run.steps
+        ],
+        "initial": run.initial,
+        "state": run.state,
+        "enabled": list(run.enabled),
+        "finished": run.finished,
+        "label": run.label,
+        "violations": [asdict(v) for v in run.violations],
+        "actors": [asdict(a) for a in run.actors],
+    }
+
+
+def exploration_to_json(exp: Exploration) -> dict[str, Any]:
+    return {
+        "states": exp.states,
+        "transitions": exp.transitions,
+        "interleavings": exp.interleavings,
+        "outcomes": [
+            {
+                "label": o.label, "violations": list(o.violations),
+                "interleavings": o.interleavings, "example": list(o.example),
+                "message": o.message,
+            }
+            for o in exp.outcomes
+        ],
+        "truncated": exp.truncated,
+        "elapsed_ms": exp.elapsed_ms,
+    }
+
+
+def scenario_to_json(scenario: Scenario) -> dict[str, Any]:
+    return {**scenario.document, "digest": scenario.digest}

@@ -1,0 +1,163 @@
+"""Replaying one schedule: the list of actor names chosen at each step.
+
+Deterministic: the same scenario, kernel and schedule always give the same steps.
+Choosing an actor that is not enabled is an error naming the enabled ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.fixes import Config, ConfigError, build_config, check_overrides
+from engine.machine import Blocked, Effect
+from engine.model import Model
+from engine.scenario import Scenario, default_variant
+from engine.state import World
+from engine.views import changes, state_view
+
+MAX_SCHEDULE = 400
+
+
+class ScheduleError(ValueError):
+    """A schedule entry that names an unknown or not-enabled actor."""
+
+    def __init__(self, index: int, actor: str, enabled: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.actor = actor
+        self.enabled = enabled
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    index: int
+    actor: str
+    op: str
+    op_index: int
+    function: str
+    note: str
+    changes: tuple[str, ...]
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    name: str
+    step: int  # 0: found by the end-of-run checks
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActorView:
+    name: str
+    label: str
+    op_index: int
+    next_function: str | None
+    blocked: str | None
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    scenario_id: str
+    digest: str
+    kernel: str
+    variant: str | None
+    steps: tuple[Step, ...]
+    initial: dict[str, Any]
+    state: dict[str, Any]
+    enabled: tuple[str, ...]
+    finished: bool
+    violations: tuple[Violation, ...]
+    actors: tuple[ActorView, ...]
+    label: str | None
+
+
+def make_config(
+    scenario: Scenario,
+    variant: str | None = None,
+    kernel: str | None = None,
+    fixes: Mapping[str, object] | None = None,
+) -> Config:
+    """The kernel a request asks for: a variant, or a kernel version, plus overrides."""
+    overrides = check_overrides(fixes or {}, "fixes")
+    if variant is not None and kernel is not None:
+        raise ConfigError("kernel", "give either variant or kernel, not both")
+    if kernel is not None:
+        return build_config(kernel, overrides)
+    if variant is not None:
+        v = scenario.variant(variant)
+        if v is None:
+            names = ", ".join(x.name for x in scenario.variants) or "none (use kernel)"
+            raise ConfigError("variant", f"unknown variant {variant!r}; allowed: {names}")
+    else:
+        v = default_variant(scenario)
+    return build_config(v.kernel, {**v.fixes, **overrides}, v.name)
+
+
+def actor_views(model: Model, world: World) -> tuple[ActorView, ...]:
+    views = []
+    for i, spec in enumerate(model.scenario.actors):
+        state = world.actors[i]
+        done = state.op >= len(spec.ops)
+        result = None if done else model.step(world, i)
+        views.append(ActorView(
+            name=spec.name, label=spec.label, op_index=state.op,
+            next_function=result.function if isinstance(result, Effect) else None,
+            blocked=result.reason if isinstance(result, Blocked) else None, done=done,
+        ))
+    return tuple(views)
+
+
+def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Run:
+    """Replay `schedule` step by step; the end checks run once nothing is enabled."""
+    if len(schedule) > MAX_SCHEDULE:
+        raise ScheduleError(MAX_SCHEDULE, "", (), f"schedule has {len(schedule)} steps; at most "
+                            f"{MAX_SCHEDULE} allowed")
+    model = Model(scenario, config)
+    names = model.names
+    world = model.initial()
+    initial = state_view(model, world)
+    before = initial
+    steps: list[Step] = []
+    violations: list[Violation] = []
+    for n, name in enumerate(schedule, start=1):
+        enabled = enabled_names(model, world)
+        if name not in names:
+            raise ScheduleError(n, name, enabled, f"schedule step {n}: unknown actor {name!r}; "
+                                f"actors: {', '.join(names)}")
+        i = names.index(name)
+        result = model.step(world, i)
+        if not isinstance(result, Effect):
+            why = "has finished" if result is None else f"is blocked ({result.reason})"
+            allowed = ", ".join(enabled) or "none (the run is over)"
+            raise ScheduleError(n, name, enabled, f"schedule step {n}: {name} {why}; "
+                                f"enabled: {allowed}")
+        op = scenario.actors[i].ops[world.actors[i].op]
+        op_index = world.actors[i].op
+        world = result.world
+        after = state_view(model, world)
+        steps.append(Step(n, name, op.text, op_index, result.function, result.note,
+                          changes(before, after), after))
+        violations.extend(Violation(v, n, msg) for v, msg in result.events)
+        before = after
+    enabled = enabled_names(model, world)
+    label = None
+    if not enabled:
+        world, events = model.conclude(world)
+        violations.extend(Violation(v, 0, msg) for v, msg in events)
+        label = model.label(world)
+    return Run(
+        scenario_id=scenario.id, digest=scenario.digest, kernel=config.kernel,
+        variant=config.variant, steps=tuple(steps), initial=initial,
+        state=state_view(model, world), enabled=enabled, finished=not enabled,
+        violations=tuple(violations), actors=actor_views(model, world), label=label,
+    )
+
+
+def enabled_names(model: Model, world: World) -> tuple[str, ...]:
+    return tuple(
+        name for i, name in enumerate(model.names) if isinstance(model.step(world, i), Effect)
+    )

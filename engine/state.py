@@ -1,0 +1,289 @@
+"""The world: pages, page tables, swap, page cache, locks and what each actor holds.
+
+Everything here is an immutable, hashable value so that the explorer can cache
+distinct states. Pages are numbered P0, P1, ... in allocation order; a freed page
+keeps its slot (and its stale data) so that a late access to it can be detected,
+and the allocator hands the most recently freed one out again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+GUP_PIN_COUNTING_BIAS = 1024
+ZERO_PAGE = -2  # the shared zero page: read-only, never freed, holds "0"
+NO_PAGE = -1
+
+# Page flag bits (include/linux/page-flags.h names, PG_ prefix dropped).
+LOCKED = 1
+DIRTY = 2
+WRITEBACK = 4
+SWAPBACKED = 8
+SWAPCACHE = 16
+PRIVATE = 32
+ANON_EXCLUSIVE = 64
+REFERENCED = 128
+
+FLAG_NAMES: tuple[tuple[int, str], ...] = (
+    (LOCKED, "locked"),
+    (DIRTY, "dirty"),
+    (WRITEBACK, "writeback"),
+    (SWAPBACKED, "swapbacked"),
+    (SWAPCACHE, "swapcache"),
+    (PRIVATE, "private"),
+    (ANON_EXCLUSIVE, "anon_exclusive"),
+    (REFERENCED, "referenced"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """struct folio, order 0. `ref` is the whole _refcount, pin bias included."""
+
+    ref: int = 1
+    pins: int = 0
+    mapcount: int = 0
+    flags: int = 0
+    lru: str = ""  # "" = not on an LRU (PG_lru clear); else the list's name
+    data: str = "0"
+    owner: str = ""  # "" free; "anon"; "file:NAME"; "other:NAME" (alloc_page)
+    gen: int = 0  # bumped at every allocation: a reference taken on an older gen is stale
+    locker: str = ""  # actor holding PG_locked
+    swap: int = -1  # swap slot while in the swap cache
+
+    @property
+    def free(self) -> bool:
+        return self.owner == ""
+
+    @property
+    def anon(self) -> bool:
+        return self.owner == "anon"
+
+    @property
+    def lazyfree(self) -> bool:
+        return self.anon and not self.flags & SWAPBACKED
+
+    def has(self, flag: int) -> bool:
+        return bool(self.flags & flag)
+
+    def set(self, flag: int) -> Page:
+        return replace(self, flags=self.flags | flag)
+
+    def clear(self, flag: int) -> Page:
+        return replace(self, flags=self.flags & ~flag)
+
+    def maybe_dma_pinned(self) -> bool:
+        """folio_maybe_dma_pinned for a small folio: fuzzy, refcount >= bias."""
+        return self.ref >= GUP_PIN_COUNTING_BIAS
+
+
+@dataclass(frozen=True, slots=True)
+class Pte:
+    """One virtual address of one process: its VMA and its page-table entry."""
+
+    page: int = NO_PAGE
+    present: bool = False
+    write: bool = False
+    dirty: bool = False
+    young: bool = False
+    swap: int = -1  # swap entry (non-present)
+    migration: bool = False  # migration entry (non-present)
+    file: str = ""  # MAP_SHARED file mapping; "" = private anon
+    exclusive_swap: bool = False  # the swap PTE remembers PG_anon_exclusive
+
+    @property
+    def none(self) -> bool:
+        return not self.present and self.swap < 0 and not self.migration
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A swap slot: what was written to it, and its swap-cache page if any."""
+
+    data: str = ""
+    written: bool = False
+    count: int = 0  # swap entries (PTEs) that point at it
+    cache: int = NO_PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    """A one-page file: its page-cache slot and its on-disk content."""
+
+    cache: int = NO_PAGE
+    disk: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """The lost-write oracle for one address (or one file): what may be observed."""
+
+    allowed: tuple[str, ...]
+    latest: str
+    lazy: bool = False  # MADV_FREE since the latest write: zero-fill is legal too
+    inflight: int = 0  # GUP references (DMA) outstanding for this address
+    epoch: int = 0  # bumped by munmap / MADV_DONTNEED: older DMA no longer counts here
+
+    def at_rest(self) -> tuple[str, ...]:
+        return tuple(sorted({self.latest, "0"})) if self.lazy else (self.latest,)
+
+
+@dataclass(frozen=True, slots=True)
+class Proc:
+    name: str
+    mmap_writer: str = ""  # actor holding mmap_lock for write (fork)
+    mmap_readers: tuple[str, ...] = ()
+    ptl: str = ""  # actor holding this process's PTE lock across steps (fork)
+    seq: int = 0  # mm->write_protect_seq: odd while fork copies page tables
+    has_pinned: bool = False  # MMF_HAS_PINNED
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """An actor's program counter and registers (the page it holds, snapshots)."""
+
+    op: int = 0  # index of the current op; len(ops) when done
+    pc: str = "start"  # label inside the current op
+    regs: tuple[tuple[str, object], ...] = ()  # op-local registers
+    held: tuple[tuple[int, int], ...] = ()  # pages obtained by the last GUP: (page, gen)
+    held_mode: str = ""  # "get" | "pin" | "pipe"
+    held_key: str = ""  # oracle key the GUP was made for
+    held_epoch: int = 0
+    dma: str = ""  # value the device wrote through this GUP, if any
+
+    def reg(self, name: str, default: object = None) -> object:
+        for key, value in self.regs:
+            if key == name:
+                return value
+        return default
+
+    def with_regs(self, **values: object) -> Actor:
+        merged = dict(self.regs)
+        merged.update(values)
+        return replace(self, regs=tuple(sorted(merged.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    pages: tuple[Page, ...]
+    ptes: tuple[tuple[str, str, Pte], ...]  # (proc, addr, pte), sorted
+    procs: tuple[Proc, ...]
+    files: tuple[tuple[str, File], ...]
+    swap: tuple[Slot, ...]
+    expect: tuple[tuple[str, Expected], ...]  # oracle key -> Expected, sorted
+    writers: tuple[tuple[str, str], ...]  # (value, who wrote it), sorted
+    actors: tuple[Actor, ...]
+    freed: tuple[int, ...] = ()  # free pages, most recently freed last
+    violations: tuple[str, ...] = ()  # names, sorted
+    migrated: tuple[int, ...] = ()  # pages whose data migration moved elsewhere
+
+    # -- pages ---------------------------------------------------------------
+    def page(self, index: int) -> Page:
+        return self.pages[index]
+
+    def put_page_state(self, index: int, page: Page) -> World:
+        pages = list(self.pages)
+        pages[index] = page
+        return replace(self, pages=tuple(pages))
+
+    def new_page(self, page: Page) -> tuple[World, int]:
+        """Allocate: reuse the most recently freed page, else a fresh one."""
+        if self.freed:
+            index = self.freed[-1]
+            gen = self.pages[index].gen + 1
+            world = replace(self, freed=self.freed[:-1])
+            return world.put_page_state(index, replace(page, gen=gen)), index
+        return replace(self, pages=(*self.pages, page)), len(self.pages)
+
+    def free_page(self, index: int) -> World:
+        old = self.pages[index]
+        page = Page(ref=0, data=old.data, gen=old.gen)  # stale data stays for UAF reads
+        world = self.put_page_state(index, page)
+        return replace(world, freed=(*world.freed, index))
+
+    # -- page tables ---------------------------------------------------------
+    def pte(self, proc: str, addr: str) -> Pte | None:
+        for p, a, pte in self.ptes:
+            if p == proc and a == addr:
+                return pte
+        return None
+
+    def set_pte(self, proc: str, addr: str, pte: Pte | None) -> World:
+        rest = [(p, a, e) for p, a, e in self.ptes if not (p == proc and a == addr)]
+        if pte is not None:
+            rest.append((proc, addr, pte))
+        return replace(self, ptes=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
+
+    def mappers(self, index: int) -> list[tuple[str, str, Pte]]:
+        return [(p, a, e) for p, a, e in self.ptes if e.page == index and (e.present)]
+
+    # -- processes -----------------------------------------------------------
+    def proc(self, name: str) -> Proc | None:
+        for p in self.procs:
+            if p.name == name:
+                return p
+        return None
+
+    def set_proc(self, proc: Proc) -> World:
+        procs = [proc if p.name == proc.name else p for p in self.procs]
+        if proc.name not in {p.name for p in self.procs}:
+            procs.append(proc)
+        return replace(self, procs=tuple(procs))
+
+    # -- files and swap -----------------------------------------------------
+    def file(self, name: str) -> File:
+        for n, f in self.files:
+            if n == name:
+                return f
+        raise KeyError(name)
+
+    def set_file(self, name: str, file: File) -> World:
+        files = tuple((n, file if n == name else f) for n, f in self.files)
+        return replace(self, files=files)
+
+    def set_slot(self, index: int, slot: Slot) -> World:
+        swap = list(self.swap)
+        if index == len(swap):
+            swap.append(slot)
+        else:
+            swap[index] = slot
+        return replace(self, swap=tuple(swap))
+
+    # -- the oracle -----------------------------------------------------------
+    def expected(self, key: str) -> Expected | None:
+        for k, e in self.expect:
+            if k == key:
+                return e
+        return None
+
+    def set_expected(self, key: str, exp: Expected | None) -> World:
+        rest = [(k, e) for k, e in self.expect if k != key]
+        if exp is not None:
+            rest.append((key, exp))
+        return replace(self, expect=tuple(sorted(rest, key=lambda t: t[0])))
+
+    def add_writer(self, value: str, who: str) -> World:
+        if (value, who) in self.writers:
+            return self
+        return replace(self, writers=tuple(sorted((*self.writers, (value, who)))))
+
+    # -- actors and violations -------------------------------------------------
+    def set_actor(self, index: int, actor: Actor) -> World:
+        actors = list(self.actors)
+        actors[index] = actor
+        return replace(self, actors=tuple(actors))
+
+    def flag(self, name: str) -> World:
+        if name in self.violations:
+            return self
+        return replace(self, violations=tuple(sorted((*self.violations, name))))
+
+
+def page_name(index: int) -> str:
+    if index == ZERO_PAGE:
+        return "zero page"
+    return f"P{index}"
+
+
+def flag_list(flags: int) -> list[str]:
+    return [name for bit, name in FLAG_NAMES if flags & bit]

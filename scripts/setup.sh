@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Create/refresh the project virtualenv and verify the vendored front-end files.
+#   scripts/setup.sh             dev set: requirements-dev.txt + editable install (default)
+#   scripts/setup.sh --runtime   runtime set only: requirements.txt + editable install
+# Re-running is cheap: pip is skipped while requirements*.txt and pyproject.toml are unchanged.
+# Env: VENV (default .venv), PYTHON (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+mode=dev
+case "${1:-}" in
+  "" | --dev) mode=dev ;;
+  --runtime) mode=runtime ;;
+  *) echo "usage: $0 [--dev|--runtime]" >&2; exit 2 ;;
+esac
+
+# Drop pip's noise about this machine's missing extra indexes ("Location ... is ignored").
+pip_install() {
+  "$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+
+if [ "$mode" = dev ]; then reqs=requirements-dev.txt; else reqs=requirements.txt; fi
+want=$({ cat requirements.txt requirements-dev.txt pyproject.toml; ls -d engine app 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
+current() { [ "$(cat "$VENV/.pagerace-$1.stamp" 2>/dev/null)" = "$want" ]; }
+# The dev set includes the runtime set, so an up-to-date dev venv also satisfies --runtime.
+if ! current "$mode" && ! { [ "$mode" = runtime ] && current dev; }; then
+  echo "setup: installing $reqs and the project (editable) into $VENV" >&2
+  pip_install -r "$reqs"
+  pip_install --no-deps -e .
+  echo "$want" >"$VENV/.pagerace-$mode.stamp"
+fi
+
+(cd static/vendor && sha256sum --check --quiet --strict SHA256SUMS)
