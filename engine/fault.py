@@ -26,7 +26,10 @@ from engine.state import (
     page_name,
 )
 
-MAX_FAULT_RETRIES = 3
+# A fault can only be undone by another actor's step, and actors are finite, so this is a
+# safety net rather than a modelling choice; the retry count in the registers keeps the graph
+# acyclic.
+MAX_FAULT_RETRIES = 16
 
 
 def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
@@ -38,6 +41,19 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
         return f"waits for the PTE lock of {proc}, held by {p.ptl}"
     if pte is not None and pte.migration:
         return f"waits for the migration of {page_name(pte.page)} (migration_entry_wait)"
+    cached = -1
+    if pte is not None and pte.swap >= 0:
+        cached = ctx.w.swap[pte.swap].cache
+    elif pte is not None and pte.file and not pte.present:
+        cached = ctx.w.file(pte.file).cache
+    if cached >= 0 and ctx.w.page(cached).ref == 0:
+        # The lookup's folio_try_get fails on a frozen page: it retries until reclaim is done.
+        return f"waits: {page_name(cached)} is frozen by reclaim (folio_try_get fails, retry)"
+    if cached >= 0:
+        # filemap_fault and do_swap_page lock the folio before mapping it.
+        locker = ctx.w.page(cached).locker
+        if locker and locker != ctx.name:
+            return f"waits for the folio lock of {page_name(cached)}, held by {locker}"
     return None
 
 

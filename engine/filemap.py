@@ -55,7 +55,8 @@ def lookup_load(ctx: Ctx) -> Effect:
         oracle.observe(ctx, f"file:{name}", disk, f"a read of {name}:")
         ctx.finish()
         return ctx.done("xas_load", f"no page cached for {name}: read {disk!r} from disk")
-    ctx.goto("get", page=index)
+    exp = ctx.w.expected(f"file:{name}")
+    ctx.goto("get", page=index, legal=exp.allowed if exp else ())
     return ctx.done("xas_load", f"{ctx.name} finds {page_name(index)} in the page cache of {name}")
 
 
@@ -88,7 +89,10 @@ def lookup_reload(ctx: Ctx) -> Effect:
 def lookup_copy(ctx: Ctx) -> Effect:
     name, index, gen = ctx.p("file"), ctx.ireg("page"), ctx.ireg("gen")
     value = ctx.w.page(index).data
-    oracle.observe(ctx, f"file:{name}", value, f"a read of {name}:")
+    legal = ctx.reg("legal")
+    # The read took effect when it found the page: what was legal then is still legal.
+    if not (isinstance(legal, tuple) and value in legal):
+        oracle.observe(ctx, f"file:{name}", value, f"a read of {name}:")
     refs.put(ctx, index, gen=gen, what="folio_put")
     ctx.finish()
     return ctx.done("copy_page_to_iter", f"the read of {name} returns {value!r}; folio_put")

@@ -110,6 +110,9 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
     if not pte.file:
         ctx.w = oracle.zap(ctx.w, key, unmapped=unmap)
+    elif unmap:
+        # The address is gone; the file keeps its own expectations.
+        ctx.w = oracle.zap(ctx.w, f"{proc}:{addr}", unmapped=True)
     ctx.finish()
     return ctx.done("zap_pte_range", f"{proc}: {note}")
 

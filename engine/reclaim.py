@@ -158,6 +158,9 @@ def unmap_clear(ctx: Ctx) -> Effect | Blocked:
     if p is not None and p.ptl and p.ptl != ctx.name:
         return Blocked(f"waits for the PTE lock of {proc}, held by {p.ptl}")
     ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
+    if p is not None:
+        # The PTE lock is held until try_to_unmap_one has decided: faults wait, GUP-fast doesn't.
+        ctx.w = ctx.w.set_proc(replace(p, ptl=ctx.name))
     note = f"clears the PTE of {proc}:{addr}"
     if pte.dirty:
         refs.update(ctx, index, ctx.w.page(index).set(DIRTY))
@@ -182,6 +185,9 @@ def restore(ctx: Ctx, why: str, swapbacked: bool = False) -> Effect:
 def decide(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     proc, addr = str(ctx.reg("proc")), str(ctx.reg("addr"))
+    owner = ctx.w.proc(proc)
+    if owner is not None and owner.ptl == ctx.name:
+        ctx.w = ctx.w.set_proc(replace(owner, ptl=""))
     if p.lazyfree:
         if ctx.cfg.on("lazyfree_refcount_check"):
             ok = p.ref == 1 + p.mapcount and not p.has(DIRTY)
