@@ -59,10 +59,14 @@ def emit(data: dict[str, Any]) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     catalog = engine.load_catalog()
     if args.json:
-        emit({"scenarios": [
-            {"id": s.id, "title": s.title, "tags": list(s.tags), "digest": s.digest}
-            for s in catalog.values()
-        ]})
+        emit(
+            {
+                "scenarios": [
+                    {"id": s.id, "title": s.title, "tags": list(s.tags), "digest": s.digest}
+                    for s in catalog.values()
+                ]
+            }
+        )
         return 0
     width = max(len(i) for i in catalog)
     for s in catalog.values():
@@ -80,8 +84,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return 1 if bad else 0
     print(f"{sc.id} on kernel {cfg.label}")
     trunc = " (truncated)" if exp.truncated else ""
-    print(f"{exp.states} states, {exp.transitions} transitions, {exp.interleavings} "
-          f"interleavings, {exp.elapsed_ms:.1f} ms{trunc}")
+    print(
+        f"{exp.states} states, {exp.transitions} transitions, {exp.interleavings} "
+        f"interleavings, {exp.elapsed_ms:.1f} ms{trunc}"
+    )
     for o in exp.outcomes:
         verdict = ", ".join(o.violations) if o.violations else "ok"
         print(f"  {o.interleavings:>10}  {verdict:<24} {o.label}")
@@ -102,7 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for v in run.violations:
         where = f"step {v.step}" if v.step else "at the end"
         print(f"!!! {v.name} ({where}): {v.message}")
-    state = "finished: " + (run.label or "") if run.finished else f"enabled: {', '.join(run.enabled)}"
+    state = (
+        "finished: " + (run.label or "") if run.finished else f"enabled: {', '.join(run.enabled)}"
+    )
     print(state)
     return 0
 

@@ -19,4 +19,6 @@ def alloc_page_op(ctx: Ctx) -> Effect:
     ctx.w = ctx.w.add_writer(value, f"other={owner}")
     ctx.finish()
     how = "reuses freed" if reused else "allocates a fresh"
-    return ctx.done("alloc_pages", f"the allocator {how} {page_name(index)} for {owner}, who writes {value!r}")
+    return ctx.done(
+        "alloc_pages", f"the allocator {how} {page_name(index)} for {owner}, who writes {value!r}"
+    )

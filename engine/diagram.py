@@ -57,10 +57,14 @@ def fit(text: str, width: int) -> str:
 def render_diagram(scenario: Scenario, config: Config, run: Run, link: str | None = None) -> str:
     names = [a.name for a in scenario.actors]
     col = max(24, min(40, WIDTH // max(1, len(names))))
-    lines = [fit(f"{scenario.title}, kernel {config.label}", WIDTH), fit(initial_line(run.initial), WIDTH), ""]
+    lines = [
+        fit(f"{scenario.title}, kernel {config.label}", WIDTH),
+        fit(initial_line(run.initial), WIDTH),
+        "",
+    ]
     lines.append("".join(n.ljust(col) for n in names).rstrip())
     lines.append("".join(("-" * len(n)).ljust(col) for n in names).rstrip())
-    last_op = {n: -1 for n in names}
+    last_op = dict.fromkeys(names, -1)
     for step in run.steps:
         pad = " " * (col * names.index(step.actor))
         note = step_note(step.changes, step.state)

@@ -150,9 +150,13 @@ def group(
         counts[key] = counts.get(key, 0) + paths[sid]
         first.setdefault(key, (sid, message))
     outcomes = [
-        Outcome(label, violations, counts[(violations, label)],
-                example(parent, first[(violations, label)][0], names),
-                first[(violations, label)][1])
+        Outcome(
+            label,
+            violations,
+            counts[(violations, label)],
+            example(parent, first[(violations, label)][0], names),
+            first[(violations, label)][1],
+        )
         for (violations, label) in counts
     ]
     outcomes.sort(key=lambda o: (not o.violations, -o.interleavings, o.label))
@@ -161,6 +165,3 @@ def group(
 
 def reachable_violations(exp: Exploration) -> set[str]:
     return {v for o in exp.outcomes for v in o.violations}
-
-
-assert Config  # re-exported type in signatures

@@ -21,6 +21,7 @@ from engine.state import (
     SWAPBACKED,
     SWAPCACHE,
     ZERO_PAGE,
+    Expected,
     Page,
     Pte,
     page_name,
@@ -67,7 +68,11 @@ def new_anon_page(ctx: Ctx, data: str) -> int:
     """alloc_anon_folio: a fresh exclusive anon page, mapped once."""
     exclusive = ANON_EXCLUSIVE if ctx.cfg.on("anon_exclusive") else 0
     page = Page(
-        ref=1, mapcount=1, flags=SWAPBACKED | exclusive, lru="inactive_anon", data=data,
+        ref=1,
+        mapcount=1,
+        flags=SWAPBACKED | exclusive,
+        lru="inactive_anon",
+        data=data,
         owner="anon",
     )
     ctx.w, index = ctx.w.new_page(page)
@@ -162,8 +167,9 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
         ctx.w = ctx.w.set_pte(proc, addr, Pte(page=ZERO_PAGE, present=True, young=True))
         return f"do_anonymous_page: maps the shared zero page read-only at {addr}"
     index = new_anon_page(ctx, "0")
-    ctx.w = ctx.w.set_pte(proc, addr, Pte(page=index, present=True, write=True, dirty=True,
-                                          young=True))
+    ctx.w = ctx.w.set_pte(
+        proc, addr, Pte(page=index, present=True, write=True, dirty=True, young=True)
+    )
     return f"do_anonymous_page: a new zero-filled {page_name(index)} mapped writable at {addr}"
 
 
@@ -173,8 +179,12 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
         index, how = slot.cache, "finds it in the swap cache"
     else:
         page = Page(
-            ref=1, flags=SWAPBACKED | SWAPCACHE, lru="inactive_anon", data=slot.data,
-            owner="anon", swap=pte.swap,
+            ref=1,
+            flags=SWAPBACKED | SWAPCACHE,
+            lru="inactive_anon",
+            data=slot.data,
+            owner="anon",
+            swap=pte.swap,
         )
         ctx.w, index = ctx.w.new_page(page)
         slot = replace(slot, cache=index)
@@ -191,8 +201,9 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
     # maps it read-only and leaves the reuse decision to a later do_wp_page.
     writable = exclusive or (write and reuse_anon(ctx, ctx.w.page(index)))
     ctx.w = ctx.w.set_pte(
-        proc, addr, Pte(page=index, present=True, write=writable, dirty=write and writable,
-                        young=True),
+        proc,
+        addr,
+        Pte(page=index, present=True, write=writable, dirty=write and writable, young=True),
     )
     ro = "writable" if writable else "read-only"
     return f"do_swap_page: {how}, maps {page_name(index)} {ro} ({refs.refs_note(ctx, index)})"
@@ -208,7 +219,7 @@ def address(ctx: Ctx, proc: str, addr: str) -> tuple[Pte | None, bool]:
         return None, True  # munmapped: the address no longer exists
     ctx.w = ctx.w.set_pte(proc, addr, Pte())
     if exp is None:
-        ctx.w = ctx.w.set_expected(f"{proc}:{addr}", oracle.Expected(allowed=("0",), latest="0"))
+        ctx.w = ctx.w.set_expected(f"{proc}:{addr}", Expected(allowed=("0",), latest="0"))
     return ctx.w.pte(proc, addr), False
 
 
@@ -235,7 +246,9 @@ def load(ctx: Ctx, proc: str, addr: str, pte: Pte) -> str:
     oracle.observe(ctx, key, value, f"{proc} reads {addr}:")
     expect = ctx.p("expect")
     if expect and value != expect and not ctx.events:
-        ctx.violate("lost_write", f"{proc} reads {value!r} at {addr}; the scenario expects {expect!r}")
+        ctx.violate(
+            "lost_write", f"{proc} reads {value!r} at {addr}; the scenario expects {expect!r}"
+        )
     return f"{proc} loads {value!r} from {addr}"
 
 
@@ -243,7 +256,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     if ctx.w.proc(proc) is None:
         return Blocked(f"waits for process {proc} to exist")
-    pte, gone = address(ctx, proc, addr)
+    pte, _gone = address(ctx, proc, addr)
     if pte is None:
         ctx.finish()
         return ctx.done("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")
@@ -259,10 +272,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         return ctx.done("handle_mm_fault", note)
     pte = ctx.w.pte(proc, addr)
     assert pte is not None
-    if write:
-        note = store(ctx, proc, addr, pte, ctx.p("value"))
-    else:
-        note = load(ctx, proc, addr, pte)
+    note = store(ctx, proc, addr, pte, ctx.p("value")) if write else load(ctx, proc, addr, pte)
     ctx.finish()
     return ctx.done("store" if write else "load", note)
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from engine import oracle, refs
 from engine.machine import FILE, PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import DIRTY, LOCKED, PRIVATE, WRITEBACK, Pte, page_name
+from engine.state import DIRTY, LOCKED, PRIVATE, WRITEBACK, Expected, Pte, page_name
 
 LOOKUP_RETRIES = 2
 
@@ -69,7 +69,10 @@ def lookup_get(ctx: Ctx) -> Effect:
         ctx.goto("start", tries=tries + 1)
         return ctx.done("folio_try_get", f"{page_name(index)} is frozen or free: retry")
     ctx.goto("reload", gen=ctx.w.page(index).gen)
-    return ctx.done("folio_try_get", f"speculative reference on {page_name(index)} ({refs.refs_note(ctx, index)})")
+    return ctx.done(
+        "folio_try_get",
+        f"speculative reference on {page_name(index)} ({refs.refs_note(ctx, index)})",
+    )
 
 
 def lookup_reload(ctx: Ctx) -> Effect:
@@ -149,7 +152,7 @@ def truncate_remove(ctx: Ctx) -> Effect:
     drop = 2 if p.has(PRIVATE) else 1
     refs.update(ctx, index, replace(p.clear(PRIVATE | DIRTY), ref=p.ref - drop, lru=""))
     ctx.w = ctx.w.set_file(name, replace(ctx.w.file(name), cache=-1, disk="0"))
-    ctx.w = ctx.w.set_expected(f"file:{name}", oracle.Expected(allowed=("0",), latest="0"))
+    ctx.w = ctx.w.set_expected(f"file:{name}", Expected(allowed=("0",), latest="0"))
     ctx.goto("unlock")
     return ctx.done(
         "truncate_inode_folio",
@@ -193,7 +196,9 @@ def wb_clear(ctx: Ctx) -> Effect:
     if not (p.has(DIRTY) or dirty_ptes):
         unlock_put(ctx, index)
         ctx.finish()
-        return ctx.done("folio_clear_dirty_for_io", f"{page_name(index)} is clean: nothing to write")
+        return ctx.done(
+            "folio_clear_dirty_for_io", f"{page_name(index)} is clean: nothing to write"
+        )
     refs.update(ctx, index, p.clear(DIRTY))
     ctx.goto("write")
     return ctx.done(

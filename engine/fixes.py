@@ -179,7 +179,7 @@ def fixes_for(kernel: str) -> dict[str, bool]:
     """Every switch for a kernel: fixes released at or before it, design rules on."""
     key = version_key(kernel)
     resolved = {name: version_key(f.version) <= key for name, f in FIXES.items()}
-    resolved.update({name: True for name in DESIGN_RULES})
+    resolved.update(dict.fromkeys(DESIGN_RULES, True))
     return resolved
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from engine import refs
 from engine.fault import new_anon_page
 from engine.machine import PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import ANON_EXCLUSIVE, ZERO_PAGE, Proc, Pte, Slot, page_name
+from engine.state import ANON_EXCLUSIVE, ZERO_PAGE, Proc, Pte, page_name
 
 
 def start(ctx: Ctx) -> Effect | Blocked:
@@ -81,21 +81,26 @@ def copy_pte(ctx: Ctx) -> Effect:
     copy = (ctx.cfg.on("fork_copy_pinned") and proc.has_pinned and pinned) or (exclusive and pinned)
     if copy:
         new = new_anon_page(ctx, page.data)
-        ctx.w = ctx.w.set_pte(child, addr, Pte(page=new, present=True, write=pte.write,
-                                               dirty=pte.dirty))
+        ctx.w = ctx.w.set_pte(
+            child, addr, Pte(page=new, present=True, write=pte.write, dirty=pte.dirty)
+        )
         ctx.goto("copy", **nxt)
         return ctx.done(
             "copy_present_pte",
             f"{page_name(index)} may be DMA-pinned: {child} gets its own copy {page_name(new)}; "
             f"{parent} keeps {page_name(index)} writable",
         )
-    refs.update(ctx, index, replace(page.clear(ANON_EXCLUSIVE), ref=page.ref + 1,
-                                    mapcount=page.mapcount + 1))
+    refs.update(
+        ctx,
+        index,
+        replace(page.clear(ANON_EXCLUSIVE), ref=page.ref + 1, mapcount=page.mapcount + 1),
+    )
     ctx.w = ctx.w.set_pte(child, addr, replace(pte, write=False))
     ctx.goto("wrprotect", addr=addr, **nxt)
     return ctx.done(
         "copy_present_pte",
-        f"{page_name(index)} does not look pinned: {child} shares it ({refs.refs_note(ctx, index)})",
+        f"{page_name(index)} does not look pinned: {child} shares it "
+        f"({refs.refs_note(ctx, index)})",
     )
 
 
@@ -129,6 +134,3 @@ STEPS = {"start": start, "copy": copy_pte, "wrprotect": wrprotect}
 def fork_op(ctx: Ctx) -> Effect | Blocked:
     """fork(): copy every mapping to `child`, write-protecting shared anon pages for COW."""
     return STEPS[ctx.me.pc](ctx)
-
-
-assert Slot  # swap slots are shared by reference count only

@@ -15,7 +15,7 @@ from dataclasses import replace
 from engine import oracle, refs
 from engine.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, wait_reason
 from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import ANON_EXCLUSIVE, DIRTY, REFERENCED, ZERO_PAGE, Pte, page_name
+from engine.state import ANON_EXCLUSIVE, DIRTY, REFERENCED, ZERO_PAGE, Expected, Pte, page_name
 
 MODE = Param("mode", "choice", choices=("get", "pin"))
 GUP_PARAMS = (
@@ -42,10 +42,16 @@ def hold(ctx: Ctx, index: int, key: str) -> None:
         exp = ctx.w.expected(key)
         snapshot = exp.allowed if exp else ("0",)
         pipe_key = f"{ctx.proc}:pipe({ctx.name})"
-        ctx.w = ctx.w.set_expected(pipe_key, oracle.Expected(allowed=snapshot, latest=snapshot[0]))
+        ctx.w = ctx.w.set_expected(pipe_key, Expected(allowed=snapshot, latest=snapshot[0]))
     ctx.set_me(
-        replace(ctx.me, held=((index, gen),), held_mode=held_mode, held_key=key,
-                held_epoch=epoch, dma="")
+        replace(
+            ctx.me,
+            held=((index, gen),),
+            held_mode=held_mode,
+            held_key=key,
+            held_epoch=epoch,
+            dma="",
+        )
     )
     if mode(ctx) == "pin":
         proc = ctx.w.proc(ctx.proc)
@@ -94,26 +100,33 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
     pte = ctx.w.pte(proc, addr)
     seq = p.seq
     if mode(ctx) == "pin" and ctx.cfg.on("gup_fast_fork_seqcount") and seq % 2:
-        return fallback(ctx, "raw_read_seqcount: fork in progress (write_protect_seq odd)",
-                        "raw_read_seqcount")
+        return fallback(
+            ctx, "raw_read_seqcount: fork in progress (write_protect_seq odd)", "raw_read_seqcount"
+        )
     if pte is None or not pte.present or pte.page == ZERO_PAGE:
         return fallback(ctx, f"ptep_get_lockless: no present page at {addr}", "ptep_get_lockless")
     if (write or cow_break(ctx, pte)) and not pte.write:
-        return fallback(ctx, f"ptep_get_lockless: PTE at {addr} is not writable",
-                        "ptep_get_lockless")
+        return fallback(
+            ctx, f"ptep_get_lockless: PTE at {addr} is not writable", "ptep_get_lockless"
+        )
     ctx.goto("grab", page=pte.page, pte=pte, seq=seq)
-    return ctx.done("ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}")
+    return ctx.done(
+        "ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}"
+    )
 
 
 def fast_grab(ctx: Ctx) -> Effect:
     index = ctx.ireg("page")
     if ctx.w.page(index).ref == 0:
-        return fallback(ctx, f"folio_try_get fails: {page_name(index)} is frozen or free",
-                        "try_grab_folio")
+        return fallback(
+            ctx, f"folio_try_get fails: {page_name(index)} is frozen or free", "try_grab_folio"
+        )
     grab(ctx, index)
     ctx.goto("recheck", gen=ctx.w.page(index).gen)
     what = "pins" if mode(ctx) == "pin" else "takes a reference on"
-    return ctx.done("try_grab_folio", f"{ctx.name} {what} {page_name(index)} ({refs.refs_note(ctx, index)})")
+    return ctx.done(
+        "try_grab_folio", f"{ctx.name} {what} {page_name(index)} ({refs.refs_note(ctx, index)})"
+    )
 
 
 def fast_recheck(ctx: Ctx) -> Effect:
@@ -147,7 +160,7 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
         return Blocked(f"waits for process {proc} to exist")
     if p.mmap_writer and p.mmap_writer != ctx.name:
         return Blocked(f"waits for mmap_lock of {proc}, held for write by {p.mmap_writer}")
-    pte, gone = address(ctx, proc, addr)
+    pte, _gone = address(ctx, proc, addr)
     reason = wait_reason(ctx, proc, None)
     if reason:
         return Blocked(reason)
@@ -157,8 +170,11 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
     write = ctx.flagp("write")
     unshare = must_unshare(ctx, pte)
     forced = cow_break(ctx, pte) and pte.present and not pte.write
-    ok = pte.present and not unshare and not forced and (
-        not write or (pte.write and pte.page != ZERO_PAGE)
+    ok = (
+        pte.present
+        and not unshare
+        and not forced
+        and (not write or (pte.write and pte.page != ZERO_PAGE))
     )
     if not ok:
         if p.mmap_readers.count(ctx.name) == 0:
@@ -176,7 +192,9 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
             note += "; FOLL_TOUCH: set_page_dirty"
     p = ctx.w.proc(proc)
     assert p is not None
-    ctx.w = ctx.w.set_proc(replace(p, mmap_readers=tuple(r for r in p.mmap_readers if r != ctx.name)))
+    ctx.w = ctx.w.set_proc(
+        replace(p, mmap_readers=tuple(r for r in p.mmap_readers if r != ctx.name))
+    )
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
     ctx.finish()
     return ctx.done("follow_page_pte", note)

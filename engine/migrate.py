@@ -24,7 +24,10 @@ def isolate(ctx: Ctx) -> Effect:
     p = ctx.w.page(index)
     refs.update(ctx, index, replace(p, lru=""))
     ctx.goto("lock", page=index, lru=p.lru)
-    return ctx.done("isolate_lru_folio", f"{page_name(index)} isolated for migration ({refs.refs_note(ctx, index)})")
+    return ctx.done(
+        "isolate_lru_folio",
+        f"{page_name(index)} isolated for migration ({refs.refs_note(ctx, index)})",
+    )
 
 
 def lock(ctx: Ctx) -> Effect | Blocked:
@@ -62,7 +65,8 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
     ctx.goto("move", mapped=tuple(saved))
     return ctx.done(
         "try_to_migrate_one",
-        f"PTE(s) of {page_name(index)} replaced by migration entries ({refs.refs_note(ctx, index)})",
+        f"PTE(s) of {page_name(index)} replaced by migration entries "
+        f"({refs.refs_note(ctx, index)})",
     )
 
 
@@ -79,7 +83,9 @@ def move(ctx: Ctx) -> Effect:
     new = Page(ref=1, flags=p.flags & ~(LOCKED | SWAPCACHE), data=p.data, owner=p.owner)
     ctx.w, dst = ctx.w.new_page(new)
     ctx.goto("remove_ptes", target=dst, ok=True)
-    return ctx.done("migrate_folio", f"copies {p.data!r} from {page_name(index)} to new {page_name(dst)}")
+    return ctx.done(
+        "migrate_folio", f"copies {p.data!r} from {page_name(index)} to new {page_name(dst)}"
+    )
 
 
 def remove_ptes(ctx: Ctx) -> Effect:

@@ -61,7 +61,7 @@ class Model:
                 sorted((f"file:{n}", Expected(allowed=(d,), latest=d)) for n, d in sc.files.items())
             ),
             writers=(),
-            actors=tuple(Actor() for _ in sc.actors) + (Actor(),),
+            actors=(*tuple(Actor() for _ in sc.actors), Actor()),
         )
         setup = len(sc.actors)
         for op in sc.setup:
@@ -86,15 +86,15 @@ class Model:
         return OPS[op.kind].run(ctx)
 
     def finished(self, world: World) -> bool:
-        return all(a.op >= len(ops.ops) for a, ops in zip(world.actors, self.scenario.actors))
+        pairs = zip(world.actors, self.scenario.actors, strict=True)
+        return all(a.op >= len(spec.ops) for a, spec in pairs)
 
     def conclude(self, world: World) -> tuple[World, tuple[tuple[str, str], ...]]:
         """End-of-run checks on a state where no actor is enabled."""
         ctx = Ctx(self.config, 0, "end", {}, world)
         if not self.finished(world):
-            stuck = [
-                a.name for a, s in zip(self.scenario.actors, world.actors) if s.op < len(a.ops)
-            ]
+            pairs = zip(self.scenario.actors, world.actors, strict=True)
+            stuck = [a.name for a, s in pairs if s.op < len(a.ops)]
             ctx.violate("deadlock", f"nothing can run but {', '.join(stuck)} never finished")
         observe_all(ctx)
         check_leaks(ctx)
@@ -115,7 +115,9 @@ def observe_all(ctx: Ctx) -> None:
         elif pte.present:
             page = w.page(pte.page)
             if page.free:
-                ctx.violate("use_after_free", f"{proc}:{addr} still maps freed {page_name(pte.page)}")
+                ctx.violate(
+                    "use_after_free", f"{proc}:{addr} still maps freed {page_name(pte.page)}"
+                )
             value = page.data
         elif pte.swap >= 0:
             slot = w.swap[pte.swap]
@@ -127,8 +129,10 @@ def observe_all(ctx: Ctx) -> None:
         value = f.disk
         if f.cache >= 0:
             page = w.page(f.cache)
-            dirty = page.has(DIRTY) or page.has(WRITEBACK) or any(
-                e.dirty for _, _, e in w.mappers(f.cache)
+            dirty = (
+                page.has(DIRTY)
+                or page.has(WRITEBACK)
+                or any(e.dirty for _, _, e in w.mappers(f.cache))
             )
             # A clean cached page is what the kernel believes is on disk: it may be
             # dropped at any time, so only a dirty page vouches for its own data.

@@ -210,9 +210,7 @@ def decide(ctx: Ctx) -> Effect:
             return restore(ctx, f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned")
         slot = ctx.w.swap[p.swap]
         ctx.w = ctx.w.set_slot(p.swap, replace(slot, count=slot.count + 1))
-        ctx.w = ctx.w.set_pte(
-            proc, addr, Pte(swap=p.swap, exclusive_swap=p.has(ANON_EXCLUSIVE))
-        )
+        ctx.w = ctx.w.set_pte(proc, addr, Pte(swap=p.swap, exclusive_swap=p.has(ANON_EXCLUSIVE)))
         refs.update(ctx, index, replace(p.clear(ANON_EXCLUSIVE), mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_unmap_one")
         ctx.goto("unmap")
@@ -318,8 +316,12 @@ def remove_freeze(ctx: Ctx) -> Effect:
     refs.update(ctx, index, replace(p, ref=0))
     if ctx.cfg.on("freeze_before_dirty"):
         ctx.goto("test_dirty")
-        return ctx.done("folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}: ref 2 -> 0")
-    return delete_from_cache(ctx, "folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}")
+        return ctx.done(
+            "folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}: ref 2 -> 0"
+        )
+    return delete_from_cache(
+        ctx, "folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}"
+    )
 
 
 def remove_test_dirty(ctx: Ctx) -> Effect:

@@ -19,7 +19,9 @@ def live(ctx: Ctx, index: int, gen: int, what: str) -> bool:
         return True
     page = ctx.w.page(index)
     if page.free:
-        ctx.violate("use_after_free", f"{ctx.name}: {what} touches {page_name(index)} after it was freed")
+        ctx.violate(
+            "use_after_free", f"{ctx.name}: {what} touches {page_name(index)} after it was freed"
+        )
         return False
     if page.gen != gen:
         ctx.violate(

@@ -18,8 +18,13 @@ def run_to_json(run: Run, scenario: Scenario | None = None) -> dict[str, Any]:
         "variant": run.variant,
         "steps": [
             {
-                "index": s.index, "actor": s.actor, "op": s.op, "op_index": s.op_index,
-                "function": s.function, "note": s.note, "changes": list(s.changes),
+                "index": s.index,
+                "actor": s.actor,
+                "op": s.op,
+                "op_index": s.op_index,
+                "function": s.function,
+                "note": s.note,
+                "changes": list(s.changes),
                 "state": s.state,
             }
             for s in run.steps
@@ -41,8 +46,10 @@ def exploration_to_json(exp: Exploration) -> dict[str, Any]:
         "interleavings": exp.interleavings,
         "outcomes": [
             {
-                "label": o.label, "violations": list(o.violations),
-                "interleavings": o.interleavings, "example": list(o.example),
+                "label": o.label,
+                "violations": list(o.violations),
+                "interleavings": o.interleavings,
+                "example": list(o.example),
                 "message": o.message,
             }
             for o in exp.outcomes

@@ -103,19 +103,28 @@ def actor_views(model: Model, world: World) -> tuple[ActorView, ...]:
         state = world.actors[i]
         done = state.op >= len(spec.ops)
         result = None if done else model.step(world, i)
-        views.append(ActorView(
-            name=spec.name, label=spec.label, op_index=state.op,
-            next_function=result.function if isinstance(result, Effect) else None,
-            blocked=result.reason if isinstance(result, Blocked) else None, done=done,
-        ))
+        views.append(
+            ActorView(
+                name=spec.name,
+                label=spec.label,
+                op_index=state.op,
+                next_function=result.function if isinstance(result, Effect) else None,
+                blocked=result.reason if isinstance(result, Blocked) else None,
+                done=done,
+            )
+        )
     return tuple(views)
 
 
 def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Run:
     """Replay `schedule` step by step; the end checks run once nothing is enabled."""
     if len(schedule) > MAX_SCHEDULE:
-        raise ScheduleError(MAX_SCHEDULE, "", (), f"schedule has {len(schedule)} steps; at most "
-                            f"{MAX_SCHEDULE} allowed")
+        raise ScheduleError(
+            MAX_SCHEDULE,
+            "",
+            (),
+            f"schedule has {len(schedule)} steps; at most {MAX_SCHEDULE} allowed",
+        )
     model = Model(scenario, config)
     names = model.names
     world = model.initial()
@@ -126,21 +135,36 @@ def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) ->
     for n, name in enumerate(schedule, start=1):
         enabled = enabled_names(model, world)
         if name not in names:
-            raise ScheduleError(n, name, enabled, f"schedule step {n}: unknown actor {name!r}; "
-                                f"actors: {', '.join(names)}")
+            raise ScheduleError(
+                n,
+                name,
+                enabled,
+                f"schedule step {n}: unknown actor {name!r}; actors: {', '.join(names)}",
+            )
         i = names.index(name)
         result = model.step(world, i)
         if not isinstance(result, Effect):
             why = "has finished" if result is None else f"is blocked ({result.reason})"
             allowed = ", ".join(enabled) or "none (the run is over)"
-            raise ScheduleError(n, name, enabled, f"schedule step {n}: {name} {why}; "
-                                f"enabled: {allowed}")
+            raise ScheduleError(
+                n, name, enabled, f"schedule step {n}: {name} {why}; enabled: {allowed}"
+            )
         op = scenario.actors[i].ops[world.actors[i].op]
         op_index = world.actors[i].op
         world = result.world
         after = state_view(model, world)
-        steps.append(Step(n, name, op.text, op_index, result.function, result.note,
-                          changes(before, after), after))
+        steps.append(
+            Step(
+                n,
+                name,
+                op.text,
+                op_index,
+                result.function,
+                result.note,
+                changes(before, after),
+                after,
+            )
+        )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)
         before = after
     enabled = enabled_names(model, world)
@@ -150,10 +174,18 @@ def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) ->
         violations.extend(Violation(v, 0, msg) for v, msg in events)
         label = model.label(world)
     return Run(
-        scenario_id=scenario.id, digest=scenario.digest, kernel=config.kernel,
-        variant=config.variant, steps=tuple(steps), initial=initial,
-        state=state_view(model, world), enabled=enabled, finished=not enabled,
-        violations=tuple(violations), actors=actor_views(model, world), label=label,
+        scenario_id=scenario.id,
+        digest=scenario.digest,
+        kernel=config.kernel,
+        variant=config.variant,
+        steps=tuple(steps),
+        initial=initial,
+        state=state_view(model, world),
+        enabled=enabled,
+        finished=not enabled,
+        violations=tuple(violations),
+        actors=actor_views(model, world),
+        label=label,
     )
 
 

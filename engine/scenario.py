@@ -40,8 +40,18 @@ ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,23}$")
 VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
-TOP_KEYS = ("id", "title", "summary", "tags", "refs", "variants", "files", "setup", "actors",
-            "expect")
+TOP_KEYS = (
+    "id",
+    "title",
+    "summary",
+    "tags",
+    "refs",
+    "variants",
+    "files",
+    "setup",
+    "actors",
+    "expect",
+)
 DEVICE_OPS = ("dma_write", "dma_read", "set_page_dirty", "put_page", "unpin")
 GUP_OPS = ("gup", "gup_fast", "vmsplice")
 MACROS: dict[str, tuple[str, ...]] = {
@@ -155,8 +165,10 @@ class _Checker:
             return {}
         for key in value:
             if str(key) not in allowed:
-                self.err(f"{path}.{key}" if path else str(key),
-                         f"unknown key; allowed: {', '.join(allowed)}")
+                self.err(
+                    f"{path}.{key}" if path else str(key),
+                    f"unknown key; allowed: {', '.join(allowed)}",
+                )
         return {str(k): v for k, v in value.items()}
 
     def text(self, value: object, path: str, limit: int = 200, required: bool = True) -> str:
@@ -182,7 +194,7 @@ class _Checker:
 
     def value(self, raw: object, path: str) -> str:
         if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-            self.err(path, "must be a short string such as A or \"B\" (quote yes/no/on/off)")
+            self.err(path, 'must be a short string such as A or "B" (quote yes/no/on/off)')
             return "?"
         text = str(raw)
         if not VALUE.match(text):
@@ -229,7 +241,12 @@ def _param(
 
 
 def _ops(
-    c: _Checker, raw: object, path: str, files: Mapping[str, str], procs: set[str], limit: int,
+    c: _Checker,
+    raw: object,
+    path: str,
+    files: Mapping[str, str],
+    procs: set[str],
+    limit: int,
     setup: bool,
 ) -> tuple[Op, ...]:
     ops: list[Op] = []
@@ -237,7 +254,10 @@ def _ops(
     for i, item in enumerate(c.seq(raw, path, limit)):
         p = f"{path}[{i}]"
         if not isinstance(item, dict) or len(item) != 1:
-            c.err(p, "must be a mapping with exactly one operation, e.g. {write: {addr: buf, value: A}}")
+            c.err(
+                p,
+                "must be a mapping with exactly one operation, e.g. {write: {addr: buf, value: A}}",
+            )
             continue
         kind, args = next(iter(item.items()))
         kind = str(kind)
@@ -270,11 +290,16 @@ def _ops(
         need = {"put_page": "get", "unpin": "pin", "read_pipe": "pipe"}.get(kind)
         if kind in DEVICE_OPS or need:
             if last_gup is None:
-                c.err(f"{p}.{kind}", "acts on the page this actor obtained with gup, gup_fast or "
-                      "vmsplice, but no such op comes before it in this actor")
+                c.err(
+                    f"{p}.{kind}",
+                    "acts on the page this actor obtained with gup, gup_fast or "
+                    "vmsplice, but no such op comes before it in this actor",
+                )
             elif need and last_gup != need:
-                c.err(f"{p}.{kind}", f"the last GUP of this actor used mode {last_gup}; "
-                      f"{kind} needs {need}")
+                c.err(
+                    f"{p}.{kind}",
+                    f"the last GUP of this actor used mode {last_gup}; {kind} needs {need}",
+                )
         ops.append(Op(kind, params, op_text(kind, params), spec.steps))
     return tuple(ops)
 
@@ -288,8 +313,12 @@ def _macro(
     gup: dict[str, object] = {"addr": addr, "mode": "get", "write": True}
     if "proc" in args:
         gup["proc"] = _param(c, Param("proc", "proc"), args["proc"], f"{path}.proc", files, procs)
-    parts = [("gup_fast", gup), ("set_page_dirty", {}), ("dma_write", {"value": value}),
-             ("put_page", {})]
+    parts: list[tuple[str, dict[str, object]]] = [
+        ("gup_fast", gup),
+        ("set_page_dirty", {}),
+        ("dma_write", {"value": value}),
+        ("put_page", {}),
+    ]
     return [Op(k, p, op_text(k, p), OPS[k].steps, macro=name) for k, p in parts]
 
 
@@ -342,11 +371,14 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
             c.err(f"variants.{name}", "variant names must be lowercase names")
         kernel = str(vd.get("kernel", ""))
         if not valid_kernel(kernel):
-            c.err(f"variants.{name}.kernel", "must be a kernel version between 4.12 and 6.99, "
-                  "quoted, e.g. \"5.17\"")
+            c.err(
+                f"variants.{name}.kernel",
+                'must be a kernel version between 4.12 and 6.99, quoted, e.g. "5.17"',
+            )
         fixes: dict[str, bool] = {}
-        for fname, on in c.mapping(vd.get("fixes"), f"variants.{name}.fixes",
-                                   tuple(SWITCHES)).items():
+        for fname, on in c.mapping(
+            vd.get("fixes"), f"variants.{name}.fixes", tuple(SWITCHES)
+        ).items():
             if not isinstance(on, bool):
                 c.err(f"variants.{name}.fixes.{fname}", "must be true or false")
             elif fname in SWITCHES:
@@ -403,9 +435,18 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         raise ScenarioError(c.errors)
     document = json.loads(json.dumps(doc, default=str))
     return Scenario(
-        id=str(sid), title=title, summary=summary, tags=tuple(tags), refs=tuple(refs),
-        variants=tuple(variants), files=files, setup=setup, actors=tuple(actors), expect=expect,
-        document=document, digest=digest_of(document),
+        id=str(sid),
+        title=title,
+        summary=summary,
+        tags=tuple(tags),
+        refs=tuple(refs),
+        variants=tuple(variants),
+        files=files,
+        setup=setup,
+        actors=tuple(actors),
+        expect=expect,
+        document=document,
+        digest=digest_of(document),
     )
 
 
@@ -427,8 +468,9 @@ MAX_DOCUMENT = 64 * 1024
 def load_scenario_text(text: str) -> Scenario:
     """Parse YAML (or JSON, a subset) text into a Scenario; errors carry line numbers."""
     if len(text) > MAX_DOCUMENT:
-        raise ScenarioError([ErrorItem("", f"document is {len(text)} bytes; at most "
-                                           f"{MAX_DOCUMENT} allowed")])
+        raise ScenarioError(
+            [ErrorItem("", f"document is {len(text)} bytes; at most {MAX_DOCUMENT} allowed")]
+        )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         doc = yaml.safe_load(text)

@@ -8,7 +8,11 @@ from engine.model import Model
 from engine.state import GUP_PIN_COUNTING_BIAS, ZERO_PAGE, World, flag_list, page_name
 
 ISOLATING = ("shrink_folio_list", "migrate")
-SPECULATIVE = {"gup_fast": ("recheck",), "vmsplice": ("recheck",), "filemap_lookup": ("reload", "copy")}
+SPECULATIVE = {
+    "gup_fast": ("recheck",),
+    "vmsplice": ("recheck",),
+    "filemap_lookup": ("reload", "copy"),
+}
 
 
 def holders(model: Model, world: World, index: int) -> dict[str, int]:
@@ -23,7 +27,7 @@ def holders(model: Model, world: World, index: int) -> dict[str, int]:
         out["buffers"] = 1
     if page.owner.startswith("other:"):
         out[page.owner[6:]] = 1
-    for spec, actor in zip(model.scenario.actors, world.actors):
+    for spec, actor in zip(model.scenario.actors, world.actors, strict=False):
         if actor.op < len(spec.ops):
             kind = spec.ops[actor.op].kind
             mine = actor.reg("page") == index
@@ -33,7 +37,9 @@ def holders(model: Model, world: World, index: int) -> dict[str, int]:
                 out[f"{spec.name} (speculative)"] = 1
         for held, gen in actor.held:
             if held == index and gen == page.gen and actor.held_mode != "pin":
-                out[f"{spec.name} ({actor.held_mode})"] = out.get(f"{spec.name} ({actor.held_mode})", 0) + 1
+                out[f"{spec.name} ({actor.held_mode})"] = (
+                    out.get(f"{spec.name} ({actor.held_mode})", 0) + 1
+                )
     if page.pins:
         out["pins"] = page.pins * GUP_PIN_COUNTING_BIAS
     rest = page.ref - sum(out.values())
@@ -65,49 +71,98 @@ def state_view(model: Model, world: World) -> dict[str, Any]:
         flags = flag_list(p.flags)
         if p.lru:
             flags.insert(0, "lru")
-        pages.append({
-            "id": page_name(i), "refcount": p.ref, "pins": p.pins, "mapcount": p.mapcount,
-            "flags": flags, "lru": p.lru or None, "data": p.data, "owner": owner(world, i),
-            "holders": holders(model, world, i), "locked_by": p.locker or None,
-        })
+        pages.append(
+            {
+                "id": page_name(i),
+                "refcount": p.ref,
+                "pins": p.pins,
+                "mapcount": p.mapcount,
+                "flags": flags,
+                "lru": p.lru or None,
+                "data": p.data,
+                "owner": owner(world, i),
+                "holders": holders(model, world, i),
+                "locked_by": p.locker or None,
+            }
+        )
     ptes = [
         {
-            "proc": proc, "addr": addr, "page": page_ref(e.page) if (e.present or e.migration) else None,
-            "present": e.present, "write": e.write, "dirty": e.dirty, "young": e.young,
-            "swap": f"S{e.swap}" if e.swap >= 0 else None, "migration": e.migration,
+            "proc": proc,
+            "addr": addr,
+            "page": page_ref(e.page) if (e.present or e.migration) else None,
+            "present": e.present,
+            "write": e.write,
+            "dirty": e.dirty,
+            "young": e.young,
+            "swap": f"S{e.swap}" if e.swap >= 0 else None,
+            "migration": e.migration,
             "file": e.file or None,
         }
         for proc, addr, e in world.ptes
     ]
     swap = [
-        {"slot": f"S{i}", "data": s.data if s.written else None, "entries": s.count,
-         "cache": page_ref(s.cache)}
+        {
+            "slot": f"S{i}",
+            "data": s.data if s.written else None,
+            "entries": s.count,
+            "cache": page_ref(s.cache),
+        }
         for i, s in enumerate(world.swap)
     ]
     files = [{"name": n, "cache": page_ref(f.cache), "disk": f.disk} for n, f in world.files]
     procs = []
-    for p in world.procs:
-        lock = f"write: {p.mmap_writer}" if p.mmap_writer else (
-            f"read: {', '.join(p.mmap_readers)}" if p.mmap_readers else "")
-        procs.append({"name": p.name, "mmap_lock": lock or None, "pte_lock": p.ptl or None,
-                      "write_protect_seq": p.seq, "has_pinned": p.has_pinned})
+    for proc in world.procs:
+        lock = (
+            f"write: {proc.mmap_writer}"
+            if proc.mmap_writer
+            else (f"read: {', '.join(proc.mmap_readers)}" if proc.mmap_readers else "")
+        )
+        procs.append(
+            {
+                "name": proc.name,
+                "mmap_lock": lock or None,
+                "pte_lock": proc.ptl or None,
+                "write_protect_seq": proc.seq,
+                "has_pinned": proc.has_pinned,
+            }
+        )
     devices = [
-        {"actor": spec.name, "pages": [page_ref(i) for i, _ in a.held], "mode": a.held_mode,
-         "for": a.held_key, "wrote": a.dma or None}
-        for spec, a in zip(model.scenario.actors, world.actors) if a.held
+        {
+            "actor": spec.name,
+            "pages": [page_ref(i) for i, _ in a.held],
+            "mode": a.held_mode,
+            "for": a.held_key,
+            "wrote": a.dma or None,
+        }
+        for spec, a in zip(model.scenario.actors, world.actors, strict=False)
+        if a.held
     ]
     expected = [
         {"where": k, "allowed": list(e.allowed), "dma_in_flight": e.inflight}
-        for k, e in world.expect if e.allowed
+        for k, e in world.expect
+        if e.allowed
     ]
     return {
-        "pages": pages, "ptes": ptes, "swap": swap, "files": files, "procs": procs,
-        "devices": devices, "expected": expected, "violations": list(world.violations),
+        "pages": pages,
+        "ptes": ptes,
+        "swap": swap,
+        "files": files,
+        "procs": procs,
+        "devices": devices,
+        "expected": expected,
+        "violations": list(world.violations),
     }
 
 
-KEYS = {"pages": "id", "ptes": None, "swap": "slot", "files": "name", "procs": "name",
-        "devices": "actor", "expected": "where"}
+KEYS = {
+    "pages": "id",
+    "ptes": None,
+    "swap": "slot",
+    "files": "name",
+    "procs": "name",
+    "devices": "actor",
+    "expected": "where",
+}
 
 
 def flatten(view: dict[str, Any]) -> dict[str, object]:
