@@ -11,8 +11,11 @@ from engine.report import exploration_to_json, run_to_json, scenario_to_json
 from engine.run import ActorView, Run, ScheduleError, Step, Violation, make_config, run_schedule
 from engine.scenario import (
     ErrorItem,
+    Op,
+    Ref,
     Scenario,
     ScenarioError,
+    Variant,
     load_scenario_text,
     parse_scenario,
 )
@@ -25,12 +28,15 @@ __all__ = [
     "ConfigError",
     "ErrorItem",
     "Exploration",
+    "Op",
     "Outcome",
+    "Ref",
     "Run",
     "Scenario",
     "ScenarioError",
     "ScheduleError",
     "Step",
+    "Variant",
     "Violation",
     "exploration_to_json",
     "explore",

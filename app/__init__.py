@@ -1,0 +1,1 @@
+"""pagerace web layer: FastAPI app, HTTP API, WebSocket and server-rendered pages."""

@@ -1,0 +1,51 @@
+"""Runtime settings for the web app, read once from the environment.
+
+Every limit here exists so that a hostile or careless request is answered with a clear 4xx
+instead of a hang: bodies, schedules and explorations are all bounded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
+TEMPLATES_DIR = ROOT / "templates"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+# Not slotted: from_env reads the class-level defaults.
+@dataclass(frozen=True)
+class Settings:
+    """Limits and pacing; override with PAGERACE_* environment variables."""
+
+    max_body_bytes: int = 256 * 1024
+    max_schedule: int = 2_000
+    max_states: int = 200_000
+    explore_time_limit_s: float = 10.0
+    # A custom scenario inside a link is inflated at most to this size (zip-bomb guard).
+    max_doc_bytes: int = 256 * 1024
+    play_delay_ms: int = 700
+    explore_cache_size: int = 64
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            max_body_bytes=_env_int("PAGERACE_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_schedule=_env_int("PAGERACE_MAX_SCHEDULE", cls.max_schedule),
+            max_states=_env_int("PAGERACE_MAX_STATES", cls.max_states),
+            explore_time_limit_s=_env_float(
+                "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
+            ),
+        )

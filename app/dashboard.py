@@ -1,0 +1,385 @@
+"""Everything the scenario dashboard shows for one link, computed on the server.
+
+`build_dashboard` turns a scenario and the link's parameters (variant, schedule, step, digest)
+into view data. Links outlive scenario edits and kernels, so nothing here raises for a stale or
+odd link: problems become notices and the schedule is replayed as far as it still applies.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import engine
+from app import figures
+from app.links import LinkParams, dashboard_path, frame_path, join_names
+from app.panels import StatePanel, state_panel
+from app.service import Replay, replay_lenient
+from engine.scenario import Op  # not re-exported by the engine package (yet)
+
+LineStatus = Literal["done", "next", "todo"]
+OpStatus = Literal["done", "current", "todo"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    kind: Literal["info", "warn"]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepLine:
+    function: str
+    status: LineStatus
+    index: int | None = None  # the step index, for done lines
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OpView:
+    text: str
+    status: OpStatus
+    lines: tuple[StepLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    number: int
+    name: str
+    label: str
+    ops: tuple[OpView, ...]
+    enabled: bool
+    done: bool
+    blocked: str | None
+    step_url: str | None
+    page_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VariantChoice:
+    name: str
+    kernel: str
+    active: bool
+    frame_url: str
+    page_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nav:
+    first: str | None
+    back: str | None
+    forward: str | None
+    last: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInput:
+    """The dashboard link's query parameters, as given (not yet checked)."""
+
+    variant: str | None = None
+    schedule: tuple[str, ...] = ()
+    at: int | None = None
+    digest: str | None = None
+    custom: str | None = None
+    compare: str | None = None  # the variant the user switched from
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    scenario: engine.Scenario
+    config: engine.Config
+    kernel: str
+    variant: str | None
+    variants: tuple[VariantChoice, ...]
+    schedule: tuple[str, ...]
+    at: int
+    total: int
+    step: engine.Step | None
+    run: engine.Run  # at step `at`
+    full: engine.Run  # the whole applied schedule
+    columns: tuple[Column, ...]
+    panel: StatePanel
+    narration: str
+    violations: tuple[engine.Violation, ...]
+    status: str
+    notices: tuple[Notice, ...]
+    nav: Nav
+    params: LinkParams
+    page_url: str
+    frame_url: str
+    differing: tuple[int, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
+
+
+def config_for(
+    scenario: engine.Scenario, variant: str | None, notices: list[Notice]
+) -> engine.Config:
+    if variant is not None:
+        try:
+            return engine.make_config(scenario, variant=variant)
+        except engine.ConfigError as err:
+            names = join_names([v.name for v in scenario.variants])
+            notices.append(Notice("warn", f"No variant {variant!r} ({err}); variants: {names}."))
+    return engine.make_config(scenario)
+
+
+def _replay(
+    scenario: engine.Scenario, config: engine.Config, link: LinkInput, notices: list[Notice]
+) -> Replay:
+    replay = replay_lenient(scenario, config, link.schedule)
+    if replay.error is not None:
+        applied = len(replay.applied)
+        wanted = replay.requested[applied] if applied < len(replay.requested) else "?"
+        notices.append(
+            Notice(
+                "warn",
+                f"The link's step {applied + 1} ({wanted}) does not apply on kernel "
+                f"{config.kernel}: {str(replay.error).rstrip('.')}. "
+                f"Showing the {applied} step(s) that do.",
+            )
+        )
+    return replay
+
+
+def _clamp(link: LinkInput, total: int, notices: list[Notice]) -> int:
+    if link.at is None:
+        return total
+    if link.at > total:
+        if total == len(link.schedule):  # a cut schedule already has its own notice
+            notices.append(Notice("warn", f"Step {link.at} is past the end; showing {total}."))
+        return total
+    return max(link.at, 0)
+
+
+def _differing(
+    scenario: engine.Scenario, schedule: Sequence[str], now: engine.Run, other: str
+) -> tuple[int, ...]:
+    try:
+        before = replay_lenient(scenario, engine.make_config(scenario, variant=other), schedule)
+    except engine.ConfigError:
+        return ()
+    old = {s.index: (s.actor, s.function, s.note) for s in before.run.steps}
+    new = {s.index: (s.actor, s.function, s.note) for s in now.steps}
+    return tuple(sorted(i for i in old.keys() | new.keys() if old.get(i) != new.get(i)))
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    parts: list[str] = []
+    start = prev = indices[0]
+    for index in [*indices[1:], -1]:
+        if index == prev + 1:
+            prev = index
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = index
+    return ", ".join(parts)
+
+
+def _op_lines(
+    op: Op, status: OpStatus, executed: Sequence[engine.Step], upcoming: str | None
+) -> tuple[StepLine, ...]:
+    lines = [StepLine(s.function, "done", s.index, s.note) for s in executed]
+    if status == "done":
+        return tuple(lines)
+    if status == "todo":
+        return tuple(StepLine(name, "todo") for name in op.steps)
+    if upcoming is not None:
+        lines.append(StepLine(upcoming, "next"))
+        names = list(op.steps)
+        # The rest of the op's possible steps after the upcoming one (branches may skip some).
+        start = len(executed)
+        pos = names.index(upcoming, start) if upcoming in names[start:] else -1
+        if pos < 0 and upcoming in names:
+            pos = names.index(upcoming)
+        if pos >= 0:
+            lines += [StepLine(name, "todo") for name in names[pos + 1 :]]
+    return tuple(lines)
+
+
+def _columns(
+    scenario: engine.Scenario, run: engine.Run, params: LinkParams, sid: str, at: int
+) -> tuple[Column, ...]:
+    executed: dict[tuple[str, int], list[engine.Step]] = defaultdict(list)
+    for step in run.steps:
+        executed[(step.actor, step.op_index)].append(step)
+    views = {view.name: view for view in run.actors}
+    columns = []
+    for number, actor in enumerate(scenario.actors, start=1):
+        view = views.get(actor.name)
+        current = view.op_index if view else 0
+        ops = []
+        for index, op in enumerate(actor.ops):
+            status: OpStatus = (
+                "done" if index < current else "current" if index == current else "todo"
+            )
+            upcoming = view.next_function if view and index == current else None
+            lines = _op_lines(op, status, executed[(actor.name, index)], upcoming)
+            ops.append(OpView(op.text, status, lines))
+        enabled = actor.name in run.enabled
+        step_url = page_url = None
+        if enabled:
+            future = params.schedule[at:]
+            # Stepping the actor the schedule would run next keeps the rest of the schedule.
+            keep = future[:1] == (actor.name,)
+            schedule = params.schedule if keep else (*params.schedule[:at], actor.name)
+            moved = LinkParams(params.variant, schedule, at + 1, params.digest, params.custom)
+            step_url, page_url = frame_path(sid, moved), dashboard_path(sid, moved)
+        columns.append(
+            Column(
+                number,
+                actor.name,
+                actor.label or actor.name,
+                tuple(ops),
+                enabled,
+                bool(view and view.done),
+                view.blocked if view else None,
+                step_url,
+                page_url,
+            )
+        )
+    return tuple(columns)
+
+
+def _nav(params: LinkParams, sid: str, at: int, total: int) -> Nav:
+    def to(step: int) -> str:
+        moved = LinkParams(params.variant, params.schedule, step, params.digest, params.custom)
+        return frame_path(sid, moved)
+
+    return Nav(
+        first=to(0) if at > 0 else None,
+        back=to(at - 1) if at > 0 else None,
+        forward=to(at + 1) if at < total else None,
+        last=to(total) if at < total else None,
+    )
+
+
+def _status(run: engine.Run, scenario: engine.Scenario) -> str:
+    if run.finished:
+        return "all actors finished"
+    if not run.enabled:
+        return "nothing can run: deadlock"
+    labels = {a.name: n for n, a in enumerate(scenario.actors, start=1)}
+    return "can run: " + ", ".join(f"{labels.get(n, '?')} {n}" for n in run.enabled)
+
+
+def _narration(step: engine.Step | None, scenario: engine.Scenario) -> str:
+    if step is None:
+        keys = f"1-{len(scenario.actors)}" if len(scenario.actors) > 1 else "1"
+        return (
+            "The state after setup. Run an actor's next atomic step with its Step button "
+            f"(or press {keys})."
+        )
+    return step.note
+
+
+def build_dashboard(
+    scenario: engine.Scenario,
+    link: LinkInput,
+    sid: str | None = None,
+    extra: Sequence[Notice] = (),
+) -> Dashboard:
+    """All the view data for `/s/{id}` at the link's step."""
+    sid = sid or scenario.id
+    notices: list[Notice] = list(extra)
+    if link.digest and link.digest != scenario.digest:
+        notices.append(
+            Notice(
+                "warn",
+                f"This scenario changed since the link was made (digest {link.digest}, now "
+                f"{scenario.digest}); the steps that still apply are replayed.",
+            )
+        )
+    config = config_for(scenario, link.variant, notices)
+    replay = _replay(scenario, config, link, notices)
+    total = len(replay.applied)
+    at = _clamp(link, total, notices)
+    full = replay.run
+    run = full if at == total else engine.run_schedule(scenario, config, replay.applied[:at])
+    step = full.steps[at - 1] if at else None
+    previous = None if step is None else (full.steps[at - 2].state if at > 1 else full.initial)
+    panel = state_panel(run.state, previous, step.changes if step else ())
+    params = LinkParams(config.variant, replay.applied, at, scenario.digest, link.custom)
+
+    differing: tuple[int, ...] = ()
+    if link.compare and link.compare != config.variant:
+        differing = _differing(scenario, link.schedule, full, link.compare)
+        old = next((v for v in scenario.variants if v.name == link.compare), None)
+        where = f"kernel {old.kernel}" if old else link.compare
+        text = (
+            f"Same schedule replayed on kernel {config.kernel}: steps "
+            f"{_ranges(differing)} differ from {where} (marked ≠)."
+            if differing
+            else f"Same schedule replayed on kernel {config.kernel}: every step matches {where}."
+        )
+        notices.append(Notice("info", text))
+
+    variants = tuple(
+        VariantChoice(
+            v.name,
+            v.kernel,
+            v.name == config.variant,
+            frame_path(
+                sid,
+                LinkParams(v.name, replay.applied, at, scenario.digest, link.custom),
+                cmp=config.variant,
+            ),
+            dashboard_path(
+                sid, LinkParams(v.name, replay.applied, at, scenario.digest, link.custom)
+            ),
+        )
+        for v in scenario.variants
+    )
+    dashboard = Dashboard(
+        scenario=scenario,
+        config=config,
+        kernel=config.kernel,
+        variant=config.variant,
+        variants=variants,
+        schedule=replay.applied,
+        at=at,
+        total=total,
+        step=step,
+        run=run,
+        full=full,
+        columns=_columns(scenario, run, params, sid, at),
+        panel=panel,
+        narration=_narration(step, scenario),
+        violations=run.violations,
+        status=_status(run, scenario),
+        notices=tuple(notices),
+        nav=_nav(params, sid, at, total),
+        params=params,
+        page_url=dashboard_path(sid, params),
+        frame_url=frame_path(sid, params),
+        differing=differing,
+    )
+    dashboard.data.update(_island(dashboard, sid))
+    return dashboard
+
+
+def _island(d: Dashboard, sid: str) -> dict[str, Any]:
+    """The JSON the page's scripts read: the timeline figure and what to send to the API."""
+    scenario_ref: str | dict[str, Any] = (
+        d.scenario.id if not d.params.custom else dict(d.scenario.document)
+    )
+    return {
+        "id": sid,
+        "at": d.at,
+        "total": d.total,
+        "query": {
+            "v": d.variant,
+            "t": ",".join(d.schedule),
+            "d": d.scenario.digest,
+            "s": d.params.custom,
+        },
+        "page_url": d.page_url,
+        "timeline": figures.timeline_figure(d.scenario, d.full, d.at),
+        "diagram_request": {
+            "scenario": scenario_ref,
+            "variant": d.variant,
+            "schedule": list(d.schedule),
+            "at": d.at,
+        },
+    }

@@ -1,0 +1,218 @@
+"""Plotly figure specs as plain dicts: the run timeline and the outcomes bar chart.
+
+Pure functions of engine results, so they are easy to test; static/timeline.js only draws
+them. Colours are Okabe-Ito (colour-blind safe) and every colour also has a symbol or word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+import engine
+
+PIN_BIAS = 1024  # GUP_PIN_COUNTING_BIAS
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+VERMILLION = "#D55E00"
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "hexagon", "star", "pentagon")
+Figure = dict[str, Any]
+
+
+def _first_page_id(states: Sequence[Mapping[str, Any]]) -> str | None:
+    for state in states:
+        for page in state.get("pages") or []:
+            return str(page.get("id"))
+    return None
+
+
+def _page_field(state: Mapping[str, Any], page_id: str, name: str) -> int | None:
+    for page in state.get("pages") or []:
+        if str(page.get("id")) == page_id:
+            value = page.get(name)
+            return int(value) if isinstance(value, int) else None
+    return None
+
+
+def _lanes(scenario: engine.Scenario, run: engine.Run) -> list[Figure]:
+    traces: list[Figure] = []
+    for number, actor in enumerate(scenario.actors):
+        steps = [step for step in run.steps if step.actor == actor.name]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{number + 1} {actor.name}",
+                "x": [step.index for step in steps],
+                "y": [actor.name] * len(steps),
+                # Plotly renders a subset of HTML in hover text: escape scenario text first.
+                "text": [
+                    f"<b>{escape(step.function)}</b><br>{escape(step.note)}" for step in steps
+                ],
+                "hovertemplate": "step %{x}: %{text}<extra></extra>",
+                "marker": {
+                    "size": 12,
+                    "color": OKABE_ITO[number % len(OKABE_ITO)],
+                    "symbol": SYMBOLS[number % len(SYMBOLS)],
+                    "line": {"width": 1, "color": "#000000"},
+                },
+                "yaxis": "y",
+            }
+        )
+    return traces
+
+
+def _series(states: Sequence[Mapping[str, Any]], page_id: str, name: str) -> list[int | None]:
+    if name != "refcount":
+        return [_page_field(state, page_id, name) for state in states]
+    # The pin bias (1024 per pin) would flatten every other line: it is plotted apart.
+    values: list[int | None] = []
+    for state in states:
+        refcount = _page_field(state, page_id, "refcount")
+        pins = _page_field(state, page_id, "pins") or 0
+        values.append(None if refcount is None else refcount - PIN_BIAS * pins)
+    return values
+
+
+def _counts(run: engine.Run) -> list[Figure]:
+    states = [run.initial, *(step.state for step in run.steps)]
+    page_id = _first_page_id(states)
+    if page_id is None:
+        return []
+    x = list(range(len(states)))
+    pinned = any(_page_field(state, page_id, "pins") for state in states)
+    lines = [("refcount", "solid", "#0072B2"), ("mapcount", "dash", "#E69F00")]
+    if pinned:
+        lines.append(("pins", "dot", "#CC79A7"))
+    traces = []
+    for name, dash, colour in lines:
+        label = "refcount − pin bias" if name == "refcount" and pinned else name  # noqa: RUF001
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": f"{page_id} {label}",
+                "x": x,
+                "y": _series(states, page_id, name),
+                "line": {"shape": "hv", "dash": dash, "color": colour},
+                "marker": {"size": 5},
+                "hovertemplate": f"step %{{x}}: {label} %{{y}}<extra></extra>",
+                "yaxis": "y2",
+            }
+        )
+    return traces
+
+
+def _violations(run: engine.Run) -> list[Figure]:
+    if not run.violations:
+        return []
+    last = len(run.steps)
+    by_index = {step.index: step.actor for step in run.steps}
+    xs = [v.step or last for v in run.violations]
+    ys = [by_index.get(x, run.steps[-1].actor if run.steps else "") for x in xs]
+    return [
+        {
+            "type": "scatter",
+            "mode": "markers+text",
+            "name": "✖ violation",
+            "x": xs,
+            "y": ys,
+            "text": [escape(v.name) for v in run.violations],
+            "textposition": "top center",
+            "textfont": {"color": VERMILLION},
+            "customdata": [escape(v.message) for v in run.violations],
+            "hovertemplate": "step %{x}: %{text}<br>%{customdata}<extra></extra>",
+            "marker": {
+                "size": 18,
+                "color": VERMILLION,
+                "symbol": "x-thin-open",
+                "line": {"width": 3},
+            },
+            "yaxis": "y",
+        }
+    ]
+
+
+def timeline_figure(scenario: engine.Scenario, run: engine.Run, at: int) -> Figure:
+    """Lane per actor (top), refcount/mapcount step lines (bottom), cursor at step `at`."""
+    lanes = [actor.name for actor in scenario.actors]
+    last = max(len(run.steps), 1)
+    data = _lanes(scenario, run) + _counts(run) + _violations(run)
+    layout: Figure = {
+        "height": 200 + 36 * len(lanes),
+        "margin": {"l": 90, "r": 150, "t": 10, "b": 48},
+        "showlegend": True,
+        "legend": {"x": 1.01, "y": 1, "xanchor": "left"},
+        "hovermode": "closest",
+        # The shared x axis sits under the lower (count) plot.
+        "xaxis": {
+            "title": {"text": "step"},
+            "range": [-0.5, last + 0.5],
+            "dtick": 1,
+            "zeroline": False,
+            "anchor": "y2",
+        },
+        "yaxis": {
+            "domain": [0.45, 1],
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": list(reversed(lanes)),
+            "range": [-0.5, len(lanes) - 0.5],
+            "fixedrange": True,
+        },
+        "yaxis2": {
+            "domain": [0, 0.36],
+            "title": {"text": "count"},
+            "rangemode": "tozero",
+            "fixedrange": True,
+        },
+        "shapes": [
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": at,
+                "x1": at,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": "#555555", "width": 2, "dash": "dot"},
+            }
+        ],
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+    }
+    return {"data": data, "layout": layout}
+
+
+def outcomes_figure(exploration: engine.Exploration) -> Figure:
+    """One bar per outcome; violating outcomes red and hatched, log scale for wide ranges."""
+    outcomes = exploration.outcomes
+    labels = [
+        ("✖ " + ", ".join(o.violations) + " · " if o.violations else "✓ ") + o.label
+        for o in outcomes
+    ]
+    counts = [o.interleavings for o in outcomes]
+    wide = bool(counts) and max(counts) > 100 * max(min(counts), 1)
+    colours = [VERMILLION if o.violations else "#0072B2" for o in outcomes]
+    patterns = ["x" if o.violations else "" for o in outcomes]
+    data = [
+        {
+            "type": "bar",
+            "x": [escape(label) for label in labels],
+            "y": [float(count) for count in counts],  # exact counts are in the table
+            "customdata": list(range(len(outcomes))),
+            "text": [str(count) for count in counts],
+            "textposition": "auto",
+            "hovertemplate": "%{x}<br>%{text} interleavings<extra></extra>",
+            "marker": {"color": colours, "pattern": {"shape": patterns}},
+        }
+    ]
+    layout: Figure = {
+        "height": 300,
+        "margin": {"l": 60, "r": 20, "t": 10, "b": 110},
+        "yaxis": {"title": {"text": "interleavings"}, "type": "log" if wide else "linear"},
+        "xaxis": {"automargin": True},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+    }
+    return {"data": data, "layout": layout}

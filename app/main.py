@@ -1,0 +1,58 @@
+"""The pagerace web app: `create_app()` wires the catalog, routers, static files and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.gzip import GZipMiddleware
+
+import engine
+from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
+from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
+from app.errors import BodySizeLimit, install_error_handlers
+from app.routes import api, pages, ws
+from app.security import SecurityHeaders
+from app.service import Explorer
+
+
+def create_app(
+    catalog: Mapping[str, engine.Scenario] | None = None, settings: Settings | None = None
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    app = FastAPI(
+        title="pagerace",
+        summary="Step through Linux page-lifecycle races, find the bad interleavings, share them.",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
+    app.state.explorer = Explorer(settings)
+    assets = find_assets(STATIC_DIR)
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    templates.env.globals["assets"] = assets
+    app.state.templates = templates
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
+    # plotly.js is most of the first load: ~1.2 MB raw, about a third of that gzipped.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+
+    if assets.plotly == PLOTLY_PACKAGE_URL:
+        # Registered before the /static mount: the plotly.js that ships with the plotly wheel.
+        @app.get(PLOTLY_PACKAGE_URL, include_in_schema=False)
+        def plotly_js() -> FileResponse:
+            return FileResponse(plotly_package_file(), media_type="text/javascript")
+
+    app.include_router(api.router)
+    app.include_router(ws.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+app = create_app()

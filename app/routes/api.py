@@ -1,0 +1,116 @@
+"""JSON API (product.md 5.2). Bodies come from the engine's *_to_json so the CLI agrees."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import Field
+
+import engine
+from app.deps import CatalogDep, ExplorerDep, SettingsDep
+from app.links import LinkParams, dashboard_path, encode_doc
+from app.schemas import (
+    SCENARIO_ID,
+    ErrorResponse,
+    ExploreRequest,
+    ExploreResponse,
+    RunRequest,
+    RunResponse,
+    ScenarioDocument,
+    ScenarioSummary,
+)
+from app.service import BadInput, make_config, resolve_scenario
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "unknown scenario"},
+    413: {"model": ErrorResponse, "description": "request body too large"},
+    422: {"model": ErrorResponse, "description": "invalid request, scenario or schedule"},
+}
+router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
+ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
+
+
+class DiagramRequest(RunRequest):
+    at: Annotated[int | None, Field(ge=0, description="step the replay link opens at")] = None
+
+
+def summary(scenario: engine.Scenario) -> dict[str, Any]:
+    return {
+        "id": scenario.id,
+        "title": scenario.title,
+        "summary": scenario.summary,
+        "tags": list(scenario.tags),
+        "refs": [
+            {"commit": r.commit, "title": r.title, "version": r.version} for r in scenario.refs
+        ],
+        "variants": [
+            {"name": v.name, "kernel": v.kernel, "fixes": dict(v.fixes)} for v in scenario.variants
+        ],
+        "actors": [actor.name for actor in scenario.actors],
+        "digest": scenario.digest,
+        "url": f"/s/{scenario.id}",
+    }
+
+
+@router.get("/scenarios", response_model=list[ScenarioSummary])
+def list_scenarios(catalog: CatalogDep) -> JSONResponse:
+    """The catalog, seed-thread scenarios first."""
+    return JSONResponse([summary(sc) for sc in catalog.values()])
+
+
+@router.get("/scenarios/{scenario_id}", response_model=ScenarioDocument)
+def get_scenario(scenario_id: ScenarioId, catalog: CatalogDep) -> JSONResponse:
+    """The scenario document plus its content digest (used by links to detect edits)."""
+    return JSONResponse(engine.scenario_to_json(resolve_scenario(catalog, scenario_id)))
+
+
+def _check_length(schedule: list[str], settings: SettingsDep) -> None:
+    if len(schedule) > settings.max_schedule:
+        message = f"the schedule has {len(schedule)} steps; at most {settings.max_schedule}"
+        raise BadInput("schedule", message)
+
+
+def _run(
+    body: RunRequest, catalog: CatalogDep
+) -> tuple[engine.Scenario, engine.Config, engine.Run]:
+    scenario = resolve_scenario(catalog, body.scenario)
+    config = make_config(scenario, body.variant, body.kernel, body.fixes)
+    return scenario, config, engine.run_schedule(scenario, config, body.schedule)
+
+
+@router.post("/run", response_model=RunResponse)
+def run(body: RunRequest, catalog: CatalogDep, settings: SettingsDep) -> JSONResponse:
+    """Replay one interleaving step by step; an actor that is not enabled is a 422."""
+    _check_length(body.schedule, settings)
+    scenario, _, result = _run(body, catalog)
+    return JSONResponse(engine.run_to_json(result, scenario))
+
+
+@router.post("/explore", response_model=ExploreResponse)
+async def explore(body: ExploreRequest, catalog: CatalogDep, explorer: ExplorerDep) -> JSONResponse:
+    """Search every interleaving (bounded); outcomes with counts and a shortest example."""
+    scenario = resolve_scenario(catalog, body.scenario)
+    config = make_config(scenario, body.variant, body.kernel, body.fixes)
+    result = await explorer.explore(scenario, config, body.max_states)
+    return JSONResponse(engine.exploration_to_json(result))
+
+
+@router.post(
+    "/diagram",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "the column diagram"}},
+)
+def diagram(
+    body: DiagramRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
+) -> PlainTextResponse:
+    """The kernel-style column diagram of one interleaving, with a replay link."""
+    _check_length(body.schedule, settings)
+    scenario, config, result = _run(body, catalog)
+    text = engine.render_diagram(scenario, config, result).rstrip("\n")
+    custom = None if isinstance(body.scenario, str) else encode_doc(scenario.document)
+    at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
+    params = LinkParams(config.variant, tuple(body.schedule), at, scenario.digest, custom)
+    link = str(request.base_url).rstrip("/") + dashboard_path(scenario.id, params)
+    return PlainTextResponse(f"{text}\n\nreplay: {link}\n")

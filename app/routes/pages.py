@@ -1,0 +1,245 @@
+"""HTML pages (product.md 5.4): the catalog and the scenario dashboard, plus htmx fragments.
+
+Every dashboard URL renders the exact step on the server; the fragment endpoints return the
+same templates' parts so htmx can swap them, and tell htmx the canonical page URL to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+import engine
+from app import figures
+from app.catalog_view import all_tags, cards
+from app.config import Settings
+from app.dashboard import Dashboard, LinkInput, Notice, build_dashboard, config_for
+from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
+from app.links import LinkError, LinkParams, dashboard_path, decode_doc, frame_path, parse_schedule
+from app.service import Catalog, UnknownScenario, resolve_scenario, shortest_violation
+
+router = APIRouter(include_in_schema=False)
+
+
+def is_htmx(request: Request) -> bool:
+    # A history restore wants the whole page even though htmx sent it.
+    return (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+class PageError(Exception):
+    """A page that cannot be shown; rendered as an HTML error page, never a 500."""
+
+    def __init__(self, status: int, title: str, items: Sequence[str] = ()) -> None:
+        super().__init__(title)
+        self.status, self.title, self.items = status, title, tuple(items)
+
+
+def error_page(request: Request, templates: TemplatesDep, err: PageError) -> Response:
+    ctx = {"title": err.title, "items": err.items, "status": err.status}
+    return templates.TemplateResponse(request, "error.html", ctx, status_code=err.status)
+
+
+@router.get("/", response_class=HTMLResponse)
+def catalog_page(
+    request: Request, catalog: CatalogDep, templates: TemplatesDep, q: str = "", tag: str = ""
+) -> Response:
+    query, chosen = q[:200].strip(), tag[:64] or None
+    ctx = {
+        "cards": cards(catalog, query, chosen),
+        "tags": all_tags(catalog.values()),
+        "q": query,
+        "tag": chosen,
+        "total": len(catalog),
+    }
+    return templates.TemplateResponse(
+        request, "_cards.html" if is_htmx(request) else "catalog.html", ctx
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    scenario: engine.Scenario
+    link: LinkInput
+    notices: tuple[Notice, ...]
+
+
+def _scenario(
+    catalog: Catalog, settings: Settings, scenario_id: str, s: str | None
+) -> engine.Scenario:
+    if not s:
+        try:
+            return resolve_scenario(catalog, scenario_id)
+        except UnknownScenario as err:
+            raise PageError(404, f"No scenario called “{scenario_id}”", [str(err)]) from err
+    try:
+        return engine.parse_scenario(decode_doc(s, settings.max_doc_bytes))
+    except LinkError as err:
+        raise PageError(400, "This link's custom scenario cannot be read", [str(err)]) from err
+    except engine.ScenarioError as err:
+        items = [f"{item.path}: {item.message}" for item in err.errors] or [str(err)]
+        raise PageError(400, "This link's custom scenario is not valid", items) from err
+
+
+def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id: str) -> Target:
+    params = request.query_params
+    s = params.get("s") or None
+    scenario = _scenario(catalog, settings, scenario_id, s)
+    notices: list[Notice] = []
+    schedule = parse_schedule(params.get("t"))
+    if len(schedule) > settings.max_schedule:
+        notices.append(Notice("warn", f"The schedule was cut to {settings.max_schedule} steps."))
+        schedule = schedule[: settings.max_schedule]
+    raw_at = params.get("at")
+    at = int(raw_at) if raw_at and raw_at.isdigit() else None
+    if raw_at and at is None:
+        notices.append(Notice("warn", f"Ignored at={raw_at[:20]!r}: not a step number."))
+    link = LinkInput(
+        variant=params.get("v") or None,
+        schedule=schedule,
+        at=at,
+        digest=params.get("d") or None,
+        custom=s,
+        compare=params.get("cmp") or None,
+    )
+    return Target(scenario, link, tuple(notices))
+
+
+def _dashboard(target: Target, scenario_id: str, extra: Sequence[Notice] = ()) -> Dashboard:
+    sid = target.scenario.id if target.link.custom else scenario_id
+    return build_dashboard(target.scenario, target.link, sid, [*target.notices, *extra])
+
+
+def _frame(request: Request, templates: TemplatesDep, dash: Dashboard) -> Response:
+    headers = {"HX-Replace-Url": dash.page_url}
+    return templates.TemplateResponse(request, "_frame_response.html", {"d": dash}, headers=headers)
+
+
+@router.get("/s/{scenario_id}", response_class=HTMLResponse)
+def dashboard_page(
+    scenario_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    templates: TemplatesDep,
+) -> Response:
+    try:
+        dash = _dashboard(_target(request, catalog, settings, scenario_id), scenario_id)
+    except PageError as err:
+        return error_page(request, templates, err)
+    return templates.TemplateResponse(request, "dashboard.html", {"d": dash})
+
+
+@router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)
+def frame(
+    scenario_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    templates: TemplatesDep,
+) -> Response:
+    try:
+        dash = _dashboard(_target(request, catalog, settings, scenario_id), scenario_id)
+    except PageError as err:
+        return error_page(request, templates, err)
+    return _frame(request, templates, dash)
+
+
+@router.get("/s/{scenario_id}/find-bug", response_class=HTMLResponse)
+async def find_bug(
+    scenario_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    explorer: ExplorerDep,
+    templates: TemplatesDep,
+) -> Response:
+    """Explore, then show the shortest schedule that breaks an invariant, at its last step."""
+    try:
+        target = _target(request, catalog, settings, scenario_id)
+    except PageError as err:
+        return error_page(request, templates, err)
+    notices: list[Notice] = []
+    config = config_for(target.scenario, target.link.variant, notices)
+    result = await explorer.explore(target.scenario, config)
+    outcome = shortest_violation(result)
+    if result.truncated:
+        notices.append(Notice("warn", f"The search was cut off at {result.states} states."))
+    if outcome is None:
+        notices.append(
+            Notice(
+                "info",
+                f"No invariant can break on kernel {config.kernel}: all {result.interleavings} "
+                f"interleavings ({result.states} distinct states) are safe.",
+            )
+        )
+        link = target.link
+    else:
+        steps = len(outcome.example)
+        notices.append(
+            Notice(
+                "warn",
+                f"Found {', '.join(outcome.violations)}: the shortest schedule that breaks an "
+                f"invariant has {steps} steps; {outcome.interleavings} of {result.interleavings} "
+                "interleavings end this way.",
+            )
+        )
+        link = LinkInput(
+            config.variant,
+            tuple(outcome.example),
+            steps,
+            target.scenario.digest,
+            target.link.custom,
+        )
+    dash = _dashboard(Target(target.scenario, link, target.notices), scenario_id, notices)
+    return _frame(request, templates, dash)
+
+
+@router.get("/s/{scenario_id}/outcomes", response_class=HTMLResponse)
+async def outcomes(
+    scenario_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    explorer: ExplorerDep,
+    templates: TemplatesDep,
+) -> Response:
+    """Explore all interleavings: totals, a bar chart and a "load example" per outcome."""
+    try:
+        target = _target(request, catalog, settings, scenario_id)
+    except PageError as err:
+        return error_page(request, templates, err)
+    notices: list[Notice] = []
+    config = config_for(target.scenario, target.link.variant, notices)
+    result = await explorer.explore(target.scenario, config)
+    sid = target.scenario.id if target.link.custom else scenario_id
+    rows: list[dict[str, Any]] = []
+    for outcome in result.outcomes:
+        params = LinkParams(
+            config.variant,
+            tuple(outcome.example),
+            len(outcome.example),
+            target.scenario.digest,
+            target.link.custom,
+        )
+        rows.append(
+            {
+                "outcome": outcome,
+                "frame_url": frame_path(sid, params),
+                "page_url": dashboard_path(sid, params),
+            }
+        )
+    ctx = {
+        "result": result,
+        "rows": rows,
+        "kernel": config.kernel,
+        "notices": notices,
+        "figure": figures.outcomes_figure(result),
+    }
+    return templates.TemplateResponse(request, "_outcomes.html", ctx)

@@ -1,0 +1,195 @@
+"""Pydantic models at the boundary: request bodies, response shapes, WebSocket messages.
+
+Response bodies are produced by the engine's `*_to_json` helpers so the CLI's `--json` and the
+API agree byte for byte; the response models below document them in OpenAPI and let the tests
+check them. Engine types never leak past this module as pydantic models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCENARIO_ID = r"^[a-z0-9][a-z0-9-]{0,99}$"
+ActorName = Annotated[str, Field(min_length=1, max_length=64)]
+ScenarioRef = Annotated[
+    str | dict[str, Any],
+    Field(
+        description="a catalog id, or a whole scenario document (same structure as the YAML)",
+        examples=["madv-free-vs-dio"],
+    ),
+]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigRequest(Request):
+    scenario: ScenarioRef
+    variant: Annotated[str | None, Field(max_length=64, examples=["buggy"])] = None
+    kernel: Annotated[str | None, Field(pattern=r"^\d+\.\d+$", examples=["5.17"])] = None
+    fixes: dict[Annotated[str, Field(max_length=64)], bool] | None = Field(
+        default=None, max_length=64, description="override single fix switches ('what if')"
+    )
+
+
+class RunRequest(ConfigRequest):
+    schedule: list[ActorName] = Field(
+        default_factory=list, max_length=2_000, description="actor names, one per atomic step"
+    )
+
+
+class ExploreRequest(ConfigRequest):
+    max_states: Annotated[int | None, Field(ge=1, le=10_000_000)] = None
+
+
+class Response(BaseModel):
+    # Extra keys from the engine pass through: newer engines may add fields.
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorItem(Response):
+    path: str = Field(description="where the problem is, e.g. actors[1].ops[0].gup_fast.mode")
+    message: str
+    line: int | None = None
+
+
+class ErrorResponse(Response):
+    detail: str
+    errors: list[ErrorItem] = Field(default_factory=list)
+
+
+class StepOut(Response):
+    index: int
+    actor: str
+    op: str
+    function: str
+    note: str
+    changes: list[str]
+    state: dict[str, Any]
+
+
+class ViolationOut(Response):
+    name: str
+    step: int = Field(description="step index; 0 means detected at the end")
+    message: str
+
+
+class ActorOut(Response):
+    name: str
+    label: str
+    op_index: int
+    next_function: str | None
+    blocked: str | None
+    done: bool
+
+
+class RunResponse(Response):
+    digest: str
+    steps: list[StepOut]
+    state: dict[str, Any]
+    enabled: list[str]
+    finished: bool
+    violations: list[ViolationOut]
+    initial: dict[str, Any] | None = None
+    actors: list[ActorOut] | None = None
+    kernel: str | None = None
+    variant: str | None = None
+
+
+class OutcomeOut(Response):
+    label: str
+    violations: list[str]
+    interleavings: int
+    example: list[str]
+
+
+class ExploreResponse(Response):
+    states: int
+    transitions: int
+    interleavings: int = Field(description="exact count; may exceed 2**53")
+    outcomes: list[OutcomeOut]
+    truncated: bool
+    elapsed_ms: float
+
+
+class RefOut(Response):
+    commit: str
+    title: str
+    version: str
+
+
+class VariantOut(Response):
+    name: str
+    kernel: str
+    fixes: dict[str, bool]
+
+
+class ScenarioSummary(Response):
+    id: str
+    title: str
+    summary: str
+    tags: list[str]
+    refs: list[RefOut]
+    variants: list[VariantOut]
+    actors: list[str]
+    digest: str
+    url: str
+
+
+class ScenarioDocument(Response):
+    id: str
+    title: str
+    digest: str
+
+
+# --- /ws/run -------------------------------------------------------------------------------
+
+
+class LoadMessage(ConfigRequest):
+    type: Literal["load"]
+    schedule: list[ActorName] = Field(default_factory=list, max_length=2_000)
+    at: Annotated[int | None, Field(ge=0)] = None
+
+
+class StepMessage(Request):
+    type: Literal["step"]
+    actor: ActorName
+
+
+class BackMessage(Request):
+    type: Literal["back"]
+
+
+class GotoMessage(Request):
+    type: Literal["goto"]
+    index: Annotated[int, Field(ge=0)]
+
+
+class PlayMessage(Request):
+    type: Literal["play"]
+    delay_ms: Annotated[int | None, Field(ge=0, le=10_000)] = None
+
+
+class PauseMessage(Request):
+    type: Literal["pause"]
+
+
+class ExploreMessage(Request):
+    type: Literal["explore"]
+    max_states: Annotated[int | None, Field(ge=1, le=10_000_000)] = None
+
+
+ClientMessage = Annotated[
+    LoadMessage
+    | StepMessage
+    | BackMessage
+    | GotoMessage
+    | PlayMessage
+    | PauseMessage
+    | ExploreMessage,
+    Field(discriminator="type"),
+]
+CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)

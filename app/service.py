@@ -1,0 +1,193 @@
+"""The thin layer between the web and the engine: resolve, configure, replay, explore.
+
+Routes never step the model themselves; they call these functions, which only adapt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+import engine
+from app.config import Settings
+
+Catalog = Mapping[str, engine.Scenario]
+ScenarioRef = str | Mapping[str, Any]
+
+
+class UnknownScenario(LookupError):
+    """A catalog id that does not exist; the message lists what does."""
+
+    def __init__(self, scenario_id: str, known: Sequence[str]) -> None:
+        shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+        super().__init__(f"unknown scenario {scenario_id!r}; the catalog has: {shown}")
+        self.scenario_id = scenario_id
+
+
+class BadInput(ValueError):
+    """Input the engine never sees because the app's own bounds reject it first."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def resolve_scenario(catalog: Catalog, ref: ScenarioRef) -> engine.Scenario:
+    """A catalog id, or a scenario document validated by the engine."""
+    if isinstance(ref, str):
+        try:
+            return catalog[ref]
+        except KeyError:
+            raise UnknownScenario(ref, list(catalog)) from None
+    return engine.parse_scenario(dict(ref))
+
+
+def make_config(
+    scenario: engine.Scenario,
+    variant: str | None = None,
+    kernel: str | None = None,
+    fixes: Mapping[str, bool] | None = None,
+) -> engine.Config:
+    return engine.make_config(
+        scenario, variant=variant, kernel=kernel, fixes=dict(fixes) if fixes else None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A schedule replayed as far as it applies."""
+
+    run: engine.Run
+    requested: tuple[str, ...]
+    applied: tuple[str, ...]
+    error: engine.ScheduleError | None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None
+
+
+def replay_lenient(
+    scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
+) -> Replay:
+    """Replay `schedule`, stopping before the first entry that is not enabled.
+
+    Links outlive kernels and scenario edits, so a schedule that no longer fits is cut, not
+    rejected. The error's index is used as a hint only; the loop does not depend on whether
+    it counts from 0 or 1.
+    """
+    wanted = tuple(schedule)
+    try:
+        return Replay(engine.run_schedule(scenario, config, wanted), wanted, wanted, None)
+    except engine.ScheduleError as err:
+        first_error = err
+    cut = max(0, min(first_error.index, len(wanted) - 1))
+    while cut >= 0:
+        try:
+            run = engine.run_schedule(scenario, config, wanted[:cut])
+        except engine.ScheduleError:
+            cut -= 1
+            continue
+        return Replay(run, wanted, wanted[:cut], first_error)
+    raise first_error  # pragma: no cover - the empty schedule always replays
+
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+class Explorer:
+    """Runs explorations in worker threads and remembers complete results.
+
+    Exploring is CPU-bound and deterministic for a given scenario digest and configuration,
+    so repeating "find a bug" then "explore all" costs one search.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._cache: OrderedDict[tuple[object, ...], engine.Exploration] = OrderedDict()
+        self._lock = threading.Lock()
+        # Two searches at once keep one core for the event loop on a 2-core machine.
+        self._limiter = anyio.CapacityLimiter(2)
+
+    def bound(self, max_states: int | None) -> int:
+        limit = self._settings.max_states
+        return limit if max_states is None else max(1, min(max_states, limit))
+
+    @staticmethod
+    def _key(
+        scenario: engine.Scenario, config: engine.Config, max_states: int
+    ) -> tuple[object, ...]:
+        fixes = tuple(sorted(config.fixes.items()))
+        return (scenario.digest, config.kernel, fixes, max_states)
+
+    def cached(
+        self, scenario: engine.Scenario, config: engine.Config, max_states: int | None = None
+    ) -> engine.Exploration | None:
+        with self._lock:
+            return self._cache.get(self._key(scenario, config, self.bound(max_states)))
+
+    def explore_sync(
+        self,
+        scenario: engine.Scenario,
+        config: engine.Config,
+        max_states: int | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> engine.Exploration:
+        limit = self.bound(max_states)
+        key = self._key(scenario, config, limit)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        result = engine.explore(
+            scenario,
+            config,
+            max_states=limit,
+            time_limit_s=self._settings.explore_time_limit_s,
+            progress=progress,
+            cancel=cancel,
+        )
+        if not result.truncated:
+            with self._lock:
+                self._cache[key] = result
+                while len(self._cache) > self._settings.explore_cache_size:
+                    self._cache.popitem(last=False)
+        return result
+
+    async def explore(
+        self,
+        scenario: engine.Scenario,
+        config: engine.Config,
+        max_states: int | None = None,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        abandon_on_cancel: bool = False,
+    ) -> engine.Exploration:
+        """Explore off the event loop.
+
+        With `abandon_on_cancel` the awaiting task can be cancelled at once; the worker thread
+        then stops at its next `cancel()` poll, so callers pass a `cancel` that turns true.
+        """
+
+        def work() -> engine.Exploration:
+            return self.explore_sync(scenario, config, max_states, progress, cancel)
+
+        return await anyio.to_thread.run_sync(
+            work, limiter=self._limiter, abandon_on_cancel=abandon_on_cancel
+        )
+
+
+def shortest_violation(exploration: engine.Exploration) -> engine.Outcome | None:
+    """The violating outcome with the shortest example schedule (ties: most interleavings)."""
+    bad = [outcome for outcome in exploration.outcomes if outcome.violations]
+    if not bad:
+        return None
+    return min(bad, key=lambda outcome: (len(outcome.example), -outcome.interleavings))

@@ -1,0 +1,250 @@
+// pagerace dashboard: draws the plotly charts, wires the keyboard, play, copy link/diagram.
+// The server renders every state; htmx swaps #frame. This file only glues and draws.
+(function () {
+  "use strict";
+
+  var PLAY_DELAY_MS = 700;
+  var playing = false;
+  var playTimer = null;
+
+  function $(sel) { return document.querySelector(sel); }
+
+  function readJSON(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.getAttribute("data-json")) : null;
+  }
+
+  function frameData() { return readJSON("frame-data"); }
+
+  function say(text) {
+    var el = $("#status-msg");
+    if (el) { el.textContent = text; }
+  }
+
+  function absolute(path) { return window.location.origin + path; }
+
+  function themed(layout) {
+    var copy = Object.assign({}, layout);
+    copy.font = { color: getComputedStyle(document.body).color };
+    return copy;
+  }
+
+  function drawTimeline() {
+    var data = frameData();
+    var el = $("#timeline");
+    if (!data || !el || !window.Plotly) { return; }
+    var fig = data.timeline;
+    window.Plotly.react(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    if (!el.dataset.bound) {
+      el.dataset.bound = "1";
+      el.on("plotly_click", function (ev) {
+        var point = ev.points && ev.points[0];
+        if (point && typeof point.x === "number") { goto(Math.round(point.x)); }
+      });
+    }
+  }
+
+  function drawOutcomes() {
+    var fig = readJSON("outcomes-data");
+    var el = $("#outcomes-chart");
+    if (!fig || !el || !window.Plotly) { return; }
+    window.Plotly.newPlot(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    el.on("plotly_click", function (ev) {
+      var point = ev.points && ev.points[0];
+      if (!point) { return; }
+      var btn = document.querySelector('.load-example[data-outcome="' + point.customdata + '"]');
+      if (btn) { activate(btn); }
+    });
+  }
+
+  // Go to step `at` of the current schedule (timeline clicks).
+  function goto(at) {
+    var data = frameData();
+    if (!data || !window.htmx) { return; }
+    var params = new URLSearchParams();
+    Object.keys(data.query).forEach(function (key) {
+      if (data.query[key]) { params.set(key, data.query[key]); }
+    });
+    params.set("at", String(Math.max(0, Math.min(at, data.total))));
+    var url = "/s/" + encodeURIComponent(data.id) + "/frame?" + params.toString().replace(/%2C/g, ",");
+    window.htmx.ajax("GET", url, { source: $("#frame"), target: "#frame", swap: "innerHTML" });
+  }
+
+  function afterFrame() {
+    var data = frameData();
+    if (!data) { return; }
+    // The address bar is always a link to what is on screen.
+    window.history.replaceState(null, "", data.page_url);
+    var share = $("#share-link");
+    if (share) { share.value = absolute(data.page_url); }
+    drawTimeline();
+    if (playing) { playTimer = window.setTimeout(playTick, PLAY_DELAY_MS); }
+  }
+
+  // --- play / pause --------------------------------------------------------------------------
+
+  function setPlaying(on) {
+    playing = on;
+    window.clearTimeout(playTimer);
+    renderPlay();
+  }
+
+  // The play button lives in the swapped player bar, so its label is re-applied after swaps.
+  function renderPlay() {
+    var on = playing;
+    var btn = $("#btn-play");
+    if (btn) {
+      btn.textContent = on ? "❚❚ Pause" : "▷ Play";
+      btn.setAttribute("aria-pressed", on ? "true" : "false");
+    }
+  }
+
+  function playTick() {
+    var next = $("#btn-forward");
+    if (!playing || !next || next.disabled) { setPlaying(false); return; }
+    activate(next);
+  }
+
+  function togglePlay() {
+    if (playing) { setPlaying(false); return; }
+    var data = frameData();
+    if (!data || !data.total) { say("Nothing to play: the schedule is empty."); return; }
+    setPlaying(true);
+    if (data.at >= data.total) { goto(0); } else { playTick(); }
+  }
+
+  // --- copy link / diagram -------------------------------------------------------------------
+
+  function copyText(text, done) {
+    var fallback = function () {
+      var area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      area.remove();
+      say(ok ? done : "Copy failed: select the text below and copy it yourself.");
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { say(done); }, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  function copyLink() {
+    var data = frameData();
+    if (!data) { return; }
+    var link = absolute(data.page_url);
+    var share = $("#share-link");
+    if (share) { share.value = link; }
+    copyText(link, "✓ Link copied");
+  }
+
+  function copyDiagram() {
+    var data = frameData();
+    if (!data) { return; }
+    fetch("/api/diagram", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(data.diagram_request)
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        if (!res.ok) { throw new Error(text); }
+        return text;
+      });
+    }).then(function (text) {
+      $("#diagram-text").textContent = text;
+      $("#diagram-box").open = true;
+      copyText(text, "✓ Diagram copied");
+    }).catch(function (err) { say("Diagram failed: " + err.message); });
+  }
+
+  function toggleHelp() {
+    var dialog = $("#help");
+    if (!dialog) { return; }
+    if (dialog.open) { dialog.close(); } else { dialog.showModal(); }
+  }
+
+  // --- keyboard ------------------------------------------------------------------------------
+
+  // Follow an htmx link without a synthetic click: a link swapped in moments ago is only
+  // wired up by htmx when the swap settles, and clicking it before then would navigate.
+  function activate(el) {
+    var url = el.getAttribute("hx-get");
+    if (!url || !window.htmx) { el.click(); return; }
+    var target = el.getAttribute("hx-target") || "#frame";
+    window.htmx.ajax("GET", url, { source: el, target: target, swap: "innerHTML" });
+  }
+
+  function clickIf(sel) {
+    var el = $(sel);
+    if (el && !el.disabled) { activate(el); return true; }
+    return false;
+  }
+
+  function typing(target) {
+    var tag = target && target.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" ||
+      (target && target.isContentEditable);
+  }
+
+  function onKey(ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev.target)) { return; }
+    if ($("#help") && $("#help").open && ev.key !== "?") { return; }
+    var key = ev.key;
+    var handled = true;
+    if (key === "ArrowLeft") { setPlaying(false); clickIf("#btn-back"); }
+    else if (key === "ArrowRight") { setPlaying(false); clickIf("#btn-forward"); }
+    else if (key === "Home") { clickIf("#btn-first"); }
+    else if (key === "End") { clickIf("#btn-last"); }
+    else if (key === " ") { togglePlay(); }
+    else if (key === "f") { clickIf("#btn-find"); }
+    else if (key === "e") { clickIf("#btn-explore"); }
+    else if (key === "c") { copyLink(); }
+    else if (key === "?") { toggleHelp(); }
+    else if (/^[1-9]$/.test(key)) {
+      setPlaying(false);
+      var btn = document.querySelector('.actor .step[data-step-key="' + key + '"]');
+      if (btn && !btn.disabled) { activate(btn); } else if (btn) { say("That actor cannot run now."); }
+    }
+    else { handled = false; }
+    if (handled) { ev.preventDefault(); }
+  }
+
+  // --- wiring --------------------------------------------------------------------------------
+
+  document.addEventListener("click", function (ev) {
+    var target = ev.target.closest ? ev.target.closest("button") : null;
+    if (!target) { return; }
+    if (target.id === "btn-play") { togglePlay(); }
+    else if (target.id === "btn-copy-link") { copyLink(); }
+    else if (target.id === "btn-copy-diagram") { copyDiagram(); }
+    else if (target.id === "btn-help") { toggleHelp(); }
+  });
+  document.addEventListener("keydown", onKey);
+  document.body.addEventListener("htmx:afterSettle", function (ev) {
+    // ev.target is the element that settled; detail.target is the request's main target even
+    // for the out-of-band player bar.
+    var id = ev.target && ev.target.id;
+    if (id === "frame") { afterFrame(); }
+    if (id === "player") { renderPlay(); }
+    if (id === "outcomes") { drawOutcomes(); $("#explore-panel").scrollIntoView({ block: "nearest" }); }
+  });
+  document.body.addEventListener("htmx:responseError", function (ev) {
+    setPlaying(false);
+    say("⚠ The server refused that request (" + ev.detail.xhr.status + ").");
+  });
+  document.body.addEventListener("htmx:sendError", function () {
+    setPlaying(false);
+    say("⚠ The server cannot be reached.");
+  });
+  var initial = frameData();
+  if (initial) {
+    // Canonical link (variant and digest included) from the first paint on.
+    window.history.replaceState(null, "", initial.page_url);
+    $("#share-link").value = absolute(initial.page_url);
+  }
+  drawTimeline();
+}());

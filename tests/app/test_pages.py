@@ -1,0 +1,190 @@
+"""Server-rendered pages: the catalog, and dashboard links that show their step without JS."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from fastapi.testclient import TestClient
+from markupsafe import escape
+
+import engine
+from app.links import encode_doc
+
+SEED = "madv-free-vs-dio"
+
+
+def link(schedule: tuple[str, ...], at: int, variant: str | None = None, digest: str = "") -> str:
+    query = f"t={','.join(schedule)}&at={at}"
+    if variant:
+        query += f"&v={variant}"
+    if digest:
+        query += f"&d={digest}"
+    return f"/s/{SEED}?{query}"
+
+
+def test_catalog_lists_every_scenario_with_badges(
+    client: TestClient, catalog: Mapping[str, engine.Scenario]
+) -> None:
+    page = client.get("/").text
+    assert page.startswith("<!doctype html>")
+    for scenario in catalog.values():
+        assert f'data-scenario="{scenario.id}"' in page
+        assert str(escape(scenario.title)) in page
+    assert "6c8e2a256915 · fixed in 5.18" in page
+    assert "✖ loses data on 5.17" in page
+    assert "✓ safe on 5.18" in page
+    assert "cdn" not in page.lower()
+
+
+def test_catalog_keeps_seed_thread_first(
+    client: TestClient, catalog: Mapping[str, engine.Scenario]
+) -> None:
+    page = client.get("/").text
+    ids = re.findall(r'data-scenario="([a-z0-9-]+)"', page)
+    assert ids == list(catalog)
+
+
+def test_catalog_filter_returns_partial_for_htmx(client: TestClient) -> None:
+    response = client.get("/", params={"q": "O_DIRECT"}, headers={"HX-Request": "true"})
+    assert "<html" not in response.text
+    assert f'data-scenario="{SEED}"' in response.text
+    none = client.get("/", params={"q": "zzzz-nothing"}, headers={"HX-Request": "true"}).text
+    assert "No scenario matches" in none
+    assert 'data-scenario="' not in none
+
+
+def test_catalog_tag_filter(client: TestClient, catalog: Mapping[str, engine.Scenario]) -> None:
+    tag = catalog[SEED].tags[0]
+    page = client.get("/", params={"tag": tag}).text
+    ids = set(re.findall(r'data-scenario="([a-z0-9-]+)"', page))
+    assert ids == {sid for sid, sc in catalog.items() if tag in sc.tags}
+
+
+def test_dashboard_link_renders_that_step_on_the_server(
+    client: TestClient, seed: engine.Scenario, bug_schedule: tuple[str, ...]
+) -> None:
+    at = len(bug_schedule) - 1
+    run = engine.run_schedule(seed, engine.make_config(seed), bug_schedule)
+    step = run.steps[at - 1]
+    page = client.get(link(bug_schedule, at, digest=seed.digest)).text
+    assert f'step <strong id="at">{at}</strong> of' in page
+    assert str(escape(step.note)) in page
+    assert f"<code>{escape(step.function)}</code>" in page
+    first_page = step.state["pages"][0]
+    assert f'data-field="{first_page["id"]}.refcount"' in page
+    refcount_row = page.split(f'data-field="{first_page["id"]}.refcount"')[1][:400]
+    assert f"<dd>{first_page['refcount']}" in refcount_row
+    if step.changes:
+        assert 'class="row changed"' in page
+
+
+def test_dashboard_at_the_end_shows_the_violation(
+    client: TestClient, bug_schedule: tuple[str, ...]
+) -> None:
+    page = client.get(link(bug_schedule, len(bug_schedule))).text
+    assert 'id="violation-banner"' in page
+    assert "✖ lost_write" in page
+
+
+def test_same_schedule_on_the_fixed_kernel_keeps_the_data(
+    client: TestClient, seed: engine.Scenario, bug_schedule: tuple[str, ...]
+) -> None:
+    fixed = next(v.name for v in seed.variants if not seed.expect[v.name].violations)
+    page = client.get(link(bug_schedule, len(bug_schedule), variant=fixed)).text
+    assert "✖ lost_write" not in page
+    assert 'aria-pressed="true" data-variant="' + fixed in page
+
+
+def test_stale_digest_is_a_notice(client: TestClient, bug_schedule: tuple[str, ...]) -> None:
+    response = client.get(link(bug_schedule, 2, digest="000000000000"))
+    assert response.status_code == 200
+    assert "changed since the link was made" in response.text
+
+
+def test_invalid_schedule_entry_is_a_notice_not_an_error(
+    client: TestClient, bug_schedule: tuple[str, ...]
+) -> None:
+    schedule = (*bug_schedule[:2], "nobody", *bug_schedule[2:])
+    response = client.get(link(schedule, len(schedule)))
+    assert response.status_code == 200
+    assert "does not apply" in response.text
+    assert 'step <strong id="at">2</strong> of <span id="total">2</span>' in response.text
+
+
+def test_bad_at_and_past_end_are_notices(client: TestClient) -> None:
+    assert "not a step number" in client.get(f"/s/{SEED}?at=abc").text
+    assert "past the end" in client.get(f"/s/{SEED}?at=50").text
+
+
+def test_unknown_scenario_page_is_404_html(client: TestClient) -> None:
+    response = client.get("/s/no-such-thing")
+    assert response.status_code == 404
+    assert "No scenario called" in response.text
+
+
+def test_custom_scenario_travels_in_the_link(client: TestClient, seed: engine.Scenario) -> None:
+    doc = json.loads(json.dumps(seed.document))
+    doc["title"] = "<script>alert(1)</script> my variant"
+    token = encode_doc(doc)
+    page = client.get(f"/s/{doc['id']}?s={token}").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; my variant" in page
+    assert f"s={token}" in page  # buttons keep carrying the scenario
+
+
+def test_broken_custom_link_is_400(client: TestClient, seed: engine.Scenario) -> None:
+    assert client.get(f"/s/{SEED}?s=garbage!!").status_code == 400
+    doc = json.loads(json.dumps(seed.document))
+    doc["actors"][0]["ops"][0] = {"no_such_op": {}}
+    response = client.get(f"/s/{SEED}?s={quote(encode_doc(doc))}")
+    assert response.status_code == 400
+    assert "actors[0].ops[0]" in response.text
+
+
+def test_frame_tells_htmx_the_page_url(
+    client: TestClient, seed: engine.Scenario, bug_schedule: tuple[str, ...]
+) -> None:
+    response = client.get(
+        f"/s/{SEED}/frame?t={','.join(bug_schedule)}&at=1", headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    assert "<html" not in response.text
+    assert 'hx-swap-oob="true"' in response.text
+    url = response.headers["HX-Replace-Url"]
+    assert url.startswith(f"/s/{SEED}?") and "at=1" in url and f"d={seed.digest}" in url
+
+
+def test_find_bug_loads_the_shortest_violation(client: TestClient) -> None:
+    response = client.get(f"/s/{SEED}/find-bug")
+    assert response.status_code == 200
+    assert "✖ lost_write" in response.text
+    assert "Found lost_write" in response.text
+
+
+def test_outcomes_fragment_has_totals_and_examples(client: TestClient) -> None:
+    text = client.get(f"/s/{SEED}/outcomes").text
+    assert 'id="totals"' in text
+    assert "interleavings" in text
+    assert "Load example" in text
+    assert "✖ lost_write" in text
+
+
+def test_pages_load_only_local_assets(client: TestClient) -> None:
+    page = client.get(f"/s/{SEED}").text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    for src in sources:
+        assert not src.startswith(("http:", "https:", "//")), src
+    for src in re.findall(r'<script src="([^"]+)"', page):
+        assert client.get(src).status_code == 200, src
+    assert "<script>" not in page  # no inline scripts (CSP-ready)
+
+
+def test_custom_scenario_link_supports_find_bug(client: TestClient, seed: engine.Scenario) -> None:
+    token = encode_doc(json.loads(json.dumps(seed.document)))
+    response = client.get(f"/s/{SEED}/find-bug?s={token}")
+    assert response.status_code == 200
+    assert "✖ lost_write" in response.text
+    assert f"s={token}" in response.headers["HX-Replace-Url"]

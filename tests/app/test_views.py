@@ -1,0 +1,57 @@
+"""View data without HTTP: the state panel's change marks and the plotly figure specs."""
+
+from __future__ import annotations
+
+import engine
+from app.figures import VERMILLION, outcomes_figure, timeline_figure
+from app.panels import Changes, state_panel
+
+
+def test_changes_match_prefixes_both_ways() -> None:
+    changes = Changes(["pages.P0.refcount", "ptes.app:buf"])
+    assert changes.touched("pages.P0.refcount")
+    assert changes.touched("pages.P0")
+    assert changes.touched("ptes.app:buf.present")
+    assert not changes.touched("pages.P0.mapcount")
+    assert not changes.touched("pages.P01")
+
+
+def test_state_panel_marks_changed_fields_and_flag_diffs() -> None:
+    before = {"pages": [{"id": "P0", "refcount": 1, "flags": ["lru", "dirty"], "holders": {}}]}
+    after = {
+        "pages": [{"id": "P0", "refcount": 2, "flags": ["lru", "locked"], "holders": {"map": 2}}],
+        "ptes": [{"proc": "app", "addr": "buf", "page": "P0", "present": True}],
+        "locks": {"pte": "kswapd"},
+        "new_key": [1, 2],
+    }
+    panel = state_panel(after, before, ["pages.P0.refcount", "pages.P0.flags"])
+    rows = {row.label: row for row in panel.pages[0].rows}
+    assert rows["refcount"].changed
+    assert rows["refcount"].value.startswith("2 = 2 map")
+    assert not rows["mapcount"].changed
+    chips = {chip.text: chip.kind for chip in rows["flags"].chips}
+    assert chips == {"lru": "on", "locked": "added", "dirty": "removed"}
+    assert panel.ptes[0].label == "PTE app:buf"
+    assert [section.key for section in panel.sections] == ["locks", "new_key"]
+
+
+def test_timeline_has_a_lane_per_actor_and_marks_violations(
+    seed: engine.Scenario, bug_schedule: tuple[str, ...]
+) -> None:
+    run = engine.run_schedule(seed, engine.make_config(seed), bug_schedule)
+    figure = timeline_figure(seed, run, 3)
+    names = [trace["name"] for trace in figure["data"]]
+    for number, actor in enumerate(seed.actors, start=1):
+        assert f"{number} {actor.name}" in names
+    marks = [t for t in figure["data"] if t["name"] == "✖ violation"]
+    assert marks and marks[0]["marker"]["color"] == VERMILLION
+    assert figure["layout"]["shapes"][0]["x0"] == 3
+    lanes = [t for t in figure["data"] if t.get("mode") == "markers"]
+    assert sum(len(t["x"]) for t in lanes) == len(bug_schedule)
+
+
+def test_outcomes_figure_colours_violations(seed: engine.Scenario) -> None:
+    result = engine.explore(seed, engine.make_config(seed))
+    bars = outcomes_figure(result)["data"][0]
+    for outcome, colour in zip(result.outcomes, bars["marker"]["color"], strict=True):
+        assert (colour == VERMILLION) == bool(outcome.violations)
