@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.fixes import Config
 from engine.model import Model, successors
@@ -95,7 +95,9 @@ def explore(
                 parent.append((sid, actor))
             out.append(nxt)
     paths, cycle = count_paths(succ, len(worlds))
-    outcomes = group(terminal, paths, parent, model.names)
+    outcomes = tuple(
+        with_message(scenario, config, o) for o in group(terminal, paths, parent, model.names)
+    )
     return Exploration(
         states=len(worlds),
         transitions=transitions,
@@ -105,6 +107,17 @@ def explore(
         elapsed_ms=round((time.perf_counter() - began) * 1000, 2),
         cycle=cycle,
     )
+
+
+def with_message(scenario: Scenario, config: Config, outcome: Outcome) -> Outcome:
+    """The example's first violation sentence (the state keeps names only, not sentences)."""
+    if not outcome.violations or outcome.message:
+        return outcome
+    from engine.run import run_schedule  # run imports views, which need the model only
+
+    run = run_schedule(scenario, config, outcome.example)
+    message = run.violations[0].message if run.violations else ""
+    return replace(outcome, message=message)
 
 
 def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], bool]:

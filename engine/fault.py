@@ -143,6 +143,8 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
     """One fault, as the kernel would resolve it. Returns the sentence for the step."""
     pte = ctx.w.pte(proc, addr)
     assert pte is not None
+    if pte.present and not (write or unshare):
+        return f"{addr} is already mapped (another fault got there first): nothing to do"
     if pte.present and (write or unshare):
         if pte.file:
             page_mkwrite(ctx, pte.page)

@@ -369,7 +369,8 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         vd = c.mapping(v, f"variants.{name}", ("kernel", "fixes"))
         if not NAME.match(name):
             c.err(f"variants.{name}", "variant names must be lowercase names")
-        kernel = str(vd.get("kernel", ""))
+        raw_kernel = vd.get("kernel", "")
+        kernel = raw_kernel if isinstance(raw_kernel, str) else ""
         if not valid_kernel(kernel):
             c.err(
                 f"variants.{name}.kernel",
