@@ -33,7 +33,8 @@ def holders(model: Model, world: World, index: int) -> dict[str, int]:
             mine = actor.reg("page") == index
             if mine and kind in ISOLATING and actor.pc not in ("start",):
                 out[f"{spec.name} (isolation)"] = 1
-            if mine and actor.pc in SPECULATIVE.get(kind, ()):
+            pin = spec.ops[actor.op].params.get("mode") == "pin"  # counted under "pins"
+            if mine and actor.pc in SPECULATIVE.get(kind, ()) and not pin:
                 out[f"{spec.name} (speculative)"] = 1
         for held, gen in actor.held:
             if held == index and gen == page.gen and actor.held_mode != "pin":
