@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 import engine
 from app import figures
-from app.links import LinkParams, dashboard_path, frame_path, join_names
+from app.links import LinkParams, dashboard_path, frame_path, join_names, step_schedule
 from app.panels import StatePanel, state_panel
 from app.service import Replay, replay_lenient
-from engine.scenario import Op  # not re-exported by the engine package (yet)
 
 LineStatus = Literal["done", "next", "todo"]
 OpStatus = Literal["done", "current", "todo"]
@@ -178,7 +177,7 @@ def _ranges(indices: Sequence[int]) -> str:
 
 
 def _op_lines(
-    op: Op, status: OpStatus, executed: Sequence[engine.Step], upcoming: str | None
+    op: engine.Op, status: OpStatus, executed: Sequence[engine.Step], upcoming: str | None
 ) -> tuple[StepLine, ...]:
     lines = [StepLine(s.function, "done", s.index, s.note) for s in executed]
     if status == "done":
@@ -220,10 +219,7 @@ def _columns(
         enabled = actor.name in run.enabled
         step_url = page_url = None
         if enabled:
-            future = params.schedule[at:]
-            # Stepping the actor the schedule would run next keeps the rest of the schedule.
-            keep = future[:1] == (actor.name,)
-            schedule = params.schedule if keep else (*params.schedule[:at], actor.name)
+            schedule = step_schedule(params.schedule, at, actor.name)
             moved = LinkParams(params.variant, schedule, at + 1, params.digest, params.custom)
             step_url, page_url = frame_path(sid, moved), dashboard_path(sid, moved)
         columns.append(

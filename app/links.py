@@ -83,6 +83,17 @@ def parse_schedule(text: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def step_schedule(schedule: Sequence[str], at: int, actor: str) -> tuple[str, ...]:
+    """The schedule after stepping `actor` at step `at`.
+
+    Stepping the actor the schedule runs next keeps the rest of the schedule (a user walking
+    forward through a shared link); any other actor starts a new branch from here.
+    """
+    if tuple(schedule[at : at + 1]) == (actor,):
+        return tuple(schedule)
+    return (*schedule[:at], actor)
+
+
 def dashboard_path(scenario_id: str, params: LinkParams) -> str:
     query = params.query()
     return f"/s/{scenario_id}?{query}" if query else f"/s/{scenario_id}"

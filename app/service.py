@@ -48,17 +48,6 @@ def resolve_scenario(catalog: Catalog, ref: ScenarioRef) -> engine.Scenario:
     return engine.parse_scenario(dict(ref))
 
 
-def make_config(
-    scenario: engine.Scenario,
-    variant: str | None = None,
-    kernel: str | None = None,
-    fixes: Mapping[str, bool] | None = None,
-) -> engine.Config:
-    return engine.make_config(
-        scenario, variant=variant, kernel=kernel, fixes=dict(fixes) if fixes else None
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Replay:
     """A schedule replayed as far as it applies."""
@@ -76,26 +65,10 @@ class Replay:
 def replay_lenient(
     scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
 ) -> Replay:
-    """Replay `schedule`, stopping before the first entry that is not enabled.
-
-    Links outlive kernels and scenario edits, so a schedule that no longer fits is cut, not
-    rejected. The error's index is used as a hint only; the loop does not depend on whether
-    it counts from 0 or 1.
-    """
+    """Replay `schedule` as far as it applies (links outlive kernels and scenario edits)."""
     wanted = tuple(schedule)
-    try:
-        return Replay(engine.run_schedule(scenario, config, wanted), wanted, wanted, None)
-    except engine.ScheduleError as err:
-        first_error = err
-    cut = max(0, min(first_error.index, len(wanted) - 1))
-    while cut >= 0:
-        try:
-            run = engine.run_schedule(scenario, config, wanted[:cut])
-        except engine.ScheduleError:
-            cut -= 1
-            continue
-        return Replay(run, wanted, wanted[:cut], first_error)
-    raise first_error  # pragma: no cover - the empty schedule always replays
+    run, error = engine.replay(scenario, config, wanted)
+    return Replay(run, wanted, wanted[: len(run.steps)], error)
 
 
 ProgressFn = Callable[[int, int], None]

@@ -8,7 +8,16 @@ from engine.diagram import render_diagram
 from engine.explore import Exploration, Outcome, explore
 from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
 from engine.report import exploration_to_json, run_to_json, scenario_to_json
-from engine.run import ActorView, Run, ScheduleError, Step, Violation, make_config, run_schedule
+from engine.run import (
+    ActorView,
+    Run,
+    ScheduleError,
+    Step,
+    Violation,
+    make_config,
+    replay,
+    run_schedule,
+)
 from engine.scenario import (
     ErrorItem,
     Op,
@@ -45,6 +54,7 @@ __all__ = [
     "make_config",
     "parse_scenario",
     "render_diagram",
+    "replay",
     "run_schedule",
     "run_to_json",
     "scenario_to_json",

@@ -51,11 +51,9 @@ def dma_write_op(ctx: Ctx) -> Effect | Blocked:
         if index == ZERO_PAGE:
             notes.append("the zero page (the write is lost in the shared zero page)")
             continue
-        if refs.live(ctx, index, gen, "the device write"):
-            refs.update(ctx, index, replace(ctx.w.page(index), data=value))
-        else:
-            page = ctx.w.page(index)
-            refs.update(ctx, index, replace(page, data=value))
+        # A device writes whatever page it holds, freed or not; live() flags the latter.
+        refs.live(ctx, index, gen, "the device write")
+        refs.update(ctx, index, replace(ctx.w.page(index), data=value))
         notes.append(page_name(index))
     key, epoch = ctx.me.held_key, ctx.me.held_epoch
     if oracle.counts(ctx.w, key, epoch):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from engine.fixes import Config
 from engine.model import Model, successors
+from engine.run import run_schedule
 from engine.scenario import Scenario
 from engine.state import World
 
@@ -113,8 +114,6 @@ def with_message(scenario: Scenario, config: Config, outcome: Outcome) -> Outcom
     """The example's first violation sentence (the state keeps names only, not sentences)."""
     if not outcome.violations or outcome.message:
         return outcome
-    from engine.run import run_schedule  # run imports views, which need the model only
-
     run = run_schedule(scenario, config, outcome.example)
     message = run.violations[0].message if run.violations else ""
     return replace(outcome, message=message)

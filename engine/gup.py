@@ -255,6 +255,3 @@ def vmsplice_op(ctx: Ctx) -> Effect | Blocked:
     if ctx.me.pc == "start" and not ctx.reg("pipe"):
         ctx.goto("start", pipe=True)
     return run_gup(ctx, fast=True)
-
-
-assert MAX_FAULT_RETRIES > 0 and isinstance(MODE, Param)

@@ -269,9 +269,10 @@ def free(ctx: Ctx) -> Effect | Blocked:
         return ctx.done("folio_mapped", f"{page_name(index)} is still mapped: activate")
     if p.lazyfree:
         return freeze_lazyfree(ctx)
+    # __remove_mapping: freeze, then PG_dirty; the "what if" order tests PG_dirty first.
     if ctx.cfg.on("freeze_before_dirty"):
-        return remove_freeze(ctx) if ctx.me.pc != "test_dirty" else remove_test_dirty(ctx)
-    return remove_test_dirty(ctx) if ctx.me.pc != "freeze2" else remove_freeze(ctx)
+        return remove_freeze(ctx)
+    return remove_test_dirty(ctx)
 
 
 def freeze_lazyfree(ctx: Ctx) -> Effect:
@@ -390,8 +391,8 @@ STEP = {
     "pageout": pageout,
     "release": release,
     "free": free,
-    "test_dirty": free,
-    "freeze2": free,
+    "test_dirty": remove_test_dirty,
+    "freeze2": remove_freeze,
     "free_it": free_it,
     "putback": putback,
 }

@@ -116,15 +116,32 @@ def actor_views(model: Model, world: World) -> tuple[ActorView, ...]:
     return tuple(views)
 
 
+def too_long(schedule: Sequence[str]) -> ScheduleError:
+    return ScheduleError(
+        MAX_SCHEDULE, "", (), f"schedule has {len(schedule)} steps; at most {MAX_SCHEDULE} allowed"
+    )
+
+
 def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Run:
     """Replay `schedule` step by step; the end checks run once nothing is enabled."""
     if len(schedule) > MAX_SCHEDULE:
-        raise ScheduleError(
-            MAX_SCHEDULE,
-            "",
-            (),
-            f"schedule has {len(schedule)} steps; at most {MAX_SCHEDULE} allowed",
-        )
+        raise too_long(schedule)
+    run, error = replay(scenario, config, schedule)
+    if error is not None:
+        raise error
+    return run
+
+
+def replay(
+    scenario: Scenario, config: Config, schedule: Sequence[str]
+) -> tuple[Run, ScheduleError | None]:
+    """Replay as much of `schedule` as applies: the run up to the first entry that does not,
+    and the error that entry raises (None when all of it applies).
+
+    Links outlive kernels and scenario edits, so their schedules are replayed this way.
+    """
+    error = too_long(schedule) if len(schedule) > MAX_SCHEDULE else None
+    schedule = schedule[:MAX_SCHEDULE]
     model = Model(scenario, config)
     names = model.names
     world = model.initial()
@@ -135,21 +152,22 @@ def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) ->
     for n, name in enumerate(schedule, start=1):
         enabled = enabled_names(model, world)
         if name not in names:
-            raise ScheduleError(
+            error = ScheduleError(
                 n,
                 name,
                 enabled,
                 f"schedule step {n}: unknown actor {name!r}; actors: {', '.join(names)}",
             )
+            break
         i = names.index(name)
         result = model.step(world, i)
         if not isinstance(result, Effect):
             why = "has finished" if result is None else f"is blocked ({result.reason})"
             allowed = ", ".join(enabled) or "none (the run is over)"
-            raise ScheduleError(
+            error = ScheduleError(
                 n, name, enabled, f"schedule step {n}: {name} {why}; enabled: {allowed}"
             )
-        op = scenario.actors[i].ops[world.actors[i].op]
+            break
         op_index = world.actors[i].op
         world = result.world
         after = state_view(model, world)
@@ -157,7 +175,7 @@ def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) ->
             Step(
                 n,
                 name,
-                op.text,
+                scenario.actors[i].ops[op_index].text,
                 op_index,
                 result.function,
                 result.note,
@@ -173,7 +191,7 @@ def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) ->
         world, events = model.conclude(world)
         violations.extend(Violation(v, 0, msg) for v, msg in events)
         label = model.label(world)
-    return Run(
+    run = Run(
         scenario_id=scenario.id,
         digest=scenario.digest,
         kernel=config.kernel,
@@ -187,6 +205,7 @@ def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) ->
         actors=actor_views(model, world),
         label=label,
     )
+    return run, error
 
 
 def enabled_names(model: Model, world: World) -> tuple[str, ...]:

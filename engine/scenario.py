@@ -323,16 +323,14 @@ def _macro(
 
 
 def _procs(doc: Mapping[str, Any]) -> set[str]:
+    """`app` and every child a fork anywhere in the document creates."""
+    lists = [doc.get("setup") or []]
+    lists += [a.get("ops") or [] for a in doc.get("actors") or [] if isinstance(a, dict)]
     procs = {"app"}
-    for section in ("setup",):
-        for item in doc.get(section) or []:
+    for ops in lists:
+        for item in ops if isinstance(ops, list) else []:
             if isinstance(item, dict) and isinstance(item.get("fork"), dict):
                 procs.add(str(item["fork"].get("child")))
-    for actor in doc.get("actors") or []:
-        if isinstance(actor, dict):
-            for item in actor.get("ops") or []:
-                if isinstance(item, dict) and isinstance(item.get("fork"), dict):
-                    procs.add(str(item["fork"].get("child")))
     return procs
 
 

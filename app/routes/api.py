@@ -21,7 +21,7 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
-from app.service import BadInput, make_config, resolve_scenario
+from app.service import BadInput, resolve_scenario
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "unknown scenario"},
@@ -76,7 +76,7 @@ def _run(
     body: RunRequest, catalog: CatalogDep
 ) -> tuple[engine.Scenario, engine.Config, engine.Run]:
     scenario = resolve_scenario(catalog, body.scenario)
-    config = make_config(scenario, body.variant, body.kernel, body.fixes)
+    config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
     return scenario, config, engine.run_schedule(scenario, config, body.schedule)
 
 
@@ -92,7 +92,7 @@ def run(body: RunRequest, catalog: CatalogDep, settings: SettingsDep) -> JSONRes
 async def explore(body: ExploreRequest, catalog: CatalogDep, explorer: ExplorerDep) -> JSONResponse:
     """Search every interleaving (bounded); outcomes with counts and a shortest example."""
     scenario = resolve_scenario(catalog, body.scenario)
-    config = make_config(scenario, body.variant, body.kernel, body.fixes)
+    config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
     result = await explorer.explore(scenario, config, body.max_states)
     return JSONResponse(engine.exploration_to_json(result))
 

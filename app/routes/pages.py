@@ -151,6 +151,20 @@ def frame(
     return _frame(request, templates, dash)
 
 
+async def _explored(
+    request: Request,
+    catalog: Catalog,
+    settings: Settings,
+    explorer: ExplorerDep,
+    scenario_id: str,
+) -> tuple[Target, engine.Config, engine.Exploration, list[Notice]]:
+    """The link's scenario and kernel, explored off the event loop (cached by the explorer)."""
+    target = _target(request, catalog, settings, scenario_id)
+    notices: list[Notice] = []
+    config = config_for(target.scenario, target.link.variant, notices)
+    return target, config, await explorer.explore(target.scenario, config), notices
+
+
 @router.get("/s/{scenario_id}/find-bug", response_class=HTMLResponse)
 async def find_bug(
     scenario_id: str,
@@ -162,12 +176,11 @@ async def find_bug(
 ) -> Response:
     """Explore, then show the shortest schedule that breaks an invariant, at its last step."""
     try:
-        target = _target(request, catalog, settings, scenario_id)
+        target, config, result, notices = await _explored(
+            request, catalog, settings, explorer, scenario_id
+        )
     except PageError as err:
         return error_page(request, templates, err)
-    notices: list[Notice] = []
-    config = config_for(target.scenario, target.link.variant, notices)
-    result = await explorer.explore(target.scenario, config)
     outcome = shortest_violation(result)
     if result.truncated:
         notices.append(Notice("warn", f"The search was cut off at {result.states} states."))
@@ -212,21 +225,17 @@ async def outcomes(
 ) -> Response:
     """Explore all interleavings: totals, a bar chart and a "load example" per outcome."""
     try:
-        target = _target(request, catalog, settings, scenario_id)
+        target, config, result, notices = await _explored(
+            request, catalog, settings, explorer, scenario_id
+        )
     except PageError as err:
         return error_page(request, templates, err)
-    notices: list[Notice] = []
-    config = config_for(target.scenario, target.link.variant, notices)
-    result = await explorer.explore(target.scenario, config)
     sid = target.scenario.id if target.link.custom else scenario_id
     rows: list[dict[str, Any]] = []
     for outcome in result.outcomes:
+        example = tuple(outcome.example)
         params = LinkParams(
-            config.variant,
-            tuple(outcome.example),
-            len(outcome.example),
-            target.scenario.digest,
-            target.link.custom,
+            config.variant, example, len(example), target.scenario.digest, target.link.custom
         )
         rows.append(
             {

@@ -22,6 +22,7 @@ import engine
 from app.config import Settings
 from app.deps import CatalogDep, ExplorerDep, SettingsDep
 from app.errors import loc_to_path, scenario_error_items, schedule_error_item
+from app.links import step_schedule
 from app.schemas import (
     CLIENT_MESSAGE,
     BackMessage,
@@ -33,7 +34,7 @@ from app.schemas import (
     PlayMessage,
     StepMessage,
 )
-from app.service import BadInput, Catalog, Explorer, UnknownScenario, make_config, resolve_scenario
+from app.service import BadInput, Catalog, Explorer, UnknownScenario, resolve_scenario
 
 router = APIRouter()
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -148,7 +149,7 @@ class RunSession:
 
     async def load(self, message: LoadMessage) -> None:
         scenario = resolve_scenario(self.catalog, message.scenario)
-        config = make_config(scenario, message.variant, message.kernel, message.fixes)
+        config = engine.make_config(scenario, message.variant, message.kernel, message.fixes)
         engine.run_schedule(scenario, config, message.schedule)  # reject bad schedules now
         self.scenario, self.config = scenario, config
         self.schedule = list(message.schedule)
@@ -159,9 +160,7 @@ class RunSession:
         self._loaded()
         if self.at >= self.settings.max_schedule:
             raise BadInput("actor", f"at most {self.settings.max_schedule} steps")
-        # Stepping the actor the schedule runs next keeps the rest of the schedule.
-        keep = self.schedule[self.at : self.at + 1] == [actor]
-        candidate = self.schedule if keep else [*self.schedule[: self.at], actor]
+        candidate = list(step_schedule(self.schedule, self.at, actor))
         scenario, config = self._loaded()
         run = engine.run_schedule(scenario, config, candidate[: self.at + 1])
         self.schedule, self.at = candidate, self.at + 1
