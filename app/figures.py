@@ -11,8 +11,8 @@ from html import escape
 from typing import Any
 
 import engine
+from engine.state import GUP_PIN_COUNTING_BIAS
 
-PIN_BIAS = 1024  # GUP_PIN_COUNTING_BIAS
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 VERMILLION = "#D55E00"
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "hexagon", "star", "pentagon")
@@ -70,7 +70,7 @@ def _series(states: Sequence[Mapping[str, Any]], page_id: str, name: str) -> lis
     for state in states:
         refcount = _page_field(state, page_id, "refcount")
         pins = _page_field(state, page_id, "pins") or 0
-        values.append(None if refcount is None else refcount - PIN_BIAS * pins)
+        values.append(None if refcount is None else refcount - GUP_PIN_COUNTING_BIAS * pins)
     return values
 
 

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PIN_BIAS = 1024  # GUP_PIN_COUNTING_BIAS
 SECTION_TITLES = {
     "swap": "Swap",
     "files": "Files (page cache / disk)",
@@ -94,10 +93,8 @@ def _refcount_row(page: Mapping[str, Any], changes: Changes, prefix: str) -> Row
     refcount = int(page.get("refcount", 0))
     pins = int(page.get("pins", 0))
     holders = page.get("holders") or {}
+    # The engine's holders already break the count down, the pin bias included ("pins").
     parts = [f"{count} {name}" for name, count in holders.items() if count]
-    # Show the pin bias as its own term unless the engine's holders already include it.
-    if pins and sum(holders.values()) + pins * PIN_BIAS == refcount:
-        parts.append(f"{pins} pin × {PIN_BIAS}")  # noqa: RUF001 - the multiplication sign is meant
     value = str(refcount)
     if parts:
         value += " = " + " + ".join(parts)
