@@ -57,10 +57,6 @@ class Replay:
     applied: tuple[str, ...]
     error: engine.ScheduleError | None
 
-    @property
-    def complete(self) -> bool:
-        return self.error is None
-
 
 def replay_lenient(
     scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
