@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -14,21 +15,33 @@ import engine
 from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
-from app.routes import api, pages, ws
+from app.rooms import RoomSettings, make_broker
+from app.routes import api, pages, rooms, ws
 from app.security import SecurityHeaders
 from app.service import Explorer
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.rooms.close()
+
+
 def create_app(
-    catalog: Mapping[str, engine.Scenario] | None = None, settings: Settings | None = None
+    catalog: Mapping[str, engine.Scenario] | None = None,
+    settings: Settings | None = None,
+    room_settings: RoomSettings | None = None,
 ) -> FastAPI:
     settings = settings or Settings.from_env()
     app = FastAPI(
         title="pagerace",
         summary="Step through Linux page-lifecycle races, find the bad interleavings, share them.",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.settings = settings
+    # Live rooms: in this process, or through Redis when PAGERACE_REDIS_URL is set.
+    app.state.rooms = make_broker(room_settings or RoomSettings.from_env())
     app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
     app.state.explorer = Explorer(settings)
     assets = find_assets(STATIC_DIR)
@@ -50,6 +63,7 @@ def create_app(
 
     app.include_router(api.router)
     app.include_router(ws.router)
+    app.include_router(rooms.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

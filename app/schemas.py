@@ -193,3 +193,28 @@ ClientMessage = Annotated[
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# --- live rooms ------------------------------------------------------------------------------
+
+
+class RoomRequest(Request):
+    """A new live room, optionally already showing a scenario at a step."""
+
+    scenario: ScenarioRef | None = None
+    variant: Annotated[str | None, Field(max_length=64, examples=["buggy"])] = None
+    kernel: Annotated[str | None, Field(pattern=r"^\d+\.\d+$", examples=["5.17"])] = None
+    fixes: dict[Annotated[str, Field(max_length=64)], bool] | None = Field(
+        default=None, max_length=64
+    )
+    schedule: list[ActorName] = Field(default_factory=list, max_length=2_000)
+    at: Annotated[int | None, Field(ge=0)] = None
+
+
+class RoomCreated(Response):
+    room: str = Field(examples=["k7m2xq9p"])
+    presenter_token: str = Field(description="drives the room; keep it to yourself")
+    follow_url: str = Field(description="the audience's page, /live/{room}")
+    present_url: str | None = Field(
+        default=None, description="the presenter's dashboard in presenter mode, when loaded"
+    )

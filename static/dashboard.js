@@ -4,6 +4,10 @@
   "use strict";
 
   var PLAY_DELAY_MS = 700;
+  // A live room's follower (/live/{room}) only watches: no keys, no clicks that navigate,
+  // and its address stays the room's. Presenter mode (?present=1) keeps its own parameters.
+  var LIVE = document.body.classList.contains("live");
+  var PRESENT = document.body.classList.contains("present");
   var playing = false;
   var playTimer = null;
 
@@ -39,7 +43,7 @@
       el.dataset.bound = "1";
       el.on("plotly_click", function (ev) {
         var point = ev.points && ev.points[0];
-        if (point && typeof point.x === "number") { goto(Math.round(point.x)); }
+        if (!LIVE && point && typeof point.x === "number") { goto(Math.round(point.x)); }
       });
     }
   }
@@ -70,13 +74,19 @@
     window.htmx.ajax("GET", url, { source: $("#frame"), target: "#frame", swap: "innerHTML" });
   }
 
+  function presentHref(pageUrl) {
+    return PRESENT ? pageUrl : pageUrl + (pageUrl.indexOf("?") < 0 ? "?" : "&") + "present=1";
+  }
+
   function afterFrame() {
     var data = frameData();
     if (!data) { return; }
-    // The address bar is always a link to what is on screen.
-    window.history.replaceState(null, "", data.page_url);
+    // The address bar is always a link to what is on screen (present.js adds its room).
+    if (!LIVE) { window.history.replaceState(null, "", data.page_url); }
     var share = $("#share-link");
     if (share) { share.value = absolute(data.page_url); }
+    var present = $("#btn-present");
+    if (present) { present.setAttribute("href", presentHref(data.page_url)); }
     drawTimeline();
     if (playing) { playTimer = window.setTimeout(playTick, PLAY_DELAY_MS); }
   }
@@ -195,6 +205,10 @@
     if ($("#help") && $("#help").open && ev.key !== "?") { return; }
     var key = ev.key;
     var handled = true;
+    if (LIVE) {
+      if (key === "?") { toggleHelp(); ev.preventDefault(); }
+      return;
+    }
     if (key === "ArrowLeft") { setPlaying(false); clickIf("#btn-back"); }
     else if (key === "ArrowRight") { setPlaying(false); clickIf("#btn-forward"); }
     else if (key === "Home") { clickIf("#btn-first"); }
@@ -203,6 +217,7 @@
     else if (key === "f") { clickIf("#btn-find"); }
     else if (key === "e") { clickIf("#btn-explore"); }
     else if (key === "c") { copyLink(); }
+    else if (key === "p" && $("#btn-present")) { window.location.assign($("#btn-present").href); }
     else if (key === "?") { toggleHelp(); }
     else if (/^[1-9]$/.test(key)) {
       setPlaying(false);
@@ -241,10 +256,11 @@
     say("⚠ The server cannot be reached.");
   });
   var initial = frameData();
-  if (initial) {
+  if (initial && !LIVE) {
     // Canonical link (variant and digest included) from the first paint on.
     window.history.replaceState(null, "", initial.page_url);
     $("#share-link").value = absolute(initial.page_url);
+    $("#btn-present").setAttribute("href", presentHref(initial.page_url));
   }
   drawTimeline();
 }());

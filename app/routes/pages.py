@@ -117,7 +117,9 @@ def _dashboard(target: Target, scenario_id: str, extra: Sequence[Notice] = ()) -
 
 
 def _frame(request: Request, templates: TemplatesDep, dash: Dashboard) -> Response:
-    headers = {"HX-Replace-Url": dash.page_url}
+    # A live room's follower fetches frames too, but its address stays /live/{room}.
+    following = request.query_params.get("live") == "1"
+    headers = {} if following else {"HX-Replace-Url": dash.page_url}
     return templates.TemplateResponse(request, "_frame_response.html", {"d": dash}, headers=headers)
 
 
@@ -133,7 +135,8 @@ def dashboard_page(
         dash = _dashboard(_target(request, catalog, settings, scenario_id), scenario_id)
     except PageError as err:
         return error_page(request, templates, err)
-    return templates.TemplateResponse(request, "dashboard.html", {"d": dash})
+    present = request.query_params.get("present") == "1"
+    return templates.TemplateResponse(request, "dashboard.html", {"d": dash, "present": present})
 
 
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)

@@ -1,230 +1,18 @@
-"""/ws/run (product.md 5.3): drive one run over a WebSocket.
-
-The client sends `{type: load|step|back|goto|play|pause|explore}`; the server answers with
-`{type: transition|state|progress|outcomes|error}`. Play and explore are background jobs so
-that `pause` (or any new command) can stop them; exploring runs in a worker thread.
-"""
+"""/ws/run (product.md 5.3): drive one run over a WebSocket; see app/session.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import time
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
 
-import engine
-from app.config import Settings
 from app.deps import CatalogDep, ExplorerDep, SettingsDep
-from app.errors import loc_to_path, scenario_error_items, schedule_error_item
-from app.links import step_schedule
-from app.schemas import (
-    CLIENT_MESSAGE,
-    BackMessage,
-    ClientMessage,
-    ExploreMessage,
-    GotoMessage,
-    LoadMessage,
-    PauseMessage,
-    PlayMessage,
-    StepMessage,
-)
-from app.service import BadInput, Catalog, Explorer, UnknownScenario, resolve_scenario
+from app.rooms import RateLimit
+from app.session import MESSAGE_BURST, MESSAGES_PER_S, RunSession, describe, frame_text, parse
+from app.session import too_fast as too_fast_message
 
 router = APIRouter()
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-PROGRESS_EVERY_S = 0.1
-
-
-def error_message(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"type": "error", "message": message, "errors": errors or []}
-
-
-def describe(exc: Exception) -> dict[str, Any]:
-    """The error message for an exception raised by a command; paths name the bad field."""
-    if isinstance(exc, ValidationError):
-        items = [{"path": loc_to_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return error_message("invalid message: " + items[0]["message"], items)
-    if isinstance(exc, engine.ScenarioError):
-        return error_message(f"invalid scenario: {exc}", scenario_error_items(exc))
-    if isinstance(exc, engine.ScheduleError):
-        return error_message(str(exc), [schedule_error_item(exc)])
-    if isinstance(exc, engine.ConfigError):
-        return error_message(str(exc), [{"path": str(exc.field), "message": str(exc)}])
-    if isinstance(exc, UnknownScenario):
-        return error_message(str(exc), [{"path": "scenario", "message": str(exc)}])
-    if isinstance(exc, BadInput):
-        return error_message(str(exc), [{"path": exc.path, "message": str(exc)}])
-    return error_message(str(exc))
-
-
-class RunSession:
-    """One client's run: a scenario, a configuration, a schedule and a cursor into it."""
-
-    def __init__(self, catalog: Catalog, settings: Settings, explorer: Explorer, send: Send):
-        self.catalog, self.settings, self.explorer, self.send = catalog, settings, explorer, send
-        self.scenario: engine.Scenario | None = None
-        self.config: engine.Config | None = None
-        self.schedule: list[str] = []
-        self.at = 0
-        self.job: asyncio.Task[None] | None = None
-        self.cancelled = threading.Event()
-
-    # --- helpers ---------------------------------------------------------------------------
-
-    def _loaded(self) -> tuple[engine.Scenario, engine.Config]:
-        if self.scenario is None or self.config is None:
-            raise BadInput("type", "send a 'load' message first")
-        return self.scenario, self.config
-
-    def _run(self, upto: int) -> engine.Run:
-        scenario, config = self._loaded()
-        return engine.run_schedule(scenario, config, self.schedule[:upto])
-
-    def _state(self) -> dict[str, Any]:
-        scenario, _ = self._loaded()
-        body = engine.run_to_json(self._run(self.at), scenario)
-        return {"type": "state", "at": self.at, "schedule": list(self.schedule), **body}
-
-    def _transition(self, run: engine.Run) -> dict[str, Any]:
-        scenario, _ = self._loaded()
-        body = engine.run_to_json(run, scenario)
-        step = body["steps"][-1]
-        return {
-            "type": "transition",
-            **step,
-            "at": self.at,
-            "schedule": list(self.schedule),
-            "enabled": body["enabled"],
-            "finished": body["finished"],
-            "violations": body["violations"],
-            "actors": body.get("actors"),
-        }
-
-    async def stop_job(self) -> None:
-        if self.job is not None and not self.job.done():
-            self.cancelled.set()
-            self.job.cancel()
-            with suppress(asyncio.CancelledError):
-                await self.job
-        self.job = None
-
-    # --- commands --------------------------------------------------------------------------
-
-    async def handle(self, message: ClientMessage) -> None:
-        await self.stop_job()
-        if isinstance(message, LoadMessage):
-            await self.load(message)
-        elif isinstance(message, StepMessage):
-            await self.step(message.actor)
-        elif isinstance(message, BackMessage):
-            await self.goto(max(self.at - 1, 0))
-        elif isinstance(message, GotoMessage):
-            await self.goto(message.index)
-        elif isinstance(message, PlayMessage):
-            self._loaded()
-            delay = self.settings.play_delay_ms if message.delay_ms is None else message.delay_ms
-            self._start(self.play(delay / 1000))
-        elif isinstance(message, ExploreMessage):
-            self._loaded()
-            self._start(self.explore(message.max_states))
-        elif isinstance(message, PauseMessage) and self.scenario is not None:
-            await self.send(self._state())
-
-    def _start(self, work: Awaitable[None]) -> None:
-        self.cancelled = threading.Event()
-
-        async def guarded() -> None:
-            try:
-                await work
-            except (ValueError, LookupError) as exc:
-                await self.send(describe(exc))
-
-        self.job = asyncio.create_task(guarded())
-
-    async def load(self, message: LoadMessage) -> None:
-        scenario = resolve_scenario(self.catalog, message.scenario)
-        config = engine.make_config(scenario, message.variant, message.kernel, message.fixes)
-        engine.run_schedule(scenario, config, message.schedule)  # reject bad schedules now
-        self.scenario, self.config = scenario, config
-        self.schedule = list(message.schedule)
-        self.at = len(self.schedule) if message.at is None else min(message.at, len(self.schedule))
-        await self.send(self._state())
-
-    async def step(self, actor: str) -> None:
-        self._loaded()
-        if self.at >= self.settings.max_schedule:
-            raise BadInput("actor", f"at most {self.settings.max_schedule} steps")
-        candidate = list(step_schedule(self.schedule, self.at, actor))
-        scenario, config = self._loaded()
-        run = engine.run_schedule(scenario, config, candidate[: self.at + 1])
-        self.schedule, self.at = candidate, self.at + 1
-        await self.send(self._transition(run))
-
-    async def goto(self, index: int) -> None:
-        self._loaded()
-        if index > len(self.schedule):
-            raise BadInput("index", f"step {index} is past the end ({len(self.schedule)} steps)")
-        self.at = index
-        await self.send(self._state())
-
-    async def play(self, delay_s: float) -> None:
-        if self.at >= len(self.schedule):
-            self.at = 0  # at the end, play starts again from the beginning
-        while self.at < len(self.schedule):
-            self.at += 1
-            await self.send(self._transition(self._run(self.at)))
-            await asyncio.sleep(delay_s)
-        await self.send(self._state())
-
-    async def explore(self, max_states: int | None) -> None:
-        scenario, config = self._loaded()
-        loop = asyncio.get_running_loop()
-        latest: list[tuple[int, int]] = []
-        cancelled = self.cancelled
-        last_sent = 0.0
-
-        def progress(states: int, transitions: int) -> None:
-            nonlocal last_sent
-            now = time.monotonic()
-            if now - last_sent >= PROGRESS_EVERY_S:
-                last_sent = now
-                loop.call_soon_threadsafe(latest.append, (states, transitions))
-
-        task = asyncio.ensure_future(
-            self.explorer.explore(
-                scenario, config, max_states, progress, cancelled.is_set, abandon_on_cancel=True
-            )
-        )
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=PROGRESS_EVERY_S)
-                while latest:
-                    states, transitions = latest.pop(0)
-                    await self.send(
-                        {"type": "progress", "states": states, "transitions": transitions}
-                    )
-        finally:
-            if not task.done():
-                cancelled.set()
-                task.cancel()
-        result = task.result()
-        await self.send({"type": "outcomes", **engine.exploration_to_json(result)})
-
-
-def parse(text: str, settings: Settings) -> ClientMessage:
-    if len(text) > settings.max_body_bytes:
-        raise BadInput("message", f"message larger than {settings.max_body_bytes} bytes")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BadInput("message", f"malformed JSON: {err}") from err
-    return CLIENT_MESSAGE.validate_python(raw)
 
 
 @router.websocket("/ws/run")
@@ -233,6 +21,7 @@ async def ws_run(
 ) -> None:
     await websocket.accept()
     lock = asyncio.Lock()
+    limit = RateLimit(MESSAGES_PER_S, MESSAGE_BURST)
 
     async def send(message: dict[str, Any]) -> None:
         async with lock:
@@ -244,9 +33,11 @@ async def ws_run(
             frame = await websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 break
-            text = frame.get("text") or (frame.get("bytes") or b"").decode("utf-8", "replace")
+            if not limit.allow():
+                await send(too_fast_message())
+                continue
             try:
-                await session.handle(parse(text, settings))
+                await session.handle(parse(frame_text(frame), settings))
             except (ValueError, LookupError) as exc:
                 await send(describe(exc))
     except WebSocketDisconnect:

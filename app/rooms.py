@@ -1,0 +1,484 @@
+"""Live rooms (product.md 5.3): a presenter drives one run and every follower mirrors it.
+
+A room is a small record, who may drive (the hash of a presenter token) and where the run
+stands (a `Snapshot`: scenario, kernel, schedule, step), plus a stream of numbered messages.
+A broker keeps both: `MemoryBroker` inside this process, `RedisBroker` in Redis (a hash with
+an idle TTL, and pub/sub) so that the presenter and the followers may be served by different
+workers or hosts.
+
+Order: the broker numbers each message (`seq`) in the same atomic step that stores the
+snapshot it leads to. A follower subscribes first, then reads the record, starts from its
+snapshot and drops every message whose seq it already has, so a late joiner neither misses
+nor repeats a step.
+
+Each process fans a room's messages out to its own followers from one subscription, and a
+message is encoded once per process, not once per follower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+# Lower-case letters and digits without the look-alikes (0/o, 1/l/i): typed from a projector.
+ROOM_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+ROOM_ID_LENGTH = 8
+ROOM_ID_PATTERN = rf"^[{ROOM_ALPHABET}]{{{ROOM_ID_LENGTH}}}$"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    """Room limits; override with PAGERACE_* environment variables."""
+
+    redis_url: str | None = None
+    idle_s: float = 2 * 3600.0  # a room nobody drives or joins for this long is gone
+    max_rooms: int = 1_000
+    max_followers: int = 1_000  # per room and process
+    # Messages a follower may fall behind by before it is dropped as too slow.
+    follower_backlog: int = 512
+
+    @classmethod
+    def from_env(cls) -> RoomSettings:
+        return cls(
+            redis_url=os.environ.get("PAGERACE_REDIS_URL") or None,
+            idle_s=_env_float("PAGERACE_ROOM_IDLE_S", cls.idle_s),
+            max_rooms=_env_int("PAGERACE_MAX_ROOMS", cls.max_rooms),
+            max_followers=_env_int("PAGERACE_MAX_FOLLOWERS", cls.max_followers),
+        )
+
+
+class RoomError(Exception):
+    """A room that cannot be created or used; `code` is the WebSocket close code to use."""
+
+    def __init__(self, message: str, code: int = 4400) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RoomGone(RoomError):
+    def __init__(self, room: str, idle_s: float) -> None:
+        minutes = max(1, round(idle_s / 60))
+        super().__init__(
+            f"there is no live room {room!r}: it never existed or expired after "
+            f"{minutes} idle minute{'s' if minutes != 1 else ''}",
+            4404,
+        )
+
+
+class TooManyRooms(RoomError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"too many live rooms (at most {limit}); try again later", 4429)
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Where a room's run stands: what a `load` message would need to get there again."""
+
+    scenario: str | dict[str, Any] | None = None  # a catalog id or a whole document
+    variant: str | None = None
+    kernel: str | None = None
+    fixes: dict[str, bool] | None = None
+    schedule: tuple[str, ...] = ()
+    at: int = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self.scenario is not None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "scenario": self.scenario,
+                "variant": self.variant,
+                "kernel": self.kernel,
+                "fixes": self.fixes,
+                "schedule": list(self.schedule),
+                "at": self.at,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        raw = json.loads(text)
+        return cls(
+            scenario=raw.get("scenario"),
+            variant=raw.get("variant"),
+            kernel=raw.get("kernel"),
+            fixes=raw.get("fixes"),
+            schedule=tuple(raw.get("schedule") or ()),
+            at=int(raw.get("at") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    room: str
+    token_hash: str
+    snapshot: Snapshot
+    seq: int = 0
+
+
+def new_room_id() -> str:
+    return "".join(secrets.choice(ROOM_ALPHABET) for _ in range(ROOM_ID_LENGTH))
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def token_hash(token: str) -> str:
+    # Only the hash is stored (in memory or in Redis): a leaked store does not leak the token.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str | None, record: RoomRecord) -> bool:
+    return bool(token) and hmac.compare_digest(token_hash(token or ""), record.token_hash)
+
+
+def with_seq(seq: int, body: str) -> str:
+    """Number an encoded message: `{"type":...}` -> `{"seq":7,"type":...}`.
+
+    Done on the encoded text so a message is serialised once however many followers get it.
+    """
+    return f'{{"seq":{seq},{body[1:]}' if body != "{}" else f'{{"seq":{seq}}}'
+
+
+class RateLimit:
+    """A token bucket: `burst` messages at once, `rate_per_s` sustained."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate, self.burst = rate_per_s, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+# --- local fan-out ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One follower's inbox: numbered, encoded messages in publication order."""
+
+    room: str
+    backlog: int
+    queue: asyncio.Queue[tuple[int, str] | None] = field(init=False)
+    overflowed: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(maxsize=self.backlog + 1)
+
+    def deliver(self, seq: int, text: str) -> None:
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= self.backlog:
+            # Too slow to keep up: drop it rather than let one projector-less phone
+            # hold the others back or grow memory without bound.
+            self.overflowed = True
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait((seq, text))
+
+    async def next(self) -> tuple[int, str] | None:
+        """The next message, or None when the follower fell too far behind."""
+        return await self.queue.get()
+
+
+class Fanout:
+    """This process's followers, by room."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, set[Subscription]] = {}
+
+    def count(self, room: str) -> int:
+        return len(self.rooms.get(room, ()))
+
+    def add(self, sub: Subscription) -> bool:
+        """Adds; True when it is the room's first follower here."""
+        subs = self.rooms.setdefault(sub.room, set())
+        subs.add(sub)
+        return len(subs) == 1
+
+    def remove(self, sub: Subscription) -> bool:
+        """Removes; True when it was the room's last follower here."""
+        subs = self.rooms.get(sub.room)
+        if subs is None:
+            return False
+        subs.discard(sub)
+        if subs:
+            return False
+        del self.rooms[sub.room]
+        return True
+
+    def deliver(self, room: str, seq: int, text: str) -> None:
+        for sub in tuple(self.rooms.get(room, ())):
+            sub.deliver(seq, text)
+
+
+# --- brokers ---------------------------------------------------------------------------------
+
+
+class Broker(Protocol):
+    settings: RoomSettings
+    fanout: Fanout
+
+    async def create(self, room: str, token_hash: str, snapshot: Snapshot) -> None: ...
+
+    async def get(self, room: str) -> RoomRecord | None:
+        """The room, its idle timer restarted; None when it does not exist (or expired)."""
+        ...
+
+    async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
+        """Store the snapshot and send the message to every follower; returns its seq."""
+        ...
+
+    def subscribe(self, room: str) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+
+    async def close(self) -> None: ...
+
+
+def _encode(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+class MemoryBroker:
+    """Rooms in this process's memory: the default, for one uvicorn worker."""
+
+    def __init__(self, settings: RoomSettings) -> None:
+        self.settings = settings
+        self.fanout = Fanout()
+        self.records: dict[str, RoomRecord] = {}
+        self.expires: dict[str, float] = {}
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        for room in [r for r, t in self.expires.items() if t <= now]:
+            del self.records[room], self.expires[room]
+
+    def _touch(self, room: str) -> None:
+        self.expires[room] = time.monotonic() + self.settings.idle_s
+
+    async def create(self, room: str, token_hash: str, snapshot: Snapshot) -> None:
+        self._purge()
+        if len(self.records) >= self.settings.max_rooms:
+            raise TooManyRooms(self.settings.max_rooms)
+        self.records[room] = RoomRecord(room, token_hash, snapshot)
+        self._touch(room)
+
+    async def get(self, room: str) -> RoomRecord | None:
+        self._purge()
+        record = self.records.get(room)
+        if record is not None:
+            self._touch(room)
+        return record
+
+    async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
+        record = await self.get(room)
+        if record is None:
+            raise RoomGone(room, self.settings.idle_s)
+        seq = record.seq + 1
+        self.records[room] = replace(record, snapshot=snapshot, seq=seq)
+        self.fanout.deliver(room, seq, with_seq(seq, _encode(message)))
+        return seq
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, room: str) -> AsyncIterator[Subscription]:
+        sub = Subscription(room, self.settings.follower_backlog)
+        self.fanout.add(sub)
+        try:
+            yield sub
+        finally:
+            self.fanout.remove(sub)
+
+    async def close(self) -> None:
+        self.records.clear()
+
+
+# Store the snapshot, number the message and publish it in one atomic step, so the seq a
+# late joiner reads with the snapshot is exactly the last message that snapshot includes.
+_PUBLISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 'snapshot', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[3], redis.call('TIME')[1] + ARGV[3], KEYS[1])
+redis.call('PUBLISH', KEYS[2], seq .. '\\n' .. ARGV[2])
+return seq
+"""
+
+# Count live rooms (forgetting expired ones) and create the new one, or refuse.
+_CREATE = """
+local now = redis.call('TIME')[1]
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'snapshot', ARGV[2], 'seq', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], now + ARGV[3], KEYS[1])
+return 1
+"""
+
+
+class RedisBroker:
+    """Rooms in Redis: any process can create, drive or follow any room.
+
+    Each process keeps one pub/sub subscription per room it has followers for and fans the
+    messages out locally.
+    """
+
+    PREFIX = "pagerace:room:"
+    INDEX = "pagerace:rooms"
+
+    def __init__(self, settings: RoomSettings, url: str) -> None:
+        import redis.asyncio as aioredis  # only needed when PAGERACE_REDIS_URL is set
+
+        self.settings = settings
+        self.fanout = Fanout()
+        self.redis = aioredis.from_url(url, decode_responses=True)
+        self.listeners: dict[str, tuple[asyncio.Task[None], asyncio.Future[None]]] = {}
+        self.ttl = max(1, round(settings.idle_s))
+
+    def _key(self, room: str) -> str:
+        return self.PREFIX + room
+
+    def _channel(self, room: str) -> str:
+        return self.PREFIX + room + ":events"
+
+    async def create(self, room: str, token_hash: str, snapshot: Snapshot) -> None:
+        created = await self.redis.eval(
+            _CREATE,
+            2,
+            self._key(room),
+            self.INDEX,
+            token_hash,
+            snapshot.to_json(),
+            self.ttl,
+            self.settings.max_rooms,
+        )
+        if not created:
+            raise TooManyRooms(self.settings.max_rooms)
+
+    async def get(self, room: str) -> RoomRecord | None:
+        key = self._key(room)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(key)
+            pipe.expire(key, self.ttl)
+            fields, _ = await pipe.execute()
+        if not fields or "token" not in fields:
+            return None
+        return RoomRecord(
+            room,
+            fields["token"],
+            Snapshot.from_json(fields.get("snapshot") or "{}"),
+            int(fields.get("seq") or 0),
+        )
+
+    async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
+        seq = int(
+            await self.redis.eval(
+                _PUBLISH,
+                3,
+                self._key(room),
+                self._channel(room),
+                self.INDEX,
+                snapshot.to_json(),
+                _encode(message),
+                self.ttl,
+            )
+        )
+        if seq < 0:
+            raise RoomGone(room, self.settings.idle_s)
+        return seq
+
+    async def _listen(self, room: str, ready: asyncio.Future[None]) -> None:
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel(room))
+            async for item in pubsub.listen():
+                if item["type"] == "subscribe":
+                    if not ready.done():
+                        ready.set_result(None)
+                    continue
+                if item["type"] != "message":
+                    continue
+                head, _, body = str(item["data"]).partition("\n")
+                seq = int(head)
+                self.fanout.deliver(room, seq, with_seq(seq, body))
+        except Exception as exc:  # the connection broke: followers here get dropped
+            if not ready.done():
+                ready.set_exception(exc)
+            for sub in tuple(self.fanout.rooms.get(room, ())):
+                sub.overflowed = True
+                sub.queue.put_nowait(None)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, room: str) -> AsyncIterator[Subscription]:
+        sub = Subscription(room, self.settings.follower_backlog)
+        self.fanout.add(sub)
+        listener = self.listeners.get(room)
+        if listener is None or listener[0].done():
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            listener = (asyncio.create_task(self._listen(room, ready)), ready)
+            self.listeners[room] = listener
+        try:
+            # Every follower waits until the channel is subscribed before it reads the
+            # snapshot: otherwise a message published in between would be lost to it.
+            await asyncio.wait_for(asyncio.shield(listener[1]), timeout=5.0)
+        except BaseException:
+            self._drop(sub)
+            raise
+        try:
+            yield sub
+        finally:
+            self._drop(sub)
+
+    def _drop(self, sub: Subscription) -> None:
+        if self.fanout.remove(sub):
+            listener = self.listeners.pop(sub.room, None)
+            if listener is not None:
+                listener[0].cancel()
+
+    async def close(self) -> None:
+        for task, _ in self.listeners.values():
+            task.cancel()
+        self.listeners.clear()
+        await self.redis.aclose()
+
+
+def make_broker(settings: RoomSettings) -> Broker:
+    if settings.redis_url:
+        return RedisBroker(settings, settings.redis_url)
+    return MemoryBroker(settings)

@@ -1,0 +1,381 @@
+"""Live rooms (product.md 5.3, 5.4): create one, drive it, follow it.
+
+- `POST /api/rooms` makes a room and its presenter token.
+- `/ws/rooms/{room}?token=T` drives it with the `/ws/run` messages; every `state` and
+  `transition` (and explore progress and outcomes) goes to all followers, numbered (`seq`)
+  and carrying the dashboard links of the step it leads to.
+- `/ws/rooms/{room}` without the token follows: the current state first, then every message
+  in order. Anything a follower sends is refused and changes nothing.
+- `/live/{room}` is the follower's page and `/live/{room}/qr.svg` the QR code of its URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import anyio
+import segno
+from fastapi import APIRouter, Path, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+import engine
+from app.config import Settings
+from app.dashboard import Dashboard, LinkInput, build_dashboard
+from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
+from app.links import LinkParams, dashboard_path, encode_doc, frame_path
+from app.rooms import (
+    ROOM_ID_PATTERN,
+    Broker,
+    RateLimit,
+    RoomError,
+    RoomGone,
+    Snapshot,
+    new_room_id,
+    new_token,
+    token_hash,
+    token_matches,
+)
+from app.routes.api import ERRORS
+from app.routes.pages import PageError, error_page
+from app.schemas import LoadMessage, RoomCreated, RoomRequest
+from app.service import Catalog, Explorer, resolve_scenario
+from app.session import (
+    MESSAGE_BURST,
+    MESSAGES_PER_S,
+    RunSession,
+    describe,
+    error_message,
+    frame_text,
+    parse,
+    too_fast,
+)
+
+router = APIRouter()
+RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, examples=["k7m2xq9p"])]
+FOLLOWER_REFUSED = "only the presenter can drive this room; this connection follows it"
+# A follower that keeps sending after being told is closed (policy violation).
+FOLLOWER_STRIKES = 20
+
+
+def get_broker(conn: Request | WebSocket) -> Broker:
+    broker: Broker = conn.app.state.rooms
+    return broker
+
+
+def _load_message(snapshot: Snapshot) -> LoadMessage:
+    return LoadMessage(
+        type="load",
+        scenario=snapshot.scenario or "",
+        variant=snapshot.variant,
+        kernel=snapshot.kernel,
+        fixes=snapshot.fixes,
+        schedule=list(snapshot.schedule),
+        at=snapshot.at,
+    )
+
+
+def snapshot_of(session: RunSession) -> Snapshot:
+    source = session.source
+    if source is None:
+        return Snapshot()
+    return Snapshot(
+        scenario=source.scenario,
+        variant=source.variant,
+        kernel=source.kernel,
+        fixes=dict(source.fixes) if source.fixes else None,
+        schedule=tuple(session.schedule),
+        at=session.at,
+    )
+
+
+def room_links(session: RunSession) -> dict[str, str]:
+    """The dashboard URLs of where the session stands: followers fetch these frames."""
+    scenario, config = session.scenario, session.config
+    if scenario is None or config is None or session.source is None:
+        return {}
+    custom = None if isinstance(session.source.scenario, str) else encode_doc(scenario.document)
+    # A room loaded with a bare kernel version (no variant) shows the scenario's default
+    # variant in links: the link format names variants only.
+    variant = config.variant if config.variant and scenario.variant(config.variant) else None
+    params = LinkParams(variant, tuple(session.schedule), session.at, scenario.digest, custom)
+    frame = frame_path(scenario.id, params, live=1)
+    return {
+        "page_url": dashboard_path(scenario.id, params),
+        "frame_url": frame,
+        "outcomes_url": frame.replace("/frame?", "/outcomes?", 1),
+    }
+
+
+def follow_url(request: Request | WebSocket, room: str) -> str:
+    return str(request.base_url).rstrip("/") + f"/live/{room}"
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/api/rooms",
+    tags=["api"],
+    status_code=201,
+    response_model=RoomCreated,
+    responses={**ERRORS, 503: {"description": "too many live rooms"}},
+)
+async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) -> JSONResponse:
+    """A live room: the presenter token drives it, the follow URL watches it."""
+    snapshot = Snapshot()
+    present_url = None
+    if body.scenario is not None:
+        scenario = resolve_scenario(catalog, body.scenario)
+        config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
+        engine.run_schedule(scenario, config, body.schedule)  # a bad schedule is a 422 now
+        at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
+        snapshot = Snapshot(
+            body.scenario, body.variant, body.kernel, body.fixes, tuple(body.schedule), at
+        )
+        custom = None if isinstance(body.scenario, str) else encode_doc(scenario.document)
+        params = LinkParams(config.variant, tuple(body.schedule), at, scenario.digest, custom)
+        present_url = dashboard_path(scenario.id, params)
+    room, token = new_room_id(), new_token()
+    try:
+        await get_broker(request).create(room, token_hash(token), snapshot)
+    except RoomError as err:
+        return JSONResponse({"detail": str(err), "errors": []}, status_code=503)
+    if present_url is not None:
+        present_url += f"&present=1&room={room}"
+    created = RoomCreated(
+        room=room,
+        presenter_token=token,
+        follow_url=follow_url(request, room),
+        present_url=present_url,
+    )
+    return JSONResponse(created.model_dump(), status_code=201)
+
+
+@router.get("/live/{room}/qr.svg", include_in_schema=False)
+async def room_qr(room: RoomId, request: Request) -> Response:
+    """The follow URL as a QR code, for the corner of a projected slide."""
+    qr = segno.make(follow_url(request, room), error="m")
+    out = io.BytesIO()
+    qr.save(out, kind="svg", scale=6, border=2, dark="#000000", light="#ffffff", xmldecl=False)
+    return Response(
+        out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"}
+    )
+
+
+@router.get("/live/{room}", response_class=HTMLResponse, include_in_schema=False)
+async def live_page(
+    room: str, request: Request, catalog: CatalogDep, templates: TemplatesDep
+) -> Response:
+    """The follower's view: the room's current step, rendered on the server, kept in sync."""
+    record = await get_broker(request).get(room) if _valid_room(room) else None
+    if record is None:
+        gone = RoomGone(room[:40], get_broker(request).settings.idle_s)
+        return error_page(request, templates, PageError(404, "No such live room", [str(gone)]))
+    ctx: dict[str, Any] = {"room": room, "follow_url": follow_url(request, room), "d": None}
+    snapshot = record.snapshot
+    if snapshot.loaded:
+        try:
+            ctx["d"] = _live_dashboard(catalog, snapshot)
+        except (ValueError, LookupError) as err:
+            ctx["problem"] = str(err)
+    return templates.TemplateResponse(request, "live.html", ctx)
+
+
+def _valid_room(room: str) -> bool:
+    return re.fullmatch(ROOM_ID_PATTERN, room) is not None
+
+
+def _live_dashboard(catalog: Catalog, snapshot: Snapshot) -> Dashboard:
+    scenario = resolve_scenario(catalog, snapshot.scenario or "")
+    config = engine.make_config(scenario, snapshot.variant, snapshot.kernel, snapshot.fixes)
+    custom = None if isinstance(snapshot.scenario, str) else encode_doc(scenario.document)
+    link = LinkInput(
+        variant=config.variant if scenario.variant(config.variant or "") else None,
+        schedule=snapshot.schedule,
+        at=snapshot.at,
+        digest=None,
+        custom=custom,
+    )
+    return build_dashboard(scenario, link, scenario.id)
+
+
+# --- WebSocket -------------------------------------------------------------------------------
+
+
+class Outbox:
+    """One socket's writes, one at a time: a follower's forwarder and its refusals share it."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.lock = asyncio.Lock()
+
+    async def text(self, text: str) -> None:
+        async with self.lock:
+            await self.websocket.send_text(text)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+
+@router.websocket("/ws/rooms/{room}")
+async def ws_room(
+    websocket: WebSocket,
+    room: str,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    explorer: ExplorerDep,
+    token: str | None = None,
+) -> None:
+    await websocket.accept()
+    broker = get_broker(websocket)
+    out = Outbox(websocket)
+
+    async def refuse(err: RoomError) -> None:
+        await out.send(error_message(str(err), [{"path": "room", "message": str(err)}]))
+        # A close reason is at most 123 bytes of UTF-8.
+        await websocket.close(err.code, str(err).encode()[:120].decode("utf-8", "ignore"))
+
+    record = await broker.get(room) if _valid_room(room) else None
+    if record is None:
+        await refuse(RoomGone(room[:40], broker.settings.idle_s))
+        return
+    if token is not None and not token_matches(token, record):
+        await refuse(RoomError("wrong presenter token for this room", 4403))
+        return
+    try:
+        if token is not None:
+            session = RunSession(catalog, settings, explorer, out.send)
+            await _present(websocket, room, broker, session)
+        else:
+            await _follow(websocket, room, broker, catalog, settings, explorer, out)
+    except WebSocketDisconnect:
+        pass
+    except RoomError as err:
+        with contextlib.suppress(Exception):
+            await refuse(err)
+
+
+async def _present(websocket: WebSocket, room: str, broker: Broker, session: RunSession) -> None:
+    """The presenter: every command's resulting messages are published to the room."""
+    reply = session.send
+    publishing = False
+
+    async def publish(message: dict[str, Any]) -> None:
+        if not publishing or message.get("type") == "error":
+            await reply(message)  # errors, and the catch-up state, are the presenter's own
+            return
+        body = {**message, **room_links(session)}
+        seq = await broker.publish(room, snapshot_of(session), body)
+        await reply({"seq": seq, **body})
+
+    session.send = publish
+    await reply({"type": "room", "room": room, "role": "presenter"})
+    record = await broker.get(room)
+    if record is not None and record.snapshot.loaded:
+        try:
+            await session.load(_load_message(record.snapshot))
+        except (ValueError, LookupError) as exc:
+            await reply(describe(exc))
+    publishing = True
+    limit = RateLimit(MESSAGES_PER_S, MESSAGE_BURST)
+    try:
+        while True:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                return
+            if not limit.allow():
+                await reply(too_fast())
+                continue
+            try:
+                await session.handle(parse(frame_text(frame), session.settings))
+            except RoomError:
+                raise
+            except (ValueError, LookupError) as exc:
+                await reply(describe(exc))
+    finally:
+        await session.stop_job()
+
+
+async def _follow(
+    websocket: WebSocket,
+    room: str,
+    broker: Broker,
+    catalog: Catalog,
+    settings: Settings,
+    explorer: Explorer,
+    out: Outbox,
+) -> None:
+    """A follower: the current state, then every numbered message after it, in order."""
+    if broker.fanout.count(room) >= broker.settings.max_followers:
+        raise RoomError(f"this room is full ({broker.settings.max_followers} followers)", 4409)
+    async with broker.subscribe(room) as sub:
+        # Subscribed first, then the snapshot: nothing published in between is lost, and
+        # whatever the snapshot already includes (seq <= seen) is skipped below.
+        record = await broker.get(room)
+        if record is None:
+            raise RoomGone(room, broker.settings.idle_s)
+        seen = record.seq
+        await out.send({"type": "room", "room": room, "role": "follower", "seq": seen})
+        if record.snapshot.loaded:
+            state: dict[str, Any] = {}
+
+            async def keep(message: dict[str, Any]) -> None:
+                state.update(message)
+
+            catch_up = RunSession(catalog, settings, explorer, keep)
+            try:
+                await catch_up.load(_load_message(record.snapshot))
+                await out.send({"seq": seen, **state, **room_links(catch_up)})
+            except (ValueError, LookupError) as exc:
+                await out.send(describe(exc))
+
+        async def forward() -> None:
+            nonlocal seen
+            while True:
+                item = await sub.next()
+                if item is None:
+                    raise RoomError("this follower fell too far behind; reload to catch up", 4408)
+                seq, text = item
+                if seq <= seen:
+                    continue
+                seen = seq
+                await out.text(text)
+
+        async def refuse_commands() -> None:
+            strikes = 0
+            limit = RateLimit(MESSAGES_PER_S, MESSAGE_BURST)
+            while True:
+                frame = await websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    return
+                strikes += 1
+                if strikes > FOLLOWER_STRIKES or not limit.allow():
+                    raise RoomError(FOLLOWER_REFUSED, 1008)
+                refused = [{"path": "type", "message": FOLLOWER_REFUSED}]
+                await out.send(error_message(FOLLOWER_REFUSED, refused))
+
+        # Structured (anyio) tasks: Starlette cancels the connection's scope when the client
+        # goes, and both halves must end with it. The first half to end ends the other.
+        problems: list[RoomError] = []
+        async with anyio.create_task_group() as group:
+
+            async def guarded(half: Callable[[], Awaitable[None]]) -> None:
+                try:
+                    await half()
+                except RoomError as err:
+                    problems.append(err)
+                except WebSocketDisconnect:
+                    pass
+                finally:
+                    group.cancel_scope.cancel()
+
+            group.start_soon(guarded, forward)
+            group.start_soon(guarded, refuse_commands)
+        if problems:
+            raise problems[0]

@@ -1,0 +1,135 @@
+// pagerace live room, follower side (/live/{room}): mirrors the presenter over
+// /ws/rooms/{room}. Every numbered message is logged in order; the frame shows the latest
+// step, fetched from the server (the same rendering as the dashboard), one fetch at a time.
+(function () {
+  "use strict";
+
+  var dash = document.getElementById("dash");
+  if (!dash || !document.body.classList.contains("live")) { return; }
+  var room = dash.getAttribute("data-room");
+  var FINAL = { 4403: true, 4404: true, 4409: true, 1008: true };
+  var seen = -1;
+  var retries = 0;
+  var wanted = null;
+  var fetching = false;
+  var shownPath = currentPath();
+
+  function $(sel) { return document.querySelector(sel); }
+
+  function status(text, kind) {
+    var el = $("#live-status");
+    if (!el) { return; }
+    el.textContent = text;
+    el.className = "live-status " + (kind || "");
+  }
+
+  function say(text) {
+    var el = $("#status-msg");
+    if (el) { el.textContent = text; }
+  }
+
+  // The scenario page (/s/{id}) the frame on screen belongs to.
+  function currentPath() {
+    var el = document.getElementById("frame-data");
+    if (!el) { return null; }
+    return "/s/" + JSON.parse(el.getAttribute("data-json")).id;
+  }
+
+  function pathOf(url) { return url ? url.split("?")[0].replace(/\/(frame|outcomes)$/, "") : null; }
+
+  function logLine(msg) {
+    var list = $("#live-log");
+    if (!list) { return; }
+    var li = document.createElement("li");
+    li.setAttribute("data-seq", String(msg.seq));
+    if (msg.type === "transition") {
+      li.className = "log-step";
+      li.setAttribute("data-index", String(msg.index));
+      li.setAttribute("data-actor", msg.actor);
+      var head = document.createElement("code");
+      head.textContent = "#" + msg.index + " " + msg.actor + " · " + msg.function;
+      li.appendChild(head);
+      li.appendChild(document.createTextNode(" " + (msg.note || "")));
+      if (msg.violations && msg.violations.length) {
+        var bad = document.createElement("strong");
+        bad.className = "log-bad";
+        bad.textContent = " ✖ " + msg.violations.map(function (v) { return v.name; }).join(", ");
+        li.appendChild(bad);
+      }
+    } else {
+      li.className = "log-jump";
+      li.textContent = "↺ now at step " + msg.at + " of " + msg.schedule.length;
+    }
+    list.appendChild(li);
+    li.scrollIntoView({ block: "nearest" });
+  }
+
+  // Show the latest wanted frame; frames in between are skipped (the log keeps every step).
+  function pump() {
+    if (fetching || !wanted) { return; }
+    var url = wanted;
+    wanted = null;
+    if (pathOf(url) !== shownPath) {
+      // Another scenario (or the first one): the server renders the room's page afresh.
+      window.location.reload();
+      return;
+    }
+    fetching = true;
+    var done = function () { fetching = false; pump(); };
+    window.htmx.ajax("GET", url, { target: "#frame", swap: "innerHTML" }).then(done, done);
+  }
+
+  function onMessage(msg) {
+    if (msg.type === "room") {
+      status("● live · room " + room + " · following the presenter", "on");
+      return;
+    }
+    if (msg.type === "error") { say("⚠ " + msg.message); return; }
+    if (typeof msg.seq === "number") {
+      if (msg.seq < seen) { return; }
+      seen = msg.seq;
+    }
+    if (msg.type === "state" || msg.type === "transition") {
+      logLine(msg);
+      if (msg.page_url && $("#open-own")) { $("#open-own").setAttribute("href", msg.page_url); }
+      if (msg.frame_url) { wanted = msg.frame_url; pump(); }
+    } else if (msg.type === "progress") {
+      say("exploring every interleaving… " + msg.states + " states");
+    } else if (msg.type === "outcomes") {
+      say("explored: " + msg.states + " states, " + msg.interleavings + " interleavings");
+      if (msg.outcomes_url) {
+        window.htmx.ajax("GET", msg.outcomes_url, { target: "#outcomes", swap: "innerHTML" });
+      }
+    }
+  }
+
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + window.location.host + "/ws/rooms/" + room);
+    socket.onopen = function () { retries = 0; };
+    socket.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
+    socket.onclose = function (ev) {
+      if (FINAL[ev.code]) {
+        status("✖ " + (ev.reason || "this room is closed") + " (" + ev.code + ")", "off");
+        return;
+      }
+      retries += 1;
+      var delay = Math.min(10000, 500 * Math.pow(2, retries));
+      status("○ reconnecting in " + Math.round(delay / 1000) + " s…", "off");
+      window.setTimeout(connect, delay);
+    };
+  }
+
+  // Followers watch: clicks on the run's controls would only make this page diverge.
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest ? ev.target.closest("#dash a, #dash button") : null;
+    if (!el || el.id === "open-own" || el.closest("dialog")) { return; }
+    ev.preventDefault();
+    ev.stopPropagation();
+    say("This page follows the presenter; “open this step” gives you your own copy.");
+  }, true);
+  document.body.addEventListener("htmx:afterSettle", function (ev) {
+    if (ev.target && ev.target.id === "frame") { shownPath = currentPath(); }
+  });
+  connect();
+}());

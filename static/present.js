@@ -1,0 +1,162 @@
+// pagerace presenter mode (?present=1): opens a live room and drives it from this dashboard.
+//
+// The dashboard keeps working as it always does (server-rendered frames over htmx). After
+// each frame this file tells the room what changed, in /ws/run's own words: `step` when the
+// presenter took one step, `back` / `goto` when they moved along the same schedule, `load`
+// for anything else (another kernel, a found bug, an edited schedule), `explore` for
+// "Explore all". The token lives in sessionStorage, never in the URL, so the address bar
+// can be shared.
+(function () {
+  "use strict";
+
+  if (!document.body.classList.contains("present")) { return; }
+  var KEY = "pagerace.room-token.";
+  var room = new URLSearchParams(window.location.search).get("room");
+  var token = room ? window.sessionStorage.getItem(KEY + room) : null;
+  var socket = null;
+  var last = null;
+  var retries = 0;
+
+  function $(sel) { return document.querySelector(sel); }
+
+  function frameData() {
+    var el = document.getElementById("frame-data");
+    return el ? JSON.parse(el.getAttribute("data-json")) : null;
+  }
+
+  function roomStatus(text, kind) {
+    var el = $("#room-status");
+    if (el) { el.textContent = text; el.className = "room-status " + (kind || ""); }
+  }
+
+  function say(text) {
+    var el = $("#status-msg");
+    if (el) { el.textContent = text; }
+  }
+
+  function view(data) {
+    return {
+      id: data.id,
+      scenario: data.diagram_request.scenario,
+      variant: data.query.v || null,
+      schedule: data.query.t ? data.query.t.split(",") : [],
+      at: data.at
+    };
+  }
+
+  function same(a, b) { return a.length === b.length && a.every(function (x, i) { return x === b[i]; }); }
+
+  // The schedule after stepping `actor` at `at`: app.links.step_schedule, mirrored.
+  function stepped(schedule, at, actor) {
+    if (schedule[at] === actor) { return schedule; }
+    return schedule.slice(0, at).concat([actor]);
+  }
+
+  function loadOf(v) {
+    return { type: "load", scenario: v.scenario, variant: v.variant, schedule: v.schedule, at: v.at };
+  }
+
+  // What the room must be told to go from `a` to `b`.
+  function diff(a, b) {
+    if (!a || a.id !== b.id || a.variant !== b.variant ||
+        JSON.stringify(a.scenario) !== JSON.stringify(b.scenario)) { return loadOf(b); }
+    if (b.at === a.at + 1 && b.at <= b.schedule.length) {
+      var actor = b.schedule[a.at];
+      if (same(stepped(a.schedule, a.at, actor), b.schedule)) { return { type: "step", actor: actor }; }
+    }
+    if (same(a.schedule, b.schedule)) {
+      if (b.at === a.at) { return null; }
+      return b.at === a.at - 1 ? { type: "back" } : { type: "goto", index: b.at };
+    }
+    return loadOf(b);
+  }
+
+  function send(message) {
+    if (!message) { return; }
+    if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(message)); }
+  }
+
+  // The address bar keeps presenter mode and the room (but never the token).
+  function keepUrl() {
+    var data = frameData();
+    if (!data || !room) { return; }
+    var url = data.page_url + (data.page_url.indexOf("?") < 0 ? "?" : "&") + "present=1&room=" + room;
+    window.history.replaceState(null, "", url);
+  }
+
+  function showCorner(followUrl) {
+    var link = $("#follow-url");
+    if (link) { link.textContent = followUrl.replace(/^https?:\/\//, ""); link.href = followUrl; }
+    var qr = $("#follow-qr");
+    if (qr) { qr.src = "/live/" + room + "/qr.svg"; qr.hidden = false; }
+  }
+
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + window.location.host + "/ws/rooms/" + room +
+      "?token=" + encodeURIComponent(token));
+    socket.onopen = function () {
+      retries = 0;
+      roomStatus("● live: followers see every step", "on");
+      // Whatever the room had, it now shows what is on this screen.
+      last = view(frameData());
+      send(loadOf(last));
+    };
+    socket.onmessage = function (ev) {
+      var msg = JSON.parse(ev.data);
+      if (msg.type === "error") { say("⚠ room: " + msg.message); }
+    };
+    socket.onclose = function (ev) {
+      if (ev.code === 4404 || ev.code === 4403) {
+        roomStatus("✖ the room is gone: press p twice for a new one", "off");
+        return;
+      }
+      retries += 1;
+      var delay = Math.min(10000, 500 * Math.pow(2, retries));
+      roomStatus("○ reconnecting…", "off");
+      window.setTimeout(connect, delay);
+    };
+  }
+
+  function start() {
+    var data = frameData();
+    if (!data) { return; }
+    if (room && token) {
+      keepUrl();
+      showCorner(window.location.origin + "/live/" + room);
+      connect();
+      return;
+    }
+    var v = view(data);
+    fetch("/api/rooms", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ scenario: v.scenario, variant: v.variant, schedule: v.schedule, at: v.at })
+    }).then(function (res) {
+      return res.json().then(function (body) {
+        if (!res.ok) { throw new Error(body.detail || res.statusText); }
+        return body;
+      });
+    }).then(function (created) {
+      room = created.room;
+      token = created.presenter_token;
+      window.sessionStorage.setItem(KEY + room, token);
+      keepUrl();
+      showCorner(created.follow_url);
+      connect();
+    }).catch(function (err) { roomStatus("✖ no live room: " + err.message, "off"); });
+  }
+
+  document.body.addEventListener("htmx:afterSettle", function (ev) {
+    var id = ev.target && ev.target.id;
+    if (id === "frame") {
+      keepUrl();
+      var next = view(frameData());
+      send(diff(last, next));
+      last = next;
+    } else if (id === "outcomes") {
+      send({ type: "explore" });
+    }
+  });
+  start();
+}());
