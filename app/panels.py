@@ -94,9 +94,13 @@ def _refcount_row(page: Mapping[str, Any], changes: Changes, prefix: str) -> Row
     pins = int(page.get("pins", 0))
     holders = page.get("holders") or {}
     # The engine's holders already break the count down, the pin bias included ("pins").
-    parts = [f"{count} {name}" for name, count in holders.items() if count]
+    parts = [f"{count} {name}" for name, count in holders.items() if count > 0]
+    held = sum(count for count in holders.values() if count > 0)
     value = str(refcount)
-    if parts:
+    if refcount == 0 and held:
+        # folio_ref_freeze() set the count to 0 while its holders still hold it.
+        value += f" · frozen (was {held} = " + " + ".join(parts) + ")"
+    elif parts:
         value += " = " + " + ".join(parts)
     changed = changes.touched(f"{prefix}.refcount", f"{prefix}.holders", f"{prefix}.pins")
     chips = (Chip(f"pins {pins}", "on" if pins else "off", changes.touched(f"{prefix}.pins")),)
