@@ -1,0 +1,200 @@
+"""Rooms across processes: two `pagerace serve` processes sharing rooms through a real Redis.
+
+The test starts its own redis-server on a free loopback port (installed by scripts/test.sh);
+without one it skips locally and fails in CI, like the browser tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from app.rooms import RedisBroker, RoomSettings, Snapshot, token_hash
+
+pytestmark = pytest.mark.redis
+ROOT = Path(__file__).resolve().parents[2]
+SEED = "madv-free-vs-dio"
+BUG = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd".split(",")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait(check: Any, what: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} did not start (exit code {proc.poll()})")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI") == "true" or os.environ.get("PAGERACE_REQUIRE_BROWSER") == "1":
+            pytest.fail("redis-server is missing (apt-get install redis-server)")
+        pytest.skip("redis-server is missing")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+
+    def up() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    try:
+        _wait(up, "redis-server", proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _serve(redis_url: str) -> tuple[str, subprocess.Popen[bytes]]:
+    port = _free_port()
+    script = Path(sys.executable).with_name("pagerace")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+    env = {**os.environ, "PAGERACE_REDIS_URL": redis_url}
+    proc = subprocess.Popen(
+        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        with urllib.request.urlopen(url + "/api/scenarios", timeout=1) as res:
+            return bool(res.status == 200)
+
+    _wait(up, f"pagerace serve on port {port}", proc)
+    return url, proc
+
+
+@pytest.fixture(scope="module")
+def servers(redis_url: str) -> Iterator[tuple[str, str]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        a, pa = _serve(redis_url)
+        started.append(pa)
+        b, pb = _serve(redis_url)
+        started.append(pb)
+        yield a, b
+    finally:
+        for proc in started:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as res:
+        created: dict[str, Any] = json.loads(res.read())
+        return created
+
+
+def _ws(base: str, path: str) -> ClientConnection:
+    return connect(base.replace("http://", "ws://") + path, open_timeout=10)
+
+
+def _recv(ws: ClientConnection) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(ws.recv(timeout=10))
+    return message
+
+
+def test_follower_on_one_process_mirrors_a_presenter_on_the_other(
+    servers: tuple[str, str],
+) -> None:
+    a, b = servers
+    room = _post(a + "/api/rooms", {"scenario": SEED, "variant": "buggy"})
+    assert room["follow_url"] == f"{a}/live/{room['room']}"
+    path = f"/ws/rooms/{room['room']}"
+    with (
+        _ws(b, path) as far,
+        _ws(a, path) as near,
+        _ws(b, path + f"?token={room['presenter_token']}") as presenter,
+    ):
+        for follower in (far, near):
+            assert _recv(follower)["role"] == "follower"
+            assert _recv(follower)["at"] == 0
+        assert _recv(presenter)["role"] == "presenter"
+        assert _recv(presenter)["type"] == "state"
+        for actor in BUG:
+            presenter.send(json.dumps({"type": "step", "actor": actor}))
+        for follower in (far, near):
+            got = [_recv(follower) for _ in BUG]
+            assert [m["index"] for m in got] == list(range(1, len(BUG) + 1))
+            assert [m["actor"] for m in got] == BUG
+            assert [m["seq"] for m in got] == list(range(1, len(BUG) + 1))
+            assert "lost_write" in {v["name"] for v in got[-1]["violations"]}
+        # A follower's attempt to drive is refused on either process and changes nothing.
+        far.send(json.dumps({"type": "back"}))
+        assert _recv(far)["type"] == "error"
+        presenter.send(json.dumps({"type": "goto", "index": 4}))
+        assert (_recv(near)["type"], _recv(far)["at"]) == ("state", 4)
+    # A late joiner on the other process starts at the current step.
+    with _ws(a, path) as late:
+        hello = _recv(late)
+        state = _recv(late)
+        assert (state["type"], state["at"], state["seq"]) == ("state", 4, hello["seq"])
+        assert state["schedule"] == BUG
+    # The follower page renders the room's step on a process that never drove it.
+    with urllib.request.urlopen(f"{a}/live/{room['room']}", timeout=10) as res:
+        page = res.read().decode()
+    assert "step 4 · kswapd" in page
+
+
+def test_redis_broker_order_expiry_and_token(redis_url: str) -> None:
+    async def scenario() -> None:
+        broker = RedisBroker(RoomSettings(idle_s=1.0, max_rooms=1000), redis_url)
+        try:
+            await broker.create("abcdefgh", token_hash("secret"), Snapshot(SEED, "buggy"))
+            record = await broker.get("abcdefgh")
+            assert record is not None
+            assert record.token_hash == token_hash("secret")
+            assert record.snapshot == Snapshot(SEED, "buggy")
+            async with broker.subscribe("abcdefgh") as sub:
+                for n in range(1, 51):
+                    snap = Snapshot(SEED, "buggy", schedule=("dio",) * n, at=n)
+                    assert await broker.publish("abcdefgh", snap, {"type": "state", "n": n}) == n
+                got = [await asyncio.wait_for(sub.next(), 5) for _ in range(50)]
+            assert [item[0] for item in got if item] == list(range(1, 51))
+            assert json.loads(got[-1][1] if got[-1] else "{}") == {
+                "seq": 50,
+                "type": "state",
+                "n": 50,
+            }
+            record = await broker.get("abcdefgh")
+            assert record is not None
+            assert (record.seq, record.snapshot.at) == (50, 50)
+            await asyncio.sleep(2.2)  # idle TTL of 1 s (Redis expires keys by the second)
+            assert await broker.get("abcdefgh") is None
+        finally:
+            await broker.close()
+
+    asyncio.run(scenario())
