@@ -106,7 +106,7 @@ def reuse_anon(ctx: Ctx, page: Page) -> bool:
         # 09854ba94c6a: page_count() == 1 under a successful trylock_page.
         return page.ref == 1 and page.mapcount == 1 and not page.has(LOCKED)
     # Before 5.9: reuse_swap_page() looked at the mapcount (and swap count) only.
-    if page.has(SWAPCACHE) and ctx.w.swap[page.swap].count > 0:
+    if page.has(SWAPCACHE) and ctx.w.swap[page.swap].entries > 0:
         return False
     return page.mapcount == 1
 
@@ -189,7 +189,7 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
         ctx.w, index = ctx.w.new_page(page)
         slot = slot.evolve(cache=index)
         how = "reads it from swap"
-    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(count=slot.count - 1))
+    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
     refs.get(ctx, index)
     page = ctx.w.page(index)
     exclusive = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")

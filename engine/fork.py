@@ -55,7 +55,7 @@ def copy_pte(ctx: Ctx) -> Effect:
     nxt = {"i": i + 1}
     if pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(count=slot.count + 1))
+        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries + 1))
         ctx.w = ctx.w.set_pte(child, addr, pte.evolve(exclusive_swap=False))
         ctx.w = ctx.w.set_pte(parent, addr, pte.evolve(exclusive_swap=False))
         ctx.goto("copy", **nxt)

@@ -27,7 +27,7 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
         return ctx.done("madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping")
     if pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(count=slot.count - 1))
+        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
         ctx.finish()
@@ -103,7 +103,7 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
             note += ": the last reference, the page is freed"
     elif pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(count=slot.count - 1))
+        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
         note = f"drops the swap entry of {addr}"
     ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
     if not pte.file:

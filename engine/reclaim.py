@@ -207,7 +207,7 @@ def decide(ctx: Ctx) -> Effect:
         if ctx.cfg.on("anon_exclusive") and p.has(ANON_EXCLUSIVE) and p.maybe_dma_pinned():
             return restore(ctx, f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned")
         slot = ctx.w.swap[p.swap]
-        ctx.w = ctx.w.set_slot(p.swap, slot.evolve(count=slot.count + 1))
+        ctx.w = ctx.w.set_slot(p.swap, slot.evolve(entries=slot.entries + 1))
         ctx.w = ctx.w.set_pte(proc, addr, Pte(swap=p.swap, exclusive_swap=p.has(ANON_EXCLUSIVE)))
         refs.update(ctx, index, p.clear(ANON_EXCLUSIVE).evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_unmap_one")

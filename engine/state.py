@@ -159,7 +159,7 @@ class Slot:
 
     data: str = ""
     written: bool = False
-    count: int = 0  # swap entries (PTEs) that point at it
+    entries: int = 0  # swap entries (PTEs) that point at it
     cache: int = NO_PAGE
 
     def evolve(
@@ -167,14 +167,14 @@ class Slot:
         *,
         data: str | None = None,
         written: bool | None = None,
-        count: int | None = None,
+        entries: int | None = None,
         cache: int | None = None,
     ) -> Slot:
         """This slot with the given fields changed."""
         return Slot(
             self.data if data is None else data,
             self.written if written is None else written,
-            self.count if count is None else count,
+            self.entries if entries is None else entries,
             self.cache if cache is None else cache,
         )
 
