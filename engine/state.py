@@ -5,13 +5,19 @@ distinct states. Pages are numbered P0, P1, ... in allocation order; a freed pag
 keeps its slot (and its stale data) so that a late access to it can be detected,
 and the allocator hands the most recently freed one out again.
 
-Each value has a typed `evolve`: dataclasses.replace without its per-call field
-introspection, which was most of the explorer's time.
+The values are typed NamedTuples rather than frozen dataclasses, for speed: the
+explorer builds several per step and hashes and compares every successor. A
+frozen dataclass sets each field through object.__setattr__ and hashes and
+compares in Python, which was half of its time; a tuple is built, hashed and
+compared in C, and is just as immutable. (mypy's strict equality keeps a Page
+from being compared with a Pte, which a tuple would otherwise allow.) Each
+value has a typed `evolve`, like dataclasses.replace, that builds the new
+value positionally.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 GUP_PIN_COUNTING_BIAS = 1024
 ZERO_PAGE = -2  # the shared zero page: read-only, never freed, holds "0"
@@ -39,8 +45,7 @@ FLAG_NAMES: tuple[tuple[int, str], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
+class Page(NamedTuple):
     """struct folio, order 0. `ref` is the whole _refcount, pin bias included."""
 
     ref: int = 1
@@ -108,8 +113,7 @@ class Page:
         return self.ref >= GUP_PIN_COUNTING_BIAS
 
 
-@dataclass(frozen=True, slots=True)
-class Pte:
+class Pte(NamedTuple):
     """One virtual address of one process: its VMA and its page-table entry."""
 
     page: int = NO_PAGE
@@ -153,8 +157,7 @@ class Pte:
         return not self.present and self.swap < 0 and not self.migration
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """A swap slot: what was written to it, and its swap-cache page if any."""
 
     data: str = ""
@@ -179,8 +182,7 @@ class Slot:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class File:
+class File(NamedTuple):
     """A one-page file: its page-cache slot and its on-disk content."""
 
     cache: int = NO_PAGE
@@ -191,8 +193,7 @@ class File:
         return File(self.cache if cache is None else cache, self.disk if disk is None else disk)
 
 
-@dataclass(frozen=True, slots=True)
-class Expected:
+class Expected(NamedTuple):
     """The lost-write oracle for one address (or one file): what may be observed."""
 
     allowed: tuple[str, ...]
@@ -223,8 +224,7 @@ class Expected:
         return tuple(sorted({self.latest, "0"})) if self.lazy else (self.latest,)
 
 
-@dataclass(frozen=True, slots=True)
-class Proc:
+class Proc(NamedTuple):
     name: str
     mmap_writer: str = ""  # actor holding mmap_lock for write (fork)
     mmap_readers: tuple[str, ...] = ()
@@ -252,8 +252,7 @@ class Proc:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+class Actor(NamedTuple):
     """An actor's program counter and registers (the page it holds, snapshots)."""
 
     op: int = 0  # index of the current op; len(ops) when done
@@ -301,8 +300,7 @@ class Actor:
         return self.evolve(regs=tuple(sorted(merged.items())))
 
 
-@dataclass(frozen=True, slots=True)
-class World:
+class World(NamedTuple):
     pages: tuple[Page, ...]
     ptes: tuple[tuple[str, str, Pte], ...]  # (proc, addr, pte), sorted
     procs: tuple[Proc, ...]
