@@ -62,10 +62,11 @@ class Ctx:
         return value
 
     def goto(self, label: str, **regs: object) -> None:
-        self.set_me(self.me.with_regs(**regs).evolve(pc=label))
+        self.set_me(self.me.at(label, regs))
 
     def finish(self) -> None:
-        self.set_me(self.me.evolve(op=self.me.op + 1, pc="start", regs=()))
+        me = self.me
+        self.set_me(me.evolve(op=me.op + 1, pc="start", regs=()))
 
     # -- parameters -----------------------------------------------------------
     def p(self, name: str) -> str:

@@ -17,6 +17,7 @@ value positionally.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 GUP_PIN_COUNTING_BIAS = 1024
@@ -294,10 +295,13 @@ class Actor(NamedTuple):
                 return value
         return default
 
-    def with_regs(self, **values: object) -> Actor:
+    def at(self, pc: str, regs: Mapping[str, object]) -> Actor:
+        """This actor at label `pc`, with `regs` set on top of its registers."""
+        if not regs:
+            return self.evolve(pc=pc)
         merged = dict(self.regs)
-        merged.update(values)
-        return self.evolve(regs=tuple(sorted(merged.items())))
+        merged.update(regs)
+        return self.evolve(pc=pc, regs=tuple(sorted(merged.items())))
 
 
 class World(NamedTuple):
