@@ -9,8 +9,11 @@ group terminal states by violations and by what became of the first page.
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from engine.fixes import Config
@@ -22,6 +25,38 @@ from engine.state import World
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
 REPORT_EVERY = 2048
+
+
+class _Collector:
+    """Who has paused the cyclic garbage collector, and whether it ran before."""
+
+    lock = threading.Lock()
+    pausers = 0
+    was_enabled = False
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while exploring.
+
+    Every world the explorer keeps is a tracked container (CPython never untracks a
+    tuple subclass), so each full collection walks all of them: a third of the time
+    at 127k states, and no garbage found, since worlds form no cycles. Reference
+    counting still frees everything else. Explorations may run in several threads
+    at once: the collector resumes when the last one ends, if it ran before the first.
+    """
+    with _Collector.lock:
+        if _Collector.pausers == 0:
+            _Collector.was_enabled = gc.isenabled()
+            gc.disable()
+        _Collector.pausers += 1
+    try:
+        yield
+    finally:
+        with _Collector.lock:
+            _Collector.pausers -= 1
+            if _Collector.pausers == 0 and _Collector.was_enabled:
+                gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +79,7 @@ class Exploration:
     cycle: bool = False
 
 
+@collector_paused()
 def explore(
     scenario: Scenario,
     config: Config,
