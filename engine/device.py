@@ -8,8 +8,6 @@ tells the kernel the page changed. Completing the I/O drops the reference
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import oracle, refs
 from engine.machine import PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import DIRTY, PRIVATE, ZERO_PAGE, page_name
@@ -37,7 +35,7 @@ def lock_wait(ctx: Ctx) -> Blocked | None:
 def release(ctx: Ctx) -> None:
     """Forget the GUP: the address is no longer the target of an in-flight DMA."""
     ctx.w = oracle.gup_end(ctx.w, ctx.me.held_key, ctx.me.held_epoch)
-    ctx.set_me(replace(ctx.me, held=(), held_mode="", held_key="", held_epoch=0, dma=""))
+    ctx.set_me(ctx.me.evolve(held=(), held_mode="", held_key="", held_epoch=0, dma=""))
 
 
 @op("dma_write", (Param("value", "value", required=True),), ("dma_write",))
@@ -53,12 +51,12 @@ def dma_write_op(ctx: Ctx) -> Effect | Blocked:
             continue
         # A device writes whatever page it holds, freed or not; live() flags the latter.
         refs.live(ctx, index, gen, "the device write")
-        refs.update(ctx, index, replace(ctx.w.page(index), data=value))
+        refs.update(ctx, index, ctx.w.page(index).evolve(data=value))
         notes.append(page_name(index))
     key, epoch = ctx.me.held_key, ctx.me.held_epoch
     if oracle.counts(ctx.w, key, epoch):
         ctx.w = oracle.write(ctx.w, key, value, oracle.who_of(key))
-    ctx.set_me(replace(ctx.me, dma=value))
+    ctx.set_me(ctx.me.evolve(dma=value))
     ctx.finish()
     return ctx.done("dma_write", f"the device writes {value!r} into {', '.join(notes)}")
 

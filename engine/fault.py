@@ -8,8 +8,6 @@ fault may reuse in place is exactly where the COW fixes differ by version.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import oracle, refs
 from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import (
@@ -86,7 +84,7 @@ def file_page(ctx: Ctx, name: str) -> tuple[int, bool]:
         return f.cache, False
     page = Page(ref=1, data=f.disk, owner=f"file:{name}", lru="inactive_file")
     ctx.w, index = ctx.w.new_page(page)
-    ctx.w = ctx.w.set_file(name, replace(f, cache=index))
+    ctx.w = ctx.w.set_file(name, f.evolve(cache=index))
     return index, True
 
 
@@ -94,7 +92,7 @@ def page_mkwrite(ctx: Ctx, index: int) -> None:
     """ext4_page_mkwrite: attach buffers (PG_private, +1 ref) and dirty the page."""
     page = ctx.w.page(index)
     if not page.has(PRIVATE):
-        page = replace(page.set(PRIVATE), ref=page.ref + 1)
+        page = page.set(PRIVATE).evolve(ref=page.ref + 1)
     refs.update(ctx, index, page.set(DIRTY))
 
 
@@ -108,7 +106,7 @@ def reuse_anon(ctx: Ctx, page: Page) -> bool:
         # 09854ba94c6a: page_count() == 1 under a successful trylock_page.
         return page.ref == 1 and page.mapcount == 1 and not page.has(LOCKED)
     # Before 5.9: reuse_swap_page() looked at the mapcount (and swap count) only.
-    if page.has(SWAPCACHE) and ctx.w.swap[page.swap].count > 0:
+    if page.has(SWAPCACHE) and ctx.w.swap[page.swap].entries > 0:
         return False
     return page.mapcount == 1
 
@@ -122,7 +120,7 @@ def do_wp_page(ctx: Ctx, proc: str, addr: str, pte: Pte, unshare: bool = False) 
             exclusive = ANON_EXCLUSIVE if ctx.cfg.on("anon_exclusive") else 0
             refs.update(ctx, old, page.set(exclusive))
             if not unshare:
-                ctx.w = ctx.w.set_pte(proc, addr, replace(pte, write=True, dirty=True, young=True))
+                ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(write=True, dirty=True, young=True))
             return f"do_wp_page: reuses {page_name(old)} in place ({refs.refs_note(ctx, old)})"
         data = page.data
     else:
@@ -130,7 +128,7 @@ def do_wp_page(ctx: Ctx, proc: str, addr: str, pte: Pte, unshare: bool = False) 
     new = new_anon_page(ctx, data)
     if old != ZERO_PAGE:
         page = ctx.w.page(old)
-        refs.update(ctx, old, replace(page, mapcount=page.mapcount - 1))
+        refs.update(ctx, old, page.evolve(mapcount=page.mapcount - 1))
         refs.put(ctx, old, what="wp_page_copy")
     # FAULT_FLAG_UNSHARE keeps the PTE read-only; a write fault maps the copy writable.
     ctx.w = ctx.w.set_pte(
@@ -148,7 +146,7 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
     if pte.present and (write or unshare):
         if pte.file:
             page_mkwrite(ctx, pte.page)
-            ctx.w = ctx.w.set_pte(proc, addr, replace(pte, write=True, dirty=True, young=True))
+            ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(write=True, dirty=True, young=True))
             return f"wp_page_shared: page_mkwrite attaches buffers, dirties {page_name(pte.page)}"
         return do_wp_page(ctx, proc, addr, pte, unshare)
     if pte.swap >= 0:
@@ -157,11 +155,11 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
         index, read = file_page(ctx, pte.file)
         refs.get(ctx, index)
         page = ctx.w.page(index)
-        refs.update(ctx, index, replace(page, mapcount=page.mapcount + 1))
+        refs.update(ctx, index, page.evolve(mapcount=page.mapcount + 1))
         if write:
             page_mkwrite(ctx, index)
         ctx.w = ctx.w.set_pte(
-            proc, addr, replace(pte, page=index, present=True, write=write, dirty=write, young=True)
+            proc, addr, pte.evolve(page=index, present=True, write=write, dirty=write, young=True)
         )
         how = "reads it from disk" if read else "finds it in the page cache"
         return f"filemap_fault: {how} and maps {page_name(index)} ({refs.refs_note(ctx, index)})"
@@ -189,13 +187,13 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
             swap=pte.swap,
         )
         ctx.w, index = ctx.w.new_page(page)
-        slot = replace(slot, cache=index)
+        slot = slot.evolve(cache=index)
         how = "reads it from swap"
-    ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count - 1))
+    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
     refs.get(ctx, index)
     page = ctx.w.page(index)
     exclusive = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")
-    page = replace(page, mapcount=page.mapcount + 1)
+    page = page.evolve(mapcount=page.mapcount + 1)
     if exclusive:
         page = page.set(ANON_EXCLUSIVE)
     refs.update(ctx, index, page)
@@ -229,8 +227,8 @@ def store(ctx: Ctx, proc: str, addr: str, pte: Pte, value: str) -> str:
     if not refs.live(ctx, pte.page, ctx.w.page(pte.page).gen, f"store to {addr}"):
         return f"{proc} stores {value!r} into a freed page"
     page = ctx.w.page(pte.page)
-    refs.update(ctx, pte.page, replace(page, data=value))
-    ctx.w = ctx.w.set_pte(proc, addr, replace(pte, dirty=True, young=True))
+    refs.update(ctx, pte.page, page.evolve(data=value))
+    ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(dirty=True, young=True))
     ctx.w = oracle.write(ctx.w, oracle.key_for(ctx.w, proc, addr), value, proc)
     return f"{proc} stores {value!r} at {addr} into {page_name(pte.page)}; the PTE is now dirty"
 
@@ -243,7 +241,7 @@ def load(ctx: Ctx, proc: str, addr: str, pte: Pte) -> str:
         refs.update(ctx, pte.page, ctx.w.page(pte.page).set(REFERENCED))
     else:
         value = ctx.w.page(pte.page).data
-    ctx.w = ctx.w.set_pte(proc, addr, replace(pte, young=True))
+    ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(young=True))
     key = oracle.key_for(ctx.w, proc, addr)
     oracle.observe(ctx, key, value, f"{proc} reads {addr}:")
     expect = ctx.p("expect")

@@ -9,8 +9,6 @@ ext4's rule that a dirty page must have buffers attached (R8).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import oracle, refs
 from engine.machine import FILE, PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import DIRTY, LOCKED, PRIVATE, WRITEBACK, Expected, Pte, page_name
@@ -34,7 +32,7 @@ def writepage(ctx: Ctx, index: int) -> tuple[bool, str]:
             f"ext4_writepage: {page_name(index)} has no buffers: WARN, drop the dirty data "
             "(cc5095747edf)"
         )
-    ctx.w = ctx.w.set_file(name, replace(ctx.w.file(name), disk=p.data))
+    ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(disk=p.data))
     return True, f"ext4_writepage writes {p.data!r} to {name} on disk"
 
 
@@ -123,14 +121,14 @@ def lock_cached(ctx: Ctx, function: str) -> tuple[int, Effect | Blocked | None]:
     if not refs.try_get(ctx, index):
         ctx.finish()
         return index, ctx.done(function, f"{page_name(index)} is being freed: skip")
-    refs.update(ctx, index, replace(ctx.w.page(index).set(LOCKED), locker=ctx.name))
+    refs.update(ctx, index, ctx.w.page(index).set(LOCKED).evolve(locker=ctx.name))
     return index, None
 
 
 def unlock_put(ctx: Ctx, index: int) -> bool:
     p = ctx.w.page(index)
     if p.locker == ctx.name:
-        refs.update(ctx, index, replace(p.clear(LOCKED), locker=""))
+        refs.update(ctx, index, p.clear(LOCKED).evolve(locker=""))
     return refs.put(ctx, index, what="folio_put")
 
 
@@ -147,11 +145,11 @@ def truncate_remove(ctx: Ctx) -> Effect:
     for proc, addr, pte in ctx.w.mappers(index):
         ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
         p = ctx.w.page(index)
-        refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1, ref=p.ref - 1))
+        refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1, ref=p.ref - 1))
     p = ctx.w.page(index)
     drop = 2 if p.has(PRIVATE) else 1
-    refs.update(ctx, index, replace(p.clear(PRIVATE | DIRTY), ref=p.ref - drop, lru=""))
-    ctx.w = ctx.w.set_file(name, replace(ctx.w.file(name), cache=-1, disk="0"))
+    refs.update(ctx, index, p.clear(PRIVATE | DIRTY).evolve(ref=p.ref - drop, lru=""))
+    ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=-1, disk="0"))
     ctx.w = ctx.w.set_expected(f"file:{name}", Expected(allowed=("0",), latest="0"))
     ctx.goto("unlock")
     return ctx.done(
@@ -191,7 +189,7 @@ def wb_clear(ctx: Ctx) -> Effect:
     dirty_ptes = 0
     for proc, addr, pte in ctx.w.mappers(index):
         dirty_ptes += pte.dirty
-        ctx.w = ctx.w.set_pte(proc, addr, replace(pte, write=False, dirty=False))
+        ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(write=False, dirty=False))
     p = ctx.w.page(index)
     if not (p.has(DIRTY) or dirty_ptes):
         unlock_put(ctx, index)
@@ -213,7 +211,7 @@ def wb_write(ctx: Ctx) -> Effect:
     if written:
         refs.update(ctx, index, ctx.w.page(index).set(WRITEBACK))
     unlock = ctx.w.page(index)
-    refs.update(ctx, index, replace(unlock.clear(LOCKED), locker=""))
+    refs.update(ctx, index, unlock.clear(LOCKED).evolve(locker=""))
     ctx.goto("end")
     return ctx.done("writepage", note)
 

@@ -9,8 +9,6 @@ write_protect_seq is odd for the whole copy so that GUP-fast pins can notice.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import refs
 from engine.fault import new_anon_page
 from engine.machine import PROC, Blocked, Ctx, Effect, Param, op
@@ -27,7 +25,7 @@ def start(ctx: Ctx) -> Effect | Blocked:
         return Blocked(f"waits for mmap_lock of {parent}, held by {holder}")
     if p.ptl:
         return Blocked(f"waits for the PTE lock of {parent}, held by {p.ptl}")
-    ctx.w = ctx.w.set_proc(replace(p, mmap_writer=ctx.name, seq=p.seq + 1, ptl=ctx.name))
+    ctx.w = ctx.w.set_proc(p.evolve(mmap_writer=ctx.name, seq=p.seq + 1, ptl=ctx.name))
     ctx.w = ctx.w.set_proc(Proc(name=child))
     addrs = tuple(a for pr, a, _ in ctx.w.ptes if pr == parent)
     ctx.goto("copy", addrs=addrs, i=0)
@@ -41,7 +39,7 @@ def inherit(ctx: Ctx, addr: str) -> None:
     """The child may see what the parent could see at the fork (device writes included)."""
     exp = ctx.w.expected(f"{ctx.proc}:{addr}")
     if exp is not None:
-        ctx.w = ctx.w.set_expected(f"{ctx.p('child')}:{addr}", replace(exp, inflight=0, epoch=0))
+        ctx.w = ctx.w.set_expected(f"{ctx.p('child')}:{addr}", exp.evolve(inflight=0, epoch=0))
 
 
 def copy_pte(ctx: Ctx) -> Effect:
@@ -57,17 +55,17 @@ def copy_pte(ctx: Ctx) -> Effect:
     nxt = {"i": i + 1}
     if pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count + 1))
-        ctx.w = ctx.w.set_pte(child, addr, replace(pte, exclusive_swap=False))
-        ctx.w = ctx.w.set_pte(parent, addr, replace(pte, exclusive_swap=False))
+        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries + 1))
+        ctx.w = ctx.w.set_pte(child, addr, pte.evolve(exclusive_swap=False))
+        ctx.w = ctx.w.set_pte(parent, addr, pte.evolve(exclusive_swap=False))
         ctx.goto("copy", **nxt)
         return ctx.done("copy_nonpresent_pte", f"{child} shares the swap entry of {addr}")
     if not pte.present or pte.page == ZERO_PAGE or pte.file:
         shared = pte.present and pte.page != ZERO_PAGE
         if shared:
             p = ctx.w.page(pte.page)
-            refs.update(ctx, pte.page, replace(p, ref=p.ref + 1, mapcount=p.mapcount + 1))
-        child_pte = replace(pte, dirty=False, young=False) if pte.file else pte
+            refs.update(ctx, pte.page, p.evolve(ref=p.ref + 1, mapcount=p.mapcount + 1))
+        child_pte = pte.evolve(dirty=False, young=False) if pte.file else pte
         ctx.w = ctx.w.set_pte(child, addr, child_pte if pte.present or pte.file else Pte())
         ctx.goto("copy", **nxt)
         what = "shares the MAP_SHARED page" if shared else "gets the same (empty) mapping"
@@ -93,9 +91,9 @@ def copy_pte(ctx: Ctx) -> Effect:
     refs.update(
         ctx,
         index,
-        replace(page.clear(ANON_EXCLUSIVE), ref=page.ref + 1, mapcount=page.mapcount + 1),
+        page.clear(ANON_EXCLUSIVE).evolve(ref=page.ref + 1, mapcount=page.mapcount + 1),
     )
-    ctx.w = ctx.w.set_pte(child, addr, replace(pte, write=False))
+    ctx.w = ctx.w.set_pte(child, addr, pte.evolve(write=False))
     ctx.goto("wrprotect", addr=addr, **nxt)
     return ctx.done(
         "copy_present_pte",
@@ -108,7 +106,7 @@ def wrprotect(ctx: Ctx) -> Effect:
     parent, addr = ctx.proc, str(ctx.reg("addr"))
     pte = ctx.w.pte(parent, addr)
     assert pte is not None
-    ctx.w = ctx.w.set_pte(parent, addr, replace(pte, write=False))
+    ctx.w = ctx.w.set_pte(parent, addr, pte.evolve(write=False))
     ctx.goto("copy")
     return ctx.done("ptep_set_wrprotect", f"{parent}'s PTE at {addr} becomes read-only (COW)")
 
@@ -116,7 +114,7 @@ def wrprotect(ctx: Ctx) -> Effect:
 def end(ctx: Ctx) -> Effect:
     p = ctx.w.proc(ctx.proc)
     assert p is not None
-    ctx.w = ctx.w.set_proc(replace(p, mmap_writer="", seq=p.seq + 1, ptl=""))
+    ctx.w = ctx.w.set_proc(p.evolve(mmap_writer="", seq=p.seq + 1, ptl=""))
     ctx.finish()
     return ctx.done(
         "raw_write_seqcount_end", "fork done: write_protect_seq even again, mmap_lock released"

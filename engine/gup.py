@@ -10,8 +10,6 @@ handle_mm_fault in between when there is no suitable page yet.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import oracle, refs
 from engine.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, wait_reason
 from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
@@ -44,8 +42,7 @@ def hold(ctx: Ctx, index: int, key: str) -> None:
         pipe_key = f"{ctx.proc}:pipe({ctx.name})"
         ctx.w = ctx.w.set_expected(pipe_key, Expected(allowed=snapshot, latest=snapshot[0]))
     ctx.set_me(
-        replace(
-            ctx.me,
+        ctx.me.evolve(
             held=((index, gen),),
             held_mode=held_mode,
             held_key=key,
@@ -56,7 +53,7 @@ def hold(ctx: Ctx, index: int, key: str) -> None:
     if mode(ctx) == "pin":
         proc = ctx.w.proc(ctx.proc)
         assert proc is not None
-        ctx.w = ctx.w.set_proc(replace(proc, has_pinned=True))
+        ctx.w = ctx.w.set_proc(proc.evolve(has_pinned=True))
 
 
 def grab(ctx: Ctx, index: int) -> None:
@@ -178,7 +175,7 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
     )
     if not ok:
         if p.mmap_readers.count(ctx.name) == 0:
-            ctx.w = ctx.w.set_proc(replace(p, mmap_readers=(*p.mmap_readers, ctx.name)))
+            ctx.w = ctx.w.set_proc(p.evolve(mmap_readers=(*p.mmap_readers, ctx.name)))
         ctx.goto("fault", unshare=unshare, forced=forced)
         return ctx.done("follow_page_pte", f"no usable page at {addr} yet: fault it in")
     index = pte.page
@@ -192,9 +189,7 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
             note += "; FOLL_TOUCH: set_page_dirty"
     p = ctx.w.proc(proc)
     assert p is not None
-    ctx.w = ctx.w.set_proc(
-        replace(p, mmap_readers=tuple(r for r in p.mmap_readers if r != ctx.name))
-    )
+    ctx.w = ctx.w.set_proc(p.evolve(mmap_readers=tuple(r for r in p.mmap_readers if r != ctx.name)))
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
     ctx.finish()
     return ctx.done("follow_page_pte", note)

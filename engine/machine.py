@@ -11,7 +11,7 @@ read the world and return a new one; the Ctx only collects the result.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from engine.fixes import Config
 from engine.state import Actor, World
@@ -62,10 +62,11 @@ class Ctx:
         return value
 
     def goto(self, label: str, **regs: object) -> None:
-        self.set_me(replace(self.me.with_regs(**regs), pc=label))
+        self.set_me(self.me.at(label, regs))
 
     def finish(self) -> None:
-        self.set_me(replace(self.me, op=self.me.op + 1, pc="start", regs=()))
+        me = self.me
+        self.set_me(me.evolve(op=me.op + 1, pc="start", regs=()))
 
     # -- parameters -----------------------------------------------------------
     def p(self, name: str) -> str:

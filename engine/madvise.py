@@ -9,8 +9,6 @@ the page alive but not mapped (R13).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import oracle, refs
 from engine.fault import wait_reason
 from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, op
@@ -29,7 +27,7 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
         return ctx.done("madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping")
     if pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count - 1))
+        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
         ctx.finish()
@@ -47,7 +45,7 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
                 f"{page_name(index)} is shared or locked: skipped, its dirty state stays",
             )
         refs.update(ctx, index, page.clear(DIRTY))
-    ctx.w = ctx.w.set_pte(proc, addr, replace(pte, dirty=False, young=False))
+    ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(dirty=False, young=False))
     ctx.w = oracle.lazyfree(ctx.w, key)
     ctx.goto("mark", page=index)
     return ctx.done(
@@ -63,7 +61,7 @@ def mark_lazyfree(ctx: Ctx) -> Effect:
     ctx.finish()
     if not (page.anon and page.has(SWAPBACKED) and not page.has(SWAPCACHE) and page.lru):
         return ctx.done("folio_mark_lazyfree", f"{page_name(index)} cannot become lazyfree now")
-    refs.update(ctx, index, replace(page.clear(SWAPBACKED), lru="inactive_file"))
+    refs.update(ctx, index, page.clear(SWAPBACKED).evolve(lru="inactive_file"))
     return ctx.done(
         "folio_mark_lazyfree",
         f"lru_lazyfree: {page_name(index)} loses PG_swapbacked and moves to the inactive file LRU",
@@ -98,14 +96,14 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         page = ctx.w.page(index)
         if pte.file and pte.dirty:
             page = page.set(DIRTY)
-        refs.update(ctx, index, replace(page, mapcount=page.mapcount - 1))
+        refs.update(ctx, index, page.evolve(mapcount=page.mapcount - 1))
         freed = refs.put(ctx, index, what="zap_pte_range")
         note = f"unmaps {page_name(index)} ({refs.refs_note(ctx, index)})"
         if freed:
             note += ": the last reference, the page is freed"
     elif pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, replace(slot, count=slot.count - 1))
+        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
         note = f"drops the swap entry of {addr}"
     ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
     if not pte.file:

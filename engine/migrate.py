@@ -8,8 +8,6 @@ migration entry; slow GUP and faults wait for it (migration_entry_wait).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import refs
 from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, op
 from engine.state import ANON_EXCLUSIVE, DIRTY, LOCKED, SWAPCACHE, ZERO_PAGE, Page, Pte, page_name
@@ -22,7 +20,7 @@ def isolate(ctx: Ctx) -> Effect:
         ctx.finish()
         return ctx.done("isolate_lru_folio", "no page on an LRU list there: nothing to migrate")
     p = ctx.w.page(index)
-    refs.update(ctx, index, replace(p, lru=""))
+    refs.update(ctx, index, p.evolve(lru=""))
     ctx.goto("lock", page=index, lru=p.lru)
     return ctx.done(
         "isolate_lru_folio",
@@ -35,7 +33,7 @@ def lock(ctx: Ctx) -> Effect | Blocked:
     p = ctx.w.page(index)
     if p.locker and p.locker != ctx.name:
         return Blocked(f"waits for the folio lock of {page_name(index)}, held by {p.locker}")
-    refs.update(ctx, index, replace(p.set(LOCKED), locker=ctx.name))
+    refs.update(ctx, index, p.set(LOCKED).evolve(locker=ctx.name))
     ctx.goto("unmap")
     return ctx.done("folio_lock", f"{ctx.name} locks {page_name(index)}")
 
@@ -59,7 +57,7 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         ctx.w = ctx.w.set_pte(proc, addr, Pte(page=index, migration=True, write=pte.write))
         p = ctx.w.page(index)
         p = p.set(DIRTY) if pte.dirty else p
-        refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1))
+        refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_migrate_one")
         saved.append((proc, addr))
     ctx.goto("move", mapped=tuple(saved))
@@ -98,9 +96,9 @@ def remove_ptes(ctx: Ctx) -> Effect:
             continue
         ctx.w = ctx.w.set_pte(proc, addr, Pte(page=dst, present=True, write=pte.write))
         p = ctx.w.page(dst)
-        refs.update(ctx, dst, replace(p, ref=p.ref + 1, mapcount=p.mapcount + 1))
+        refs.update(ctx, dst, p.evolve(ref=p.ref + 1, mapcount=p.mapcount + 1))
     if ctx.reg("ok"):
-        ctx.w = replace(ctx.w, migrated=tuple(sorted({*ctx.w.migrated, index})))
+        ctx.w = ctx.w.evolve(migrated=tuple(sorted({*ctx.w.migrated, index})))
     ctx.goto("putback")
     return ctx.done("remove_migration_ptes", f"the PTE(s) now map {page_name(dst)}")
 
@@ -109,18 +107,18 @@ def putback(ctx: Ctx) -> Effect:
     index = ctx.ireg("page")
     p = ctx.w.page(index)
     lru = str(ctx.reg("lru"))
-    p = replace(p.clear(LOCKED), locker="")
+    p = p.clear(LOCKED).evolve(locker="")
     if ctx.reg("ok"):
         dst = ctx.ireg("target")
         refs.update(ctx, index, p)
         d = ctx.w.page(dst)
-        refs.update(ctx, dst, replace(d, lru=lru))
+        refs.update(ctx, dst, d.evolve(lru=lru))
         refs.put(ctx, dst, what="folio_putback_lru")
         freed = refs.put(ctx, index, what="migrate_folio_done")
         ctx.finish()
         tail = "freed" if freed else f"still alive ({refs.refs_note(ctx, index)})"
         return ctx.done("migrate_folio_done", f"old {page_name(index)} released: {tail}")
-    refs.update(ctx, index, replace(p, lru=lru))
+    refs.update(ctx, index, p.evolve(lru=lru))
     refs.put(ctx, index, what="folio_putback_lru")
     ctx.finish()
     return ctx.done("folio_putback_lru", f"{page_name(index)} back on the {lru} LRU, not migrated")

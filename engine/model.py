@@ -8,7 +8,7 @@ read, leaked pages) and `label()` says what became of the scenario's first page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from engine import oracle
 from engine.fixes import Config
@@ -73,7 +73,7 @@ class Model:
                     raise SetupError(f"setup {op.text} is blocked: {result.reason}")
                 world = result.world
             world = world.set_actor(setup, Actor())
-        return replace(world, actors=world.actors[:setup], violations=())
+        return world.evolve(actors=world.actors[:setup], violations=())
 
     def step(self, world: World, index: int) -> Effect | Blocked | None:
         """Actor `index` takes its next atomic step; None when it has finished."""

@@ -9,8 +9,6 @@ is a lost write, or a data leak when another process (or owner) wrote it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine.machine import Ctx
 from engine.state import Expected, World
 
@@ -29,7 +27,7 @@ def who_of(key: str) -> str:
 def write(world: World, key: str, value: str, who: str) -> World:
     exp = world.expected(key) or Expected(allowed=(), latest=value)
     allowed = {value} | (set(exp.allowed) if exp.inflight else set())
-    new = replace(exp, allowed=tuple(sorted(allowed)), latest=value, lazy=False)
+    new = exp.evolve(allowed=tuple(sorted(allowed)), latest=value, lazy=False)
     return world.set_expected(key, new).add_writer(value, who)
 
 
@@ -38,22 +36,22 @@ def lazyfree(world: World, key: str) -> World:
     if exp is None:
         return world
     allowed = tuple(sorted(set(exp.allowed) | {"0"}))
-    return world.set_expected(key, replace(exp, allowed=allowed, lazy=True))
+    return world.set_expected(key, exp.evolve(allowed=allowed, lazy=True))
 
 
 def zap(world: World, key: str, unmapped: bool) -> World:
     """munmap / MADV_DONTNEED of an anon address: zero-fill (or nothing) from now on."""
     exp = world.expected(key) or Expected(allowed=("0",), latest="0")
     if unmapped:
-        new = replace(exp, allowed=(), latest="", lazy=False, inflight=0, epoch=exp.epoch + 1)
+        new = exp.evolve(allowed=(), latest="", lazy=False, inflight=0, epoch=exp.epoch + 1)
     else:
-        new = replace(exp, allowed=("0",), latest="0", lazy=False, inflight=0, epoch=exp.epoch + 1)
+        new = exp.evolve(allowed=("0",), latest="0", lazy=False, inflight=0, epoch=exp.epoch + 1)
     return world.set_expected(key, new)
 
 
 def gup_begin(world: World, key: str) -> tuple[World, int]:
     exp = world.expected(key) or Expected(allowed=("0",), latest="0")
-    return world.set_expected(key, replace(exp, inflight=exp.inflight + 1)), exp.epoch
+    return world.set_expected(key, exp.evolve(inflight=exp.inflight + 1)), exp.epoch
 
 
 def gup_end(world: World, key: str, epoch: int) -> World:
@@ -62,7 +60,7 @@ def gup_end(world: World, key: str, epoch: int) -> World:
         return world
     inflight = exp.inflight - 1
     allowed = exp.at_rest() if inflight == 0 else exp.allowed
-    return world.set_expected(key, replace(exp, inflight=inflight, allowed=allowed))
+    return world.set_expected(key, exp.evolve(inflight=inflight, allowed=allowed))
 
 
 def counts(world: World, key: str, epoch: int) -> bool:

@@ -11,8 +11,6 @@ Everything that does not end in a free ends in folio_putback_lru.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine import refs
 from engine.filemap import writepage
 from engine.machine import Blocked, Ctx, Effect, Param, op
@@ -76,7 +74,7 @@ def isolate(ctx: Ctx) -> Effect:
     if not p.lru or not refs.try_get(ctx, index):
         ctx.finish()
         return ctx.done("isolate_lru_folio", f"{page_name(index)} is not on an LRU list: skipped")
-    refs.update(ctx, index, replace(ctx.w.page(index), lru=""))
+    refs.update(ctx, index, ctx.w.page(index).evolve(lru=""))
     ctx.goto("lock", page=index, lru=p.lru)
     return ctx.done(
         "isolate_lru_folio",
@@ -89,7 +87,7 @@ def trylock(ctx: Ctx) -> Effect:
     if p.has(LOCKED):
         ctx.goto("putback", activate=False)
         return ctx.done("folio_trylock", f"{page_name(index)} is locked by {p.locker}: keep it")
-    refs.update(ctx, index, replace(p.set(LOCKED), locker=ctx.name))
+    refs.update(ctx, index, p.set(LOCKED).evolve(locker=ctx.name))
     ctx.goto("references")
     return ctx.done("folio_trylock", f"{ctx.name} locks {page_name(index)}")
 
@@ -101,7 +99,7 @@ def check_references(ctx: Ctx) -> Effect:
         return ctx.done("folio_check_references", f"{page_name(index)} is under writeback: keep it")
     young = [(pr, a, e) for pr, a, e in ctx.w.mappers(index) if e.young]
     for pr, a, e in young:
-        ctx.w = ctx.w.set_pte(pr, a, replace(e, young=False))
+        ctx.w = ctx.w.set_pte(pr, a, e.evolve(young=False))
     referenced = p.has(REFERENCED)
     p = ctx.w.page(index).clear(REFERENCED)
     if young:
@@ -139,7 +137,7 @@ def add_to_swap(ctx: Ctx) -> Effect:
         )
     slot = len(ctx.w.swap)
     ctx.w = ctx.w.set_slot(slot, Slot(cache=index))
-    refs.update(ctx, index, replace(p.set(SWAPCACHE | DIRTY), ref=p.ref + 1, swap=slot))
+    refs.update(ctx, index, p.set(SWAPCACHE | DIRTY).evolve(ref=p.ref + 1, swap=slot))
     ctx.goto("unmap" if p.mapcount else "pageout")
     return ctx.done(
         "add_to_swap",
@@ -160,7 +158,7 @@ def unmap_clear(ctx: Ctx) -> Effect | Blocked:
     ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
     if p is not None:
         # The PTE lock is held until try_to_unmap_one has decided: faults wait, GUP-fast doesn't.
-        ctx.w = ctx.w.set_proc(replace(p, ptl=ctx.name))
+        ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
     note = f"clears the PTE of {proc}:{addr}"
     if pte.dirty:
         refs.update(ctx, index, ctx.w.page(index).set(DIRTY))
@@ -187,7 +185,7 @@ def decide(ctx: Ctx) -> Effect:
     proc, addr = str(ctx.reg("proc")), str(ctx.reg("addr"))
     owner = ctx.w.proc(proc)
     if owner is not None and owner.ptl == ctx.name:
-        ctx.w = ctx.w.set_proc(replace(owner, ptl=""))
+        ctx.w = ctx.w.set_proc(owner.evolve(ptl=""))
     if p.lazyfree:
         if ctx.cfg.on("lazyfree_refcount_check"):
             ok = p.ref == 1 + p.mapcount and not p.has(DIRTY)
@@ -197,7 +195,7 @@ def decide(ctx: Ctx) -> Effect:
             why = "PG_dirty set" if p.has(DIRTY) else "PG_dirty clear"
         if not ok:
             return restore(ctx, f"lazyfree {page_name(index)} {why}: folio_set_swapbacked", True)
-        refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1))
+        refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_unmap_one")
         ctx.goto("unmap")
         return ctx.done(
@@ -209,16 +207,16 @@ def decide(ctx: Ctx) -> Effect:
         if ctx.cfg.on("anon_exclusive") and p.has(ANON_EXCLUSIVE) and p.maybe_dma_pinned():
             return restore(ctx, f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned")
         slot = ctx.w.swap[p.swap]
-        ctx.w = ctx.w.set_slot(p.swap, replace(slot, count=slot.count + 1))
+        ctx.w = ctx.w.set_slot(p.swap, slot.evolve(entries=slot.entries + 1))
         ctx.w = ctx.w.set_pte(proc, addr, Pte(swap=p.swap, exclusive_swap=p.has(ANON_EXCLUSIVE)))
-        refs.update(ctx, index, replace(p.clear(ANON_EXCLUSIVE), mapcount=p.mapcount - 1))
+        refs.update(ctx, index, p.clear(ANON_EXCLUSIVE).evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_unmap_one")
         ctx.goto("unmap")
         return ctx.done(
             "try_to_unmap_one",
             f"{proc}:{addr} now holds swap entry S{p.swap} ({refs.refs_note(ctx, index)})",
         )
-    refs.update(ctx, index, replace(p, mapcount=p.mapcount - 1))
+    refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
     refs.put(ctx, index, what="try_to_unmap_one")
     ctx.goto("unmap")
     return ctx.done("try_to_unmap_one", f"file page {page_name(index)} unmapped from {proc}:{addr}")
@@ -236,7 +234,7 @@ def pageout(ctx: Ctx) -> Effect | Blocked:
         return release(ctx)
     if p.has(SWAPCACHE):
         slot = ctx.w.swap[p.swap]
-        ctx.w = ctx.w.set_slot(p.swap, replace(slot, data=p.data, written=True))
+        ctx.w = ctx.w.set_slot(p.swap, slot.evolve(data=p.data, written=True))
         refs.update(ctx, index, p.clear(DIRTY))
         ctx.goto("release")
         return ctx.done("pageout", f"swap_writepage writes {p.data!r} to slot S{p.swap}")
@@ -253,7 +251,7 @@ def release(ctx: Ctx) -> Effect | Blocked:
     if p.has(DIRTY):
         ctx.goto("putback", activate=True)
         return ctx.done("filemap_release_folio", "buffers are dirty: cannot release, activate")
-    refs.update(ctx, index, replace(p.clear(PRIVATE), ref=p.ref - 1))
+    refs.update(ctx, index, p.clear(PRIVATE).evolve(ref=p.ref - 1))
     ctx.goto("free")
     return ctx.done(
         "filemap_release_folio",
@@ -284,7 +282,7 @@ def freeze_lazyfree(ctx: Ctx) -> Effect:
                 f"{ctx.name} frees {page_name(index)} without folio_ref_freeze while "
                 f"{p.ref - 1} other reference(s) exist",
             )
-        refs.update(ctx, index, replace(p, ref=0))
+        refs.update(ctx, index, p.evolve(ref=0))
         ctx.goto("free_it")
         return ctx.done(
             "folio_ref_freeze",
@@ -295,9 +293,9 @@ def freeze_lazyfree(ctx: Ctx) -> Effect:
         return ctx.done(
             "folio_ref_freeze", f"freeze(1) fails: ref={p.ref}, someone else holds it: keep"
         )
-    refs.update(ctx, index, replace(p, ref=0))
+    refs.update(ctx, index, p.evolve(ref=0))
     if not ctx.cfg.on("lazyfree_no_dirty_after_freeze") and p.has(DIRTY):
-        refs.update(ctx, index, replace(ctx.w.page(index), ref=1))
+        refs.update(ctx, index, ctx.w.page(index).evolve(ref=1))
         ctx.goto("putback", activate=False)
         return ctx.done(
             "folio_ref_freeze", "frozen, but PG_dirty is set: folio_ref_unfreeze(1), keep"
@@ -314,7 +312,7 @@ def remove_freeze(ctx: Ctx) -> Effect:
         return ctx.done(
             "folio_ref_freeze", f"__remove_mapping: freeze({expected}) fails, ref={p.ref}: keep"
         )
-    refs.update(ctx, index, replace(p, ref=0))
+    refs.update(ctx, index, p.evolve(ref=0))
     if ctx.cfg.on("freeze_before_dirty"):
         ctx.goto("test_dirty")
         return ctx.done(
@@ -330,7 +328,7 @@ def remove_test_dirty(ctx: Ctx) -> Effect:
     frozen = ctx.cfg.on("freeze_before_dirty")
     if p.has(DIRTY):
         if frozen:
-            refs.update(ctx, index, replace(p, ref=2))
+            refs.update(ctx, index, p.evolve(ref=2))
         ctx.goto("putback", activate=False)
         undo = "folio_ref_unfreeze(2), " if frozen else ""
         return ctx.done("folio_test_dirty", f"{page_name(index)} is dirty: {undo}keep it")
@@ -344,12 +342,12 @@ def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
     index, p = page(ctx)
     if p.has(SWAPCACHE):
         slot = ctx.w.swap[p.swap]
-        ctx.w = ctx.w.set_slot(p.swap, replace(slot, cache=-1))
-        refs.update(ctx, index, replace(p.clear(SWAPCACHE), swap=-1))
+        ctx.w = ctx.w.set_slot(p.swap, slot.evolve(cache=-1))
+        refs.update(ctx, index, p.clear(SWAPCACHE).evolve(swap=-1))
         where = f"the swap cache (S{p.swap} keeps the data)"
     else:
         name = p.owner.removeprefix("file:")
-        ctx.w = ctx.w.set_file(name, replace(ctx.w.file(name), cache=-1))
+        ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=-1))
         where = f"the page cache of {name}"
     ctx.goto("free_it")
     return ctx.done(function, f"{why}: removed from {where}")
@@ -365,13 +363,13 @@ def free_it(ctx: Ctx) -> Effect:
 def putback(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     if p.locker == ctx.name:
-        p = replace(p.clear(LOCKED), locker="")
+        p = p.clear(LOCKED).evolve(locker="")
     lru = str(ctx.reg("lru"))
     if p.anon and p.has(SWAPBACKED):
         lru = "active_anon" if ctx.reg("activate") else "inactive_anon"
     elif ctx.reg("activate") and not p.lazyfree:
         lru = lru.replace("inactive", "active")
-    refs.update(ctx, index, replace(p, lru=lru))
+    refs.update(ctx, index, p.evolve(lru=lru))
     freed = refs.put(ctx, index, what="folio_putback_lru")
     ctx.finish()
     tail = ": that was the last reference, freed" if freed else ""

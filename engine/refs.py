@@ -7,8 +7,6 @@ drives the count below zero).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine.machine import Ctx
 from engine.state import GUP_PIN_COUNTING_BIAS, ZERO_PAGE, Page, page_name
 
@@ -35,7 +33,7 @@ def live(ctx: Ctx, index: int, gen: int, what: str) -> bool:
 
 def get(ctx: Ctx, index: int, n: int = 1) -> None:
     page = ctx.w.page(index)
-    ctx.w = ctx.w.put_page_state(index, replace(page, ref=page.ref + n))
+    ctx.w = ctx.w.put_page_state(index, page.evolve(ref=page.ref + n))
 
 
 def try_get(ctx: Ctx, index: int, n: int = 1) -> bool:
@@ -70,7 +68,7 @@ def put(ctx: Ctx, index: int, n: int = 1, gen: int | None = None, what: str = "f
             f"{ctx.name}: {what} on {page_name(index)} takes its refcount below 0",
         )
         return False
-    page = replace(page, ref=page.ref - n)
+    page = page.evolve(ref=page.ref - n)
     ctx.w = ctx.w.put_page_state(index, page)
     if page.ref == 0 and not page.free:
         ctx.w = ctx.w.free_page(index)
@@ -81,14 +79,14 @@ def put(ctx: Ctx, index: int, n: int = 1, gen: int | None = None, what: str = "f
 def pin(ctx: Ctx, index: int) -> None:
     page = ctx.w.page(index)
     ctx.w = ctx.w.put_page_state(
-        index, replace(page, ref=page.ref + GUP_PIN_COUNTING_BIAS, pins=page.pins + 1)
+        index, page.evolve(ref=page.ref + GUP_PIN_COUNTING_BIAS, pins=page.pins + 1)
     )
 
 
 def unpin(ctx: Ctx, index: int, gen: int) -> bool:
     page = ctx.w.page(index)
     if page.gen == gen and not page.free and page.pins > 0:
-        ctx.w = ctx.w.put_page_state(index, replace(page, pins=page.pins - 1))
+        ctx.w = ctx.w.put_page_state(index, page.evolve(pins=page.pins - 1))
     return put(ctx, index, GUP_PIN_COUNTING_BIAS, gen, "unpin_user_page")
 
 

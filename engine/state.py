@@ -4,11 +4,21 @@ Everything here is an immutable, hashable value so that the explorer can cache
 distinct states. Pages are numbered P0, P1, ... in allocation order; a freed page
 keeps its slot (and its stale data) so that a late access to it can be detected,
 and the allocator hands the most recently freed one out again.
+
+The values are typed NamedTuples rather than frozen dataclasses, for speed: the
+explorer builds several per step and hashes and compares every successor. A
+frozen dataclass sets each field through object.__setattr__ and hashes and
+compares in Python, which was half of its time; a tuple is built, hashed and
+compared in C, and is just as immutable. (mypy's strict equality keeps a Page
+from being compared with a Pte, which a tuple would otherwise allow.) Each
+value has a typed `evolve`, like dataclasses.replace, that builds the new
+value positionally.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from typing import NamedTuple
 
 GUP_PIN_COUNTING_BIAS = 1024
 ZERO_PAGE = -2  # the shared zero page: read-only, never freed, holds "0"
@@ -36,8 +46,7 @@ FLAG_NAMES: tuple[tuple[int, str], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
+class Page(NamedTuple):
     """struct folio, order 0. `ref` is the whole _refcount, pin bias included."""
 
     ref: int = 1
@@ -50,6 +59,34 @@ class Page:
     gen: int = 0  # bumped at every allocation: a reference taken on an older gen is stale
     locker: str = ""  # actor holding PG_locked
     swap: int = -1  # swap slot while in the swap cache
+
+    def evolve(
+        self,
+        *,
+        ref: int | None = None,
+        pins: int | None = None,
+        mapcount: int | None = None,
+        flags: int | None = None,
+        lru: str | None = None,
+        data: str | None = None,
+        owner: str | None = None,
+        gen: int | None = None,
+        locker: str | None = None,
+        swap: int | None = None,
+    ) -> Page:
+        """This page with the given fields changed."""
+        return Page(
+            self.ref if ref is None else ref,
+            self.pins if pins is None else pins,
+            self.mapcount if mapcount is None else mapcount,
+            self.flags if flags is None else flags,
+            self.lru if lru is None else lru,
+            self.data if data is None else data,
+            self.owner if owner is None else owner,
+            self.gen if gen is None else gen,
+            self.locker if locker is None else locker,
+            self.swap if swap is None else swap,
+        )
 
     @property
     def free(self) -> bool:
@@ -67,18 +104,17 @@ class Page:
         return bool(self.flags & flag)
 
     def set(self, flag: int) -> Page:
-        return replace(self, flags=self.flags | flag)
+        return self.evolve(flags=self.flags | flag)
 
     def clear(self, flag: int) -> Page:
-        return replace(self, flags=self.flags & ~flag)
+        return self.evolve(flags=self.flags & ~flag)
 
     def maybe_dma_pinned(self) -> bool:
         """folio_maybe_dma_pinned for a small folio: fuzzy, refcount >= bias."""
         return self.ref >= GUP_PIN_COUNTING_BIAS
 
 
-@dataclass(frozen=True, slots=True)
-class Pte:
+class Pte(NamedTuple):
     """One virtual address of one process: its VMA and its page-table entry."""
 
     page: int = NO_PAGE
@@ -91,31 +127,74 @@ class Pte:
     file: str = ""  # MAP_SHARED file mapping; "" = private anon
     exclusive_swap: bool = False  # the swap PTE remembers PG_anon_exclusive
 
+    def evolve(
+        self,
+        *,
+        page: int | None = None,
+        present: bool | None = None,
+        write: bool | None = None,
+        dirty: bool | None = None,
+        young: bool | None = None,
+        swap: int | None = None,
+        migration: bool | None = None,
+        file: str | None = None,
+        exclusive_swap: bool | None = None,
+    ) -> Pte:
+        """This entry with the given fields changed."""
+        return Pte(
+            self.page if page is None else page,
+            self.present if present is None else present,
+            self.write if write is None else write,
+            self.dirty if dirty is None else dirty,
+            self.young if young is None else young,
+            self.swap if swap is None else swap,
+            self.migration if migration is None else migration,
+            self.file if file is None else file,
+            self.exclusive_swap if exclusive_swap is None else exclusive_swap,
+        )
+
     @property
     def none(self) -> bool:
         return not self.present and self.swap < 0 and not self.migration
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """A swap slot: what was written to it, and its swap-cache page if any."""
 
     data: str = ""
     written: bool = False
-    count: int = 0  # swap entries (PTEs) that point at it
+    entries: int = 0  # swap entries (PTEs) that point at it
     cache: int = NO_PAGE
 
+    def evolve(
+        self,
+        *,
+        data: str | None = None,
+        written: bool | None = None,
+        entries: int | None = None,
+        cache: int | None = None,
+    ) -> Slot:
+        """This slot with the given fields changed."""
+        return Slot(
+            self.data if data is None else data,
+            self.written if written is None else written,
+            self.entries if entries is None else entries,
+            self.cache if cache is None else cache,
+        )
 
-@dataclass(frozen=True, slots=True)
-class File:
+
+class File(NamedTuple):
     """A one-page file: its page-cache slot and its on-disk content."""
 
     cache: int = NO_PAGE
     disk: str = "0"
 
+    def evolve(self, *, cache: int | None = None, disk: str | None = None) -> File:
+        """This file with the given fields changed."""
+        return File(self.cache if cache is None else cache, self.disk if disk is None else disk)
 
-@dataclass(frozen=True, slots=True)
-class Expected:
+
+class Expected(NamedTuple):
     """The lost-write oracle for one address (or one file): what may be observed."""
 
     allowed: tuple[str, ...]
@@ -124,12 +203,29 @@ class Expected:
     inflight: int = 0  # GUP references (DMA) outstanding for this address
     epoch: int = 0  # bumped by munmap / MADV_DONTNEED: older DMA no longer counts here
 
+    def evolve(
+        self,
+        *,
+        allowed: tuple[str, ...] | None = None,
+        latest: str | None = None,
+        lazy: bool | None = None,
+        inflight: int | None = None,
+        epoch: int | None = None,
+    ) -> Expected:
+        """This oracle entry with the given fields changed."""
+        return Expected(
+            self.allowed if allowed is None else allowed,
+            self.latest if latest is None else latest,
+            self.lazy if lazy is None else lazy,
+            self.inflight if inflight is None else inflight,
+            self.epoch if epoch is None else epoch,
+        )
+
     def at_rest(self) -> tuple[str, ...]:
         return tuple(sorted({self.latest, "0"})) if self.lazy else (self.latest,)
 
 
-@dataclass(frozen=True, slots=True)
-class Proc:
+class Proc(NamedTuple):
     name: str
     mmap_writer: str = ""  # actor holding mmap_lock for write (fork)
     mmap_readers: tuple[str, ...] = ()
@@ -137,9 +233,27 @@ class Proc:
     seq: int = 0  # mm->write_protect_seq: odd while fork copies page tables
     has_pinned: bool = False  # MMF_HAS_PINNED
 
+    def evolve(
+        self,
+        *,
+        mmap_writer: str | None = None,
+        mmap_readers: tuple[str, ...] | None = None,
+        ptl: str | None = None,
+        seq: int | None = None,
+        has_pinned: bool | None = None,
+    ) -> Proc:
+        """This process with the given fields changed (its name never changes)."""
+        return Proc(
+            self.name,
+            self.mmap_writer if mmap_writer is None else mmap_writer,
+            self.mmap_readers if mmap_readers is None else mmap_readers,
+            self.ptl if ptl is None else ptl,
+            self.seq if seq is None else seq,
+            self.has_pinned if has_pinned is None else has_pinned,
+        )
 
-@dataclass(frozen=True, slots=True)
-class Actor:
+
+class Actor(NamedTuple):
     """An actor's program counter and registers (the page it holds, snapshots)."""
 
     op: int = 0  # index of the current op; len(ops) when done
@@ -151,20 +265,46 @@ class Actor:
     held_epoch: int = 0
     dma: str = ""  # value the device wrote through this GUP, if any
 
+    def evolve(
+        self,
+        *,
+        op: int | None = None,
+        pc: str | None = None,
+        regs: tuple[tuple[str, object], ...] | None = None,
+        held: tuple[tuple[int, int], ...] | None = None,
+        held_mode: str | None = None,
+        held_key: str | None = None,
+        held_epoch: int | None = None,
+        dma: str | None = None,
+    ) -> Actor:
+        """This actor with the given fields changed."""
+        return Actor(
+            self.op if op is None else op,
+            self.pc if pc is None else pc,
+            self.regs if regs is None else regs,
+            self.held if held is None else held,
+            self.held_mode if held_mode is None else held_mode,
+            self.held_key if held_key is None else held_key,
+            self.held_epoch if held_epoch is None else held_epoch,
+            self.dma if dma is None else dma,
+        )
+
     def reg(self, name: str, default: object = None) -> object:
         for key, value in self.regs:
             if key == name:
                 return value
         return default
 
-    def with_regs(self, **values: object) -> Actor:
+    def at(self, pc: str, regs: Mapping[str, object]) -> Actor:
+        """This actor at label `pc`, with `regs` set on top of its registers."""
+        if not regs:
+            return self.evolve(pc=pc)
         merged = dict(self.regs)
-        merged.update(values)
-        return replace(self, regs=tuple(sorted(merged.items())))
+        merged.update(regs)
+        return self.evolve(pc=pc, regs=tuple(sorted(merged.items())))
 
 
-@dataclass(frozen=True, slots=True)
-class World:
+class World(NamedTuple):
     pages: tuple[Page, ...]
     ptes: tuple[tuple[str, str, Pte], ...]  # (proc, addr, pte), sorted
     procs: tuple[Proc, ...]
@@ -177,6 +317,36 @@ class World:
     violations: tuple[str, ...] = ()  # names, sorted
     migrated: tuple[int, ...] = ()  # pages whose data migration moved elsewhere
 
+    def evolve(
+        self,
+        *,
+        pages: tuple[Page, ...] | None = None,
+        ptes: tuple[tuple[str, str, Pte], ...] | None = None,
+        procs: tuple[Proc, ...] | None = None,
+        files: tuple[tuple[str, File], ...] | None = None,
+        swap: tuple[Slot, ...] | None = None,
+        expect: tuple[tuple[str, Expected], ...] | None = None,
+        writers: tuple[tuple[str, str], ...] | None = None,
+        actors: tuple[Actor, ...] | None = None,
+        freed: tuple[int, ...] | None = None,
+        violations: tuple[str, ...] | None = None,
+        migrated: tuple[int, ...] | None = None,
+    ) -> World:
+        """This world with the given parts changed."""
+        return World(
+            self.pages if pages is None else pages,
+            self.ptes if ptes is None else ptes,
+            self.procs if procs is None else procs,
+            self.files if files is None else files,
+            self.swap if swap is None else swap,
+            self.expect if expect is None else expect,
+            self.writers if writers is None else writers,
+            self.actors if actors is None else actors,
+            self.freed if freed is None else freed,
+            self.violations if violations is None else violations,
+            self.migrated if migrated is None else migrated,
+        )
+
     # -- pages ---------------------------------------------------------------
     def page(self, index: int) -> Page:
         return self.pages[index]
@@ -184,22 +354,22 @@ class World:
     def put_page_state(self, index: int, page: Page) -> World:
         pages = list(self.pages)
         pages[index] = page
-        return replace(self, pages=tuple(pages))
+        return self.evolve(pages=tuple(pages))
 
     def new_page(self, page: Page) -> tuple[World, int]:
         """Allocate: reuse the most recently freed page, else a fresh one."""
         if self.freed:
             index = self.freed[-1]
             gen = self.pages[index].gen + 1
-            world = replace(self, freed=self.freed[:-1])
-            return world.put_page_state(index, replace(page, gen=gen)), index
-        return replace(self, pages=(*self.pages, page)), len(self.pages)
+            world = self.evolve(freed=self.freed[:-1])
+            return world.put_page_state(index, page.evolve(gen=gen)), index
+        return self.evolve(pages=(*self.pages, page)), len(self.pages)
 
     def free_page(self, index: int) -> World:
         old = self.pages[index]
         page = Page(ref=0, data=old.data, gen=old.gen)  # stale data stays for UAF reads
         world = self.put_page_state(index, page)
-        return replace(world, freed=(*world.freed, index))
+        return world.evolve(freed=(*world.freed, index))
 
     # -- page tables ---------------------------------------------------------
     def pte(self, proc: str, addr: str) -> Pte | None:
@@ -212,7 +382,7 @@ class World:
         rest = [(p, a, e) for p, a, e in self.ptes if not (p == proc and a == addr)]
         if pte is not None:
             rest.append((proc, addr, pte))
-        return replace(self, ptes=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
+        return self.evolve(ptes=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
 
     def mappers(self, index: int) -> list[tuple[str, str, Pte]]:
         return [(p, a, e) for p, a, e in self.ptes if e.page == index and (e.present)]
@@ -228,7 +398,7 @@ class World:
         procs = [proc if p.name == proc.name else p for p in self.procs]
         if proc.name not in {p.name for p in self.procs}:
             procs.append(proc)
-        return replace(self, procs=tuple(procs))
+        return self.evolve(procs=tuple(procs))
 
     # -- files and swap -----------------------------------------------------
     def file(self, name: str) -> File:
@@ -239,7 +409,7 @@ class World:
 
     def set_file(self, name: str, file: File) -> World:
         files = tuple((n, file if n == name else f) for n, f in self.files)
-        return replace(self, files=files)
+        return self.evolve(files=files)
 
     def set_slot(self, index: int, slot: Slot) -> World:
         swap = list(self.swap)
@@ -247,7 +417,7 @@ class World:
             swap.append(slot)
         else:
             swap[index] = slot
-        return replace(self, swap=tuple(swap))
+        return self.evolve(swap=tuple(swap))
 
     # -- the oracle -----------------------------------------------------------
     def expected(self, key: str) -> Expected | None:
@@ -260,23 +430,23 @@ class World:
         rest = [(k, e) for k, e in self.expect if k != key]
         if exp is not None:
             rest.append((key, exp))
-        return replace(self, expect=tuple(sorted(rest, key=lambda t: t[0])))
+        return self.evolve(expect=tuple(sorted(rest, key=lambda t: t[0])))
 
     def add_writer(self, value: str, who: str) -> World:
         if (value, who) in self.writers:
             return self
-        return replace(self, writers=tuple(sorted((*self.writers, (value, who)))))
+        return self.evolve(writers=tuple(sorted((*self.writers, (value, who)))))
 
     # -- actors and violations -------------------------------------------------
     def set_actor(self, index: int, actor: Actor) -> World:
         actors = list(self.actors)
         actors[index] = actor
-        return replace(self, actors=tuple(actors))
+        return self.evolve(actors=tuple(actors))
 
     def flag(self, name: str) -> World:
         if name in self.violations:
             return self
-        return replace(self, violations=tuple(sorted((*self.violations, name))))
+        return self.evolve(violations=tuple(sorted((*self.violations, name))))
 
 
 def page_name(index: int) -> str:

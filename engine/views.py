@@ -105,7 +105,7 @@ def state_view(model: Model, world: World) -> dict[str, Any]:
         {
             "slot": f"S{i}",
             "data": s.data if s.written else None,
-            "entries": s.count,
+            "entries": s.entries,
             "cache": page_ref(s.cache),
         }
         for i, s in enumerate(world.swap)

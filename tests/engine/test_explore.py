@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 import engine
+from engine.explore import collector_paused
 from tests.engine.builders import (
     SETUP_LAZYFREE,
     OpDoc,
@@ -175,3 +178,32 @@ def test_outcome_message_is_the_first_violation_sentence() -> None:
     for outcome in bad:
         run = engine.run_schedule(sc, cfg, outcome.example)
         assert outcome.message == run.violations[0].message
+
+
+def test_the_collector_is_paused_while_exploring_and_resumed_after() -> None:
+    dio = [GUP_GET, {"dma_write": {"value": "B"}}, {"put_page": {}}]
+    sc = scenario({"dio0": dio, "dio1": dio, "kswapd": [SHRINK]}, SETUP_LAZYFREE)
+    during: list[bool] = []
+    exp = engine.explore(
+        sc, config(sc, "5.17"), progress=lambda s, t: during.append(gc.isenabled())
+    )
+    assert exp.states > 2048 and during  # progress is polled every 2048 expanded states
+    assert not any(during)
+    assert gc.isenabled()
+
+
+def test_the_collector_resumes_after_nested_and_failed_pauses_only_if_it_ran() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
