@@ -1,0 +1,88 @@
+"""Engine benchmarks: explore every catalog scenario and variant, throughput, growth.
+
+Usage: .venv/bin/python scripts/bench_engine.py (or scripts/bench.py engine)
+Prints figures only; nothing here is a pass/fail test (targets: product.md section 6).
+"""
+
+from __future__ import annotations
+
+import time
+
+import engine
+from engine.scenario import parse_scenario
+
+
+def catalog_times() -> tuple[float, tuple[str, int, float]]:
+    total = 0.0
+    largest = ("", 0, 0.0)
+    print(f"{'scenario':30} {'variant':14} {'states':>8} {'interleavings':>16} {'ms':>9}")
+    for sc in engine.load_catalog().values():
+        for v in sc.variants or (None,):
+            cfg = engine.make_config(sc, v.name if v else None)
+            began = time.perf_counter()
+            exp = engine.explore(sc, cfg)
+            ms = (time.perf_counter() - began) * 1000
+            total += ms
+            name = v.name if v else "default"
+            print(f"{sc.id:30} {name:14} {exp.states:>8} {exp.interleavings:>16} {ms:>9.1f}")
+            if exp.states > largest[1]:
+                largest = (f"{sc.id}/{name}", exp.states, ms)
+    return total, largest
+
+
+def family(actors: int) -> dict[str, object]:
+    """n lockless GUP + DMA actors against one reclaim pass on a lazyfree page."""
+    drivers = [
+        {
+            "name": f"dio{i}",
+            "ops": [
+                {"gup_fast": {"addr": "buf", "mode": "get", "write": True}},
+                {"dma_write": {"value": f"B{i}"}},
+                {"put_page": {}},
+            ],
+        }
+        for i in range(actors - 1)
+    ]
+    return {
+        "id": f"growth-{actors}",
+        "title": f"{actors} actors",
+        "setup": [{"write": {"addr": "buf", "value": "A"}}, {"madvise_free": {"addr": "buf"}}],
+        "actors": [*drivers, {"name": "kswapd", "ops": [{"shrink_folio_list": {"addr": "buf"}}]}],
+    }
+
+
+def best_of(runs: int, scenario: str, variant: str) -> float:
+    """The fastest of `runs` explorations in ms: the figure least disturbed by other load."""
+    sc = engine.load_catalog()[scenario]
+    cfg = engine.make_config(sc, variant)
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        engine.explore(sc, cfg)
+        times.append((time.perf_counter() - began) * 1000)
+    return min(times)
+
+
+def main() -> None:
+    total, (name, states, ms) = catalog_times()
+    print(f"\ncatalog total: {total:.0f} ms (target < 2000 ms)")
+    print(f"largest: {name}: {states} states in {ms:.0f} ms = {states / ms * 1000:,.0f} states/s")
+    best = best_of(3, *name.split("/"))
+    print(f"largest, best of 3 runs: {best:.1f} ms = {states / best * 1000:,.0f} states/s")
+    head = f"{'actors':>6} {'states':>9} {'transitions':>12} {'interleavings':>22}"
+    print(f"\n{head} {'ms':>9} {'st/s':>9}")
+    for n in range(2, 6):
+        sc = parse_scenario(family(n))
+        cfg = engine.make_config(sc, kernel="5.17")
+        began = time.perf_counter()
+        exp = engine.explore(sc, cfg, max_states=300_000, time_limit_s=60)
+        ms = (time.perf_counter() - began) * 1000
+        rate = exp.states / ms * 1000
+        print(
+            f"{n:>6} {exp.states:>9} {exp.transitions:>12} {exp.interleavings:>22} {ms:>9.0f} "
+            f"{rate:>9,.0f}{' truncated' if exp.truncated else ''}"
+        )
+
+
+if __name__ == "__main__":
+    main()
