@@ -81,6 +81,13 @@ def test_followers_mirror_the_presenter_in_order(
         expect(follower.locator('.kernel .seg.active[data-variant="fixed"]')).to_be_attached()
         expect(follower.locator("#violation-banner")).to_have_count(0)
 
+    # "Explore all" on the presenter shows the outcomes on every follower.
+    presenter.keyboard.press("e")
+    expect(presenter.locator("#outcomes-chart .main-svg").first).to_be_attached()
+    for follower in followers:
+        expect(follower.locator("#outcomes-chart .main-svg").first).to_be_attached()
+        expect(follower.locator("#outcomes")).to_contain_text("page_kept")
+
     # A follower cannot drive: its keys do nothing and its step buttons are not there.
     before = followers[0].locator("#at").inner_text()
     followers[0].keyboard.press("1")
