@@ -216,5 +216,7 @@ class RoomCreated(Response):
     presenter_token: str = Field(description="drives the room; keep it to yourself")
     follow_url: str = Field(description="the audience's page, /live/{room}")
     present_url: str | None = Field(
-        default=None, description="the presenter's dashboard in presenter mode, when loaded"
+        default=None,
+        description="the presenter's dashboard in presenter mode driving this room (token in "
+        "the #fragment), when the room was created with a scenario",
     )

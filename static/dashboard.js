@@ -257,8 +257,9 @@
   });
   var initial = frameData();
   if (initial && !LIVE) {
-    // Canonical link (variant and digest included) from the first paint on.
-    window.history.replaceState(null, "", initial.page_url);
+    // Canonical link (variant and digest included) from the first paint on; in presenter
+    // mode present.js writes it, keeping the room (read from this very address) in it.
+    if (!PRESENT) { window.history.replaceState(null, "", initial.page_url); }
     $("#share-link").value = absolute(initial.page_url);
     $("#btn-present").setAttribute("href", presentHref(initial.page_url));
   }

@@ -12,6 +12,13 @@
   if (!document.body.classList.contains("present")) { return; }
   var KEY = "pagerace.room-token.";
   var room = new URLSearchParams(window.location.search).get("room");
+  // A present_url from POST /api/rooms carries the token in the #fragment: keep it for this
+  // tab only and take it out of the address bar.
+  var given = /^#token=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
+  if (room && given) {
+    window.sessionStorage.setItem(KEY + room, given[1]);
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
   var token = room ? window.sessionStorage.getItem(KEY + room) : null;
   var socket = null;
   var last = null;

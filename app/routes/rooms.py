@@ -147,7 +147,9 @@ async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) 
     except RoomError as err:
         return JSONResponse({"detail": str(err), "errors": []}, status_code=503)
     if present_url is not None:
-        present_url += f"&present=1&room={room}"
+        # The token rides in the #fragment, which browsers never send to a server or log;
+        # present.js moves it into sessionStorage and drops it from the address bar.
+        present_url += f"&present=1&room={room}#token={token}"
     created = RoomCreated(
         room=room,
         presenter_token=token,

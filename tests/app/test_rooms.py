@@ -57,7 +57,9 @@ def test_create_returns_room_token_and_follow_url(live: TestClient) -> None:
     assert room["present_url"] is None
     loaded = create(live, scenario=SEED, variant="buggy", schedule=["dio", "dio"], at=1)
     assert loaded["present_url"].startswith(f"/s/{SEED}?v=buggy&t=dio,dio&at=1&d=")
-    assert loaded["present_url"].endswith(f"&present=1&room={loaded['room']}")
+    assert loaded["present_url"].endswith(
+        f"&present=1&room={loaded['room']}#token={loaded['presenter_token']}"
+    )
 
 
 def test_create_rejects_bad_scenario_and_schedule(live: TestClient) -> None:

@@ -27,7 +27,7 @@ from app.rooms import RedisBroker, RoomSettings, Snapshot, token_hash
 pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parents[2]
 SEED = "madv-free-vs-dio"
-BUG = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd".split(",")
+BUG = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd".split(",")  # noqa: SIM905
 
 
 def _free_port() -> int:

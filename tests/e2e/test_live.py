@@ -98,6 +98,30 @@ def test_followers_mirror_the_presenter_in_order(
     assert problems.items == [], problems.items
 
 
+def test_the_api_present_url_drives_its_room(
+    contexts: list[BrowserContext], problems: Problems, server: str
+) -> None:
+    created = (
+        contexts[0]
+        .request.post(
+            "/api/rooms", data={"scenario": SEED, "variant": "buggy", "schedule": ["dio"], "at": 1}
+        )
+        .json()
+    )
+    follower = problems.watch(contexts[1].new_page())
+    follower.goto(created["follow_url"])
+    expect(follower.locator("#at")).to_have_text("1")
+    presenter = problems.watch(contexts[0].new_page())
+    presenter.goto(created["present_url"])
+    expect(presenter.locator("#room-status")).to_contain_text("live")
+    assert "token" not in presenter.url, "the token leaves the address bar"
+    assert f"room={created['room']}" in presenter.url
+    presenter.keyboard.press("2")
+    expect(presenter.locator("#at")).to_have_text("2")
+    expect(follower.locator("#at")).to_have_text("2")
+    assert problems.items == [], problems.items
+
+
 def test_a_late_follower_starts_where_the_presenter_is(
     contexts: list[BrowserContext], problems: Problems
 ) -> None:
