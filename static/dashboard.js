@@ -194,6 +194,14 @@
     return false;
   }
 
+  // The next kernel variant along the toggle (wrapping round): the A/B switch by keyboard.
+  function nextKernel() {
+    var segs = Array.prototype.slice.call(document.querySelectorAll(".kernel [data-variant]"));
+    var current = segs.findIndex(function (el) { return el.classList.contains("active"); });
+    if (segs.length < 2) { say("This scenario has one kernel only."); return; }
+    activate(segs[(current + 1) % segs.length]);
+  }
+
   function typing(target) {
     var tag = target && target.tagName;
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" ||
@@ -217,6 +225,7 @@
     else if (key === "f") { clickIf("#btn-find"); }
     else if (key === "e") { clickIf("#btn-explore"); }
     else if (key === "c") { copyLink(); }
+    else if (key === "k") { nextKernel(); }
     else if (key === "p" && $("#btn-present")) { window.location.assign($("#btn-present").href); }
     else if (key === "?") { toggleHelp(); }
     else if (/^[1-9]$/.test(key)) {

@@ -75,7 +75,7 @@ def test_followers_mirror_the_presenter_in_order(
     shot(followers[0], "live-follower")
 
     # Switching the kernel on the presenter reaches the followers too.
-    presenter.locator('.kernel [data-variant="fixed"]').click()
+    presenter.keyboard.press("k")
     expect(presenter.locator('.kernel .seg.active[data-variant="fixed"]')).to_be_visible()
     for follower in followers:
         expect(follower.locator('.kernel .seg.active[data-variant="fixed"]')).to_be_attached()
