@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python scripts/bench_rooms.py [--followers 200] [--rounds 8] [--redis]
 
-Starts `uvicorn app.main:app` on a free loopback port (with --redis: a redis-server and two
+Starts `pagerace serve` on a free loopback port (with --redis: a redis-server and two
 app processes, the presenter on one and the followers split across both), connects the
 followers and a presenter, and has the presenter walk the 13-step lost-write schedule of
 madv-free-vs-dio again and again. Each step is sent when the previous one has reached every
@@ -60,18 +60,8 @@ def wait_until(check: Any, what: str) -> None:
 def app_server(env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        # Served the way `pagerace serve` (README, Dockerfile) serves it.
+        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, **env},
     )
