@@ -14,7 +14,7 @@ import engine
 from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
-from app.routes import api, pages, ws
+from app.routes import api, editor, pages, ws
 from app.security import SecurityHeaders
 from app.service import Explorer
 
@@ -51,6 +51,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(ws.router)
     app.include_router(pages.router)
+    app.include_router(editor.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
