@@ -18,6 +18,7 @@ import json
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -212,11 +213,21 @@ def source_text(catalog: Mapping[str, engine.Scenario], scenario_id: str) -> str
     scenario = catalog.get(scenario_id)
     if scenario is None:
         return None
+    path = _catalog_files().get(scenario_id)
+    text = _read(path) if path else None
+    return text if text is not None else document_text(scenario.document)
+
+
+@lru_cache(maxsize=1)
+def _catalog_files() -> dict[str, Path]:
+    """Catalog id -> its YAML file; read once (the files ship with the package)."""
+    found: dict[str, Path] = {}
     for path in sorted(CATALOG_DIR.glob("*.yaml")):
         text = _read(path)
-        if text is not None and _id_of(text) == scenario_id:
-            return text
-    return document_text(scenario.document)
+        scenario_id = _id_of(text) if text is not None else None
+        if isinstance(scenario_id, str):
+            found.setdefault(scenario_id, path)
+    return found
 
 
 def _read(path: Path) -> str | None:
@@ -247,7 +258,7 @@ def document_text(document: Mapping[str, Any]) -> str:
 def _yaml_problem(text: str) -> Problem | None:
     """The YAML syntax error with its line and column, or None if the text parses."""
     try:
-        yaml.compose(text, Loader=yaml.SafeLoader)
+        yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         message = err.problem or err.context or "not valid YAML"

@@ -203,6 +203,11 @@
     else if (btn.id === "btn-download") { download(btn.getAttribute("data-name")); }
   });
 
+  // Switching the kernel re-explores when outcomes are on screen: the A/B of a fix is one click.
+  document.addEventListener("change", function (ev) {
+    if (ev.target && ev.target.id === "ed-variant" && $(".ed-outcomes")) { explore(); }
+  });
+
   var start = document.getElementById("start-form");
   if (start) {
     start.addEventListener("submit", function (ev) {
@@ -231,7 +236,7 @@
     var result = $(".ed-outcomes");
     var status = $("#check-status");
     if (!result || !status) { return; }
-    var stale = status.getAttribute("data-digest") !== result.getAttribute("data-digest");
+    var stale = status.getAttribute("data-key") !== result.getAttribute("data-key");
     result.classList.toggle("stale", stale);
     var note = result.querySelector(".stale-note");
     if (note) { note.hidden = !stale; }
@@ -243,7 +248,26 @@
     return copy;
   }
 
+  var plotlyLoading = false;
+
+  // plotly.js is most of a page's weight and only the outcomes need it: load it on first use.
+  function withPlotly(draw) {
+    if (window.Plotly) { draw(); return; }
+    var main = $("#editor");
+    if (plotlyLoading || !main) { return; }
+    plotlyLoading = true;
+    var script = document.createElement("script");
+    script.src = main.getAttribute("data-plotly");
+    script.onload = function () { plotlyLoading = false; draw(); };
+    script.onerror = function () { plotlyLoading = false; say("⚠ The chart library did not load; the table has every outcome."); };
+    document.head.appendChild(script);
+  }
+
   function drawOutcomes() {
+    if ($("#ed-outcomes-chart")) { withPlotly(drawChart); }
+  }
+
+  function drawChart() {
     var el = $("#ed-outcomes-chart");
     var data = $("#ed-outcomes-data");
     if (!el || !data || !window.Plotly) { return; }

@@ -80,6 +80,7 @@ def _page(
     notices: Sequence[Notice] = (),
     outcomes: dict[str, Any] | None = None,
     status: int = 200,
+    from_id: str | None = None,
 ) -> Response:
     ctx = {
         **_check_context(check),
@@ -87,6 +88,7 @@ def _page(
         "choices": [(s.id, s.title) for s in catalog.values()],
         "reference": op_reference(),
         "outcomes": outcomes,
+        "from_id": from_id,
     }
     return templates.TemplateResponse(request, "editor.html", ctx, status_code=status)
 
@@ -126,7 +128,8 @@ async def editor_page(
     from_id, s = params.get("from") or None, params.get("s") or None
     text, notices, status = _initial_text(catalog, settings.max_doc_bytes, from_id, s)
     check = await _check({"text": text, "v": params.get("v", "")[:64]}, settings.max_doc_bytes)
-    return _page(request, templates, catalog, check, notices, status=status)
+    shown = from_id if from_id in catalog and not s else None
+    return _page(request, templates, catalog, check, notices, status=status, from_id=shown)
 
 
 @router.post("/edit", response_class=HTMLResponse)
