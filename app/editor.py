@@ -379,6 +379,11 @@ class OpHelp:
     params: tuple[tuple[str, bool, str], ...]  # (name, required, allowed values)
     doc: str
 
+    @property
+    def doc_parts(self) -> tuple[str, ...]:
+        """The doc split at backticks: every odd part is code."""
+        return tuple(self.doc.split("`"))
+
 
 def op_reference() -> tuple[OpHelp, ...]:
     """Every operation and macro with its parameters, for the editor's reference table."""

@@ -91,13 +91,13 @@
     return before.slice(before.lastIndexOf("\n") + 1);
   }
 
-  // YAML indentation after Enter: keep the line's, and go one level deeper after "key:" or "- ".
+  // YAML indentation after Enter: keep the line's, one level deeper after "key:" (and after
+  // "- key:", whose mapping's keys line up after the dash).
   function newlineIndent() {
     var line = currentLine();
     var indent = /^ */.exec(line)[0].length;
     var code = line.replace(/\s+#.*$/, "").trimEnd();
-    if (/^\s*- /.test(line)) { indent += 2; }
-    if (/:$/.test(code)) { indent += 2; }
+    if (/:$/.test(code)) { indent += /^\s*- /.test(code) ? 4 : 2; }
     return "\n" + " ".repeat(indent);
   }
 

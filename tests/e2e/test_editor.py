@@ -45,6 +45,7 @@ def settle(page: Page) -> None:
 
 def dashboard_state(page: Page) -> dict[str, Any]:
     expect(page.locator("#state-panel")).to_be_visible()
+    expect(page.locator("#timeline .main-svg").first).to_be_attached()  # scripts have loaded
     return {
         "title": page.locator("h1.title").inner_text(),
         "at": page.locator("#at").inner_text(),
@@ -98,6 +99,7 @@ def test_check_as_you_type_points_at_the_line(page: Page) -> None:
     expect(page.locator(".problems a.goto").first).to_contain_text("· col")
     expect(page.locator(".problems li").first).to_contain_text("YAML syntax")
     assert page.evaluate("window.__noReload") is True
+    settle(page)
 
 
 def test_keys_type_text_inside_the_editor(page: Page) -> None:
@@ -115,6 +117,7 @@ def test_keys_type_text_inside_the_editor(page: Page) -> None:
     page.keyboard.press("Escape")
     page.keyboard.press("Tab")
     expect(page.locator("#ed-text")).not_to_be_focused()
+    settle(page)
 
 
 def test_explore_draws_the_outcomes(page: Page) -> None:
@@ -141,6 +144,7 @@ def test_explore_draws_the_outcomes(page: Page) -> None:
     expect(page.locator(".stale-note")).to_be_visible()
     page.locator("#btn-explore").click()
     expect(page.locator(".stale-note")).to_be_hidden(timeout=EXPLORE_TIMEOUT)
+    settle(page)
 
 
 def test_a_shared_scenario_opens_in_another_browser_with_the_same_state(
