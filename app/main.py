@@ -16,7 +16,7 @@ from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
 from app.rooms import RoomSettings, make_broker
-from app.routes import api, pages, rooms, ws
+from app.routes import api, editor, pages, rooms, ws
 from app.security import SecurityHeaders
 from app.service import Explorer
 
@@ -65,6 +65,7 @@ def create_app(
     app.include_router(ws.router)
     app.include_router(rooms.router)
     app.include_router(pages.router)
+    app.include_router(editor.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -1,0 +1,328 @@
+// pagerace scenario editor: line numbers, jumping to a problem's line, YAML-friendly Tab and
+// Enter, Ctrl+Enter to explore, copy/share/save, and the outcomes chart. The server checks the
+// text (htmx posts it as you type); this file only glues and draws.
+(function () {
+  "use strict";
+
+  var text = document.getElementById("ed-text");
+  var gutter = document.getElementById("ed-gutter");
+  if (!text || !gutter) { return; }
+  var initialText = text.value;
+  var escArmed = false; // Esc, then Tab, leaves the textarea instead of indenting
+  var shownRows = -1;
+  var shownBad = "";
+
+  function $(sel) { return document.querySelector(sel); }
+
+  function say(message) {
+    var el = $("#status-msg");
+    if (el) { el.textContent = message; }
+  }
+
+  // --- gutter ---------------------------------------------------------------------------------
+
+  function badLines() {
+    var data = $("#check-data");
+    return data ? data.getAttribute("data-lines") || "" : "";
+  }
+
+  function renderGutter() {
+    var rows = text.value.split("\n").length;
+    var bad = badLines();
+    if (rows === shownRows && bad === shownBad) { return; }
+    var marked = {};
+    bad.split(",").forEach(function (n) { if (n) { marked[n] = true; } });
+    var frag = document.createDocumentFragment();
+    for (var i = 1; i <= rows; i++) {
+      var span = document.createElement("span");
+      span.id = "L" + i;
+      span.textContent = String(i);
+      if (marked[String(i)]) { span.className = "bad"; }
+      frag.appendChild(span);
+    }
+    gutter.replaceChildren(frag);
+    shownRows = rows;
+    shownBad = bad;
+    gutter.scrollTop = text.scrollTop;
+  }
+
+  function lineHeight() {
+    return parseFloat(window.getComputedStyle(text).lineHeight) || 20;
+  }
+
+  // Put the caret on `line` (at `col`, or select the whole line) and scroll it into view.
+  function goToLine(line, col) {
+    var lines = text.value.split("\n");
+    var n = Math.max(1, Math.min(line, lines.length));
+    var start = 0;
+    for (var i = 0; i < n - 1; i++) { start += lines[i].length + 1; }
+    var end = start + lines[n - 1].length;
+    text.focus();
+    if (col) {
+      var at = Math.min(start + col - 1, end);
+      text.setSelectionRange(at, at);
+    } else {
+      text.setSelectionRange(start, end);
+    }
+    text.scrollTop = Math.max(0, (n - 1) * lineHeight() - text.clientHeight / 3);
+    gutter.scrollTop = text.scrollTop;
+    var mark = document.getElementById("L" + n);
+    if (mark) {
+      mark.classList.remove("flash");
+      void mark.offsetWidth; // restart the animation
+      mark.classList.add("flash");
+    }
+  }
+
+  // --- typing -------------------------------------------------------------------------------
+
+  // execCommand keeps the browser's undo history; setRangeText is the fallback.
+  function insert(str) {
+    var ok = false;
+    try { ok = document.execCommand("insertText", false, str); } catch (e) { ok = false; }
+    if (!ok) {
+      text.setRangeText(str, text.selectionStart, text.selectionEnd, "end");
+      text.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+  }
+
+  function currentLine() {
+    var before = text.value.slice(0, text.selectionStart);
+    return before.slice(before.lastIndexOf("\n") + 1);
+  }
+
+  // YAML indentation after Enter: keep the line's, one level deeper after "key:" (and after
+  // "- key:", whose mapping's keys line up after the dash).
+  function newlineIndent() {
+    var line = currentLine();
+    var indent = /^ */.exec(line)[0].length;
+    var code = line.replace(/\s+#.*$/, "").trimEnd();
+    if (/:$/.test(code)) { indent += /^\s*- /.test(code) ? 4 : 2; }
+    return "\n" + " ".repeat(indent);
+  }
+
+  function dedent() {
+    var start = text.value.lastIndexOf("\n", text.selectionStart - 1) + 1;
+    var spaces = /^ {1,2}/.exec(text.value.slice(start));
+    if (!spaces) { return; }
+    var caret = text.selectionStart;
+    text.setSelectionRange(start, start + spaces[0].length);
+    insert("");
+    var back = Math.max(start, caret - spaces[0].length);
+    text.setSelectionRange(back, back);
+  }
+
+  function explore() {
+    var btn = $("#btn-explore");
+    if (btn) { btn.click(); }
+  }
+
+  text.addEventListener("keydown", function (ev) {
+    var key = ev.key;
+    if (key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); explore(); return; }
+    if (key === "Escape") { escArmed = true; say("Tab now leaves the text; Shift+Tab goes back."); return; }
+    if (key === "Tab" && !escArmed && !ev.ctrlKey && !ev.altKey && !ev.metaKey) {
+      ev.preventDefault();
+      if (ev.shiftKey) { dedent(); } else { insert("  "); }
+      return;
+    }
+    if (key === "Enter" && !ev.shiftKey && !ev.altKey && !ev.isComposing) {
+      ev.preventDefault();
+      insert(newlineIndent());
+    }
+    if (key !== "Shift") { escArmed = false; }
+  });
+  text.addEventListener("input", renderGutter);
+  text.addEventListener("scroll", function () { gutter.scrollTop = text.scrollTop; });
+  text.addEventListener("blur", function () { escArmed = false; });
+
+  // Ctrl+Enter explores from anywhere on the page; other keys are left to the browser.
+  document.addEventListener("keydown", function (ev) {
+    if (ev.target === text) { return; }
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); explore(); }
+  });
+
+  // --- links, copy, save ----------------------------------------------------------------------
+
+  function absolute(path) { return window.location.origin + path; }
+
+  function absoluteLinks() {
+    document.querySelectorAll("#share input[data-path]").forEach(function (input) {
+      input.value = absolute(input.getAttribute("data-path"));
+    });
+  }
+
+  function copyText(value, done) {
+    var fallback = function () {
+      var area = document.createElement("textarea");
+      area.value = value;
+      document.body.appendChild(area);
+      area.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      area.remove();
+      say(ok ? done : "Copy failed: select the link and copy it yourself.");
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(value).then(function () { say(done); }, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  function copyFrom(id) {
+    var input = document.getElementById(id);
+    if (!input || input.tagName !== "INPUT") { return; }
+    input.select();
+    var what = id === "share-editor" ? "Editor link" : "Dashboard link";
+    copyText(input.value, "✓ " + what + " copied");
+  }
+
+  function download(name) {
+    var blob = new Blob([text.value], { type: "application/yaml" });
+    var a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = name || "scenario.yaml";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    window.setTimeout(function () { URL.revokeObjectURL(a.href); }, 1000);
+    say("✓ Saved " + a.download);
+  }
+
+  document.addEventListener("click", function (ev) {
+    var goto = ev.target.closest ? ev.target.closest("a.goto") : null;
+    if (goto) {
+      ev.preventDefault();
+      goToLine(Number(goto.getAttribute("data-line")), Number(goto.getAttribute("data-col")) || 0);
+      return;
+    }
+    var btn = ev.target.closest ? ev.target.closest("button") : null;
+    if (!btn) { return; }
+    if (btn.hasAttribute("data-copy")) { copyFrom(btn.getAttribute("data-copy")); }
+    else if (btn.id === "btn-download") { download(btn.getAttribute("data-name")); }
+  });
+
+  // Switching the kernel re-explores when outcomes are on screen: the A/B of a fix is one click.
+  document.addEventListener("change", function (ev) {
+    if (ev.target && ev.target.id === "ed-variant" && $(".ed-outcomes")) { explore(); }
+  });
+
+  var start = document.getElementById("start-form");
+  if (start) {
+    start.addEventListener("submit", function (ev) {
+      if (text.value !== initialText && !window.confirm("Replace your text? It is kept only in this page's link.")) {
+        ev.preventDefault();
+      }
+    });
+  }
+
+  // --- after the server answers -------------------------------------------------------------
+
+  function afterCheck() {
+    var data = $("#check-data");
+    if (!data) { return; }
+    renderGutter();
+    var size = $("#ed-size");
+    if (size) { size.textContent = data.getAttribute("data-size"); }
+    // The address bar is always a link to what is on screen (when it fits in a link).
+    var link = data.getAttribute("data-editor");
+    if (link) { window.history.replaceState(null, "", link); }
+    absoluteLinks();
+    markStale();
+  }
+
+  function markStale() {
+    var result = $(".ed-outcomes");
+    var status = $("#check-status");
+    if (!result || !status) { return; }
+    var stale = status.getAttribute("data-key") !== result.getAttribute("data-key");
+    result.classList.toggle("stale", stale);
+    var note = result.querySelector(".stale-note");
+    if (note) { note.hidden = !stale; }
+  }
+
+  function themed(layout) {
+    var copy = Object.assign({}, layout);
+    copy.font = { color: window.getComputedStyle(document.body).color };
+    return copy;
+  }
+
+  var plotlyLoading = false;
+
+  // plotly.js is most of a page's weight and only the outcomes need it: load it on first use.
+  function withPlotly(draw) {
+    if (window.Plotly) { draw(); return; }
+    var main = $("#editor");
+    if (plotlyLoading || !main) { return; }
+    plotlyLoading = true;
+    var script = document.createElement("script");
+    script.src = main.getAttribute("data-plotly");
+    script.onload = function () { plotlyLoading = false; draw(); };
+    script.onerror = function () { plotlyLoading = false; say("⚠ The chart library did not load; the table has every outcome."); };
+    document.head.appendChild(script);
+  }
+
+  function drawOutcomes() {
+    if ($("#ed-outcomes-chart")) { withPlotly(drawChart); }
+  }
+
+  function drawChart() {
+    var el = $("#ed-outcomes-chart");
+    var data = $("#ed-outcomes-data");
+    if (!el || !data || !window.Plotly) { return; }
+    var fig = JSON.parse(data.getAttribute("data-json"));
+    window.Plotly.newPlot(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    el.on("plotly_click", function (ev) {
+      var point = ev.points && ev.points[0];
+      if (!point) { return; }
+      var link = document.querySelector('.load-example[data-outcome="' + point.customdata + '"]');
+      if (link) { window.location.assign(link.href); }
+    });
+  }
+
+  function showError(target, message) {
+    var el = document.getElementById(target);
+    if (!el) { say(message); return; }
+    var p = document.createElement("p");
+    p.className = "notice warn";
+    p.setAttribute("role", "alert");
+    p.textContent = "⚠ " + message;
+    el.replaceChildren(p);
+  }
+
+  document.body.addEventListener("htmx:beforeSwap", function (ev) {
+    // A too-big text (413) or an invalid one (422) still gets its explanation swapped in.
+    var xhr = ev.detail.xhr;
+    var html = (xhr.getResponseHeader("Content-Type") || "").indexOf("text/html") === 0;
+    if ((xhr.status === 413 || xhr.status === 422) && html) {
+      ev.detail.shouldSwap = true;
+      ev.detail.isError = false;
+    }
+  });
+  document.body.addEventListener("htmx:responseError", function (ev) {
+    var xhr = ev.detail.xhr;
+    var target = ev.detail.target && ev.detail.target.id;
+    var message = "The server refused that request (" + xhr.status + ").";
+    try { message = JSON.parse(xhr.responseText).detail || message; } catch (e) { /* not JSON */ }
+    if (xhr.status === 413) { message = "The text is too large to send: " + message + ". Shorten it."; }
+    showError(target === "explore-result" ? "explore-result" : "check", message);
+  });
+  document.body.addEventListener("htmx:sendError", function () {
+    say("⚠ The server cannot be reached.");
+  });
+  document.body.addEventListener("htmx:afterSettle", function (ev) {
+    var id = ev.target && ev.target.id;
+    if (id === "check") { afterCheck(); }
+    if (id === "explore-result") {
+      drawOutcomes();
+      markStale();
+      var result = $("#explore-result");
+      if (result) { result.scrollIntoView({ block: "nearest" }); }
+    }
+  });
+
+  absoluteLinks();
+  renderGutter();
+  drawOutcomes();
+}());
