@@ -296,9 +296,7 @@ async def _present(websocket: WebSocket, room: str, broker: Broker, session: Run
                 continue
             try:
                 await session.handle(parse(frame_text(frame), session.settings))
-            except RoomError:
-                raise
-            except (ValueError, LookupError) as exc:
+            except (ValueError, LookupError) as exc:  # a room gone (RoomError) ends the socket
                 await reply(describe(exc))
     finally:
         await session.stop_job()
