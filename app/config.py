@@ -38,6 +38,7 @@ class Settings:
     max_doc_bytes: int = 256 * 1024
     play_delay_ms: int = 700
     explore_cache_size: int = 64
+    run_cache_bytes: int = 32 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,4 +49,5 @@ class Settings:
             explore_time_limit_s=_env_float(
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
+            run_cache_bytes=_env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
         )

@@ -16,7 +16,7 @@ from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
 from app.routes import api, pages, ws
 from app.security import SecurityHeaders
-from app.service import Explorer
+from app.service import Explorer, Runner
 
 
 def create_app(
@@ -31,6 +31,7 @@ def create_app(
     app.state.settings = settings
     app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
     app.state.explorer = Explorer(settings)
+    app.state.runner = Runner(app.state.catalog, settings)
     assets = find_assets(STATIC_DIR)
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals["assets"] = assets

@@ -46,15 +46,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(workers: int = 1) -> Iterator[str]:
+def serve(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
     """The app under uvicorn on 127.0.0.1 (never another address); yields its base URL."""
     port = _free_port()
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -174,20 +175,27 @@ def _serial(url: str, count: int) -> dict[str, Any]:
 
 
 def api_latency(
-    clients: int = 50, requests: int = 2000, workers: int = 1, url: str | None = None
+    clients: int = 50,
+    requests: int = 2000,
+    workers: int = 1,
+    cached: bool = True,
+    url: str | None = None,
 ) -> dict[str, Any]:
     """p50/p99 of `POST /api/run` (the 13-step buggy schedule) under `clients` concurrent clients.
 
     With `url` the running server there is measured; otherwise uvicorn is started with
-    `workers` processes and stopped afterwards. Also reports one client's serial latency.
+    `workers` processes (and with `cached=False`, its run cache off: every request replays)
+    and stopped afterwards. Also reports one client's serial latency.
     """
     if url is None:
-        with serve(workers) as started:
-            return api_latency(clients, requests, workers, started)
+        env = {} if cached else {"PAGERACE_RUN_CACHE_BYTES": "0"}
+        with serve(workers, env) as started:
+            return api_latency(clients, requests, workers, cached, started)
     result = asyncio.run(_load(url, clients, max(1, requests // clients)))
     return {
         "clients": clients,
         "workers": workers,
+        "cached": cached,
         **result,
         "serial": _serial(url, 200),
     }
@@ -237,8 +245,9 @@ def first_load(url: str | None = None, path: str = DASHBOARD) -> dict[str, Any]:
 
 def _print_latency(figures: dict[str, Any]) -> None:
     serial = figures["serial"]
+    cache = "" if figures["cached"] else ", run cache off"
     print(
-        f"POST /api/run, {figures['workers']} worker(s), {figures['clients']} clients, "
+        f"POST /api/run, {figures['workers']} worker(s){cache}, {figures['clients']} clients, "
         f"{figures['requests']} requests: p50 {figures['p50_ms']:.1f} ms, "
         f"p90 {figures['p90_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
         f"max {figures['max_ms']:.1f} ms, {figures['rps']:.0f} req/s, "
@@ -273,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for workers in (int(w) for w in args.workers.split(",")):
         _print_latency(api_latency(args.clients, args.requests, workers))
+    _print_latency(api_latency(args.clients, args.requests, 1, cached=False))
     _print_first_load(first_load())
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 
 import engine
-from app.deps import CatalogDep, ExplorerDep, SettingsDep
+from app.deps import CatalogDep, ExplorerDep, RunnerDep
 from app.links import LinkParams, dashboard_path, encode_doc
 from app.schemas import (
     SCENARIO_ID,
@@ -21,7 +22,7 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
-from app.service import BadInput, resolve_scenario
+from app.service import Body, Runner, resolve_scenario
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "unknown scenario"},
@@ -66,26 +67,36 @@ def get_scenario(scenario_id: ScenarioId, catalog: CatalogDep) -> JSONResponse:
     return JSONResponse(engine.scenario_to_json(resolve_scenario(catalog, scenario_id)))
 
 
-def _check_length(schedule: list[str], settings: SettingsDep) -> None:
-    if len(schedule) > settings.max_schedule:
-        message = f"the schedule has {len(schedule)} steps; at most {settings.max_schedule}"
-        raise BadInput("schedule", message)
-
-
-def _run(
-    body: RunRequest, catalog: CatalogDep
-) -> tuple[engine.Scenario, engine.Config, engine.Run]:
-    scenario = resolve_scenario(catalog, body.scenario)
-    config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
+def _run(body: RunRequest, runner: Runner) -> tuple[engine.Scenario, engine.Config, engine.Run]:
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
     return scenario, config, engine.run_schedule(scenario, config, body.schedule)
 
 
+def _run_body(body: RunRequest, runner: Runner) -> Body:
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
+    return runner.run(scenario, config, body.schedule)
+
+
+def _cached_body(body: RunRequest, runner: Runner) -> Body | None:
+    """A catalog scenario's run from the cache, without leaving the event loop."""
+    if not isinstance(body.scenario, str):
+        return None  # a document must be validated first: work for a thread
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
+    return runner.cached(scenario, config, body.schedule)
+
+
 @router.post("/run", response_model=RunResponse)
-def run(body: RunRequest, catalog: CatalogDep, settings: SettingsDep) -> JSONResponse:
+async def run(body: RunRequest, request: Request, runner: RunnerDep) -> Response:
     """Replay one interleaving step by step; an actor that is not enabled is a 422."""
-    _check_length(body.schedule, settings)
-    scenario, _, result = _run(body, catalog)
-    return JSONResponse(engine.run_to_json(result, scenario))
+    runner.check_length(body.schedule)
+    content = _cached_body(body, runner)
+    if content is None:
+        content = await anyio.to_thread.run_sync(_run_body, body, runner)
+    # The GZip middleware leaves a response that already has a Content-Encoding alone.
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        return Response(content.gzipped, media_type="application/json", headers=headers)
+    return Response(content.plain, media_type="application/json")
 
 
 @router.post("/explore", response_model=ExploreResponse)
@@ -102,12 +113,10 @@ async def explore(body: ExploreRequest, catalog: CatalogDep, explorer: ExplorerD
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}, "description": "the column diagram"}},
 )
-def diagram(
-    body: DiagramRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
-) -> PlainTextResponse:
+def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainTextResponse:
     """The kernel-style column diagram of one interleaving, with a replay link."""
-    _check_length(body.schedule, settings)
-    scenario, config, result = _run(body, catalog)
+    runner.check_length(body.schedule)
+    scenario, config, result = _run(body, runner)
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
     custom = None if isinstance(body.scenario, str) else encode_doc(scenario.document)
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
