@@ -9,7 +9,7 @@ import gzip
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +163,7 @@ class Runner:
 
 
 ProgressFn = Callable[[int, int], None]
+CLIENT_GONE = 499  # nginx's "client closed request": logged, never seen by the client
 CancelFn = Callable[[], bool]
 
 
@@ -247,6 +248,42 @@ class Explorer:
         return await anyio.to_thread.run_sync(
             work, limiter=self._limiter, abandon_on_cancel=abandon_on_cancel
         )
+
+    async def explore_until_gone(
+        self,
+        scenario: engine.Scenario,
+        config: engine.Config,
+        gone: Callable[[], Awaitable[object]],
+        max_states: int | None = None,
+    ) -> engine.Exploration | None:
+        """Explore off the event loop, or stop early (None) once `gone()` returns.
+
+        For HTTP requests `gone` waits for the client to disconnect. The worker polls a flag
+        that is then set, so the search stops within one progress interval and still holds
+        its worker slot until it has (a cut-off search is never cached).
+        """
+        stop = threading.Event()
+
+        def work() -> engine.Exploration | None:
+            if stop.is_set():  # gone while waiting for a free worker
+                return None
+            return self.explore_sync(scenario, config, max_states, cancel=stop.is_set)
+
+        async def watch() -> None:
+            await gone()
+            stop.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            result = await anyio.to_thread.run_sync(work, limiter=self._limiter)
+            group.cancel_scope.cancel()
+        return None if stop.is_set() else result
+
+
+async def disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
+    """Return once an HTTP client has gone away (its request body has already been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def shortest_violation(exploration: engine.Exploration) -> engine.Outcome | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -22,7 +23,7 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
-from app.service import Body, Runner, resolve_scenario
+from app.service import CLIENT_GONE, BadInput, Body, Runner, disconnected, resolve_scenario
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "unknown scenario"},
@@ -100,11 +101,22 @@ async def run(body: RunRequest, request: Request, runner: RunnerDep) -> Response
 
 
 @router.post("/explore", response_model=ExploreResponse)
-async def explore(body: ExploreRequest, catalog: CatalogDep, explorer: ExplorerDep) -> JSONResponse:
-    """Search every interleaving (bounded); outcomes with counts and a shortest example."""
-    scenario = resolve_scenario(catalog, body.scenario)
-    config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
-    result = await explorer.explore(scenario, config, body.max_states)
+async def explore(
+    body: ExploreRequest, request: Request, runner: RunnerDep, explorer: ExplorerDep
+) -> Response:
+    """Search every interleaving (bounded); outcomes with counts and a shortest example.
+
+    The search runs in a worker thread and stops when the client disconnects.
+    """
+    limit = runner.settings.max_states
+    if body.max_states is not None and body.max_states > limit:
+        raise BadInput("max_states", f"{body.max_states} is over the limit of {limit} states")
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
+    result = await explorer.explore_until_gone(
+        scenario, config, partial(disconnected, request.receive), body.max_states
+    )
+    if result is None:
+        return Response(status_code=CLIENT_GONE)
     return JSONResponse(engine.exploration_to_json(result))
 
 
