@@ -40,7 +40,11 @@ def loc_to_path(loc: Sequence[int | str]) -> str:
 
 
 def scenario_error_items(err: engine.ScenarioError) -> list[dict[str, Any]]:
-    return [{"path": item.path, "message": item.message, "line": item.line} for item in err.errors]
+    # Paths are inside the scenario document; its root is the request's `scenario`.
+    return [
+        {"path": item.path or "scenario", "message": item.message, "line": item.line}
+        for item in err.errors
+    ]
 
 
 def schedule_error_item(err: engine.ScheduleError) -> dict[str, Any]:

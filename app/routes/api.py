@@ -30,6 +30,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "request body too large"},
     422: {"model": ErrorResponse, "description": "invalid request, scenario or schedule"},
 }
+# The same errors for a route whose success is text/plain: FastAPI would document a `model`
+# under the route's media type, but errors are JSON on every route.
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": error["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for status, error in ERRORS.items()
+}
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
 
@@ -123,7 +132,10 @@ async def explore(
 @router.post(
     "/diagram",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "the column diagram"}},
+    responses={
+        **JSON_ERRORS,
+        200: {"content": {"text/plain": {}}, "description": "the column diagram"},
+    },
 )
 def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainTextResponse:
     """The kernel-style column diagram of one interleaving, with a replay link."""
