@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 
 import engine
+from app.config import MAX_SCHEDULE
 from app.deps import CatalogDep, ExplorerDep, RunnerDep
 from app.links import LinkParams, dashboard_path, encode_doc
 from app.schemas import (
@@ -44,7 +45,9 @@ ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-di
 
 
 class DiagramRequest(RunRequest):
-    at: Annotated[int | None, Field(ge=0, description="step the replay link opens at")] = None
+    at: Annotated[
+        int | None, Field(ge=0, le=MAX_SCHEDULE, description="step the replay link opens at")
+    ] = None
 
 
 def summary(scenario: engine.Scenario) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import json
 import time
 import zlib
 from base64 import urlsafe_b64encode
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +31,7 @@ SEED = "madv-free-vs-dio"
 BUG = ["dio"] * 3 + ["kswapd"] * 5 + ["dio"] * 3 + ["kswapd"] * 2
 
 
-def error(response: httpx.Response, status: int, path: str) -> ErrorResponse:
+def error(response: Any, status: int, path: str) -> ErrorResponse:
     """A 4xx in the common error shape whose items name `path`."""
     assert response.status_code == status, response.text
     body = ErrorResponse.model_validate(response.json())
@@ -40,7 +40,7 @@ def error(response: httpx.Response, status: int, path: str) -> ErrorResponse:
     return body
 
 
-def page_error(response: httpx.Response, status: int, name: str) -> None:
+def page_error(response: Any, status: int, name: str) -> None:
     """A 4xx HTML page (with the CSP) whose list names the page parameter `name`."""
     assert response.status_code == status, response.text[:300]
     assert response.headers["content-type"].startswith("text/html")
@@ -163,6 +163,11 @@ def test_a_lower_configured_schedule_bound_applies(catalog: Mapping[str, engine.
     page_error(response, 422, "t")
 
 
+def test_diagram_link_step_is_bounded(client: TestClient) -> None:
+    body = {"scenario": SEED, "schedule": BUG, "at": MAX_SCHEDULE + 1}
+    error(client.post("/api/diagram", json=body), 422, "at")
+
+
 def test_actor_names_in_a_schedule_are_bounded(client: TestClient) -> None:
     response = client.post("/api/run", json={"scenario": SEED, "schedule": ["x" * 65]})
     error(response, 422, "schedule[0]")
@@ -174,8 +179,8 @@ def test_actor_names_in_a_schedule_are_bounded(client: TestClient) -> None:
 def test_max_states_over_the_cap_is_422(
     client: TestClient, catalog: Mapping[str, engine.Scenario]
 ) -> None:
-    body = {"scenario": SEED, "max_states": MAX_STATES + 1}
-    error(client.post("/api/explore", json=body), 422, "max_states")
+    too_many = {"scenario": SEED, "max_states": MAX_STATES + 1}
+    error(client.post("/api/explore", json=too_many), 422, "max_states")
     small = TestClient(bounded_app(catalog, max_states=100))
     body = error(
         small.post("/api/explore", json={"scenario": SEED, "max_states": 101}), 422, "max_states"
@@ -229,7 +234,7 @@ async def call_then_leave(
     sent = False
     status: int | None = None
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         nonlocal sent
         if not sent:
             sent = True
@@ -237,7 +242,7 @@ async def call_then_leave(
         await gone.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]

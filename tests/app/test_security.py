@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from html.parser import HTMLParser
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -57,7 +56,7 @@ def hostile_doc(seed: engine.Scenario) -> dict[str, Any]:
     return doc
 
 
-def assert_headers(response: httpx.Response) -> None:
+def assert_headers(response: Any) -> None:
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get(name) == value, (response.url, name, response.headers)
     assert "camera=()" in response.headers["permissions-policy"]
@@ -225,7 +224,7 @@ def test_catalog_listing_escapes_scenario_text(
     assert any(item["title"] == hostile.title for item in listing.json())
 
 
-def dashboard_responses(client: TestClient, sid: str, query: str) -> dict[str, httpx.Response]:
+def dashboard_responses(client: TestClient, sid: str, query: str) -> dict[str, Any]:
     hx = {"HX-Request": "true"}
     return {
         "page": client.get(f"/s/{sid}?{query}"),

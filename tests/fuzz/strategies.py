@@ -134,12 +134,13 @@ def program(draw: st.DrawFn, addrs: list[str], files: list[str], procs: list[str
 def valid_documents(draw: st.DrawFn, max_actors: int = 3) -> Doc:
     """A document that follows the language's rules (it may still deadlock or break things)."""
     doc: Doc = {"id": "fuzz", "title": draw(st.sampled_from(["a fuzzed scenario", "<b>x</b>"]))}
-    files = ["f"] if draw(st.booleans()) else []
-    if files:
+    with_file = draw(st.booleans())
+    files = ["f"] if with_file else []
+    if with_file:
         doc["files"] = {"f": {"data": draw(value)}}
     setup: list[Doc] = [{"write": {"addr": "buf", "value": "A"}}]
     addrs, procs = ["buf"], ["app"]
-    if files and draw(st.booleans()):
+    if with_file and draw(st.booleans()):
         setup.append({"mmap_file": {"addr": "fbuf", "file": "f"}})
         addrs.append("fbuf")
     extra = [

@@ -49,7 +49,7 @@ def parse_or_none(doc: Any) -> engine.Scenario | None:
 
 
 def configs(scenario: engine.Scenario) -> list[engine.Config]:
-    names = [v.name for v in scenario.variants] or [None]
+    names: list[str | None] = [v.name for v in scenario.variants] or [None]
     return [engine.make_config(scenario, variant=name) for name in names]
 
 
