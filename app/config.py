@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.run import MAX_SCHEDULE as MAX_SCHEDULE  # re-exported: the longest replay
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 TEMPLATES_DIR = ROOT / "templates"
@@ -25,19 +27,27 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+MAX_STATES = 200_000
+# Longest accepted name in a page parameter: a variant, a digest, an actor in t=.
+MAX_PARAM_CHARS = 64
+
+
 # Not slotted: from_env reads the class-level defaults.
 @dataclass(frozen=True)
 class Settings:
     """Limits and pacing; override with PAGERACE_* environment variables."""
 
     max_body_bytes: int = 256 * 1024
-    max_schedule: int = 2_000
-    max_states: int = 200_000
+    max_schedule: int = MAX_SCHEDULE  # the engine replays no more than this
+    max_states: int = MAX_STATES
     explore_time_limit_s: float = 10.0
-    # A custom scenario inside a link is inflated at most to this size (zip-bomb guard).
+    # A custom scenario inside a link is inflated at most to this size (zip-bomb guard)...
     max_doc_bytes: int = 256 * 1024
+    # ...and its packed form (the s= parameter) is at most this long.
+    max_link_chars: int = 64 * 1024
     play_delay_ms: int = 700
     explore_cache_size: int = 64
+    run_cache_bytes: int = 32 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,4 +58,5 @@ class Settings:
             explore_time_limit_s=_env_float(
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
+            run_cache_bytes=_env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
         )

@@ -1,4 +1,8 @@
-"""Dependencies shared by HTTP and WebSocket routes (they take HTTPConnection for both)."""
+"""Dependencies shared by HTTP and WebSocket routes (they take HTTPConnection for both).
+
+They are `async def` although they only read app.state: FastAPI runs a plain `def`
+dependency in the thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,30 @@ from fastapi.templating import Jinja2Templates
 from starlette.requests import HTTPConnection
 
 from app.config import Settings
-from app.service import Catalog, Explorer
+from app.service import Catalog, Explorer, Runner
 
 
-def get_catalog(conn: HTTPConnection) -> Catalog:
+async def get_catalog(conn: HTTPConnection) -> Catalog:
     catalog: Catalog = conn.app.state.catalog
     return catalog
 
 
-def get_settings(conn: HTTPConnection) -> Settings:
+async def get_settings(conn: HTTPConnection) -> Settings:
     settings: Settings = conn.app.state.settings
     return settings
 
 
-def get_explorer(conn: HTTPConnection) -> Explorer:
+async def get_explorer(conn: HTTPConnection) -> Explorer:
     explorer: Explorer = conn.app.state.explorer
     return explorer
 
 
-def get_templates(conn: HTTPConnection) -> Jinja2Templates:
+async def get_runner(conn: HTTPConnection) -> Runner:
+    runner: Runner = conn.app.state.runner
+    return runner
+
+
+async def get_templates(conn: HTTPConnection) -> Jinja2Templates:
     templates: Jinja2Templates = conn.app.state.templates
     return templates
 
@@ -35,4 +44,5 @@ def get_templates(conn: HTTPConnection) -> Jinja2Templates:
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ExplorerDep = Annotated[Explorer, Depends(get_explorer)]
+RunnerDep = Annotated[Runner, Depends(get_runner)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]

@@ -12,10 +12,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import engine
+from app.security import security_headers
 from app.service import BadInput, UnknownScenario
 
 
@@ -38,7 +40,11 @@ def loc_to_path(loc: Sequence[int | str]) -> str:
 
 
 def scenario_error_items(err: engine.ScenarioError) -> list[dict[str, Any]]:
-    return [{"path": item.path, "message": item.message, "line": item.line} for item in err.errors]
+    # Paths are inside the scenario document; its root is the request's `scenario`.
+    return [
+        {"path": item.path or "scenario", "message": item.message, "line": item.line}
+        for item in err.errors
+    ]
 
 
 def schedule_error_item(err: engine.ScheduleError) -> dict[str, Any]:
@@ -102,7 +108,64 @@ async def on_bad_input(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(f"invalid {exc.path}: {exc}", items), status_code=422)
 
 
+def wants_html(request: Request) -> bool:
+    """A page request (a browser), not an API call: errors are shown as an HTML page."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def html_error(request: Request, status: int, title: str, items: Sequence[str] = ()) -> Response:
+    templates = request.app.state.templates
+    ctx = {"title": title, "items": list(items), "status": status}
+    response: Response = templates.TemplateResponse(request, "error.html", ctx, status_code=status)
+    return response
+
+
+def _unparsable_body(exc: HTTPException) -> str | None:
+    """Why FastAPI could not read a body it calls 'an error parsing the body' (a 400)."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "the JSON body is nested too deeply"
+    if isinstance(cause, ValueError):
+        if "digits" in str(cause):  # Python reads at most 4300 digits into an int
+            return "a number in the JSON body has too many digits"
+        return "the JSON body cannot be read"
+    return None
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Framework errors (404, 405, unreadable bodies) in the same shape as every other error."""
+    assert isinstance(exc, HTTPException)
+    problem = _unparsable_body(exc)
+    if problem is not None:
+        items = [{"path": "body", "message": problem}]
+        return JSONResponse(error_body(f"invalid request: body: {problem}", items), 422)
+    detail = str(exc.detail)
+    if wants_html(request):
+        return html_error(request, exc.status_code, detail)
+    return JSONResponse(error_body(detail), exc.status_code, headers=exc.headers)
+
+
+async def on_server_error(request: Request, exc: Exception) -> Response:
+    """A bug: a plain message, never a traceback. This handler runs outside every middleware,
+    so it adds the security headers itself."""
+    detail = "internal error: this is a bug in pagerace, please report it"
+    if wants_html(request):
+        response = html_error(request, 500, "Something went wrong", [detail])
+    else:
+        response = JSONResponse(error_body(detail), 500)
+    security_headers(response.headers)
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_server_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(engine.ScenarioError, on_scenario_error)
     app.add_exception_handler(engine.ConfigError, on_config_error)

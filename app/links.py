@@ -20,6 +20,10 @@ class LinkError(ValueError):
     """The `s=` parameter could not be turned back into a scenario document."""
 
 
+class LinkTooLarge(LinkError):
+    """The `s=` parameter inflates to more than the allowed document size."""
+
+
 def encode_doc(doc: Mapping[str, Any]) -> str:
     """Pack a scenario document into a URL-safe string."""
     raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
@@ -39,7 +43,7 @@ def decode_doc(text: str, max_bytes: int) -> dict[str, Any]:
     except zlib.error as err:
         raise LinkError("the s= parameter is not a compressed scenario") from err
     if inflater.unconsumed_tail:
-        raise LinkError(f"the scenario in the link is larger than {max_bytes} bytes")
+        raise LinkTooLarge(f"the scenario in the link is larger than {max_bytes} bytes")
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

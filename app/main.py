@@ -18,7 +18,7 @@ from app.errors import BodySizeLimit, install_error_handlers
 from app.rooms import RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
 from app.security import SecurityHeaders
-from app.service import Explorer
+from app.service import Explorer, Runner
 
 
 @asynccontextmanager
@@ -44,6 +44,7 @@ def create_app(
     app.state.rooms = make_broker(room_settings or RoomSettings.from_env())
     app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
     app.state.explorer = Explorer(settings)
+    app.state.runner = Runner(app.state.catalog, settings)
     assets = find_assets(STATIC_DIR)
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals["assets"] = assets

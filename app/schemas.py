@@ -11,7 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from app.config import MAX_SCHEDULE, MAX_STATES
+
 SCENARIO_ID = r"^[a-z0-9][a-z0-9-]{0,99}$"
+KERNEL = r"^[0-9]{1,2}\.[0-9]{1,3}$"
 ActorName = Annotated[str, Field(min_length=1, max_length=64)]
 ScenarioRef = Annotated[
     str | dict[str, Any],
@@ -29,7 +32,8 @@ class Request(BaseModel):
 class ConfigRequest(Request):
     scenario: ScenarioRef
     variant: Annotated[str | None, Field(max_length=64, examples=["buggy"])] = None
-    kernel: Annotated[str | None, Field(pattern=r"^\d+\.\d+$", examples=["5.17"])] = None
+    # [0-9], not \d: \d also matches the digits of other scripts (fullwidth, Arabic-Indic).
+    kernel: Annotated[str | None, Field(pattern=KERNEL, examples=["5.17"])] = None
     fixes: dict[Annotated[str, Field(max_length=64)], bool] | None = Field(
         default=None, max_length=64, description="override single fix switches ('what if')"
     )
@@ -37,12 +41,17 @@ class ConfigRequest(Request):
 
 class RunRequest(ConfigRequest):
     schedule: list[ActorName] = Field(
-        default_factory=list, max_length=2_000, description="actor names, one per atomic step"
+        default_factory=list,
+        max_length=MAX_SCHEDULE,
+        description="actor names, one per atomic step",
     )
 
 
 class ExploreRequest(ConfigRequest):
-    max_states: Annotated[int | None, Field(ge=1, le=10_000_000)] = None
+    max_states: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_STATES, description="stop after this many distinct states"),
+    ] = None
 
 
 class Response(BaseModel):

@@ -1,11 +1,18 @@
-"""Security headers for our HTML: a Content Security Policy without inline scripts.
+"""Security headers on every response: a Content Security Policy without inline scripts.
 
-All JavaScript lives in static files and reads its data from data- attributes, so scripts
-can be limited to 'self'. Styles allow 'unsafe-inline' because plotly.js styles its SVG
-inline. FastAPI's own /docs pages load Swagger UI differently and are left alone.
+All our JavaScript lives in static files and reads its data from data- attributes, so scripts
+are limited to 'self'. Styles allow 'unsafe-inline' because plotly.js styles its SVG inline.
+The CSP is sent on every response, not only HTML: a JSON or text body opened as a document
+gets the same policy. FastAPI's /docs and /redoc pages load Swagger UI and ReDoc from a CDN
+with one inline bootstrap script each; they get their own policy that allows that CDN and
+exactly those scripts, by hash (`docs_policy`).
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import re
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,25 +30,94 @@ CSP = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-EXEMPT = ("/docs", "/redoc", "/openapi.json")
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": ", ".join(
+        f"{feature}=()" for feature in ("camera", "microphone", "geolocation", "payment", "usb")
+    ),
+}
+DOCS = ("/docs", "/redoc")
+DOCS_CDN = "https://cdn.jsdelivr.net"
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def security_headers(headers: MutableHeaders, csp: str = CSP) -> None:
+    """Add the headers a response does not set itself."""
+    for name, value in HEADERS.items():
+        headers.setdefault(name, value)
+    headers.setdefault("Content-Security-Policy", csp)
+
+
+def docs_policy(html: str) -> str:
+    """The CSP for a docs page: its CDN, and its inline scripts by sha256 (no 'unsafe-inline')."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in INLINE_SCRIPT.findall(html)
+    )
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {DOCS_CDN} {hashes}".rstrip(),
+            f"style-src 'self' 'unsafe-inline' {DOCS_CDN} https://fonts.googleapis.com",
+            "font-src 'self' https://fonts.gstatic.com",
+            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+            "worker-src 'self' blob:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 class SecurityHeaders:
+    """Pure ASGI middleware (a BaseHTTPMiddleware would buffer streamed responses)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or str(scope.get("path", "")).startswith(EXEMPT):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if str(scope.get("path", "")).startswith(DOCS):
+            await self._docs(scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "same-origin")
-                if headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("Content-Security-Policy", CSP)
+                security_headers(MutableHeaders(scope=message))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _docs(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hold the (small) docs page back until its inline scripts can be hashed."""
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def send_after_body(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            headers = MutableHeaders(scope=start)
+            csp = CSP
+            if headers.get("content-type", "").startswith("text/html"):
+                csp = docs_policy(body.decode("utf-8", "replace"))
+            security_headers(headers, csp)
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, send_after_body)

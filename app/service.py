@@ -5,9 +5,11 @@ Routes never step the model themselves; they call these functions, which only ad
 
 from __future__ import annotations
 
+import gzip
+import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +69,101 @@ def replay_lenient(
     return Replay(run, wanted, wanted[: len(run.steps)], error)
 
 
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A JSON response body, and the same gzipped: compressing costs more than a cache hit."""
+
+    plain: bytes
+    gzipped: bytes
+
+    @classmethod
+    def of(cls, content: Any) -> Body:
+        # What JSONResponse would send.
+        plain = json.dumps(
+            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+        return cls(plain, gzip.compress(plain, compresslevel=6, mtime=0))
+
+    @property
+    def size(self) -> int:
+        return len(self.plain) + len(self.gzipped)
+
+
+RunKey = tuple[object, ...]
+
+
+class Runner:
+    """Replays schedules into `/api/run` bodies and remembers them (LRU, bounded in bytes).
+
+    A replay is deterministic and a shared link is opened many times: a hit costs a dict
+    lookup instead of a replay (about a millisecond for a dozen steps) and JSON encoding.
+    """
+
+    def __init__(self, catalog: Catalog, settings: Settings) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self._bytes = 0
+        self._cache: OrderedDict[RunKey, Body] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check_length(self, schedule: Sequence[str]) -> None:
+        limit = self.settings.max_schedule
+        if len(schedule) > limit:
+            raise BadInput("schedule", f"the schedule has {len(schedule)} steps; at most {limit}")
+
+    def configure(
+        self,
+        ref: ScenarioRef,
+        variant: str | None = None,
+        kernel: str | None = None,
+        fixes: Mapping[str, bool] | None = None,
+    ) -> tuple[engine.Scenario, engine.Config]:
+        scenario = resolve_scenario(self.catalog, ref)
+        return scenario, engine.make_config(scenario, variant, kernel, fixes)
+
+    @staticmethod
+    def key(scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]) -> RunKey:
+        """What a replay depends on: the scenario's content, the resolved kernel, the schedule."""
+        fixes = tuple(sorted(config.fixes.items()))
+        return (scenario.digest, config.kernel, config.variant, fixes, tuple(schedule))
+
+    def cached(
+        self, scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
+    ) -> Body | None:
+        key = self.key(scenario, config, schedule)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+            return hit
+
+    def run(
+        self, scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
+    ) -> Body:
+        """The run's JSON body: from the cache, or replayed (CPU work: call it off the loop)."""
+        hit = self.cached(scenario, config, schedule)
+        if hit is not None:
+            return hit
+        result = engine.run_schedule(scenario, config, schedule)
+        body = Body.of(engine.run_to_json(result, scenario))
+        self._remember(self.key(scenario, config, schedule), body)
+        return body
+
+    def _remember(self, key: RunKey, body: Body) -> None:
+        limit = self.settings.run_cache_bytes
+        if body.size > limit // 4:
+            return  # one huge run must not flush everything else
+        with self._lock:
+            old = self._cache.pop(key, None)
+            self._bytes += body.size - (old.size if old is not None else 0)
+            self._cache[key] = body
+            while self._bytes > limit:
+                _, dropped = self._cache.popitem(last=False)
+                self._bytes -= dropped.size
+
+
 ProgressFn = Callable[[int, int], None]
+CLIENT_GONE = 499  # nginx's "client closed request": logged, never seen by the client
 CancelFn = Callable[[], bool]
 
 
@@ -152,6 +248,42 @@ class Explorer:
         return await anyio.to_thread.run_sync(
             work, limiter=self._limiter, abandon_on_cancel=abandon_on_cancel
         )
+
+    async def explore_until_gone(
+        self,
+        scenario: engine.Scenario,
+        config: engine.Config,
+        gone: Callable[[], Awaitable[object]],
+        max_states: int | None = None,
+    ) -> engine.Exploration | None:
+        """Explore off the event loop, or stop early (None) once `gone()` returns.
+
+        For HTTP requests `gone` waits for the client to disconnect. The worker polls a flag
+        that is then set, so the search stops within one progress interval and still holds
+        its worker slot until it has (a cut-off search is never cached).
+        """
+        stop = threading.Event()
+
+        def work() -> engine.Exploration | None:
+            if stop.is_set():  # gone while waiting for a free worker
+                return None
+            return self.explore_sync(scenario, config, max_states, cancel=stop.is_set)
+
+        async def watch() -> None:
+            await gone()
+            stop.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            result = await anyio.to_thread.run_sync(work, limiter=self._limiter)
+            group.cancel_scope.cancel()
+        return None if stop.is_set() else result
+
+
+async def disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
+    """Return once an HTTP client has gone away (its request body has already been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def shortest_violation(exploration: engine.Exploration) -> engine.Outcome | None:

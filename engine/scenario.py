@@ -36,6 +36,10 @@ MAX_OPS = 12
 MAX_SETUP = 12
 MAX_FILES = 4
 MAX_TEXT = 2000
+# A scenario is a few hundred values a few levels deep. YAML aliases can make a small text
+# stand for an enormous (or recursive) document: documents are measured as expanded.
+MAX_NODES = 20_000
+MAX_DEPTH = 32
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,23}$")
 VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
@@ -141,6 +145,17 @@ def digest_of(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def key_path(path: str, key: object) -> str:
+    """`path.key`, or `path["key"]` for a key that is not a plain name ("", "a.b", "x[")."""
+    name = str(key)
+    if PLAIN_KEY.match(name):
+        return f"{path}.{name}" if path else name
+    return f"{path}[{json.dumps(name, ensure_ascii=False)}]"
+
+
 class _Checker:
     """Collects errors while walking a document."""
 
@@ -150,25 +165,27 @@ class _Checker:
 
     def err(self, path: str, message: str) -> None:
         line = self.lines.get(path)
-        if line is None:
-            parent = path
-            while line is None and ("." in parent or "[" in parent):
-                parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", parent)
-                line = self.lines.get(parent)
+        parent = path
+        while line is None and self.lines:
+            # The nearest enclosing path with a line. A key may itself contain "." or "[",
+            # so stop when nothing more can be cut (this used to loop forever on "a.").
+            shorter = re.sub(r'(\.[^.\[]+|\[\d+\]|\["(?:[^"\\]|\\.)*"\])$', "", parent)
+            if shorter == parent:
+                break
+            parent = shorter
+            line = self.lines.get(parent)
         self.errors.append(ErrorItem(path, message, line))
 
     def mapping(self, value: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.err(path, f"must be a mapping with keys {', '.join(allowed)}")
+            keys = f" with keys {', '.join(allowed)}" if allowed else ""
+            self.err(path, f"must be a mapping{keys}")
             return {}
         for key in value:
             if str(key) not in allowed:
-                self.err(
-                    f"{path}.{key}" if path else str(key),
-                    f"unknown key; allowed: {', '.join(allowed)}",
-                )
+                self.err(key_path(path, key), f"unknown key; allowed: {', '.join(allowed)}")
         return {str(k): v for k, v in value.items()}
 
     def text(self, value: object, path: str, limit: int = 200, required: bool = True) -> str:
@@ -261,43 +278,44 @@ def _ops(
             continue
         kind, args = next(iter(item.items()))
         kind = str(kind)
+        op_path = key_path(p, kind)
         if kind in MACROS:
-            expanded = _macro(c, kind, args, f"{p}.{kind}", files, procs)
+            expanded = _macro(c, kind, args, op_path, files, procs)
             ops.extend(expanded)
             last_gup = "get"
             continue
         spec = OPS.get(kind)
         if spec is None:
             allowed = ", ".join([*OPS, *MACROS])
-            c.err(f"{p}.{kind}", f"unknown operation; allowed: {allowed}")
+            c.err(op_path, f"unknown operation; allowed: {allowed}")
             continue
         if spec.setup_only and not setup:
-            c.err(f"{p}.{kind}", "is only allowed in setup")
+            c.err(op_path, "is only allowed in setup")
         if setup and (kind in DEVICE_OPS or kind in GUP_OPS or kind == "read_pipe"):
-            c.err(f"{p}.{kind}", "needs an actor to hold the page; not allowed in setup")
+            c.err(op_path, "needs an actor to hold the page; not allowed in setup")
         names = tuple(s.name for s in spec.params)
-        args = c.mapping(args, f"{p}.{kind}", names)
+        args = c.mapping(args, op_path, names)
         params: dict[str, object] = {}
         for s in spec.params:
             if s.name in args:
-                params[s.name] = _param(c, s, args[s.name], f"{p}.{kind}.{s.name}", files, procs)
+                params[s.name] = _param(c, s, args[s.name], f"{op_path}.{s.name}", files, procs)
             elif s.required:
-                c.err(f"{p}.{kind}.{s.name}", "is required")
+                c.err(f"{op_path}.{s.name}", "is required")
         if kind == "shrink_folio_list" and ("addr" in params) == ("file" in params):
-            c.err(f"{p}.{kind}", "needs exactly one of addr or file")
+            c.err(op_path, "needs exactly one of addr or file")
         if kind in GUP_OPS:
             last_gup = "pipe" if kind == "vmsplice" else str(params.get("mode", "get"))
         need = {"put_page": "get", "unpin": "pin", "read_pipe": "pipe"}.get(kind)
         if kind in DEVICE_OPS or need:
             if last_gup is None:
                 c.err(
-                    f"{p}.{kind}",
+                    op_path,
                     "acts on the page this actor obtained with gup, gup_fast or "
                     "vmsplice, but no such op comes before it in this actor",
                 )
             elif need and last_gup != need:
                 c.err(
-                    f"{p}.{kind}",
+                    op_path,
                     f"the last GUP of this actor used mode {last_gup}; {kind} needs {need}",
                 )
         ops.append(Op(kind, params, op_text(kind, params), spec.steps))
@@ -324,8 +342,11 @@ def _macro(
 
 def _procs(doc: Mapping[str, Any]) -> set[str]:
     """`app` and every child a fork anywhere in the document creates."""
-    lists = [doc.get("setup") or []]
-    lists += [a.get("ops") or [] for a in doc.get("actors") or [] if isinstance(a, dict)]
+    actors = doc.get("actors")
+    lists = [doc.get("setup")]
+    lists += (
+        [a.get("ops") for a in actors if isinstance(a, dict)] if isinstance(actors, list) else []
+    )
     procs = {"app"}
     for ops in lists:
         for item in ops if isinstance(ops, list) else []:
@@ -334,8 +355,29 @@ def _procs(doc: Mapping[str, Any]) -> set[str]:
     return procs
 
 
+def _size_problem(doc: object) -> str | None:
+    """Why a document is too big or too deep to be a scenario (walked without recursion)."""
+    count = 0
+    stack: list[tuple[object, int]] = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            return f"has more than {MAX_NODES} values"
+        if depth > MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} levels deep"
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1) for pair in value.items() for child in pair)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend((child, depth + 1) for child in value)
+    return None
+
+
 def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scenario:
     """Validate a document (already parsed from YAML/JSON) into a Scenario."""
+    problem = _size_problem(doc)
+    if problem:
+        raise ScenarioError([ErrorItem("", f"the document {problem}")])
     c = _Checker(lines or {})
     d = c.mapping(doc, "", TOP_KEYS)
     if not isinstance(doc, dict):
@@ -362,24 +404,25 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
             c.err(f"refs[{i}].version", "must be a kernel version like 5.18")
         refs.append(Ref(commit, c.text(rd.get("title"), f"refs[{i}].title", 200), version))
     variants = []
-    vraw = c.mapping(d.get("variants"), "variants", tuple(d.get("variants") or {}))
+    raw_variants = d.get("variants")
+    names = tuple(str(k) for k in raw_variants) if isinstance(raw_variants, dict) else ()
+    vraw = c.mapping(raw_variants, "variants", names)
     for name, v in vraw.items():
-        vd = c.mapping(v, f"variants.{name}", ("kernel", "fixes"))
+        vpath = key_path("variants", name)
+        vd = c.mapping(v, vpath, ("kernel", "fixes"))
         if not NAME.match(name):
-            c.err(f"variants.{name}", "variant names must be lowercase names")
+            c.err(vpath, "variant names must be lowercase names")
         raw_kernel = vd.get("kernel", "")
         kernel = raw_kernel if isinstance(raw_kernel, str) else ""
-        if not valid_kernel(kernel):
+        if not kernel.isascii() or not valid_kernel(kernel):  # \d also matches non-ASCII digits
             c.err(
-                f"variants.{name}.kernel",
+                f"{vpath}.kernel",
                 'must be a kernel version between 4.12 and 6.99, quoted, e.g. "5.17"',
             )
         fixes: dict[str, bool] = {}
-        for fname, on in c.mapping(
-            vd.get("fixes"), f"variants.{name}.fixes", tuple(SWITCHES)
-        ).items():
+        for fname, on in c.mapping(vd.get("fixes"), f"{vpath}.fixes", tuple(SWITCHES)).items():
             if not isinstance(on, bool):
-                c.err(f"variants.{name}.fixes.{fname}", "must be true or false")
+                c.err(key_path(f"{vpath}.fixes", fname), "must be true or false")
             elif fname in SWITCHES:
                 fixes[fname] = on
         variants.append(Variant(name, kernel, fixes))
@@ -391,10 +434,11 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
     if len(fraw) > MAX_FILES:
         c.err("files", f"at most {MAX_FILES} files")
     for fname, f in fraw.items():
-        fd = c.mapping(f, f"files.{fname}", ("data",))
+        fpath = key_path("files", fname)
+        fd = c.mapping(f, fpath, ("data",))
         if not NAME.match(str(fname)):
-            c.err(f"files.{fname}", "file names must be lowercase names")
-        files[str(fname)] = c.value(fd.get("data", "0"), f"files.{fname}.data")
+            c.err(fpath, "file names must be lowercase names")
+        files[str(fname)] = c.value(fd.get("data", "0"), f"{fpath}.data")
     procs = _procs(d)
     setup = _ops(c, d.get("setup"), "setup", files, procs, MAX_SETUP, setup=True)
     actors = []
@@ -418,16 +462,17 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
     vnames = tuple(v.name for v in variants) or ("default",)
     expect: dict[str, Expect] = {}
     for vname, e in c.mapping(d.get("expect"), "expect", vnames).items():
-        ed = c.mapping(e, f"expect.{vname}", ("violations", "reachable"))
+        epath = key_path("expect", vname)
+        ed = c.mapping(e, epath, ("violations", "reachable"))
         viols = []
-        for i, v in enumerate(c.seq(ed.get("violations"), f"expect.{vname}.violations", 8)):
+        for i, v in enumerate(c.seq(ed.get("violations"), f"{epath}.violations", 8)):
             if v not in VIOLATIONS:
-                c.err(f"expect.{vname}.violations[{i}]", f"allowed: {', '.join(VIOLATIONS)}")
+                c.err(f"{epath}.violations[{i}]", f"allowed: {', '.join(VIOLATIONS)}")
             viols.append(str(v))
         reach = []
-        for i, r in enumerate(c.seq(ed.get("reachable"), f"expect.{vname}.reachable", 8)):
+        for i, r in enumerate(c.seq(ed.get("reachable"), f"{epath}.reachable", 8)):
             if not isinstance(r, str) or not r.startswith(LABELS):
-                c.err(f"expect.{vname}.reachable[{i}]", f"must start with {', '.join(LABELS)}")
+                c.err(f"{epath}.reachable[{i}]", f"must start with {', '.join(LABELS)}")
             reach.append(str(r))
         expect[vname] = Expect(tuple(viols), tuple(reach))
     if c.errors:
@@ -453,7 +498,7 @@ def _lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            sub = f"{path}.{key.value}" if path else str(key.value)
+            sub = key_path(path, key.value)
             out[sub] = key.start_mark.line + 1
             _lines(value, sub, out)
     elif isinstance(node, yaml.SequenceNode):
@@ -464,6 +509,73 @@ def _lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
 MAX_DOCUMENT = 64 * 1024
 
 
+def _shape_problem(root: yaml.Node) -> str | None:
+    """Why the composed document is not of a scenario's shape, counting aliases expanded."""
+    count = 0
+    ancestors: set[int] = set()
+
+    def walk(node: yaml.Node, depth: int) -> str | None:
+        nonlocal count
+        count += 1
+        if count > MAX_NODES:
+            return f"expands to more than {MAX_NODES} values (through YAML aliases?)"
+        if depth > MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} levels deep"
+        if id(node) in ancestors:
+            return "contains an alias to itself (a recursive structure)"
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            return None
+        ancestors.add(id(node))
+        for child in children:
+            problem = walk(child, depth + 1)
+            if problem:
+                return problem
+        ancestors.discard(id(node))
+        return None
+
+    return walk(root, 0)
+
+
+def _yaml_error(exc: yaml.YAMLError) -> ScenarioError:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    return ScenarioError([ErrorItem("", f"not valid YAML: {problem}", line)])
+
+
+def _compose(text: str) -> tuple[yaml.Node | None, object]:
+    """The YAML node graph (for line numbers) and the document built from it, parsed once."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ScenarioError([ErrorItem("", "not valid YAML: nested too deeply")]) from None
+        if node is None:
+            return None, None
+        problem = _shape_problem(node)
+        if problem:
+            raise ScenarioError(
+                [ErrorItem("", f"the document {problem}", node.start_mark.line + 1)]
+            )
+        try:
+            return node, loader.construct_document(node)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            # PyYAML's scalar constructors fail in their own ways on an explicitly tagged
+            # value they cannot read: an int of 5000 digits or `!!timestamp 2024-02-31`
+            # (ValueError), `!!timestamp junk` (AttributeError), `!!bool maybe` (KeyError).
+            why = "it has too many digits" if "digits" in str(exc) else "an explicit !!tag?"
+            raise ScenarioError([ErrorItem("", f"a value cannot be read ({why})")]) from None
+    finally:
+        loader.dispose()
+
+
 def load_scenario_text(text: str) -> Scenario:
     """Parse YAML (or JSON, a subset) text into a Scenario; errors carry line numbers."""
     if len(text) > MAX_DOCUMENT:
@@ -471,13 +583,9 @@ def load_scenario_text(text: str) -> Scenario:
             [ErrorItem("", f"document is {len(text)} bytes; at most {MAX_DOCUMENT} allowed")]
         )
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
+        node, doc = _compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError([ErrorItem("", f"not valid YAML: {problem}", line)]) from None
+        raise _yaml_error(exc) from None
     lines: dict[str, int] = {}
     if node is not None:
         _lines(node, "", lines)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 
 import engine
-from app.deps import CatalogDep, ExplorerDep, SettingsDep
+from app.config import MAX_SCHEDULE
+from app.deps import CatalogDep, ExplorerDep, RunnerDep
 from app.links import LinkParams, dashboard_path, encode_doc
 from app.schemas import (
     SCENARIO_ID,
@@ -21,19 +24,30 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
-from app.service import BadInput, resolve_scenario
+from app.service import CLIENT_GONE, BadInput, Body, Runner, disconnected, resolve_scenario
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "unknown scenario"},
     413: {"model": ErrorResponse, "description": "request body too large"},
     422: {"model": ErrorResponse, "description": "invalid request, scenario or schedule"},
 }
+# The same errors for a route whose success is text/plain: FastAPI would document a `model`
+# under the route's media type, but errors are JSON on every route.
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": error["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for status, error in ERRORS.items()
+}
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
 
 
 class DiagramRequest(RunRequest):
-    at: Annotated[int | None, Field(ge=0, description="step the replay link opens at")] = None
+    at: Annotated[
+        int | None, Field(ge=0, le=MAX_SCHEDULE, description="step the replay link opens at")
+    ] = None
 
 
 def summary(scenario: engine.Scenario) -> dict[str, Any]:
@@ -66,48 +80,70 @@ def get_scenario(scenario_id: ScenarioId, catalog: CatalogDep) -> JSONResponse:
     return JSONResponse(engine.scenario_to_json(resolve_scenario(catalog, scenario_id)))
 
 
-def _check_length(schedule: list[str], settings: SettingsDep) -> None:
-    if len(schedule) > settings.max_schedule:
-        message = f"the schedule has {len(schedule)} steps; at most {settings.max_schedule}"
-        raise BadInput("schedule", message)
-
-
-def _run(
-    body: RunRequest, catalog: CatalogDep
-) -> tuple[engine.Scenario, engine.Config, engine.Run]:
-    scenario = resolve_scenario(catalog, body.scenario)
-    config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
+def _run(body: RunRequest, runner: Runner) -> tuple[engine.Scenario, engine.Config, engine.Run]:
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
     return scenario, config, engine.run_schedule(scenario, config, body.schedule)
 
 
+def _run_body(body: RunRequest, runner: Runner) -> Body:
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
+    return runner.run(scenario, config, body.schedule)
+
+
+def _cached_body(body: RunRequest, runner: Runner) -> Body | None:
+    """A catalog scenario's run from the cache, without leaving the event loop."""
+    if not isinstance(body.scenario, str):
+        return None  # a document must be validated first: work for a thread
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
+    return runner.cached(scenario, config, body.schedule)
+
+
 @router.post("/run", response_model=RunResponse)
-def run(body: RunRequest, catalog: CatalogDep, settings: SettingsDep) -> JSONResponse:
+async def run(body: RunRequest, request: Request, runner: RunnerDep) -> Response:
     """Replay one interleaving step by step; an actor that is not enabled is a 422."""
-    _check_length(body.schedule, settings)
-    scenario, _, result = _run(body, catalog)
-    return JSONResponse(engine.run_to_json(result, scenario))
+    runner.check_length(body.schedule)
+    content = _cached_body(body, runner)
+    if content is None:
+        content = await anyio.to_thread.run_sync(_run_body, body, runner)
+    # The GZip middleware leaves a response that already has a Content-Encoding alone.
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        return Response(content.gzipped, media_type="application/json", headers=headers)
+    return Response(content.plain, media_type="application/json")
 
 
 @router.post("/explore", response_model=ExploreResponse)
-async def explore(body: ExploreRequest, catalog: CatalogDep, explorer: ExplorerDep) -> JSONResponse:
-    """Search every interleaving (bounded); outcomes with counts and a shortest example."""
-    scenario = resolve_scenario(catalog, body.scenario)
-    config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
-    result = await explorer.explore(scenario, config, body.max_states)
+async def explore(
+    body: ExploreRequest, request: Request, runner: RunnerDep, explorer: ExplorerDep
+) -> Response:
+    """Search every interleaving (bounded); outcomes with counts and a shortest example.
+
+    The search runs in a worker thread and stops when the client disconnects.
+    """
+    limit = runner.settings.max_states
+    if body.max_states is not None and body.max_states > limit:
+        raise BadInput("max_states", f"{body.max_states} is over the limit of {limit} states")
+    scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
+    result = await explorer.explore_until_gone(
+        scenario, config, partial(disconnected, request.receive), body.max_states
+    )
+    if result is None:
+        return Response(status_code=CLIENT_GONE)
     return JSONResponse(engine.exploration_to_json(result))
 
 
 @router.post(
     "/diagram",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "the column diagram"}},
+    responses={
+        **JSON_ERRORS,
+        200: {"content": {"text/plain": {}}, "description": "the column diagram"},
+    },
 )
-def diagram(
-    body: DiagramRequest, request: Request, catalog: CatalogDep, settings: SettingsDep
-) -> PlainTextResponse:
+def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainTextResponse:
     """The kernel-style column diagram of one interleaving, with a replay link."""
-    _check_length(body.schedule, settings)
-    scenario, config, result = _run(body, catalog)
+    runner.check_length(body.schedule)
+    scenario, config, result = _run(body, runner)
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
     custom = None if isinstance(body.scenario, str) else encode_doc(scenario.document)
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))

@@ -6,8 +6,9 @@ same templates' parts so htmx can swap them, and tell htmx the canonical page UR
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,11 +17,26 @@ from fastapi.responses import HTMLResponse, Response
 import engine
 from app import figures
 from app.catalog_view import all_tags, cards
-from app.config import Settings
+from app.config import MAX_PARAM_CHARS, Settings
 from app.dashboard import Dashboard, LinkInput, Notice, build_dashboard, config_for
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
-from app.links import LinkError, LinkParams, dashboard_path, decode_doc, frame_path, parse_schedule
-from app.service import Catalog, UnknownScenario, resolve_scenario, shortest_violation
+from app.links import (
+    LinkError,
+    LinkParams,
+    LinkTooLarge,
+    dashboard_path,
+    decode_doc,
+    frame_path,
+    parse_schedule,
+)
+from app.service import (
+    CLIENT_GONE,
+    Catalog,
+    UnknownScenario,
+    disconnected,
+    resolve_scenario,
+    shortest_violation,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -80,6 +96,8 @@ def _scenario(
             raise PageError(404, f"No scenario called “{scenario_id}”", [str(err)]) from err
     try:
         return engine.parse_scenario(decode_doc(s, settings.max_doc_bytes))
+    except LinkTooLarge as err:
+        raise PageError(422, "This link's custom scenario is too large", [f"s: {err}"]) from err
     except LinkError as err:
         raise PageError(400, "This link's custom scenario cannot be read", [str(err)]) from err
     except engine.ScenarioError as err:
@@ -87,23 +105,50 @@ def _scenario(
         raise PageError(400, "This link's custom scenario is not valid", items) from err
 
 
+def _bounded(params: Mapping[str, str], settings: Settings) -> None:
+    """Page parameters over their bounds are a 422 page naming the parameter."""
+    longest = settings.max_schedule
+    limits = {
+        "s": settings.max_link_chars,
+        "t": longest * (MAX_PARAM_CHARS + 1),  # names and commas
+        "v": MAX_PARAM_CHARS,
+        "d": MAX_PARAM_CHARS,
+        "cmp": MAX_PARAM_CHARS,
+    }
+    problems = [
+        f"{name}: {len(params[name])} characters; at most {limit}"
+        for name, limit in limits.items()
+        if len(params.get(name, "")) > limit
+    ]
+    steps = len(parse_schedule(params.get("t")))
+    if steps > longest:
+        problems.append(f"t: the schedule has {steps} steps; at most {longest}")
+    at = params.get("at", "")
+    if at.isascii() and at.isdigit() and (len(at) > 9 or int(at) > longest):
+        problems.append(f"at: step {at[:12]} is beyond the longest schedule ({longest} steps)")
+    if problems:
+        raise PageError(422, "This link asks for more than pagerace allows", problems)
+
+
+def _step_number(raw: str | None, notices: list[Notice]) -> int | None:
+    # ASCII only: str.isdigit() is also true for "²" and other digits int() rejects.
+    if raw and raw.isascii() and raw.isdigit():
+        return int(raw)
+    if raw:
+        notices.append(Notice("warn", f"Ignored at={raw[:20]!r}: not a step number."))
+    return None
+
+
 def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id: str) -> Target:
     params = request.query_params
+    _bounded(params, settings)
     s = params.get("s") or None
     scenario = _scenario(catalog, settings, scenario_id, s)
     notices: list[Notice] = []
-    schedule = parse_schedule(params.get("t"))
-    if len(schedule) > settings.max_schedule:
-        notices.append(Notice("warn", f"The schedule was cut to {settings.max_schedule} steps."))
-        schedule = schedule[: settings.max_schedule]
-    raw_at = params.get("at")
-    at = int(raw_at) if raw_at and raw_at.isdigit() else None
-    if raw_at and at is None:
-        notices.append(Notice("warn", f"Ignored at={raw_at[:20]!r}: not a step number."))
     link = LinkInput(
         variant=params.get("v") or None,
-        schedule=schedule,
-        at=at,
+        schedule=parse_schedule(params.get("t")),
+        at=_step_number(params.get("at"), notices),
         digest=params.get("d") or None,
         custom=s,
         compare=params.get("cmp") or None,
@@ -160,12 +205,16 @@ async def _explored(
     settings: Settings,
     explorer: ExplorerDep,
     scenario_id: str,
-) -> tuple[Target, engine.Config, engine.Exploration, list[Notice]]:
-    """The link's scenario and kernel, explored off the event loop (cached by the explorer)."""
+) -> tuple[Target, engine.Config, engine.Exploration | None, list[Notice]]:
+    """The link's scenario and kernel, explored off the event loop (cached by the explorer).
+
+    The exploration is None when the client went away before it finished (it is stopped).
+    """
     target = _target(request, catalog, settings, scenario_id)
     notices: list[Notice] = []
     config = config_for(target.scenario, target.link.variant, notices)
-    return target, config, await explorer.explore(target.scenario, config), notices
+    gone = partial(disconnected, request.receive)
+    return target, config, await explorer.explore_until_gone(target.scenario, config, gone), notices
 
 
 @router.get("/s/{scenario_id}/find-bug", response_class=HTMLResponse)
@@ -184,6 +233,8 @@ async def find_bug(
         )
     except PageError as err:
         return error_page(request, templates, err)
+    if result is None:
+        return Response(status_code=CLIENT_GONE)
     outcome = shortest_violation(result)
     if result.truncated:
         notices.append(Notice("warn", f"The search was cut off at {result.states} states."))
@@ -233,6 +284,8 @@ async def outcomes(
         )
     except PageError as err:
         return error_page(request, templates, err)
+    if result is None:
+        return Response(status_code=CLIENT_GONE)
     sid = target.scenario.id if target.link.custom else scenario_id
     rows: list[dict[str, Any]] = []
     for outcome in result.outcomes:
