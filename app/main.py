@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.gzip import GZipMiddleware
@@ -27,6 +28,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.rooms.close()
 
 
+SWAGGER_UI = "swagger-ui-5.35.0"  # static/vendor/VENDOR.md
+
+
 def create_app(
     catalog: Mapping[str, engine.Scenario] | None = None,
     settings: Settings | None = None,
@@ -38,6 +42,10 @@ def create_app(
         summary="Step through Linux page-lifecycle races, find the bad interleavings, share them.",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own /docs pages fetch Swagger UI from a CDN; ours serves the vendored
+        # copy (static/vendor, below), so the API docs work offline too.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # Live rooms: in this process, or through Redis when PAGERACE_REDIS_URL is set.
@@ -68,6 +76,17 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(editor.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="pagerace API",
+            swagger_js_url=f"/static/vendor/{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"/static/vendor/{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
     return app
 
 

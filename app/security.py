@@ -3,9 +3,9 @@
 All our JavaScript lives in static files and reads its data from data- attributes, so scripts
 are limited to 'self'. Styles allow 'unsafe-inline' because plotly.js styles its SVG inline.
 The CSP is sent on every response, not only HTML: a JSON or text body opened as a document
-gets the same policy. FastAPI's /docs and /redoc pages load Swagger UI and ReDoc from a CDN
-with one inline bootstrap script each; they get their own policy that allows that CDN and
-exactly those scripts, by hash (`docs_policy`).
+gets the same policy. The /docs page (Swagger UI, vendored in static/vendor)
+has one inline bootstrap script; it gets its own policy that allows exactly that script, by
+hash (`docs_policy`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ HEADERS = {
         f"{feature}=()" for feature in ("camera", "microphone", "geolocation", "payment", "usb")
     ),
 }
-DOCS = ("/docs", "/redoc")
-DOCS_CDN = "https://cdn.jsdelivr.net"
+DOCS = ("/docs",)
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -53,7 +52,7 @@ def security_headers(headers: MutableHeaders, csp: str = CSP) -> None:
 
 
 def docs_policy(html: str) -> str:
-    """The CSP for a docs page: its CDN, and its inline scripts by sha256 (no 'unsafe-inline')."""
+    """The CSP for the docs page: its inline scripts by sha256 (no 'unsafe-inline')."""
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
         for script in INLINE_SCRIPT.findall(html)
@@ -61,10 +60,9 @@ def docs_policy(html: str) -> str:
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src 'self' {DOCS_CDN} {hashes}".rstrip(),
-            f"style-src 'self' 'unsafe-inline' {DOCS_CDN} https://fonts.googleapis.com",
-            "font-src 'self' https://fonts.gstatic.com",
-            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+            f"script-src 'self' {hashes}".rstrip(),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
             "worker-src 'self' blob:",
             "connect-src 'self'",
             "object-src 'none'",
