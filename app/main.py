@@ -18,12 +18,13 @@ from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
 from app.rooms import RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
-from app.security import SecurityHeaders
+from app.security import SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    redact_tokens_in_logs()  # after the server has set up its logging
     yield
     await app.state.rooms.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 
 from starlette.datastructures import MutableHeaders
@@ -119,3 +120,24 @@ class SecurityHeaders:
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, send_after_body)
+
+
+class RedactTokens(logging.Filter):
+    """Blank out `token=...` in log lines: uvicorn logs each WebSocket's path with its query,
+    and a presenter's room token must not end up in a log file."""
+
+    PATTERN = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self.PATTERN.sub(r"\1…", message), ()
+        return True
+
+
+def redact_tokens_in_logs() -> None:
+    """Install `RedactTokens` on uvicorn's loggers (idempotent)."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

@@ -65,6 +65,8 @@ def app_server(env: dict[str, str]) -> Iterator[str]:
         [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,  # its access log: 200 lines a run
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from collections.abc import Mapping
 from html.parser import HTMLParser
@@ -19,7 +20,7 @@ import engine
 from app.config import TEMPLATES_DIR
 from app.links import encode_doc
 from app.main import create_app
-from app.security import docs_policy
+from app.security import RedactTokens, docs_policy, redact_tokens_in_logs
 
 SEED = "madv-free-vs-dio"
 BUG = ["dio"] * 3 + ["kswapd"] * 5 + ["dio"] * 3 + ["kswapd"] * 2
@@ -323,3 +324,23 @@ def test_error_pages_escape_what_they_quote(client: TestClient, seed: engine.Sce
     api = client.post("/api/run", json={"scenario": doc})
     assert api.status_code == 422
     assert api.headers["content-type"] == "application/json"
+
+
+def test_room_tokens_are_blanked_in_server_logs() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/ws/rooms/abcdefgh?token=s3cr3t-T0ken_x&x=1"),
+        None,
+    )
+    assert RedactTokens().filter(record)
+    assert (
+        record.getMessage()
+        == '127.0.0.1:5000 - "WebSocket /ws/rooms/abcdefgh?token=…&x=1" [accepted]'
+    )
+    redact_tokens_in_logs()
+    redact_tokens_in_logs()
+    assert sum(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.error").filters) == 1
