@@ -15,7 +15,7 @@ from engine.machine import Blocked, Effect
 from engine.model import Model
 from engine.scenario import Scenario, default_variant
 from engine.state import World
-from engine.views import changes, state_view
+from engine.views import flat_changes, flatten, state_view
 
 MAX_SCHEDULE = 400
 
@@ -146,11 +146,13 @@ def replay(
     names = model.names
     world = model.initial()
     initial = state_view(model, world)
-    before = initial
+    flat_before = flatten(initial)
     steps: list[Step] = []
     violations: list[Violation] = []
     for n, name in enumerate(schedule, start=1):
-        enabled = enabled_names(model, world)
+        # One step attempt per actor serves both the enabled list and the chosen step.
+        results = [model.step(world, j) for j in range(len(names))]
+        enabled = tuple(names[j] for j, r in enumerate(results) if isinstance(r, Effect))
         if name not in names:
             error = ScheduleError(
                 n,
@@ -160,7 +162,7 @@ def replay(
             )
             break
         i = names.index(name)
-        result = model.step(world, i)
+        result = results[i]
         if not isinstance(result, Effect):
             why = "has finished" if result is None else f"is blocked ({result.reason})"
             allowed = ", ".join(enabled) or "none (the run is over)"
@@ -171,6 +173,7 @@ def replay(
         op_index = world.actors[i].op
         world = result.world
         after = state_view(model, world)
+        flat_after = flatten(after)
         steps.append(
             Step(
                 n,
@@ -179,12 +182,12 @@ def replay(
                 op_index,
                 result.function,
                 result.note,
-                changes(before, after),
+                flat_changes(flat_before, flat_after),
                 after,
             )
         )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)
-        before = after
+        flat_before = flat_after
     enabled = enabled_names(model, world)
     label = None
     if not enabled:

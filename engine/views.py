@@ -176,6 +176,7 @@ def flatten(view: dict[str, Any]) -> dict[str, object]:
     return flat
 
 
-def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:
-    a, b = flatten(before), flatten(after)
-    return tuple(k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+def flat_changes(a: dict[str, object], b: dict[str, object]) -> tuple[str, ...]:
+    """The fields that differ between two flattened views, sorted."""
+    return tuple(k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+
