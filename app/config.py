@@ -17,12 +17,12 @@ STATIC_DIR = ROOT / "static"
 TEMPLATES_DIR = ROOT / "templates"
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
 
 
-def _env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return float(raw) if raw else default
 
@@ -52,11 +52,11 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            max_body_bytes=_env_int("PAGERACE_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_schedule=_env_int("PAGERACE_MAX_SCHEDULE", cls.max_schedule),
-            max_states=_env_int("PAGERACE_MAX_STATES", cls.max_states),
-            explore_time_limit_s=_env_float(
+            max_body_bytes=env_int("PAGERACE_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_schedule=env_int("PAGERACE_MAX_SCHEDULE", cls.max_schedule),
+            max_states=env_int("PAGERACE_MAX_STATES", cls.max_states),
+            explore_time_limit_s=env_float(
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
-            run_cache_bytes=_env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
+            run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
         )

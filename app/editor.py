@@ -13,7 +13,6 @@ both: a string is the text itself, an object (from a dashboard's "Edit a copy") 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import zlib
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ from urllib.parse import urlencode
 import yaml
 
 import engine
-from app.links import LinkError, LinkParams, dashboard_path, encode_doc
+from app.links import LinkError, LinkParams, dashboard_path, encode_doc, unpack_json
 from engine.catalog import CATALOG_DIR
 from engine.ops import OPS
 from engine.scenario import MACROS, MAX_DOCUMENT, NAME
@@ -150,22 +149,8 @@ def pack_text(text: str) -> str:
 
 
 def unpack(value: str, max_bytes: int) -> str | dict[str, Any]:
-    """An editor s= value (the text) or a dashboard one (a document); bounded like decode_doc."""
-    try:
-        packed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError) as err:
-        raise LinkError("the s= parameter is not valid base64url") from err
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(packed, max_bytes)
-    except zlib.error as err:
-        raise LinkError("the s= parameter is not a compressed scenario") from err
-    if inflater.unconsumed_tail:
-        raise LinkError(f"the scenario in the link is larger than {max_bytes} bytes")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise LinkError("the scenario in the link is not valid JSON") from err
+    """An editor s= value (the text) or a dashboard one (a document)."""
+    data = unpack_json(value, max_bytes)
     if isinstance(data, str | dict):
         return data
     raise LinkError("the link holds neither a scenario text nor a scenario document")

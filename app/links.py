@@ -31,8 +31,9 @@ def encode_doc(doc: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(packed).decode("ascii").rstrip("=")
 
 
-def decode_doc(text: str, max_bytes: int) -> dict[str, Any]:
-    """Unpack `encode_doc` output; bounded so a tiny link cannot inflate into gigabytes."""
+def unpack_json(text: str, max_bytes: int) -> Any:
+    """The JSON value packed in an `s=` parameter; bounded so a tiny link cannot inflate
+    into gigabytes."""
     try:
         packed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as err:
@@ -45,9 +46,14 @@ def decode_doc(text: str, max_bytes: int) -> dict[str, Any]:
     if inflater.unconsumed_tail:
         raise LinkTooLarge(f"the scenario in the link is larger than {max_bytes} bytes")
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise LinkError("the scenario in the link is not valid JSON") from err
+
+
+def decode_doc(text: str, max_bytes: int) -> dict[str, Any]:
+    """Unpack `encode_doc` output."""
+    doc = unpack_json(text, max_bytes)
     if not isinstance(doc, dict):
         raise LinkError("the scenario in the link is not a JSON object")
     return doc

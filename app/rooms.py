@@ -29,20 +29,12 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from app.config import env_float, env_int
+
 # Lower-case letters and digits without the look-alikes (0/o, 1/l/i): typed from a projector.
 ROOM_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 ROOM_ID_LENGTH = 8
 ROOM_ID_PATTERN = rf"^[{ROOM_ALPHABET}]{{{ROOM_ID_LENGTH}}}$"
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
 
 
 @dataclass(frozen=True)
@@ -60,9 +52,9 @@ class RoomSettings:
     def from_env(cls) -> RoomSettings:
         return cls(
             redis_url=os.environ.get("PAGERACE_REDIS_URL") or None,
-            idle_s=_env_float("PAGERACE_ROOM_IDLE_S", cls.idle_s),
-            max_rooms=_env_int("PAGERACE_MAX_ROOMS", cls.max_rooms),
-            max_followers=_env_int("PAGERACE_MAX_FOLLOWERS", cls.max_followers),
+            idle_s=env_float("PAGERACE_ROOM_IDLE_S", cls.idle_s),
+            max_rooms=env_int("PAGERACE_MAX_ROOMS", cls.max_rooms),
+            max_followers=env_int("PAGERACE_MAX_FOLLOWERS", cls.max_followers),
         )
 
 
