@@ -179,4 +179,3 @@ def flatten(view: dict[str, Any]) -> dict[str, object]:
 def flat_changes(a: dict[str, object], b: dict[str, object]) -> tuple[str, ...]:
     """The fields that differ between two flattened views, sorted."""
     return tuple(k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
-
