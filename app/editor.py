@@ -258,6 +258,10 @@ def _yaml_problem(text: str) -> Problem | None:
         return Problem(f"YAML syntax: {err}")
     except RecursionError:
         return _too_deep()
+    except (ValueError, OverflowError, AttributeError, KeyError, TypeError):
+        # PyYAML's own failures ("\U0011FFFF", "!!timestamp junk"): not a syntax error it
+        # can place, and engine.load_scenario_text already said what is wrong.
+        return None
     return None
 
 

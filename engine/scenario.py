@@ -555,6 +555,10 @@ def _compose(text: str) -> tuple[yaml.Node | None, object]:
             node = loader.get_single_node()
         except RecursionError:
             raise ScenarioError([ErrorItem("", "not valid YAML: nested too deeply")]) from None
+        except (ValueError, OverflowError):
+            # PyYAML's scanner calls chr() on a double-quoted "\U0011FFFF" unchecked.
+            bad = "not valid YAML: an escape sequence that is not a character"
+            raise ScenarioError([ErrorItem("", bad, loader.get_mark().line + 1)]) from None
         if node is None:
             return None, None
         problem = _shape_problem(node)

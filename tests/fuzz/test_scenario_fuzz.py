@@ -123,6 +123,8 @@ NASTY = [
     "\n",
     "&b [*b]",
     "\ufeff",
+    '"\\U0011FFFF"',
+    '"\\x"',
 ]
 
 
@@ -208,6 +210,30 @@ def test_the_generator_knows_every_operation() -> None:
     assert set(OPS) - {"mmap_file"} <= seen  # mmap_file is setup-only: drawn there
 
 
+EDITOR_STATUSES = (200, 413, 422)
+
+
+@budget(40)
+@given(
+    doc=documents(),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(NASTY)), max_size=3),
+    variant=st.sampled_from(["", "buggy", "x" * 100, "<script>"]),
+)
+def test_editor_check_and_explore_never_fail(
+    doc: dict[str, Any], edits: list[tuple[int, str]], variant: str
+) -> None:
+    """The editor checks any text as you type: YAML the fuzzers make, as a form post."""
+    text = yaml.safe_dump(doc, sort_keys=False)
+    for position, fragment in edits:
+        at = position % (len(text) + 1)
+        text = text[:at] + fragment + text[at:]
+    form = {"text": text, "v": variant}
+    for path in ("/edit/check", "/edit/explore"):
+        response = client.post(path, data=form)
+        assert response.status_code in EDITOR_STATUSES, (path, response.text[:300])
+        assert "<script>" not in response.text
+
+
 # --- regressions: one per bug the fuzzers found ---------------------------------------------
 
 
@@ -252,6 +278,8 @@ BOMB = "".join(
         ("id: !!timestamp 2024-02-31\n", "cannot be read"),  # ValueError
         ("id: !!timestamp 2024-02-31 id\n", "cannot be read"),  # AttributeError in PyYAML
         ("id: !!bool maybe\n", "cannot be read"),  # KeyError in PyYAML
+        ('id: "\\U0011FFFF"\n', "escape sequence"),  # ValueError in PyYAML's scanner
+        ('id: "\\UFFFFFFFF"\n', "escape sequence"),  # OverflowError in PyYAML's scanner
         ("id: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
     ],
 )
@@ -260,6 +288,16 @@ def test_regression_nasty_yaml(text: str, message: str) -> None:
     with pytest.raises(engine.ScenarioError, match=message):
         engine.load_scenario_text(text)
     assert time.perf_counter() - began < 5
+
+
+def test_regression_editor_survives_pyyaml_escape_errors() -> None:
+    """The editor re-read a document-level error with yaml.safe_load for its column, and
+    PyYAML's chr() failure on "\\U0011FFFF" escaped as a 500."""
+    for text in ('id: "\\U0011FFFF"\n', 'id: x\ntitle: "\\UFFFFFFFF"\n'):
+        checked = client.post("/edit/check", data={"text": text})
+        assert checked.status_code == 200
+        assert "escape sequence" in checked.text
+        assert client.post("/edit/explore", data={"text": text}).status_code == 422
 
 
 def test_regression_aliases_that_expand_a_little_still_work() -> None:
