@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
         import bench_web
 
         print("\n== web ==")
-        bench_web.main()
+        bench_web.main([])
     if "rooms" in chosen:
         import bench_rooms
 
