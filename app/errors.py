@@ -96,6 +96,12 @@ async def on_schedule_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
+async def on_setup_error(request: Request, exc: Exception) -> JSONResponse:
+    # A setup that cannot run on its own (a blocked setup op) is the scenario's fault.
+    items = [{"path": "setup", "message": str(exc)}]
+    return JSONResponse(error_body(f"invalid scenario: {exc}", items), status_code=422)
+
+
 async def on_unknown_scenario(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, UnknownScenario)
     items = [{"path": "scenario", "message": str(exc)}]
@@ -170,6 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(engine.ScenarioError, on_scenario_error)
     app.add_exception_handler(engine.ConfigError, on_config_error)
     app.add_exception_handler(engine.ScheduleError, on_schedule_error)
+    app.add_exception_handler(engine.SetupError, on_setup_error)
     app.add_exception_handler(UnknownScenario, on_unknown_scenario)
     app.add_exception_handler(BadInput, on_bad_input)
 

@@ -7,6 +7,7 @@ from engine.catalog import load_catalog
 from engine.diagram import render_diagram
 from engine.explore import Exploration, Outcome, explore
 from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
+from engine.model import SetupError
 from engine.report import exploration_to_json, run_to_json, scenario_to_json
 from engine.run import (
     ActorView,
@@ -44,6 +45,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ScheduleError",
+    "SetupError",
     "Step",
     "Variant",
     "Violation",

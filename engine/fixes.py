@@ -131,7 +131,7 @@ SWITCHES: dict[str, Fix] = {**FIXES, **DESIGN_RULES}
 # The oldest kernel with every path modelled here (MADV_FREE reclaim, v4.12) and
 # the newest release that any modelled fix needs.
 OLDEST_KERNEL = "4.12"
-_VERSION = re.compile(r"^(\d)\.(\d{1,2})$")
+_VERSION = re.compile(r"^([0-9])\.([0-9]{1,2})$")  # ASCII digits only
 
 
 def version_key(version: str) -> tuple[int, int]:
