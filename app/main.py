@@ -18,6 +18,7 @@ from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
 from app.rooms import RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
+from app.routes.pages import FrameCache
 from app.security import SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 
@@ -51,6 +52,7 @@ def create_app(
     app.state.settings = settings
     # Live rooms: in this process, or through Redis when PAGERACE_REDIS_URL is set.
     app.state.rooms = make_broker(room_settings or RoomSettings.from_env())
+    app.state.live_frames = FrameCache()
     app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
     app.state.explorer = Explorer(settings)
     app.state.runner = Runner(app.state.catalog, settings)

@@ -6,6 +6,7 @@ same templates' parts so htmx can swap them, and tell htmx the canonical page UR
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -184,6 +185,27 @@ def dashboard_page(
     return templates.TemplateResponse(request, "dashboard.html", {"d": dash, "present": present})
 
 
+class FrameCache:
+    """Rendered follower frames by URL. A presenter's step sends every follower of a room to
+    the same frame URL at once: one render serves them all (a frame is a pure function of its
+    URL and the catalog)."""
+
+    def __init__(self, entries: int = 128) -> None:
+        self.entries = entries
+        self.frames: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, url: str) -> bytes | None:
+        body = self.frames.get(url)
+        if body is not None:
+            self.frames.move_to_end(url)
+        return body
+
+    def put(self, url: str, body: bytes) -> None:
+        self.frames[url] = body
+        if len(self.frames) > self.entries:
+            self.frames.popitem(last=False)
+
+
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)
 def frame(
     scenario_id: str,
@@ -192,11 +214,19 @@ def frame(
     settings: SettingsDep,
     templates: TemplatesDep,
 ) -> Response:
+    following = request.query_params.get("live") == "1"
+    cache: FrameCache = request.app.state.live_frames
+    key = f"{request.url.path}?{request.url.query}"
+    if following and (body := cache.get(key)) is not None:
+        return HTMLResponse(body)
     try:
         dash = _dashboard(_target(request, catalog, settings, scenario_id), scenario_id)
     except PageError as err:
         return error_page(request, templates, err)
-    return _frame(request, templates, dash)
+    response = _frame(request, templates, dash)
+    if following:
+        cache.put(key, bytes(response.body))
+    return response
 
 
 async def _explored(

@@ -310,3 +310,16 @@ def test_with_seq_numbers_encoded_messages() -> None:
     assert with_seq(1, "{}") == '{"seq":1}'
     snap = Snapshot({"id": "x"}, "buggy", None, {"a": True}, ("dio", "kswapd"), 1)
     assert Snapshot.from_json(snap.to_json()) == snap
+
+
+def test_followers_share_one_render_of_a_frame(live: TestClient) -> None:
+    url = f"/s/{SEED}/frame?v=buggy&t=dio,dio&at=2&live=1"
+    cache = live.app.state.live_frames  # type: ignore[attr-defined]
+    first = live.get(url, headers={"HX-Request": "true"})
+    assert first.status_code == 200
+    assert list(cache.frames) == [url]
+    again = live.get(url, headers={"HX-Request": "true"})
+    assert again.text == first.text
+    assert "step 2 · dio" in again.text
+    live.get(f"/s/{SEED}/frame?v=buggy&t=dio,dio&at=2", headers={"HX-Request": "true"})
+    assert list(cache.frames) == [url], "only followers' frames are kept"
