@@ -15,95 +15,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
+from servers import PAGERACE_SERVE, app_server, percentile, redis_server
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = "madv-free-vs-dio"
 BUG = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd".split(",")  # noqa: SIM905
 PACE_S = 0.1
 SEQ = re.compile(r'^\{"seq":(\d+),')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(check: Any, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{what} did not start")
-
-
-@contextmanager
-def app_server(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        # Served the way `pagerace serve` (README, Dockerfile) serves it.
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,  # its access log: 200 lines a run
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def up() -> bool:
-            with urllib.request.urlopen(url + "/api/scenarios", timeout=1) as res:
-                return bool(res.status == 200)
-
-        wait_until(up, "uvicorn")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("--redis needs redis-server (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-
-        def up() -> bool:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-
-        wait_until(up, "redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def serve(env: dict[str, str]) -> AbstractContextManager[str]:
+    # Served the way `pagerace serve` (README, Dockerfile) serves it; its access log (200
+    # lines a run) is kept out of the figures.
+    return app_server(PAGERACE_SERVE, env, quiet=True)
 
 
 def create_room(base: str) -> dict[str, Any]:
@@ -177,27 +108,22 @@ async def measure(
     return latencies
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def fanout(followers: int = 200, rounds: int = 8, redis: bool = False) -> dict[str, Any]:
     """Presenter-step-to-last-follower latency in ms: p50, p99, max, over every step."""
     if redis:
         with redis_server() as url:
             env = {"PAGERACE_REDIS_URL": url}
-            with app_server(env) as a, app_server(env) as b:
+            with serve(env) as a, serve(env) as b:
                 latencies = asyncio.run(measure(a, [a, b], followers, rounds))
     else:
-        with app_server({"PAGERACE_REDIS_URL": ""}) as a:
+        with serve({"PAGERACE_REDIS_URL": ""}) as a:
             latencies = asyncio.run(measure(a, [a], followers, rounds))
     return {
         "followers": followers,
         "steps": len(latencies),
         "redis": redis,
         "p50_ms": statistics.median(latencies),
-        "p99_ms": percentile(latencies, 99),
+        "p99_ms": percentile(sorted(latencies), 99),
         "max_ms": max(latencies),
     }
 

@@ -13,23 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urljoin
 
 import httpx
+from servers import UVICORN, app_server, percentile
 
-ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "madv-free-vs-dio"
 # The 13-step buggy interleaving: the page is freed under the DMA and the data is lost.
 SCHEDULE = ["dio"] * 3 + ["kswapd"] * 5 + ["dio"] * 3 + ["kswapd"] * 2
@@ -38,50 +31,12 @@ DASHBOARD = f"/s/{SCENARIO}?v=buggy&t={','.join(SCHEDULE)}&at={len(SCHEDULE)}"
 TIME_LIMIT_S = 120.0  # per measurement: a stuck server ends the benchmark, not the machine
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serve(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
+def serve(workers: int = 1, env: dict[str, str] | None = None) -> AbstractContextManager[str]:
     """The app under uvicorn on 127.0.0.1 (never another address); yields its base URL."""
-    port = _free_port()
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    command = [*UVICORN, "--no-access-log"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/api/scenarios", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not start (exit code {proc.poll()})") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _percentile(sorted_ms: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    index = max(0, min(len(sorted_ms) - 1, round(q / 100 * len(sorted_ms) + 0.5) - 1))
-    return sorted_ms[index]
+    return app_server(command, env)
 
 
 def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
@@ -89,9 +44,9 @@ def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, A
     return {
         "requests": len(latencies),
         "errors": errors,
-        "p50_ms": round(_percentile(ordered, 50), 2),
-        "p90_ms": round(_percentile(ordered, 90), 2),
-        "p99_ms": round(_percentile(ordered, 99), 2),
+        "p50_ms": round(percentile(ordered, 50), 2),
+        "p90_ms": round(percentile(ordered, 90), 2),
+        "p99_ms": round(percentile(ordered, 99), 2),
         "max_ms": round(ordered[-1], 2),
         "mean_ms": round(statistics.fmean(ordered), 2),
         "rps": round(len(latencies) / elapsed, 1),

@@ -10,103 +10,44 @@ import asyncio
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from app.rooms import RedisBroker, RoomSettings, Snapshot, token_hash
+from scripts.servers import PAGERACE_SERVE, app_server, redis_server
 
 pytestmark = pytest.mark.redis
-ROOT = Path(__file__).resolve().parents[2]
 SEED = "madv-free-vs-dio"
 BUG = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd".split(",")  # noqa: SIM905
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(check: Any, what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"{what} did not start (exit code {proc.poll()})")
-        time.sleep(0.1)
+def _required(reason: str) -> None:
+    if os.environ.get("CI") == "true" or os.environ.get("PAGERACE_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("CI") == "true" or os.environ.get("PAGERACE_REQUIRE_BROWSER") == "1":
-            pytest.fail("redis-server is missing (apt-get install redis-server)")
-        pytest.skip("redis-server is missing")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-
-    def up() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-
-    try:
-        _wait(up, "redis-server", proc)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _serve(redis_url: str) -> tuple[str, subprocess.Popen[bytes]]:
-    port = _free_port()
-    script = Path(sys.executable).with_name("pagerace")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-    env = {**os.environ, "PAGERACE_REDIS_URL": redis_url}
-    proc = subprocess.Popen(
-        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        with urllib.request.urlopen(url + "/api/scenarios", timeout=1) as res:
-            return bool(res.status == 200)
-
-    _wait(up, f"pagerace serve on port {port}", proc)
-    return url, proc
+    if shutil.which("redis-server") is None:
+        _required("redis-server is missing (apt-get install redis-server)")
+    with redis_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def servers(redis_url: str) -> Iterator[tuple[str, str]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        a, pa = _serve(redis_url)
-        started.append(pa)
-        b, pb = _serve(redis_url)
-        started.append(pb)
+    """Two `pagerace serve` processes sharing rooms through the same Redis."""
+    env = {"PAGERACE_REDIS_URL": redis_url}
+    with (
+        app_server(PAGERACE_SERVE, env, quiet=True) as a,
+        app_server(PAGERACE_SERVE, env, quiet=True) as b,
+    ):
         yield a, b
-    finally:
-        for proc in started:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
