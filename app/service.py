@@ -206,12 +206,10 @@ class Explorer:
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
     ) -> engine.Exploration:
-        limit = self.bound(max_states)
-        key = self._key(scenario, config, limit)
-        with self._lock:
-            hit = self._cache.get(key)
+        hit = self.cached(scenario, config, max_states)
         if hit is not None:
             return hit
+        limit = self.bound(max_states)
         result = engine.explore(
             scenario,
             config,
@@ -222,7 +220,7 @@ class Explorer:
         )
         if not result.truncated:
             with self._lock:
-                self._cache[key] = result
+                self._cache[self._key(scenario, config, limit)] = result
                 while len(self._cache) > self._settings.explore_cache_size:
                     self._cache.popitem(last=False)
         return result
