@@ -44,6 +44,17 @@ def receive(ws: WebSocketTestSession) -> dict[str, Any]:
     return message
 
 
+def refused(ws: WebSocketTestSession, code: int) -> str:
+    """The error message a socket gets before the server closes it with `code`."""
+    error = receive(ws)
+    assert error["type"] == "error"
+    with pytest.raises(WebSocketDisconnect) as closed:
+        ws.receive_json()
+    assert closed.value.code == code
+    message: str = error["message"]
+    return message
+
+
 def present(client: TestClient, room: dict[str, Any]) -> WebSocketTestSession:
     ws = client.websocket_connect(f"/ws/rooms/{room['room']}?token={room['presenter_token']}")
     return ws
@@ -163,12 +174,7 @@ def test_only_the_token_drives(live: TestClient, bug_schedule: tuple[str, ...]) 
     room = create(live, scenario=SEED, variant="buggy")
     path = f"/ws/rooms/{room['room']}"
     with live.websocket_connect(path + "?token=not-the-token") as impostor:
-        refused = receive(impostor)
-        assert refused["type"] == "error"
-        assert "token" in refused["message"]
-        with pytest.raises(WebSocketDisconnect) as closed:
-            impostor.receive_json()
-        assert closed.value.code == 4403
+        assert "token" in refused(impostor, 4403)
     with present(live, room) as presenter, live.websocket_connect(path) as follower:
         receive(presenter)
         receive(presenter)
@@ -235,12 +241,7 @@ def test_presenter_rate_is_limited(live: TestClient) -> None:
 def test_unknown_room_and_bad_ids(live: TestClient) -> None:
     for room in ("abcdefgh", "NOT-A-ROOM", "x" * 500):
         with live.websocket_connect(f"/ws/rooms/{room}") as ws:
-            error = receive(ws)
-            assert error["type"] == "error"
-            assert "no live room" in error["message"]
-            with pytest.raises(WebSocketDisconnect) as closed:
-                ws.receive_json()
-            assert closed.value.code == 4404
+            assert "no live room" in refused(ws, 4404)
     res = live.get("/live/abcdefgh")
     assert res.status_code == 404
     assert "No such live room" in res.text
@@ -274,10 +275,7 @@ def test_room_and_follower_limits(live: TestClient) -> None:
         for ws in (a, b, c):
             receive(ws)
         with live.websocket_connect(path) as extra:
-            assert "full" in receive(extra)["message"]
-            with pytest.raises(WebSocketDisconnect) as closed:
-                extra.receive_json()
-            assert closed.value.code == 4409
+            assert "full" in refused(extra, 4409)
 
 
 def test_live_page_renders_the_rooms_step(live: TestClient, bug_schedule: tuple[str, ...]) -> None:
