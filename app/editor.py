@@ -335,34 +335,6 @@ def summary(scenario: engine.Scenario, kernel: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ExpectLine:
-    ok: bool
-    text: str
-
-
-def expectations(
-    scenario: engine.Scenario, variant: str | None, result: engine.Exploration
-) -> tuple[ExpectLine, ...]:
-    """The scenario's `expect` for this variant, checked against an exploration."""
-    want = scenario.expect.get(variant or "default")
-    if want is None:
-        return ()
-    found = {v for o in result.outcomes for v in o.violations}
-    lines: list[ExpectLine] = []
-    for name in want.violations:
-        lines.append(ExpectLine(name in found, f"{name} is reachable"))
-    for name in sorted(found - set(want.violations)):
-        lines.append(ExpectLine(False, f"{name} is reachable but not expected"))
-    if not want.violations and not found:
-        lines.append(ExpectLine(True, "no invariant breaks"))
-    labels = [o.label for o in result.outcomes]
-    for reach in want.reachable:
-        ok = any(label.startswith(reach) for label in labels)
-        lines.append(ExpectLine(ok, f"{reach} is reachable"))
-    return tuple(lines)
-
-
-@dataclass(frozen=True, slots=True)
 class OpHelp:
     name: str
     params: tuple[tuple[str, bool, str], ...]  # (name, required, allowed values)

@@ -5,6 +5,7 @@ No web imports here: the dashboard and the CLI are clients of this package.
 
 from engine.catalog import load_catalog
 from engine.diagram import render_diagram
+from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
 from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
 from engine.model import SetupError
@@ -37,6 +38,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ErrorItem",
+    "ExpectCheck",
     "Exploration",
     "Op",
     "Outcome",
@@ -49,6 +51,7 @@ __all__ = [
     "Step",
     "Variant",
     "Violation",
+    "check_expect",
     "exploration_to_json",
     "explore",
     "load_catalog",

@@ -28,7 +28,6 @@ from app.editor import (
     check_text,
     document_text,
     example_path,
-    expectations,
     op_reference,
     source_text,
     summary,
@@ -225,6 +224,6 @@ async def _outcomes(request: Request, explorer: Explorer, check: Check) -> dict[
         "kernel": config.kernel,
         "variant": check.variant,
         "digest": scenario.digest,
-        "expect": expectations(scenario, check.variant, result),
+        "expect": engine.check_expect(scenario, check.variant, result),
         "figure": figures.outcomes_figure(result),
     }

@@ -81,3 +81,16 @@ def test_catalog_ids_are_unique_and_match_the_loader() -> None:
     ids = [load_file(p).id for p in FILES]
     assert len(ids) == len(set(ids))
     assert sorted(engine.load_catalog()) == sorted(ids)
+
+
+@pytest.mark.parametrize(("path", "variant"), CASES)
+def test_check_expect_agrees_with_the_catalog(path: Path, variant: str) -> None:
+    """engine.check_expect (the editor's verdict) holds on every catalog variant, and turns
+    false when a variant is checked against another kernel's promises."""
+    sc = load_file(path)
+    result = engine.explore(sc, engine.make_config(sc, None if variant == "default" else variant))
+    checks = engine.check_expect(sc, variant, result)
+    assert checks and all(c.ok for c in checks), checks
+    others = [v for v in sc.expect if sc.expect[v].violations != sc.expect[variant].violations]
+    for other in others:
+        assert not all(c.ok for c in engine.check_expect(sc, other, result)), (variant, other)
