@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import engine
+
 
 class LinkError(ValueError):
     """The `s=` parameter could not be turned back into a scenario document."""
@@ -84,6 +86,21 @@ class LinkParams:
             pairs.append(("s", self.custom))
         pairs.extend((key, str(value)) for key, value in extra.items() if value is not None)
         return urlencode(pairs, safe=",")
+
+
+def link_params(
+    scenario: engine.Scenario,
+    config: engine.Config,
+    ref: str | Mapping[str, Any],
+    schedule: Sequence[str],
+    at: int,
+) -> LinkParams:
+    """The link to step `at` of `schedule`, for a scenario given as `ref`: a catalog id, or a
+    document, which then travels in the link. A kernel given by version alone (no variant)
+    links to the scenario's default variant: links name variants only."""
+    custom = None if isinstance(ref, str) else encode_doc(scenario.document)
+    variant = config.variant if config.variant and scenario.variant(config.variant) else None
+    return LinkParams(variant, tuple(schedule), at, scenario.digest, custom)
 
 
 def parse_schedule(text: str | None) -> tuple[str, ...]:

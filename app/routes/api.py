@@ -13,7 +13,7 @@ from pydantic import Field
 import engine
 from app.config import MAX_SCHEDULE
 from app.deps import CatalogDep, ExplorerDep, RunnerDep
-from app.links import LinkParams, dashboard_path, encode_doc
+from app.links import dashboard_path, link_params
 from app.schemas import (
     SCENARIO_ID,
     ErrorResponse,
@@ -145,8 +145,7 @@ def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainT
     runner.check_length(body.schedule)
     scenario, config, result = _run(body, runner)
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
-    custom = None if isinstance(body.scenario, str) else encode_doc(scenario.document)
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
-    params = LinkParams(config.variant, tuple(body.schedule), at, scenario.digest, custom)
+    params = link_params(scenario, config, body.scenario, body.schedule, at)
     link = str(request.base_url).rstrip("/") + dashboard_path(scenario.id, params)
     return PlainTextResponse(f"{text}\n\nreplay: {link}\n")

@@ -28,7 +28,7 @@ import engine
 from app.config import Settings
 from app.dashboard import Dashboard, LinkInput, build_dashboard
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
-from app.links import LinkParams, dashboard_path, encode_doc, frame_path
+from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
     Broker,
@@ -99,11 +99,7 @@ def room_links(session: RunSession) -> dict[str, str]:
     scenario, config = session.scenario, session.config
     if scenario is None or config is None or session.source is None:
         return {}
-    custom = None if isinstance(session.source.scenario, str) else encode_doc(scenario.document)
-    # A room loaded with a bare kernel version (no variant) shows the scenario's default
-    # variant in links: the link format names variants only.
-    variant = config.variant if config.variant and scenario.variant(config.variant) else None
-    params = LinkParams(variant, tuple(session.schedule), session.at, scenario.digest, custom)
+    params = link_params(scenario, config, session.source.scenario, session.schedule, session.at)
     frame = frame_path(scenario.id, params, live=1)
     return {
         "page_url": dashboard_path(scenario.id, params),
@@ -138,8 +134,7 @@ async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) 
         snapshot = Snapshot(
             body.scenario, body.variant, body.kernel, body.fixes, tuple(body.schedule), at
         )
-        custom = None if isinstance(body.scenario, str) else encode_doc(scenario.document)
-        params = LinkParams(config.variant, tuple(body.schedule), at, scenario.digest, custom)
+        params = link_params(scenario, config, body.scenario, body.schedule, at)
         present_url = dashboard_path(scenario.id, params)
     room, token = new_room_id(), new_token()
     try:
@@ -196,14 +191,9 @@ def _valid_room(room: str) -> bool:
 def _live_dashboard(catalog: Catalog, snapshot: Snapshot) -> Dashboard:
     scenario = resolve_scenario(catalog, snapshot.scenario or "")
     config = engine.make_config(scenario, snapshot.variant, snapshot.kernel, snapshot.fixes)
-    custom = None if isinstance(snapshot.scenario, str) else encode_doc(scenario.document)
-    link = LinkInput(
-        variant=config.variant if scenario.variant(config.variant or "") else None,
-        schedule=snapshot.schedule,
-        at=snapshot.at,
-        digest=None,
-        custom=custom,
-    )
+    ref = snapshot.scenario or ""
+    params = link_params(scenario, config, ref, snapshot.schedule, snapshot.at)
+    link = LinkInput(params.variant, params.schedule, params.at, None, params.custom)
     return build_dashboard(scenario, link, scenario.id)
 
 
