@@ -31,7 +31,8 @@ def catalog_times() -> tuple[float, tuple[str, int, float]]:
 
 
 def family(actors: int) -> dict[str, object]:
-    """n lockless GUP + DMA actors against one reclaim pass on a lazyfree page."""
+    """n-1 lockless GUP + DMA actors against one reclaim pass on a lazyfree page (also the
+    tests' scenario that is too big to explore within their limits)."""
     drivers = [
         {
             "name": f"dio{i}",

@@ -26,6 +26,7 @@ from app.links import encode_doc
 from app.main import create_app
 from app.schemas import ErrorResponse
 from app.service import Explorer
+from scripts.bench_engine import family  # n-1 GUP+DMA readers vs reclaim: 10^5+ states
 
 SEED = "madv-free-vs-dio"
 BUG = ["dio"] * 3 + ["kswapd"] * 5 + ["dio"] * 3 + ["kswapd"] * 2
@@ -50,27 +51,6 @@ def page_error(response: Any, status: int, name: str) -> None:
 
 def bounded_app(catalog: Mapping[str, engine.Scenario], **limits: Any) -> FastAPI:
     return create_app(catalog, replace(Settings(), **limits))
-
-
-def growth(actors: int) -> dict[str, Any]:
-    """`actors - 1` lockless-GUP DMA readers against reclaim: ~10^5 states at 4 actors."""
-    drivers = [
-        {
-            "name": f"dio{i}",
-            "ops": [
-                {"gup_fast": {"addr": "buf", "mode": "get", "write": True}},
-                {"dma_write": {"value": f"B{i}"}},
-                {"put_page": {}},
-            ],
-        }
-        for i in range(actors - 1)
-    ]
-    return {
-        "id": f"growth-{actors}",
-        "title": f"{actors} actors",
-        "setup": [{"write": {"addr": "buf", "value": "A"}}, {"madvise_free": {"addr": "buf"}}],
-        "actors": [*drivers, {"name": "kswapd", "ops": [{"shrink_folio_list": {"addr": "buf"}}]}],
-    }
 
 
 # --- request bodies ------------------------------------------------------------------------
@@ -195,7 +175,7 @@ def test_max_states_over_the_cap_is_422(
 def test_exploration_time_is_bounded(catalog: Mapping[str, engine.Scenario]) -> None:
     client = TestClient(bounded_app(catalog, explore_time_limit_s=0.2))
     began = time.perf_counter()
-    response = client.post("/api/explore", json={"scenario": growth(5)})
+    response = client.post("/api/explore", json={"scenario": family(5)})
     assert response.status_code == 200, response.text
     assert response.json()["truncated"] is True  # a cut-off search says so
     assert time.perf_counter() - began < 5
@@ -270,7 +250,7 @@ def slow_app(catalog: Mapping[str, engine.Scenario]) -> FastAPI:
 
 
 async def test_api_explore_stops_when_the_client_disconnects(slow_app: FastAPI) -> None:
-    body = json.dumps({"scenario": growth(5)}).encode()
+    body = json.dumps({"scenario": family(5)}).encode()
     status, after = await call_then_leave(slow_app, "POST", "/api/explore", body)
     assert after < 5, f"the search went on for {after:.1f} s after the client left"
     assert status == 499
@@ -283,7 +263,7 @@ async def test_api_explore_stops_when_the_client_disconnects(slow_app: FastAPI) 
 async def test_page_explorations_stop_when_the_client_disconnects(
     slow_app: FastAPI, fragment: str
 ) -> None:
-    query = f"s={encode_doc(growth(5))}".encode()
+    query = f"s={encode_doc(family(5))}".encode()
     status, after = await call_then_leave(slow_app, "GET", f"/s/growth-5/{fragment}", query=query)
     assert after < 5, f"the search went on for {after:.1f} s after the client left"
     assert status == 499
