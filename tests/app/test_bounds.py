@@ -330,9 +330,8 @@ def test_a_setup_that_cannot_run_is_a_422_naming_setup(
     # No setup in the language blocks today; the handler is there for the day one does.
     # A fresh app: the session app's run cache could answer without replaying.
     import engine.model
-    from app.main import create_app
 
-    client = TestClient(create_app(catalog))
+    client = TestClient(bounded_app(catalog))
 
     def blocked(self: engine.model.Model) -> None:
         raise engine.SetupError("setup madvise_free(buf) is blocked: waits for the PTE lock")
