@@ -158,23 +158,6 @@ def with_seq(seq: int, body: str) -> str:
     return f'{{"seq":{seq},{body[1:]}' if body != "{}" else f'{{"seq":{seq}}}'
 
 
-class RateLimit:
-    """A token bucket: `burst` messages at once, `rate_per_s` sustained."""
-
-    def __init__(self, rate_per_s: float, burst: int) -> None:
-        self.rate, self.burst = rate_per_s, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
-
-
 # --- local fan-out ---------------------------------------------------------------------------
 
 

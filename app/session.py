@@ -17,6 +17,7 @@ from contextlib import suppress
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.websockets import WebSocket
 
 import engine
 from app.config import Settings
@@ -227,6 +228,44 @@ def parse(text: str, settings: Settings) -> ClientMessage:
     except json.JSONDecodeError as err:
         raise BadInput("message", f"malformed JSON: {err}") from err
     return CLIENT_MESSAGE.validate_python(raw)
+
+
+class RateLimit:
+    """A token bucket: `burst` messages at once, `rate_per_s` sustained."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate, self.burst = rate_per_s, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+async def drive(websocket: WebSocket, session: RunSession, reply: Send) -> None:
+    """Run a client's commands until it goes: each one rate-limited, parsed and handled, a
+    bad one answered with an error (to `reply` only), any play or explore job stopped at the
+    end."""
+    limit = RateLimit(MESSAGES_PER_S, MESSAGE_BURST)
+    try:
+        while True:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                return
+            if not limit.allow():
+                await reply(too_fast())
+                continue
+            try:
+                await session.handle(parse(frame_text(frame), session.settings))
+            except (ValueError, LookupError) as exc:  # anything else (a room gone) ends it
+                await reply(describe(exc))
+    finally:
+        await session.stop_job()
 
 
 def frame_text(frame: Mapping[str, Any]) -> str:

@@ -32,7 +32,6 @@ from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
     Broker,
-    RateLimit,
     RoomError,
     RoomGone,
     Snapshot,
@@ -48,12 +47,11 @@ from app.service import Catalog, Explorer, resolve_scenario
 from app.session import (
     MESSAGE_BURST,
     MESSAGES_PER_S,
+    RateLimit,
     RunSession,
     describe,
+    drive,
     error_message,
-    frame_text,
-    parse,
-    too_fast,
 )
 
 router = APIRouter()
@@ -275,21 +273,7 @@ async def _present(websocket: WebSocket, room: str, broker: Broker, session: Run
         except (ValueError, LookupError) as exc:
             await reply(describe(exc))
     publishing = True
-    limit = RateLimit(MESSAGES_PER_S, MESSAGE_BURST)
-    try:
-        while True:
-            frame = await websocket.receive()
-            if frame["type"] == "websocket.disconnect":
-                return
-            if not limit.allow():
-                await reply(too_fast())
-                continue
-            try:
-                await session.handle(parse(frame_text(frame), session.settings))
-            except (ValueError, LookupError) as exc:  # a room gone (RoomError) ends the socket
-                await reply(describe(exc))
-    finally:
-        await session.stop_job()
+    await drive(websocket, session, reply)
 
 
 async def _follow(

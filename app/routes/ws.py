@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.deps import CatalogDep, ExplorerDep, SettingsDep
-from app.rooms import RateLimit
-from app.session import MESSAGE_BURST, MESSAGES_PER_S, RunSession, describe, frame_text, parse
-from app.session import too_fast as too_fast_message
+from app.session import RunSession, drive
 
 router = APIRouter()
 
@@ -21,26 +20,10 @@ async def ws_run(
 ) -> None:
     await websocket.accept()
     lock = asyncio.Lock()
-    limit = RateLimit(MESSAGES_PER_S, MESSAGE_BURST)
 
     async def send(message: dict[str, Any]) -> None:
         async with lock:
             await websocket.send_json(message)
 
-    session = RunSession(catalog, settings, explorer, send)
-    try:
-        while True:
-            frame = await websocket.receive()
-            if frame["type"] == "websocket.disconnect":
-                break
-            if not limit.allow():
-                await send(too_fast_message())
-                continue
-            try:
-                await session.handle(parse(frame_text(frame), settings))
-            except (ValueError, LookupError) as exc:
-                await send(describe(exc))
-    except WebSocketDisconnect:
-        pass
-    finally:
-        await session.stop_job()
+    with suppress(WebSocketDisconnect):
+        await drive(websocket, RunSession(catalog, settings, explorer, send), send)

@@ -12,6 +12,7 @@ import os
 import shutil
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -138,4 +139,6 @@ def test_redis_broker_order_expiry_and_token(redis_url: str) -> None:
         finally:
             await broker.close()
 
-    asyncio.run(scenario())
+    # In a thread of its own: a browser test's sync Playwright may own this thread's loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
