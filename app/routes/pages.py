@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -229,22 +229,35 @@ def frame(
     return response
 
 
+class Explored(NamedTuple):
+    target: Target
+    config: engine.Config
+    result: engine.Exploration
+    notices: list[Notice]
+
+
 async def _explored(
     request: Request,
     catalog: Catalog,
     settings: Settings,
     explorer: ExplorerDep,
+    templates: TemplatesDep,
     scenario_id: str,
-) -> tuple[Target, engine.Config, engine.Exploration | None, list[Notice]]:
-    """The link's scenario and kernel, explored off the event loop (cached by the explorer).
-
-    The exploration is None when the client went away before it finished (it is stopped).
-    """
-    target = _target(request, catalog, settings, scenario_id)
+) -> Explored | Response:
+    """The link's scenario and kernel, explored off the event loop (cached by the explorer),
+    or the response to give instead: an error page, or nothing for a client that went away
+    (its search is stopped)."""
+    try:
+        target = _target(request, catalog, settings, scenario_id)
+    except PageError as err:
+        return error_page(request, templates, err)
     notices: list[Notice] = []
     config = config_for(target.scenario, target.link.variant, notices)
     gone = partial(disconnected, request.receive)
-    return target, config, await explorer.explore_until_gone(target.scenario, config, gone), notices
+    result = await explorer.explore_until_gone(target.scenario, config, gone)
+    if result is None:
+        return Response(status_code=CLIENT_GONE)
+    return Explored(target, config, result, notices)
 
 
 @router.get("/s/{scenario_id}/find-bug", response_class=HTMLResponse)
@@ -257,14 +270,10 @@ async def find_bug(
     templates: TemplatesDep,
 ) -> Response:
     """Explore, then show the shortest schedule that breaks an invariant, at its last step."""
-    try:
-        target, config, result, notices = await _explored(
-            request, catalog, settings, explorer, scenario_id
-        )
-    except PageError as err:
-        return error_page(request, templates, err)
-    if result is None:
-        return Response(status_code=CLIENT_GONE)
+    explored = await _explored(request, catalog, settings, explorer, templates, scenario_id)
+    if isinstance(explored, Response):
+        return explored
+    target, config, result, notices = explored
     outcome = shortest_violation(result)
     if result.truncated:
         notices.append(Notice("warn", f"The search was cut off at {result.states} states."))
@@ -308,14 +317,10 @@ async def outcomes(
     templates: TemplatesDep,
 ) -> Response:
     """Explore all interleavings: totals, a bar chart and a "load example" per outcome."""
-    try:
-        target, config, result, notices = await _explored(
-            request, catalog, settings, explorer, scenario_id
-        )
-    except PageError as err:
-        return error_page(request, templates, err)
-    if result is None:
-        return Response(status_code=CLIENT_GONE)
+    explored = await _explored(request, catalog, settings, explorer, templates, scenario_id)
+    if isinstance(explored, Response):
+        return explored
+    target, config, result, notices = explored
     sid = target.scenario.id if target.link.custom else scenario_id
     rows: list[dict[str, Any]] = []
     for outcome in result.outcomes:
