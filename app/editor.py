@@ -27,6 +27,7 @@ import yaml
 import engine
 from app.links import LinkError, LinkParams, dashboard_path, encode_doc, unpack_json
 from engine.catalog import CATALOG_DIR
+from engine.fixes import DESIGN_RULES, FIXES
 from engine.ops import OPS
 from engine.scenario import MACROS, MAX_DOCUMENT, NAME
 
@@ -344,6 +345,21 @@ class OpHelp:
     def doc_parts(self) -> tuple[str, ...]:
         """The doc split at backticks: every odd part is code."""
         return tuple(self.doc.split("`"))
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchHelp:
+    name: str
+    commit: str
+    releases: str  # "5.8 (reverted in 5.9)"; "design rule" for rules every kernel has
+    effect: str
+
+
+def switch_reference() -> tuple[SwitchHelp, ...]:
+    """Every fix switch with the mainline releases that carry it, then the design rules."""
+    fixes = [SwitchHelp(f.name, f.commit, f.releases, f.effect) for f in FIXES.values()]
+    rules = [SwitchHelp(f.name, "", "design rule", f.effect) for f in DESIGN_RULES.values()]
+    return (*fixes, *rules)
 
 
 def op_reference() -> tuple[OpHelp, ...]:

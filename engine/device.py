@@ -63,16 +63,36 @@ def dma_write_op(ctx: Ctx) -> Effect | Blocked:
 
 @op("dma_read", (), ("dma_read",))
 def dma_read_op(ctx: Ctx) -> Effect | Blocked:
-    """The device reads the page it holds."""
+    """The device reads the page it holds, checked like a CPU read of the GUP's address.
+
+    The device reads whatever page GUP gave it, which is no longer the page the process
+    sees once a fault COWed away from it (a read-only pin of a shared page before 5.19's
+    unshare) or reclaim swapped it out: the value must still be one the process could
+    legally read there now, else the device read stale data (a lost write).
+    """
     if not held_pages(ctx):
         return nothing_held(ctx, "dma_read", "the device read")
     seen = []
+    key, epoch = ctx.me.held_key, ctx.me.held_epoch
     for index, gen in held_pages(ctx):
         if index == ZERO_PAGE:
-            seen.append("'0'")
-            continue
-        refs.live(ctx, index, gen, "the device read")
-        seen.append(repr(ctx.w.page(index).data))
+            value = "0"
+        else:
+            refs.live(ctx, index, gen, "the device read")
+            value = ctx.w.page(index).data
+        seen.append(repr(value))
+        exp = ctx.w.expected(key)
+        # After munmap/DONTNEED (a new epoch) the address no longer backs this DMA (R13).
+        if exp is not None and oracle.counts(ctx.w, key, epoch) and not ctx.events:
+            oracle.observe(
+                ctx,
+                key,
+                value,
+                f"the device read through {ctx.name}'s GUP of {key}",
+                allowed=oracle.device_allowed(exp),
+                stale=f"the device read stale data from {page_name(index)}, "
+                "not the page the process now sees there",
+            )
     ctx.finish()
     return ctx.done("dma_read", f"the device reads {', '.join(seen)}")
 

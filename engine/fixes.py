@@ -20,6 +20,23 @@ class Fix:
     commit: str
     version: str  # first mainline release; "" for design rules every kernel has
     effect: str
+    reverted: str = ""  # the mainline release that removed it again; "" while it stands
+    revert_commit: str = ""
+
+    def in_kernel(self, kernel: str) -> bool:
+        """On in mainline `kernel` (X.Y.0): released at or before it, and not yet reverted."""
+        key = version_key(kernel)
+        if version_key(self.version) > key:
+            return False
+        return not self.reverted or key < version_key(self.reverted)
+
+    @property
+    def releases(self) -> str:
+        """The mainline releases that carry it, as the fix table shows them: "5.8" alone
+        (5.8 and later) or "5.8 (reverted in 5.9)"."""
+        if not self.reverted:
+            return self.version
+        return f"{self.version} (reverted in {self.reverted})"
 
 
 FIXES: dict[str, Fix] = {
@@ -42,7 +59,10 @@ FIXES: dict[str, Fix] = {
             "gup_cow_break",
             "17839856fd58",
             "5.8",
-            "GUP on a COW-shared anon page breaks COW first",
+            "GUP on a COW-shared anon page breaks COW first; reverted in 5.9, after which "
+            "a read-only GUP or pin takes the shared page itself until 5.19's unshare",
+            reverted="5.9",
+            revert_commit="a308c71bf1e6",
         ),
         Fix(
             "wp_reuse_by_refcount",
@@ -129,7 +149,8 @@ DESIGN_RULES: dict[str, Fix] = {
 SWITCHES: dict[str, Fix] = {**FIXES, **DESIGN_RULES}
 
 # The oldest kernel with every path modelled here (MADV_FREE reclaim, v4.12) and
-# the newest release that any modelled fix needs.
+# the newest release that any modelled fix (or revert) needs. "Kernel X.Y" is always
+# mainline X.Y.0: stable trees carry backports that these versions do not.
 OLDEST_KERNEL = "4.12"
 _VERSION = re.compile(r"^([0-9])\.([0-9]{1,2})$")  # ASCII digits only
 
@@ -139,7 +160,9 @@ def version_key(version: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-NEWEST_KERNEL = max((f.version for f in FIXES.values()), key=version_key)
+NEWEST_KERNEL = max(
+    (v for f in FIXES.values() for v in (f.version, f.reverted) if v), key=version_key
+)
 
 
 def valid_kernel(version: str) -> bool:
@@ -177,8 +200,7 @@ class Config:
 
 def fixes_for(kernel: str) -> dict[str, bool]:
     """Every switch for a kernel: fixes released at or before it, design rules on."""
-    key = version_key(kernel)
-    resolved = {name: version_key(f.version) <= key for name, f in FIXES.items()}
+    resolved = {name: f.in_kernel(kernel) for name, f in FIXES.items()}
     resolved.update(dict.fromkeys(DESIGN_RULES, True))
     return resolved
 

@@ -68,10 +68,32 @@ def counts(world: World, key: str, epoch: int) -> bool:
     return exp is not None and exp.epoch == epoch
 
 
-def observe(ctx: Ctx, key: str, value: str, what: str) -> None:
-    """A read (or the final look) at `key` returned `value`: is that legal?"""
+def device_allowed(exp: Expected) -> tuple[str, ...]:
+    """What a device read through one GUP may return: the reading GUP itself is not a write
+    in flight, so only the values of other outstanding GUPs' DMA may still be seen beside
+    the latest write."""
+    return exp.allowed if exp.inflight > 1 else exp.at_rest()
+
+
+def observe(
+    ctx: Ctx,
+    key: str,
+    value: str,
+    what: str,
+    *,
+    allowed: tuple[str, ...] | None = None,
+    stale: str = "",
+) -> None:
+    """A read (or the final look) at `key` returned `value`: is that legal?
+
+    `allowed` narrows the oracle's set for a particular reader (a device, see
+    device_allowed); `stale` is the sentence a lost write ends with.
+    """
     exp = ctx.w.expected(key)
-    if exp is None or not exp.allowed or value in exp.allowed:
+    if exp is None or not exp.allowed:
+        return
+    legal = exp.allowed if allowed is None else allowed
+    if value in legal:
         return
     reader = who_of(key)
     writers = {who for v, who in ctx.w.writers if v == value}
@@ -80,9 +102,10 @@ def observe(ctx: Ctx, key: str, value: str, what: str) -> None:
         leak = bool(writers) and all(w.startswith("other=") for w in writers)
     else:
         leak = bool(writers) and reader not in writers
-    allowed = " or ".join(repr(v) for v in exp.allowed)
+    shown = " or ".join(repr(v) for v in legal)
     if leak:
         by = ", ".join(sorted(w.removeprefix("other=") for w in writers))
-        ctx.violate("data_leak", f"{what} shows {value!r}, written by {by}; expected {allowed}")
+        ctx.violate("data_leak", f"{what} shows {value!r}, written by {by}; expected {shown}")
     else:
-        ctx.violate("lost_write", f"{what} shows {value!r}; the latest write was {allowed}")
+        tail = f": {stale}" if stale else ""
+        ctx.violate("lost_write", f"{what} shows {value!r}; the latest write was {shown}{tail}")

@@ -31,6 +31,7 @@ from app.editor import (
     op_reference,
     source_text,
     summary,
+    switch_reference,
     unpack,
 )
 from app.links import LinkError
@@ -86,6 +87,7 @@ def _page(
         "notices": tuple(notices),
         "choices": [(s.id, s.title) for s in catalog.values()],
         "reference": op_reference(),
+        "switches": switch_reference(),
         "outcomes": outcomes,
         "from_id": from_id,
     }

@@ -337,3 +337,12 @@ def test_scenario_text_is_escaped_everywhere(client: TestClient) -> None:
     shown = client.get(dashboard).text
     assert XSS not in shown
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+
+
+def test_the_reference_lists_every_switch_with_its_mainline_releases(client: TestClient) -> None:
+    page = client.get("/edit").text
+    assert "mainline X.Y.0" in page
+    row = re.search(r"<code>gup_cow_break</code>.*?</tr>", page, re.S)
+    assert row and "5.8 (reverted in 5.9)" in row.group(0) and "17839856fd58" in row.group(0)
+    for name in [*engine.FIXES, *engine.DESIGN_RULES]:
+        assert f"<code>{name}</code>" in page

@@ -1,0 +1,72 @@
+"""Kernel fidelity (issue 9): reverted fixes have a range, and a device read is checked like a
+CPU read. Each scenario is built from ops, not from the catalog."""
+
+from __future__ import annotations
+
+import engine
+from engine.fixes import FIXES, fixes_for
+from tests.engine.builders import config, scenario
+
+# After fork the parent's page is COW-shared; a driver pins it read-only for the device to read
+# (an RDMA send buffer), then the parent writes its buffer and the device reads it.
+RO_PIN_AFTER_FORK = scenario(
+    {
+        "dev": [{"gup": {"addr": "buf", "mode": "pin", "write": False}}, {"dma_read": {}}],
+        "cpu": [{"write": {"addr": "buf", "value": "B"}}],
+    },
+    setup=[{"write": {"addr": "buf", "value": "A"}}, {"fork": {"child": "child"}}],
+)
+PIN_WRITE_READ = ["dev", "cpu", "cpu", "dev"]
+
+
+def violations(sc: engine.Scenario, kernel: str) -> set[str]:
+    exp = engine.explore(sc, config(sc, kernel))
+    return {v for o in exp.outcomes for v in o.violations}
+
+
+def test_the_forced_cow_break_is_on_only_in_5_8() -> None:
+    cow = FIXES["gup_cow_break"]
+    assert (cow.reverted, cow.revert_commit) == ("5.9", "a308c71bf1e6")
+    assert cow.releases == "5.8 (reverted in 5.9)"
+    assert [fixes_for(k)["gup_cow_break"] for k in ("5.7", "5.8", "5.9", "5.18", "6.1")] == [
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_a_read_only_pin_from_5_9_to_5_18_takes_the_shared_page_itself() -> None:
+    for kernel in ("5.9", "5.18"):
+        run = engine.run_schedule(RO_PIN_AFTER_FORK, config(RO_PIN_AFTER_FORK, kernel), ["dev"])
+        assert run.steps[-1].function == "follow_page_pte"
+        assert "takes P0" in run.steps[-1].note, kernel
+
+
+def test_a_device_reading_through_a_stale_read_only_pin_is_a_lost_write() -> None:
+    sc = RO_PIN_AFTER_FORK
+    run = engine.run_schedule(sc, config(sc, "5.18"), PIN_WRITE_READ)
+    assert [v.name for v in run.violations] == ["lost_write"]
+    assert run.violations[0].step == len(PIN_WRITE_READ)  # the dma_read, counted from 1
+    assert "the device read stale data" in run.violations[0].message
+    # 5.8 broke COW in GUP; 5.19 unshares before a read-only pin: the device sees 'B'.
+    assert violations(sc, "5.8") == set()
+    assert violations(sc, "5.18") == {"lost_write"}
+    assert violations(sc, "5.19") == set()
+
+
+def test_a_device_read_racing_a_device_write_may_see_either_value() -> None:
+    # Two drivers with GUPs for the same address: while one's DMA write is in flight the
+    # other's read may see the old or the new data; neither is stale.
+    sc = scenario(
+        {
+            "w": [
+                {"gup_fast": {"addr": "buf", "mode": "pin", "write": True}},
+                {"dma_write": {"value": "B"}},
+                {"unpin": {"dirty": True}},
+            ],
+            "r": [{"gup_fast": {"addr": "buf", "mode": "pin", "write": False}}, {"dma_read": {}}],
+        },
+    )
+    assert violations(sc, "6.1") == set()
