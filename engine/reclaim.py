@@ -149,7 +149,9 @@ def check_references(ctx: Ctx) -> Effect:
     p = ctx.w.page(index).clear(REFERENCED)
     if young:
         if p.has(SWAPBACKED) or referenced or len(young) > 1:
-            refs.update(ctx, index, p)
+            # folio_set_referenced comes before the activation test, so a file folio keeps
+            # the mark (5.x returned for a swap-backed folio before setting it).
+            refs.update(ctx, index, p if p.has(SWAPBACKED) else p.set(REFERENCED))
             ctx.goto("putback", activate=True)
             return ctx.done(
                 "folio_check_references",
