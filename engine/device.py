@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine import oracle, refs
 from engine.machine import PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import DIRTY, PRIVATE, ZERO_PAGE, page_name
+from engine.state import PRIVATE, ZERO_PAGE, page_name
 
 
 def held_pages(ctx: Ctx) -> tuple[tuple[int, int], ...]:
@@ -113,7 +113,7 @@ def set_page_dirty_op(ctx: Ctx) -> Effect | Blocked:
             continue
         if refs.live(ctx, index, gen, function):
             page = ctx.w.page(index)
-            refs.update(ctx, index, page.set(DIRTY))
+            refs.mark_dirty(ctx, index)
             bare = page.owner.startswith("file:") and not page.has(PRIVATE)
             notes.append(page_name(index) + (" (a file page without buffers)" if bare else ""))
     ctx.finish()
@@ -151,7 +151,7 @@ def unpin_op(ctx: Ctx) -> Effect | Blocked:
         if index == ZERO_PAGE:
             continue
         if dirty and refs.live(ctx, index, gen, "unpin_user_pages_dirty_lock"):
-            refs.update(ctx, index, ctx.w.page(index).set(DIRTY))
+            refs.mark_dirty(ctx, index)
         freed = refs.unpin(ctx, index, gen)
         tail = ": the last reference, the page is freed" if freed else ""
         notes.append(f"{page_name(index)} ({refs.refs_note(ctx, index)}){tail}")

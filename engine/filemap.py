@@ -11,29 +11,33 @@ from __future__ import annotations
 
 from engine import oracle, refs
 from engine.machine import FILE, PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import DIRTY, LOCKED, PRIVATE, WRITEBACK, Expected, Pte, page_name
+from engine.state import DIRTY, LOCKED, PRIVATE, RECLAIM, WRITEBACK, Expected, Pte, page_name
 
 LOOKUP_RETRIES = 2
 
 
 def writepage(ctx: Ctx, index: int) -> tuple[bool, str]:
-    """ext4_writepage on a page whose PG_dirty was just cleared for I/O: (written, note)."""
+    """ext4_writepage on a page whose PG_dirty was just cleared for I/O: (written, note).
+
+    From 6.2 (dae999602eeb) ext4 has only ->writepages, which the flusher calls; reclaim
+    never gets here then.
+    """
     p = ctx.w.page(index)
     name = p.owner.removeprefix("file:")
+    fn = "ext4_writepages" if ctx.cfg.on("ext4_no_writepage") else "ext4_writepage"
     if not p.has(PRIVATE):
         if not ctx.cfg.on("ext4_no_bug_on_unbuffered_dirty"):
             ctx.violate(
                 "kernel_bug",
-                f"kernel BUG at fs/ext4/inode.c: ext4_writepage finds dirty {page_name(index)} "
+                f"kernel BUG at fs/ext4/inode.c: {fn} finds dirty {page_name(index)} "
                 "without buffers",
             )
-            return False, f"ext4_writepage: {page_name(index)} has no buffers: BUG_ON"
+            return False, f"{fn}: {page_name(index)} has no buffers: BUG_ON"
         return False, (
-            f"ext4_writepage: {page_name(index)} has no buffers: WARN, drop the dirty data "
-            "(cc5095747edf)"
+            f"{fn}: {page_name(index)} has no buffers: WARN, drop the dirty data (cc5095747edf)"
         )
     ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(disk=p.data))
-    return True, f"ext4_writepage writes {p.data!r} to {name} on disk"
+    return True, f"{fn} writes {p.data!r} to {name} on disk"
 
 
 @op("mmap_file", (Param("addr", "addr", required=True), FILE, PROC), ("mmap",), setup_only=True)
@@ -218,7 +222,8 @@ def wb_write(ctx: Ctx) -> Effect:
 
 def wb_end(ctx: Ctx) -> Effect:
     index = ctx.ireg("page")
-    refs.update(ctx, index, ctx.w.page(index).clear(WRITEBACK))
+    # folio_end_writeback also clears PG_reclaim (folio_rotate_reclaimable).
+    refs.update(ctx, index, ctx.w.page(index).clear(WRITEBACK | RECLAIM))
     freed = refs.put(ctx, index, what="folio_put")
     ctx.finish()
     tail = "; the last reference, freed" if freed else ""

@@ -107,6 +107,13 @@ FIXES: dict[str, Fix] = {
             "6.4",
             "reclaim does not strip buffers from a maybe-pinned page",
         ),
+        Fix(
+            "ext4_no_writepage",
+            "dae999602eeb",
+            "6.2",
+            "ext4 has no ->writepage: reclaim's pageout returns PAGE_ACTIVATE for a dirty "
+            "ext4 folio, and only the flusher (->writepages) writes it",
+        ),
     )
 }
 

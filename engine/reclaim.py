@@ -7,6 +7,16 @@ lazyfree page, install a swap entry, or restore the PTE), write it out if dirty,
 release buffers, and free it: folio_ref_freeze(1) for a lazyfree page, or
 __remove_mapping (freeze at 2, then PG_dirty) for page-cache and swap-cache pages.
 Everything that does not end in a free ends in folio_putback_lru.
+
+Who reclaims matters for dirty file folios: the actor is kswapd unless the op says
+`direct: true`. A dirty file folio is never written on the pass that first finds it
+dirty: it gets PG_reclaim and goes back to the active list. Only kswapd writes one,
+on a later pass, with PG_reclaim still set, PGDAT_DIRTY set (an earlier kswapd pass
+found only dirty file folios not yet under writeback) and a FOLIOREF_RECLAIM
+verdict, and only while ext4 still has ->writepage (before 6.2). Written pages,
+file or swap, are under asynchronous I/O: the pass keeps them (PG_writeback), the
+completion (folio_end_writeback) follows as this actor's last step, and a later
+pass frees them.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from engine.state import (
     DIRTY,
     LOCKED,
     PRIVATE,
+    RECLAIM,
     REFERENCED,
     SWAPBACKED,
     SWAPCACHE,
@@ -33,8 +44,10 @@ from engine.state import (
 STEPS = (
     "isolate_lru_folio",
     "folio_trylock",
+    "folio_test_writeback",
     "folio_check_references",
     "add_to_swap",
+    "folio_set_reclaim",
     "ptep_get_and_clear",
     "try_to_unmap_one",
     "pageout",
@@ -43,6 +56,7 @@ STEPS = (
     "folio_test_dirty",
     "free_unref_page_list",
     "folio_putback_lru",
+    "folio_end_writeback",
 )
 
 
@@ -60,6 +74,30 @@ def target(ctx: Ctx) -> int:
     return -1
 
 
+def file_lru(p: Page) -> bool:
+    """folio_is_file_lru: page cache pages and lazyfree anon pages (PG_swapbacked clear)."""
+    return not p.has(SWAPBACKED)
+
+
+def sets_pgdat_dirty(ctx: Ctx, p: Page, checked: bool) -> bool:
+    """Whether this pass lets shrink_node set PGDAT_DIRTY (nr.unqueued_dirty == nr.file_taken).
+
+    Only kswapd sets it. With one folio per pass, an anon folio is not file_taken; a file
+    folio counts as unqueued dirty when folio_check_dirty_writeback (run after the trylock,
+    so `checked`) saw PG_dirty without PG_writeback. A lazyfree folio is never dirty there.
+    """
+    if ctx.flagp("direct"):
+        return False
+    if not file_lru(p):
+        return True
+    return checked and not p.anon and p.has(DIRTY) and not p.has(WRITEBACK)
+
+
+def end_pass(ctx: Ctx) -> None:
+    if ctx.reg("pgdat"):
+        ctx.w = ctx.w.evolve(pgdat_dirty=True)
+
+
 def page(ctx: Ctx) -> tuple[int, Page]:
     index = ctx.ireg("page")
     return index, ctx.w.page(index)
@@ -75,7 +113,7 @@ def isolate(ctx: Ctx) -> Effect:
         ctx.finish()
         return ctx.done("isolate_lru_folio", f"{page_name(index)} is not on an LRU list: skipped")
     refs.update(ctx, index, ctx.w.page(index).evolve(lru=""))
-    ctx.goto("lock", page=index, lru=p.lru)
+    ctx.goto("lock", page=index, lru=p.lru, pgdat=sets_pgdat_dirty(ctx, p, checked=False))
     return ctx.done(
         "isolate_lru_folio",
         f"{ctx.name} takes {page_name(index)} off the {p.lru} LRU ({refs.refs_note(ctx, index)})",
@@ -88,15 +126,22 @@ def trylock(ctx: Ctx) -> Effect:
         ctx.goto("putback", activate=False)
         return ctx.done("folio_trylock", f"{page_name(index)} is locked by {p.locker}: keep it")
     refs.update(ctx, index, p.set(LOCKED).evolve(locker=ctx.name))
-    ctx.goto("references")
+    ctx.goto("references", pgdat=sets_pgdat_dirty(ctx, p, checked=True))
     return ctx.done("folio_trylock", f"{ctx.name} locks {page_name(index)}")
 
 
 def check_references(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     if p.has(WRITEBACK):
-        ctx.goto("putback", activate=False)
-        return ctx.done("folio_check_references", f"{page_name(index)} is under writeback: keep it")
+        # shrink_folio_list's writeback cases 1 and 2: PG_reclaim, so that the end of the
+        # I/O rotates it to the tail of the inactive list, and activate_locked.
+        refs.update(ctx, index, p.set(RECLAIM))
+        ctx.goto("putback", activate=True)
+        return ctx.done(
+            "folio_test_writeback",
+            f"{page_name(index)} is under writeback: PG_reclaim, activate; "
+            "a pass after the I/O ends can free it",
+        )
     young = [(pr, a, e) for pr, a, e in ctx.w.mappers(index) if e.young]
     for pr, a, e in young:
         ctx.w = ctx.w.set_pte(pr, a, e.evolve(young=False))
@@ -104,7 +149,9 @@ def check_references(ctx: Ctx) -> Effect:
     p = ctx.w.page(index).clear(REFERENCED)
     if young:
         if p.has(SWAPBACKED) or referenced or len(young) > 1:
-            refs.update(ctx, index, p)
+            # folio_set_referenced comes before the activation test, so a file folio keeps
+            # the mark (5.x returned for a swap-backed folio before setting it).
+            refs.update(ctx, index, p if p.has(SWAPBACKED) else p.set(REFERENCED))
             ctx.goto("putback", activate=True)
             return ctx.done(
                 "folio_check_references",
@@ -117,6 +164,14 @@ def check_references(ctx: Ctx) -> Effect:
             "folio_referenced clears the young PTE bit: used once, keep it for this pass",
         )
     refs.update(ctx, index, p)
+    if referenced and file_lru(p):
+        # FOLIOREF_RECLAIM_CLEAN: PG_referenced without a young PTE.
+        ctx.goto(next_after_references(ctx), clean_only=True)
+        return ctx.done(
+            "folio_check_references",
+            f"{page_name(index)} has PG_referenced but no young PTE: FOLIOREF_RECLAIM_CLEAN "
+            "(reclaim it only if it is clean)",
+        )
     ctx.goto(next_after_references(ctx))
     return ctx.done("folio_check_references", f"{page_name(index)} was not referenced: reclaim it")
 
@@ -161,7 +216,7 @@ def unmap_clear(ctx: Ctx) -> Effect | Blocked:
         ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
     note = f"clears the PTE of {proc}:{addr}"
     if pte.dirty:
-        refs.update(ctx, index, ctx.w.page(index).set(DIRTY))
+        refs.mark_dirty(ctx, index)
         note += "; it was dirty: folio_mark_dirty"
     else:
         note += " (clean)"
@@ -232,16 +287,72 @@ def pageout(ctx: Ctx) -> Effect | Blocked:
         )
     if not p.has(DIRTY) or p.lazyfree:
         return release(ctx)
+    if not p.has(SWAPCACHE):
+        early = defer_dirty_file(ctx, index, p)
+        if early:
+            return early
+    # is_page_cache_freeable: only the isolation and cache references (and buffers).
+    if p.ref - p.has(PRIVATE) != 2:
+        ctx.goto("putback", activate=False)
+        return ctx.done(
+            "pageout",
+            f"is_page_cache_freeable: ref={p.ref}, someone else holds {page_name(index)}: "
+            "PAGE_KEEP, not written",
+        )
     if p.has(SWAPCACHE):
+        # swap_writepage -> __swap_writepage: set_page_writeback, unlock, submit_bio.
         slot = ctx.w.swap[p.swap]
         ctx.w = ctx.w.set_slot(p.swap, slot.evolve(data=p.data, written=True))
-        refs.update(ctx, index, p.clear(DIRTY))
-        ctx.goto("release")
-        return ctx.done("pageout", f"swap_writepage writes {p.data!r} to slot S{p.swap}")
+        refs.update(ctx, index, p.clear(DIRTY).set(WRITEBACK | RECLAIM))
+        ctx.goto("putback", activate=False, io=True, gen=p.gen)
+        return ctx.done(
+            "pageout",
+            f"folio_clear_dirty_for_io; swap_writepage submits {p.data!r} to slot S{p.swap}: "
+            "under writeback, kept for this pass",
+        )
     refs.update(ctx, index, p.clear(DIRTY))
-    _, note = writepage(ctx, index)
-    ctx.goto("release")
-    return ctx.done("pageout", f"folio_clear_dirty_for_io; {note}")
+    written, note = writepage(ctx, index)
+    if not written:
+        # No I/O started: PAGE_SUCCESS on a clean folio that is not under writeback.
+        ctx.goto("release")
+        return ctx.done("pageout", f"folio_clear_dirty_for_io; {note}")
+    refs.update(ctx, index, ctx.w.page(index).set(WRITEBACK | RECLAIM))
+    ctx.goto("putback", activate=False, io=True, gen=p.gen)
+    return ctx.done(
+        "pageout",
+        f"folio_clear_dirty_for_io; {note}: under writeback, kept for this pass (its buffers stay)",
+    )
+
+
+def defer_dirty_file(ctx: Ctx, index: int, p: Page) -> Effect | None:
+    """The dirty-file-folio rules of shrink_folio_list and pageout; None lets kswapd write it."""
+    if ctx.flagp("direct") or not p.has(RECLAIM) or not ctx.w.pgdat_dirty:
+        if ctx.flagp("direct"):
+            why = "direct reclaim never writes file folios"
+        elif not p.has(RECLAIM):
+            why = "first seen dirty (no PG_reclaim yet)"
+        else:
+            why = "PGDAT_DIRTY is clear"
+        refs.update(ctx, index, p.set(RECLAIM))
+        ctx.goto("putback", activate=True)
+        return ctx.done(
+            "folio_set_reclaim",
+            f"dirty file {page_name(index)}, {why}: PG_reclaim, activate; "
+            "the flusher is to write it",
+        )
+    if ctx.reg("clean_only"):
+        ctx.goto("putback", activate=False)
+        return ctx.done(
+            "folio_check_references",
+            f"dirty {page_name(index)} and FOLIOREF_RECLAIM_CLEAN: keep it",
+        )
+    if ctx.cfg.on("ext4_no_writepage"):
+        ctx.goto("putback", activate=True)
+        return ctx.done(
+            "pageout",
+            "ext4 has no ->writepage (dae999602eeb): PAGE_ACTIVATE, only the flusher writes it",
+        )
+    return None
 
 
 def release(ctx: Ctx) -> Effect | Blocked:
@@ -356,6 +467,7 @@ def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
 def free_it(ctx: Ctx) -> Effect:
     index, _ = page(ctx)
     ctx.w = ctx.w.free_page(index)
+    end_pass(ctx)
     ctx.finish()
     return ctx.done("free_unref_page_list", f"try_to_unmap_flush, then {page_name(index)} is freed")
 
@@ -371,11 +483,30 @@ def putback(ctx: Ctx) -> Effect:
         lru = lru.replace("inactive", "active")
     refs.update(ctx, index, p.evolve(lru=lru))
     freed = refs.put(ctx, index, what="folio_putback_lru")
-    ctx.finish()
+    end_pass(ctx)
+    if ctx.reg("io"):
+        ctx.goto("end_io")
+    else:
+        ctx.finish()
     tail = ": that was the last reference, freed" if freed else ""
     return ctx.done(
         "folio_putback_lru",
         f"{page_name(index)} unlocked, back on the {lru} LRU ({refs.refs_note(ctx, index)}){tail}",
+    )
+
+
+def end_io(ctx: Ctx) -> Effect:
+    """The write reclaim started completes (end_swap_bio_write / ext4_end_bio)."""
+    index, p = page(ctx)
+    gen = ctx.ireg("gen")
+    ctx.finish()
+    if p.gen != gen or not p.has(WRITEBACK):
+        return ctx.done("folio_end_writeback", f"the write of {page_name(index)} completes")
+    refs.update(ctx, index, p.clear(WRITEBACK | RECLAIM))
+    return ctx.done(
+        "folio_end_writeback",
+        f"the write of {page_name(index)} completes: PG_writeback and PG_reclaim cleared, "
+        "folio_rotate_reclaimable moves it to the inactive tail; a later pass can free it",
     )
 
 
@@ -393,14 +524,16 @@ STEP = {
     "freeze2": remove_freeze,
     "free_it": free_it,
     "putback": putback,
+    "end_io": end_io,
 }
 
 
 @op(
     "shrink_folio_list",
-    (Param("addr", "addr"), Param("file", "file"), Param("proc", "proc")),
+    (Param("addr", "addr"), Param("file", "file"), Param("proc", "proc"), Param("direct", "bool")),
     STEPS,
 )
 def shrink_folio_list_op(ctx: Ctx) -> Effect | Blocked:
-    """One reclaim pass over the page at `addr` (or the page cache page of `file`)."""
+    """One reclaim pass over the page at `addr` (or the page cache page of `file`), by kswapd
+    or, with `direct: true`, by direct reclaim (which never writes file folios)."""
     return STEP[ctx.me.pc](ctx)

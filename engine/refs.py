@@ -8,7 +8,7 @@ drives the count below zero).
 from __future__ import annotations
 
 from engine.machine import Ctx
-from engine.state import GUP_PIN_COUNTING_BIAS, ZERO_PAGE, Page, page_name
+from engine.state import DIRTY, GUP_PIN_COUNTING_BIAS, RECLAIM, ZERO_PAGE, Page, page_name
 
 
 def live(ctx: Ctx, index: int, gen: int, what: str) -> bool:
@@ -102,3 +102,10 @@ def refs_note(ctx: Ctx, index: int) -> str:
         return f"{page_name(index)} freed"
     pins = f" pins={page.pins}" if page.pins else ""
     return f"ref={page.ref}{pins} map={page.mapcount}"
+
+
+def mark_dirty(ctx: Ctx, index: int) -> None:
+    """folio_mark_dirty: PG_dirty, and PG_reclaim cleared (mm/page-writeback.c), since a
+    redirtied folio is no longer one reclaim can free as soon as its writeback ends."""
+    page = ctx.w.page(index)
+    ctx.w = ctx.w.put_page_state(index, page.set(DIRTY).clear(RECLAIM))

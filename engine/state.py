@@ -33,6 +33,7 @@ SWAPCACHE = 16
 PRIVATE = 32
 ANON_EXCLUSIVE = 64
 REFERENCED = 128
+RECLAIM = 256  # PG_reclaim: reclaim wants the folio freed once its writeback ends
 
 FLAG_NAMES: tuple[tuple[int, str], ...] = (
     (LOCKED, "locked"),
@@ -43,6 +44,7 @@ FLAG_NAMES: tuple[tuple[int, str], ...] = (
     (PRIVATE, "private"),
     (ANON_EXCLUSIVE, "anon_exclusive"),
     (REFERENCED, "referenced"),
+    (RECLAIM, "reclaim"),
 )
 
 
@@ -316,6 +318,10 @@ class World(NamedTuple):
     freed: tuple[int, ...] = ()  # free pages, most recently freed last
     violations: tuple[str, ...] = ()  # names, sorted
     migrated: tuple[int, ...] = ()  # pages whose data migration moved elsewhere
+    # PGDAT_DIRTY: a kswapd pass found only dirty file folios not yet under writeback, which
+    # allows kswapd to write dirty file folios itself (shrink_node); never cleared here,
+    # since the node is never balanced within a scenario.
+    pgdat_dirty: bool = False
 
     def evolve(
         self,
@@ -331,6 +337,7 @@ class World(NamedTuple):
         freed: tuple[int, ...] | None = None,
         violations: tuple[str, ...] | None = None,
         migrated: tuple[int, ...] | None = None,
+        pgdat_dirty: bool | None = None,
     ) -> World:
         """This world with the given parts changed."""
         return World(
@@ -345,6 +352,7 @@ class World(NamedTuple):
             self.freed if freed is None else freed,
             self.violations if violations is None else violations,
             self.migrated if migrated is None else migrated,
+            self.pgdat_dirty if pgdat_dirty is None else pgdat_dirty,
         )
 
     # -- pages ---------------------------------------------------------------
