@@ -108,7 +108,7 @@ def move(ctx: Ctx) -> Effect:
             "migrate_folio",
             f"ref={p.ref} but {expected} expected: someone holds {page_name(index)}, -EAGAIN",
         )
-    if cached:
+    if cached or p.has(SWAPCACHE):
         return move_mapping(ctx, index, p, cached)
     new = Page(ref=1, flags=p.flags & ~(LOCKED | SWAPCACHE), data=p.data, owner=p.owner)
     ctx.w, dst = ctx.w.new_page(new)
@@ -119,24 +119,34 @@ def move(ctx: Ctx) -> Effect:
 
 
 def move_mapping(ctx: Ctx, index: int, p: Page, name: str) -> Effect:
-    """buffer_migrate_folio for a page-cache folio: folio_migrate_mapping replaces the slot
-    by the new folio (which takes the cache reference and PG_dirty), the buffers move over
-    with PG_private (folio_attach_private on the new, detach on the old), then the copy."""
-    moved = p.flags & (DIRTY | PRIVATE)
+    """A folio in the page cache of `name` (or, with name "", in the swap cache).
+
+    folio_migrate_mapping replaces the slot by the new folio, which takes the cache
+    reference, PG_dirty and PG_swapcache with its entry; for a file (buffer_migrate_folio)
+    the buffers move over with PG_private (attach on the new folio, detach on the old);
+    then the data is copied. The old folio keeps only the migration's reference.
+    """
+    moved = p.flags & (DIRTY | PRIVATE | SWAPCACHE)
     new = Page(
         ref=1 + 1 + (1 if moved & PRIVATE else 0),
-        flags=(p.flags & ~(LOCKED | DIRTY | PRIVATE)) | moved,
+        flags=(p.flags & ~(LOCKED | DIRTY | PRIVATE | SWAPCACHE)) | moved,
         data=p.data,
         owner=p.owner,
+        swap=p.swap,
     )
     ctx.w, dst = ctx.w.new_page(new)
     old = ctx.w.page(index)
-    refs.update(ctx, index, old.clear(DIRTY | PRIVATE).evolve(ref=1))
-    ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=dst))
+    refs.update(ctx, index, old.clear(DIRTY | PRIVATE | SWAPCACHE).evolve(ref=1, swap=-1))
+    if name:
+        ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=dst))
+        where = f"the page cache of {name}"
+    else:
+        ctx.w = ctx.w.set_slot(p.swap, ctx.w.swap[p.swap].evolve(cache=dst))
+        where = f"the swap cache (slot {p.swap})"
     ctx.goto("remove_ptes", target=dst, ok=True)
     return ctx.done(
         "migrate_folio",
-        f"folio_migrate_mapping: the page cache of {name} now holds new {page_name(dst)}; "
+        f"folio_migrate_mapping: {where} now holds new {page_name(dst)}; "
         f"copies {p.data!r} from {page_name(index)}"
         + ("; the buffers move with PG_private" if moved & PRIVATE else ""),
     )

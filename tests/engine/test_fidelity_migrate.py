@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import engine
 from engine.model import Model
-from engine.state import World
+from engine.state import SWAPCACHE, World
 from tests.engine.builders import config, run_sequential, scenario, sequential, violation_names
 
 FILES = {"f": {"data": "A"}}
@@ -94,3 +94,25 @@ def test_the_truncated_orphan_stays_on_its_lru_until_the_last_put() -> None:
     page = world.page(0)
     assert world.file("f").cache == -1
     assert not page.free and page.lru == "inactive_file"
+
+
+def test_a_swap_cache_page_migrates_with_its_swap_cache_slot() -> None:
+    # folio_migrate_mapping moves PG_swapcache and the swap-cache slot to the new folio too.
+    setup = [
+        {"write": {"addr": "buf", "value": "A"}},
+        {"shrink_folio_list": {"addr": "buf"}},
+        {"shrink_folio_list": {"addr": "buf"}},
+        {"read": {"addr": "buf"}},
+    ]
+    sc = scenario({"m": [{"migrate": {"addr": "buf"}}]}, setup)
+    cfg = config(sc, kernel="6.4")
+    before = Model(sc, cfg).initial()
+    pte = before.pte("app", "buf")
+    assert pte is not None and pte.present
+    assert before.page(pte.page).has(SWAPCACHE)
+    world = final_world(sc, cfg, "m")
+    pte = world.pte("app", "buf")
+    assert pte is not None and pte.present
+    assert world.swap[world.page(pte.page).swap].cache == pte.page
+    assert world.page(pte.page).has(SWAPCACHE)
+    assert violation_names(run_sequential(sc, cfg, "m")) == ()
