@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from engine import oracle, refs
 from engine.machine import FILE, PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import DIRTY, LOCKED, PRIVATE, RECLAIM, WRITEBACK, Expected, Pte, page_name
+from engine.state import DIRTY, LOCKED, PRIVATE, RECLAIM, WRITEBACK, Pte, page_name
 
 LOOKUP_RETRIES = 2
 
@@ -152,9 +152,14 @@ def truncate_remove(ctx: Ctx) -> Effect:
         refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1, ref=p.ref - 1))
     p = ctx.w.page(index)
     drop = 2 if p.has(PRIVATE) else 1
-    refs.update(ctx, index, p.clear(PRIVATE | DIRTY).evolve(ref=p.ref - drop, lru=""))
+    # truncate_cleanup_folio + filemap_remove_folio: the folio leaves the file (buffers
+    # invalidated, dirty cancelled, cache reference dropped) but stays on its LRU list
+    # until its last folio_put, so reclaim may still meet the orphan.
+    refs.update(ctx, index, p.clear(PRIVATE | DIRTY).evolve(ref=p.ref - drop))
     ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=-1, disk="0"))
-    ctx.w = ctx.w.set_expected(f"file:{name}", Expected(allowed=("0",), latest="0"))
+    # A GUP taken before the truncate now holds an orphan: its DMA is no write to the file
+    # (the epoch bump, as munmap / MADV_DONTNEED do for an anon address, R13).
+    ctx.w = oracle.zap(ctx.w, f"file:{name}", unmapped=False)
     ctx.goto("unlock")
     return ctx.done(
         "truncate_inode_folio",
@@ -176,7 +181,11 @@ TRUNCATE = {"start": truncate_start, "remove": truncate_remove, "unlock": trunca
 
 @op("truncate", (FILE,), ("find_lock_entries", "truncate_inode_folio", "folio_unlock"))
 def truncate_op(ctx: Ctx) -> Effect | Blocked:
-    """truncate(2) to 0: remove the page from the page cache (dirty data is discarded)."""
+    """Punch the file's only page out (fallocate PUNCH_HOLE / truncate to 0 and back to size).
+
+    The page leaves the page cache (dirty data is discarded); a later read or fault sees
+    zeros from disk, never SIGBUS: i_size is not modelled, so this is a hole punch.
+    """
     return TRUNCATE[ctx.me.pc](ctx)
 
 

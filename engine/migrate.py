@@ -1,4 +1,4 @@
-"""migrate_pages for one mapped anon page (mm/migrate.c, try_to_migrate_one of mm/rmap.c).
+"""migrate_pages for one mapped page, anon or page cache (mm/migrate.c, mm/rmap.c).
 
 Isolate, lock, replace the PTE by a migration entry, then refuse if the
 refcount is not the expected one (a GUP reference is still out: -EAGAIN), else
@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from engine import refs
 from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, op
-from engine.state import ANON_EXCLUSIVE, DIRTY, LOCKED, SWAPCACHE, ZERO_PAGE, Page, Pte, page_name
+from engine.state import (
+    ANON_EXCLUSIVE,
+    DIRTY,
+    LOCKED,
+    PRIVATE,
+    SWAPCACHE,
+    ZERO_PAGE,
+    Page,
+    page_name,
+)
 
 
 def isolate(ctx: Ctx) -> Effect:
@@ -54,7 +63,11 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         )
     saved = []
     for proc, addr, pte in mappers:
-        ctx.w = ctx.w.set_pte(proc, addr, Pte(page=index, migration=True, write=pte.write))
+        # The migration entry replaces the PTE only: the VMA (a MAP_SHARED file binding
+        # included) stays, so a failed or finished migration restores a file mapping.
+        ctx.w = ctx.w.set_pte(
+            proc, addr, pte.evolve(present=False, migration=True, dirty=False, young=False)
+        )
         p = ctx.w.page(index)
         p = p.set(DIRTY) if pte.dirty else p
         refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
@@ -68,21 +81,74 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
     )
 
 
+def cache_of(ctx: Ctx, index: int) -> str:
+    """The file whose page-cache slot holds the page, or ""."""
+    for name, f in ctx.w.files:
+        if f.cache == index:
+            return name
+    return ""
+
+
+def expected_refs(ctx: Ctx, p: Page, cached: str) -> int:
+    """folio_expected_refs (6.x) / expected_page_refs (5.x): the isolation reference, plus
+    one for the mapping's slot (page cache or swap cache), plus one for PG_private (buffers)."""
+    if not (cached or p.has(SWAPCACHE)):
+        return 1
+    return 2 + (1 if p.has(PRIVATE) else 0)
+
+
 def move(ctx: Ctx) -> Effect:
     index = ctx.ireg("page")
     p = ctx.w.page(index)
-    expected = 1 + (1 if p.has(SWAPCACHE) else 0)
+    cached = cache_of(ctx, index)
+    expected = expected_refs(ctx, p, cached)
     if ctx.cfg.on("migrate_refcount_check") and p.ref != expected:
         ctx.goto("remove_ptes", target=index, ok=False)
         return ctx.done(
             "migrate_folio",
             f"ref={p.ref} but {expected} expected: someone holds {page_name(index)}, -EAGAIN",
         )
+    if cached or p.has(SWAPCACHE):
+        return move_mapping(ctx, index, p, cached)
     new = Page(ref=1, flags=p.flags & ~(LOCKED | SWAPCACHE), data=p.data, owner=p.owner)
     ctx.w, dst = ctx.w.new_page(new)
     ctx.goto("remove_ptes", target=dst, ok=True)
     return ctx.done(
         "migrate_folio", f"copies {p.data!r} from {page_name(index)} to new {page_name(dst)}"
+    )
+
+
+def move_mapping(ctx: Ctx, index: int, p: Page, name: str) -> Effect:
+    """A folio in the page cache of `name` (or, with name "", in the swap cache).
+
+    folio_migrate_mapping replaces the slot by the new folio, which takes the cache
+    reference, PG_dirty and PG_swapcache with its entry; for a file (buffer_migrate_folio)
+    the buffers move over with PG_private (attach on the new folio, detach on the old);
+    then the data is copied. The old folio keeps only the migration's reference.
+    """
+    moved = p.flags & (DIRTY | PRIVATE | SWAPCACHE)
+    new = Page(
+        ref=1 + 1 + (1 if moved & PRIVATE else 0),
+        flags=(p.flags & ~(LOCKED | DIRTY | PRIVATE | SWAPCACHE)) | moved,
+        data=p.data,
+        owner=p.owner,
+        swap=p.swap,
+    )
+    ctx.w, dst = ctx.w.new_page(new)
+    old = ctx.w.page(index)
+    refs.update(ctx, index, old.clear(DIRTY | PRIVATE | SWAPCACHE).evolve(ref=1, swap=-1))
+    if name:
+        ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=dst))
+        where = f"the page cache of {name}"
+    else:
+        ctx.w = ctx.w.set_slot(p.swap, ctx.w.swap[p.swap].evolve(cache=dst))
+        where = f"the swap cache (slot {p.swap})"
+    ctx.goto("remove_ptes", target=dst, ok=True)
+    return ctx.done(
+        "migrate_folio",
+        f"folio_migrate_mapping: {where} now holds new {page_name(dst)}; "
+        f"copies {p.data!r} from {page_name(index)}"
+        + ("; the buffers move with PG_private" if moved & PRIVATE else ""),
     )
 
 
@@ -94,7 +160,8 @@ def remove_ptes(ctx: Ctx) -> Effect:
         pte = ctx.w.pte(proc, addr)
         if pte is None or not pte.migration:
             continue
-        ctx.w = ctx.w.set_pte(proc, addr, Pte(page=dst, present=True, write=pte.write))
+        # remove_migration_pte rebuilds the PTE in the same VMA (file binding kept).
+        ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(page=dst, present=True, migration=False))
         p = ctx.w.page(dst)
         refs.update(ctx, dst, p.evolve(ref=p.ref + 1, mapcount=p.mapcount + 1))
     if ctx.reg("ok"):
