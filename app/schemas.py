@@ -144,7 +144,10 @@ class ScenarioSummary(Response):
     refs: list[RefOut]
     variants: list[VariantOut]
     actors: list[str]
-    digest: str
+    digest: str = Field(description="48-bit display digest, carried in links' d=")
+    sha256: str = Field(
+        description="full SHA-256 of the canonical document (a d= of this is checked in full)"
+    )
     url: str
 
 
@@ -152,6 +155,7 @@ class ScenarioDocument(Response):
     id: str
     title: str
     digest: str
+    sha256: str
 
 
 # --- /ws/run -------------------------------------------------------------------------------

@@ -131,7 +131,9 @@ class Scenario:
     actors: tuple[ActorSpec, ...]
     expect: Mapping[str, Expect]
     document: Mapping[str, Any]
-    digest: str
+    digest: str  # 48 bits, for display and links: collisions are findable in seconds
+    # The full SHA-256 of the canonical document: what every cache keys on.
+    sha256: str = ""
 
     def variant(self, name: str) -> Variant | None:
         for v in self.variants:
@@ -140,9 +142,15 @@ class Scenario:
         return None
 
 
-def digest_of(document: Mapping[str, Any]) -> str:
+def sha256_of(document: Mapping[str, Any]) -> str:
+    """The full SHA-256 of the canonical document (sorted keys, compact)."""
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def digest_of(document: Mapping[str, Any]) -> str:
+    """The short (48-bit) digest shown to people and carried in links' d=."""
+    return sha256_of(document)[:12]
 
 
 PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -491,6 +499,7 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         expect=expect,
         document=document,
         digest=digest_of(document),
+        sha256=sha256_of(document),
     )
 
 

@@ -64,6 +64,7 @@ def summary(scenario: engine.Scenario) -> dict[str, Any]:
         ],
         "actors": [actor.name for actor in scenario.actors],
         "digest": scenario.digest,
+        "sha256": scenario.sha256,
         "url": f"/s/{scenario.id}",
     }
 
@@ -77,7 +78,8 @@ def list_scenarios(catalog: CatalogDep) -> JSONResponse:
 @router.get("/scenarios/{scenario_id}", response_model=ScenarioDocument)
 def get_scenario(scenario_id: ScenarioId, catalog: CatalogDep) -> JSONResponse:
     """The scenario document plus its content digest (used by links to detect edits)."""
-    return JSONResponse(engine.scenario_to_json(resolve_scenario(catalog, scenario_id)))
+    scenario = resolve_scenario(catalog, scenario_id)
+    return JSONResponse({**engine.scenario_to_json(scenario), "sha256": scenario.sha256})
 
 
 def _run(body: RunRequest, runner: Runner) -> tuple[engine.Scenario, engine.Config, engine.Run]:

@@ -1,0 +1,112 @@
+"""Hostile clients (issue 17): collisions, oversized numbers, lax types, sockets, floods.
+
+Every test here is bounded and in-process (TestClient on loopback): it shows one way a single
+client could mislead or degrade everyone else, and that the server now refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from base64 import urlsafe_b64encode
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+import engine
+import engine.scenario
+from app.main import create_app
+from app.schemas import ErrorResponse
+
+SEED = "madv-free-vs-dio"
+
+
+def error(response: Any, status: int, path: str) -> ErrorResponse:
+    """A 4xx in the common error shape whose items name `path`."""
+    assert response.status_code == status, response.text
+    body = ErrorResponse.model_validate(response.json())
+    assert path in [item.path for item in body.errors], body
+    return body
+
+
+def pack(raw: bytes) -> str:
+    return urlsafe_b64encode(zlib.compress(raw)).decode().rstrip("=")
+
+
+# --- 1. digest collisions --------------------------------------------------------------------
+
+
+def colliding_pair(seed: engine.Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The review's pair: A = the seed on its buggy kernel only (loses the DMA data); B = A
+    without kswapd (nothing can go wrong). With `digest_of` patched they share a digest, as
+    the real pair found by a 32 s birthday search does."""
+    a = json.loads(json.dumps(seed.document))
+    a["variants"] = {"buggy": a["variants"]["buggy"]}
+    a["expect"] = {"buggy": a["expect"]["buggy"]}
+    b = json.loads(json.dumps(a))
+    b["actors"] = [actor for actor in b["actors"] if actor["name"] != "kswapd"]
+    b["expect"] = {"buggy": {"violations": []}}
+    return a, b
+
+
+@pytest.fixture
+def colliding(
+    monkeypatch: pytest.MonkeyPatch, catalog: Mapping[str, engine.Scenario]
+) -> TestClient:
+    monkeypatch.setattr(engine.scenario, "digest_of", lambda document: "65b35cd92baa")
+    return TestClient(create_app(catalog))
+
+
+def violations(body: dict[str, Any]) -> set[str]:
+    return {name for outcome in body["outcomes"] for name in outcome["violations"]}
+
+
+def test_explore_cache_is_not_fooled_by_a_digest_collision(
+    colliding: TestClient, seed: engine.Scenario
+) -> None:
+    a, b = colliding_pair(seed)
+    first = colliding.post("/api/explore", json={"scenario": b, "variant": "buggy"})
+    second = colliding.post("/api/explore", json={"scenario": a, "variant": "buggy"})
+    assert first.status_code == second.status_code == 200
+    assert violations(first.json()) == set()
+    assert "lost_write" in violations(second.json())  # not B's verdict served for A
+
+
+def test_run_cache_is_not_fooled_by_a_digest_collision(
+    colliding: TestClient, seed: engine.Scenario
+) -> None:
+    a, b = colliding_pair(seed)
+    first = colliding.post("/api/run", json={"scenario": b, "variant": "buggy"})
+    second = colliding.post("/api/run", json={"scenario": a, "variant": "buggy"})
+    assert first.json()["digest"] == second.json()["digest"]  # the collision is real
+    assert [x["name"] for x in first.json()["actors"]] == ["dio"]
+    assert [x["name"] for x in second.json()["actors"]] == ["dio", "kswapd"]
+
+
+def test_outcomes_page_is_not_fooled_by_a_digest_collision(
+    colliding: TestClient, seed: engine.Scenario
+) -> None:
+    a, b = colliding_pair(seed)
+    for doc, lost in ((b, False), (a, True)):
+        s = pack(json.dumps(doc).encode())
+        page = colliding.get(f"/s/x/outcomes?v=buggy&s={s}")
+        assert page.status_code == 200, page.text[:300]
+        assert ("lost_write" in page.text) is lost
+
+
+def test_a_full_sha256_in_d_is_checked_in_full(client: TestClient, seed: engine.Scenario) -> None:
+    assert len(seed.sha256) == 64 and seed.sha256.startswith(seed.digest)
+    same = client.get(f"/s/{SEED}?d={seed.sha256}")
+    assert "changed since the link was made" not in same.text
+    # Same 48-bit prefix, different document: a short-digest match must not pass.
+    forged = seed.digest + ("0" if seed.sha256[12] != "0" else "1") + seed.sha256[13:]
+    other = client.get(f"/s/{SEED}?d={forged}")
+    assert "changed since the link was made" in other.text
+
+
+def test_the_api_publishes_the_full_sha256(client: TestClient, seed: engine.Scenario) -> None:
+    assert client.get(f"/api/scenarios/{SEED}").json()["sha256"] == seed.sha256
+    listed = {s["id"]: s for s in client.get("/api/scenarios").json()}
+    assert listed[SEED]["sha256"] == seed.sha256
