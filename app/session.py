@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 import engine
 from app.config import Settings
 from app.errors import loc_to_path, scenario_error_items, schedule_error_item
-from app.links import step_schedule
+from app.links import NumberTooLong, loads_bounded, step_schedule
 from app.schemas import (
     CLIENT_MESSAGE,
     BackMessage,
@@ -224,8 +224,10 @@ def parse(text: str, settings: Settings) -> ClientMessage:
     if len(text) > settings.max_body_bytes:
         raise BadInput("message", f"message larger than {settings.max_body_bytes} bytes")
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
+        raw = loads_bounded(text)
+    except NumberTooLong as err:
+        raise BadInput(err.path, str(err)) from err
+    except (json.JSONDecodeError, RecursionError) as err:
         raise BadInput("message", f"malformed JSON: {err}") from err
     return CLIENT_MESSAGE.validate_python(raw)
 

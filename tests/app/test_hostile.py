@@ -110,3 +110,35 @@ def test_the_api_publishes_the_full_sha256(client: TestClient, seed: engine.Scen
     assert client.get(f"/api/scenarios/{SEED}").json()["sha256"] == seed.sha256
     listed = {s["id"]: s for s in client.get("/api/scenarios").json()}
     assert listed[SEED]["sha256"] == seed.sha256
+
+
+# --- 2. integers longer than Python reads (4,300 digits) -------------------------------------
+
+HUGE = "1" * 4301
+
+
+@pytest.mark.parametrize("page", ["/s/x", "/s/x/frame", "/s/x/outcomes", "/s/x/find-bug", "/edit"])
+def test_a_huge_integer_in_a_link_is_a_422_naming_s(client: TestClient, page: str) -> None:
+    s = pack(b'{"id":"x","actors":[{"name":"a","ops":[{"at":' + HUGE.encode() + b"}]}]}")
+    response = client.get(f"{page}?s={s}", headers={"accept": "text/html"})
+    assert response.status_code == 422, response.text[:300]
+    assert (
+        "s: " in response.text and "actors[0].ops[0].at has too many digits (4301;" in response.text
+    )
+
+
+def test_a_huge_integer_in_api_json_is_a_422_naming_the_field(client: TestClient) -> None:
+    content = f'{{"scenario": "{SEED}", "max_states": {HUGE}}}'
+    response = client.post(
+        "/api/explore", content=content, headers={"content-type": "application/json"}
+    )
+    body = error(response, 422, "max_states")
+    assert "(4301; at most 4300)" in body.errors[0].message
+
+
+def test_a_huge_integer_in_a_socket_message_names_the_field(client: TestClient) -> None:
+    with client.websocket_connect("/ws/run") as ws:
+        ws.send_text(f'{{"type": "goto", "index": {HUGE}}}')
+        reply = json.loads(ws.receive_text())
+    assert reply["type"] == "error"
+    assert [item["path"] for item in reply["errors"]] == ["index"]
