@@ -26,7 +26,9 @@ ScenarioRef = Annotated[
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `"at": false`, `"max_states": true` or `"fixes": {"x": "yes"}` are mistakes
+    # (or probes), not values to coerce; they are a 422 naming the field.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ConfigRequest(Request):

@@ -142,3 +142,35 @@ def test_a_huge_integer_in_a_socket_message_names_the_field(client: TestClient) 
         reply = json.loads(ws.receive_text())
     assert reply["type"] == "error"
     assert [item["path"] for item in reply["errors"]] == ["index"]
+
+
+# --- 3. lax types ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/rooms", {"scenario": SEED, "at": False}, "at"),
+        ("/api/explore", {"scenario": SEED, "max_states": True}, "max_states"),
+        ("/api/run", {"scenario": SEED, "fixes": {"lazyfree_refcount_check": "yes"}}, "fixes"),
+        ("/api/run", {"scenario": SEED, "schedule": [], "kernel": 5.17}, "kernel"),
+        ("/api/explore", {"scenario": SEED, "max_states": "10"}, "max_states"),
+    ],
+)
+def test_lax_types_are_a_422_naming_the_field(
+    client: TestClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    paths = [item["path"] for item in response.json()["errors"]]
+    assert any(p == field or p.startswith(field + ".") for p in paths), paths
+
+
+def test_lax_types_in_socket_messages_are_refused(client: TestClient) -> None:
+    with client.websocket_connect("/ws/run") as ws:
+        ws.send_text(json.dumps({"type": "goto", "index": True}))
+        reply = json.loads(ws.receive_text())
+    assert reply["type"] == "error"
+    assert [item["path"] for item in reply["errors"]] == ["goto.index"] or any(
+        "index" in item["path"] for item in reply["errors"]
+    )
