@@ -153,7 +153,6 @@ def test_a_huge_integer_in_a_socket_message_names_the_field(client: TestClient) 
         ("/api/rooms", {"scenario": SEED, "at": False}, "at"),
         ("/api/explore", {"scenario": SEED, "max_states": True}, "max_states"),
         ("/api/run", {"scenario": SEED, "fixes": {"lazyfree_refcount_check": "yes"}}, "fixes"),
-        ("/api/run", {"scenario": SEED, "schedule": [], "kernel": 5.17}, "kernel"),
         ("/api/explore", {"scenario": SEED, "max_states": "10"}, "max_states"),
     ],
 )
