@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from app.config import MAX_SCHEDULE, MAX_STATES
+from app.config import MAX_SCHEDULE, MAX_STATES, MIN_PLAY_DELAY_MS
 
 SCENARIO_ID = r"^[a-z0-9][a-z0-9-]{0,99}$"
 KERNEL = r"^[0-9]{1,2}\.[0-9]{1,3}$"
@@ -185,7 +185,15 @@ class GotoMessage(Request):
 
 class PlayMessage(Request):
     type: Literal["play"]
-    delay_ms: Annotated[int | None, Field(ge=0, le=10_000)] = None
+    delay_ms: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=10_000,
+            description=f"pause between steps; below {MIN_PLAY_DELAY_MS} ms is raised to "
+            f"{MIN_PLAY_DELAY_MS} ms (each step is a replay on the server)",
+        ),
+    ] = None
 
 
 class PauseMessage(Request):

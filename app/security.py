@@ -14,8 +14,9 @@ import base64
 import hashlib
 import logging
 import re
+from urllib.parse import urlsplit
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = "; ".join(
@@ -42,6 +43,7 @@ HEADERS = {
     ),
 }
 DOCS = ("/docs",)
+WS_POLICY = 1008  # WebSocket close code "policy violation"
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -50,6 +52,32 @@ def security_headers(headers: MutableHeaders, csp: str = CSP) -> None:
     for name, value in HEADERS.items():
         headers.setdefault(name, value)
     headers.setdefault("Content-Security-Policy", csp)
+
+
+def _origin_of(url: str) -> tuple[str, str] | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def same_origin(headers: Headers, public_url: str | None = None) -> bool:
+    """Whether a WebSocket handshake may proceed: browsers send the page's Origin, and a page
+    on another site must not drive (or spend CPU on) our sockets with its visitors' browsers.
+    The Origin must name this server: the Host the request came to, or the configured public
+    URL (behind a proxy that rewrites Host). No Origin at all is a non-browser client (a
+    script, a test): it could forge any header anyway, so it is allowed; "null" (a sandboxed
+    or file: page) is not."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    seen = _origin_of(origin)
+    if seen is None:
+        return False
+    host = headers.get("host", "").lower()
+    if host and seen[1] == host:
+        return True
+    return public_url is not None and seen == _origin_of(public_url)
 
 
 def docs_policy(html: str) -> str:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 import engine
-from app.config import Settings
+from app.config import MIN_PLAY_DELAY_MS, Settings
 from app.errors import loc_to_path, scenario_error_items, schedule_error_item
 from app.links import NumberTooLong, loads_bounded, step_schedule
 from app.schemas import (
@@ -132,6 +132,7 @@ class RunSession:
         elif isinstance(message, PlayMessage):
             self._loaded()
             delay = self.settings.play_delay_ms if message.delay_ms is None else message.delay_ms
+            delay = max(delay, MIN_PLAY_DELAY_MS)  # a floor: see MIN_PLAY_DELAY_MS
             self._start(self.play(delay / 1000))
         elif isinstance(message, ExploreMessage):
             self._loaded()

@@ -43,6 +43,7 @@ from app.rooms import (
 from app.routes.api import ERRORS
 from app.routes.pages import PageError, error_page
 from app.schemas import LoadMessage, RoomCreated, RoomRequest
+from app.security import WS_POLICY, same_origin
 from app.service import Catalog, Explorer, resolve_scenario
 from app.session import (
     MESSAGE_BURST,
@@ -222,6 +223,9 @@ async def ws_room(
     explorer: ExplorerDep,
     token: str | None = None,
 ) -> None:
+    if not same_origin(websocket.headers, settings.public_url):
+        await websocket.close(WS_POLICY)  # before accepting: the handshake gets a 403
+        return
     await websocket.accept()
     broker = get_broker(websocket)
     out = Outbox(websocket)

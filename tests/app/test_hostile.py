@@ -7,16 +7,20 @@ client could mislead or degrade everyone else, and that the server now refuses i
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from base64 import urlsafe_b64encode
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 import engine
 import engine.scenario
+from app.config import Settings
 from app.main import create_app
 from app.schemas import ErrorResponse
 
@@ -173,3 +177,57 @@ def test_lax_types_in_socket_messages_are_refused(client: TestClient) -> None:
     assert [item["path"] for item in reply["errors"]] == ["goto.index"] or any(
         "index" in item["path"] for item in reply["errors"]
     )
+
+
+# --- 4. sockets: pace, message size, Origin --------------------------------------------------
+
+
+def test_play_has_a_floor_on_its_pace(client: TestClient, bug_schedule: tuple[str, ...]) -> None:
+    floor_ms = 50  # MIN_PLAY_DELAY_MS, as documented on PlayMessage.delay_ms
+    with client.websocket_connect("/ws/run") as ws:
+        ws.send_json({"type": "load", "scenario": SEED, "schedule": list(bug_schedule), "at": 0})
+        assert ws.receive_json()["type"] == "state"
+        started = time.monotonic()
+        ws.send_json({"type": "play", "delay_ms": 0})
+        while ws.receive_json()["type"] == "transition":
+            pass
+        elapsed = time.monotonic() - started
+    # n steps, each followed by the floor's pause: at least n * floor, less scheduling noise.
+    assert elapsed >= 0.9 * len(bug_schedule) * floor_ms / 1000
+
+
+def test_serve_refuses_socket_messages_over_the_apps_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from app import cli
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+    assert cli.main(["serve", "--port", "8765"]) == 0
+    assert seen["ws_max_size"] == Settings().max_body_bytes  # not uvicorn's 16 MiB
+
+
+@pytest.mark.parametrize("path", ["/ws/run", "/ws/rooms/k7m2xq9p"])
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://testserver.evil"])
+def test_sockets_refuse_cross_site_origins(client: TestClient, path: str, origin: str) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(path, headers={"origin": origin}),
+    ):
+        pass
+    assert refused.value.code == 1008
+
+
+def test_sockets_accept_their_own_origin_or_none(client: TestClient) -> None:
+    for headers in ({"origin": "http://testserver"}, {}):
+        with client.websocket_connect("/ws/run", headers=headers) as ws:
+            ws.send_json({"type": "load", "scenario": SEED})
+            assert ws.receive_json()["type"] == "state"
+
+
+def test_sockets_accept_the_configured_public_url(catalog: Mapping[str, engine.Scenario]) -> None:
+    settings = replace(Settings(), public_url="https://pagerace.example")
+    client = TestClient(create_app(catalog, settings))
+    with client.websocket_connect("/ws/run", headers={"origin": "https://pagerace.example"}) as ws:
+        ws.send_json({"type": "load", "scenario": SEED})
+        assert ws.receive_json()["type"] == "state"
