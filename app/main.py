@@ -16,7 +16,7 @@ import engine
 from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
-from app.rooms import RoomSettings, make_broker
+from app.rooms import CreationLimit, RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
 from app.routes.pages import FrameCache
 from app.security import SecurityHeaders, redact_tokens_in_logs
@@ -51,7 +51,11 @@ def create_app(
     )
     app.state.settings = settings
     # Live rooms: in this process, or through Redis when PAGERACE_REDIS_URL is set.
-    app.state.rooms = make_broker(room_settings or RoomSettings.from_env())
+    room_settings = room_settings or RoomSettings.from_env()
+    app.state.rooms = make_broker(room_settings)
+    app.state.room_creations = CreationLimit(
+        room_settings.client_rooms, room_settings.client_window_s
+    )
     app.state.live_frames = FrameCache()
     app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
     app.state.explorer = Explorer(settings)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
     Broker,
+    CreationLimit,
     RoomError,
     RoomGone,
     Snapshot,
@@ -119,10 +121,27 @@ def follow_url(request: Request | WebSocket, room: str) -> str:
     tags=["api"],
     status_code=201,
     response_model=RoomCreated,
-    responses={**ERRORS, 503: {"description": "too many live rooms"}},
+    responses={
+        **ERRORS,
+        429: {"description": "this client made too many rooms lately (see Retry-After)"},
+        503: {"description": "too many live rooms"},
+    },
 )
 async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) -> JSONResponse:
     """A live room: the presenter token drives it, the follow URL watches it."""
+    # Checked first, before any replay: a refused client must cost next to nothing.
+    limit: CreationLimit = request.app.state.room_creations
+    wait = limit.retry_after(request.client.host if request.client else "")
+    if wait > 0:
+        detail = (
+            f"too many rooms from this client (at most {limit.per_client} per "
+            f"{limit.window_s:g} s); try again in {math.ceil(wait)} s"
+        )
+        return JSONResponse(
+            {"detail": detail, "errors": []},
+            status_code=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     snapshot = Snapshot()
     present_url = None
     if body.scenario is not None:

@@ -22,6 +22,7 @@ import engine
 import engine.scenario
 from app.config import Settings
 from app.main import create_app
+from app.rooms import RoomSettings
 from app.schemas import ErrorResponse
 
 SEED = "madv-free-vs-dio"
@@ -231,3 +232,46 @@ def test_sockets_accept_the_configured_public_url(catalog: Mapping[str, engine.S
     with client.websocket_connect("/ws/run", headers={"origin": "https://pagerace.example"}) as ws:
         ws.send_json({"type": "load", "scenario": SEED})
         assert ws.receive_json()["type"] == "state"
+
+
+# --- 5. room flood ---------------------------------------------------------------------------
+
+
+def rooms_app(catalog: Mapping[str, engine.Scenario], **limits: Any) -> Any:
+    return create_app(catalog, room_settings=RoomSettings(**limits))
+
+
+def test_room_creation_is_limited_per_client(catalog: Mapping[str, engine.Scenario]) -> None:
+    app = rooms_app(catalog, client_rooms=3, client_window_s=60.0)
+    flooder = TestClient(app, client=("192.0.2.1", 5000))
+    for _ in range(3):
+        assert flooder.post("/api/rooms", json={}).status_code == 201
+    refused = flooder.post("/api/rooms", json={})
+    assert refused.status_code == 429, refused.text
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert "too many rooms from this client" in refused.json()["detail"]
+    # Refused before any work: a bad schedule is not even replayed.
+    body = {"scenario": SEED, "schedule": ["nobody"]}
+    assert flooder.post("/api/rooms", json=body).status_code == 429
+    # Everyone else still gets rooms.
+    other = TestClient(app, client=("192.0.2.2", 5000))
+    assert other.post("/api/rooms", json={}).status_code == 201
+
+
+def test_rooms_nobody_opened_expire_soon(catalog: Mapping[str, engine.Scenario]) -> None:
+    client = TestClient(rooms_app(catalog, idle_s=60.0, unjoined_s=0.3))
+    abandoned = client.post("/api/rooms", json={"scenario": SEED}).json()["room"]
+    opened = client.post("/api/rooms", json={"scenario": SEED}).json()["room"]
+    assert client.get(f"/live/{opened}").status_code == 200  # joined: the idle timer now
+    time.sleep(0.5)
+    assert client.get(f"/live/{abandoned}").status_code == 404
+    assert client.get(f"/live/{opened}").status_code == 200
+
+
+def test_expired_unjoined_rooms_free_the_room_limit(catalog: Mapping[str, engine.Scenario]) -> None:
+    client = TestClient(rooms_app(catalog, idle_s=60.0, unjoined_s=0.3, max_rooms=2))
+    for _ in range(2):
+        assert client.post("/api/rooms", json={}).status_code == 201
+    assert client.post("/api/rooms", json={}).status_code == 503
+    time.sleep(0.5)
+    assert client.post("/api/rooms", json={}).status_code == 201
