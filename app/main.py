@@ -19,7 +19,7 @@ from app.errors import BodySizeLimit, install_error_handlers
 from app.rooms import CreationLimit, RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
 from app.routes.pages import FrameCache
-from app.security import SecurityHeaders, redact_tokens_in_logs
+from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 
 
@@ -70,6 +70,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     # plotly.js is most of the first load: ~1.2 MB raw, about a third of that gzipped.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(HeadAsGet)  # outermost: every GET route answers HEAD too
 
     if assets.plotly == PLOTLY_PACKAGE_URL:
         # Registered before the /static mount: the plotly.js that ships with the plotly wheel.

@@ -169,3 +169,44 @@ def redact_tokens_in_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
+
+
+class HeadAsGet:
+    """HEAD answers like GET without the body (RFC 9110 9.3.2): link checkers, crawlers and
+    `curl -I` otherwise got 405 from every page. The GET route runs (so its status and
+    headers, Content-Length included, are the real ones) and its body is dropped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def send_without_body(message: Message) -> None:
+            nonlocal ended
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not ended and not message.get("more_body", False):
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
+def cross_site_subresource(headers: Headers) -> bool:
+    """A request another site's page made the browser send by itself (an <img>, a <script>,
+    a fetch, an iframe, a scripted redirect): Sec-Fetch-Site says cross-site, and it is not
+    a person following a link (a top-level navigation with user activation). Such a request
+    must not start work on the server for the other site. Browsers without Fetch Metadata
+    send no Sec-Fetch-Site, and are let through."""
+    if headers.get("sec-fetch-site") != "cross-site":
+        return False
+    followed_link = (
+        headers.get("sec-fetch-mode") == "navigate"
+        and headers.get("sec-fetch-dest", "document") == "document"
+        and headers.get("sec-fetch-user") == "?1"
+    )
+    return not followed_link

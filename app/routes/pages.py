@@ -30,6 +30,7 @@ from app.links import (
     frame_path,
     parse_schedule,
 )
+from app.security import cross_site_subresource
 from app.service import (
     CLIENT_GONE,
     Catalog,
@@ -247,6 +248,13 @@ async def _explored(
     """The link's scenario and kernel, explored off the event loop (cached by the explorer),
     or the response to give instead: an error page, or nothing for a client that went away
     (its search is stopped)."""
+    if cross_site_subresource(request.headers):  # an <img src=.../outcomes> on another site
+        refused = PageError(
+            403,
+            "Explorations start from this site only",
+            ["another site's page asked for this exploration; open the link itself instead"],
+        )
+        return error_page(request, templates, refused)
     try:
         target = _target(request, catalog, settings, scenario_id)
     except PageError as err:

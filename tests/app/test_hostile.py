@@ -275,3 +275,59 @@ def test_expired_unjoined_rooms_free_the_room_limit(catalog: Mapping[str, engine
     assert client.post("/api/rooms", json={}).status_code == 503
     time.sleep(0.5)
     assert client.post("/api/rooms", json={}).status_code == 201
+
+
+# --- 6. HEAD ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", f"/s/{SEED}", f"/s/{SEED}/frame", "/api/scenarios", "/edit"])
+def test_head_answers_like_get_without_a_body(client: TestClient, path: str) -> None:
+    got = client.get(path, headers={"accept-encoding": "identity"})
+    head = client.head(path, headers={"accept-encoding": "identity"})
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert "content-security-policy" in head.headers
+
+
+# --- 7. cross-site triggers ------------------------------------------------------------------
+
+IMG = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
+
+
+@pytest.mark.parametrize("page", ["outcomes", "find-bug"])
+def test_another_sites_img_cannot_start_an_exploration(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, page: str
+) -> None:
+    from app.service import Explorer
+
+    started: list[object] = []
+
+    async def explore_until_gone(*args: object) -> None:
+        started.append(args)
+
+    monkeypatch.setattr(Explorer, "explore_until_gone", explore_until_gone)
+    response = client.get(f"/s/{SEED}/{page}", headers=IMG)
+    assert response.status_code == 403
+    assert started == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no Fetch Metadata: an older browser, or curl
+        {"sec-fetch-site": "same-origin", "sec-fetch-mode": "cors", "sec-fetch-dest": "empty"},
+        # a person following a shared link from another site (chat, mail)
+        {
+            "sec-fetch-site": "cross-site",
+            "sec-fetch-mode": "navigate",
+            "sec-fetch-dest": "document",
+            "sec-fetch-user": "?1",
+        },
+    ],
+)
+def test_own_pages_and_followed_links_still_explore(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    assert client.get(f"/s/{SEED}/outcomes", headers=headers).status_code == 200
