@@ -35,6 +35,9 @@ MAX_ACTORS = 5
 MAX_OPS = 12
 MAX_SETUP = 12
 MAX_FILES = 4
+# Each variant is a kernel to replay and a link per page (with the whole s= of a custom
+# scenario in it): 4,800 variants made one 44 KB link a 426 MB page. The catalog uses 3.
+MAX_VARIANTS = 8
 MAX_TEXT = 2000
 # A scenario is a few hundred values a few levels deep. YAML aliases can make a small text
 # stand for an enormous (or recursive) document: documents are measured as expanded.
@@ -415,6 +418,9 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
     raw_variants = d.get("variants")
     names = tuple(str(k) for k in raw_variants) if isinstance(raw_variants, dict) else ()
     vraw = c.mapping(raw_variants, "variants", names)
+    if len(vraw) > MAX_VARIANTS:
+        c.err("variants", f"has {len(vraw)} variants; at most {MAX_VARIANTS}")
+        vraw = dict(list(vraw.items())[:MAX_VARIANTS])
     for name, v in vraw.items():
         vpath = key_path("variants", name)
         vd = c.mapping(v, vpath, ("kernel", "fixes"))

@@ -191,8 +191,11 @@ class FrameCache:
     the same frame URL at once: one render serves them all (a frame is a pure function of its
     URL and the catalog)."""
 
-    def __init__(self, entries: int = 128) -> None:
-        self.entries = entries
+    def __init__(self, entries: int = 128, max_bytes: int = 32 * 1024 * 1024) -> None:
+        # Bounded in bytes as well as entries: 128 frames of a large custom scenario were
+        # once 128 pages of hundreds of MB. The key (the URL, s= included) counts too.
+        self.entries, self.max_bytes = entries, max_bytes
+        self.size = 0
         self.frames: OrderedDict[str, bytes] = OrderedDict()
 
     def get(self, url: str) -> bytes | None:
@@ -202,9 +205,17 @@ class FrameCache:
         return body
 
     def put(self, url: str, body: bytes) -> None:
+        cost = len(url) + len(body)
+        if cost > self.max_bytes // 8:
+            return  # one huge frame must not flush every other room's
+        old = self.frames.pop(url, None)
+        if old is not None:
+            self.size -= len(url) + len(old)
         self.frames[url] = body
-        if len(self.frames) > self.entries:
-            self.frames.popitem(last=False)
+        self.size += cost
+        while len(self.frames) > self.entries or self.size > self.max_bytes:
+            key, dropped = self.frames.popitem(last=False)
+            self.size -= len(key) + len(dropped)
 
 
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)

@@ -331,3 +331,33 @@ def test_own_pages_and_followed_links_still_explore(
     client: TestClient, headers: dict[str, str]
 ) -> None:
     assert client.get(f"/s/{SEED}/outcomes", headers=headers).status_code == 200
+
+
+# --- amplification: variants, frame cache ----------------------------------------------------
+
+
+def test_a_scenario_has_a_bounded_number_of_variants(
+    client: TestClient, seed: engine.Scenario
+) -> None:
+    doc = json.loads(json.dumps(seed.document))
+    doc["variants"] = {f"v{i}": {"kernel": "5.17"} for i in range(9)}
+    doc.pop("expect", None)
+    error(client.post("/api/run", json={"scenario": doc}), 422, "variants")
+    s = pack(json.dumps(doc).encode())
+    page = client.get(f"/s/x?s={s}", headers={"accept": "text/html"})
+    assert page.status_code == 400 and "variants" in page.text  # as any invalid document
+    doc["variants"] = {f"v{i}": {"kernel": "5.17"} for i in range(8)}
+    assert client.post("/api/run", json={"scenario": doc}).status_code == 200
+
+
+def test_the_frame_cache_is_bounded_in_bytes() -> None:
+    from app.routes.pages import FrameCache
+
+    cache = FrameCache(entries=128, max_bytes=10_000)
+    for i in range(50):
+        cache.put(f"/s/x/frame?at={i}", b"x" * 1_000)
+    assert cache.size <= 10_000
+    assert sum(len(k) + len(v) for k, v in cache.frames.items()) == cache.size
+    assert cache.get("/s/x/frame?at=49") is not None  # the newest stay
+    cache.put("/s/x/frame?big", b"x" * 5_000)  # over an eighth: served, not kept
+    assert cache.get("/s/x/frame?big") is None
