@@ -196,6 +196,13 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
+def site_url(base_url: str, public_url: str | None) -> str:
+    """The server's own URL for links it hands out (follow URLs, QR codes, replay links):
+    the configured public URL when there is one, rather than whatever Host the request named
+    (a cache or proxy passing arbitrary Host values would otherwise store a poisoned link)."""
+    return (public_url or base_url).rstrip("/")
+
+
 def cross_site_subresource(headers: Headers) -> bool:
     """A request another site's page made the browser send by itself (an <img>, a <script>,
     a fetch, an iframe, a scripted redirect): Sec-Fetch-Site says cross-site, and it is not

@@ -24,6 +24,7 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
+from app.security import site_url
 from app.service import CLIENT_GONE, BadInput, Body, Runner, disconnected, resolve_scenario
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -149,5 +150,6 @@ def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainT
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
     params = link_params(scenario, config, body.scenario, body.schedule, at)
-    link = str(request.base_url).rstrip("/") + dashboard_path(scenario.id, params)
+    public_url = request.app.state.settings.public_url
+    link = site_url(str(request.base_url), public_url) + dashboard_path(scenario.id, params)
     return PlainTextResponse(f"{text}\n\nreplay: {link}\n")

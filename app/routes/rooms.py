@@ -45,7 +45,7 @@ from app.rooms import (
 from app.routes.api import ERRORS
 from app.routes.pages import PageError, error_page
 from app.schemas import LoadMessage, RoomCreated, RoomRequest
-from app.security import WS_POLICY, same_origin
+from app.security import WS_POLICY, same_origin, site_url
 from app.service import Catalog, Explorer, resolve_scenario
 from app.session import (
     MESSAGE_BURST,
@@ -110,7 +110,8 @@ def room_links(session: RunSession) -> dict[str, str]:
 
 
 def follow_url(request: Request | WebSocket, room: str) -> str:
-    return str(request.base_url).rstrip("/") + f"/live/{room}"
+    settings: Settings = request.app.state.settings
+    return site_url(str(request.base_url), settings.public_url) + f"/live/{room}"
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -178,9 +179,10 @@ async def room_qr(room: RoomId, request: Request) -> Response:
     qr = segno.make(follow_url(request, room), error="m")
     out = io.BytesIO()
     qr.save(out, kind="svg", scale=6, border=2, dark="#000000", light="#ffffff", xmldecl=False)
-    return Response(
-        out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"}
-    )
+    headers = {"Cache-Control": "max-age=3600"}
+    if request.app.state.settings.public_url is None:
+        headers["Vary"] = "Host"  # the code holds the Host this request named: cache per Host
+    return Response(out.getvalue(), media_type="image/svg+xml", headers=headers)
 
 
 @router.get("/live/{room}", response_class=HTMLResponse, include_in_schema=False)

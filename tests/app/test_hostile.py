@@ -361,3 +361,25 @@ def test_the_frame_cache_is_bounded_in_bytes() -> None:
     assert cache.get("/s/x/frame?at=49") is not None  # the newest stay
     cache.put("/s/x/frame?big", b"x" * 5_000)  # over an eighth: served, not kept
     assert cache.get("/s/x/frame?big") is None
+
+
+# --- Host header: the configured public URL wins ---------------------------------------------
+
+
+def test_links_handed_out_use_the_public_url_not_the_host(
+    catalog: Mapping[str, engine.Scenario],
+) -> None:
+    settings = replace(Settings(), public_url="https://pagerace.example")
+    client = TestClient(create_app(catalog, settings))
+    evil = {"host": "evil.example"}
+    room = client.post("/api/rooms", json={}, headers=evil).json()
+    assert room["follow_url"] == f"https://pagerace.example/live/{room['room']}"
+    page = client.get(f"/live/{room['room']}", headers=evil)
+    assert "evil.example" not in page.text
+
+
+def test_the_qr_code_varies_by_host_without_a_public_url(client: TestClient) -> None:
+    room = client.post("/api/rooms", json={}).json()["room"]
+    qr = client.get(f"/live/{room}/qr.svg")
+    assert qr.status_code == 200
+    assert "host" in qr.headers["vary"].lower()
