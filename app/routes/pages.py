@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -267,7 +269,8 @@ async def _explored(
         )
         return error_page(request, templates, refused)
     try:
-        target = _target(request, catalog, settings, scenario_id)
+        # Inflating and validating an s= document is CPU work: off the event loop.
+        target = await anyio.to_thread.run_sync(_target, request, catalog, settings, scenario_id)
     except PageError as err:
         return error_page(request, templates, err)
     notices: list[Notice] = []
@@ -322,8 +325,12 @@ async def find_bug(
             target.scenario.digest,
             target.link.custom,
         )
-    dash = _dashboard(Target(target.scenario, link, target.notices), scenario_id, notices)
-    return _frame(request, templates, dash)
+
+    def render() -> Response:  # a replay and a page render: off the event loop
+        dash = _dashboard(Target(target.scenario, link, target.notices), scenario_id, notices)
+        return _frame(request, templates, dash)
+
+    return await anyio.to_thread.run_sync(render)
 
 
 @router.get("/s/{scenario_id}/outcomes", response_class=HTMLResponse)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
+import anyio.to_thread
 import segno
 from fastapi import APIRouter, Path, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -196,12 +197,17 @@ async def live_page(
         return error_page(request, templates, PageError(404, "No such live room", [str(gone)]))
     ctx: dict[str, Any] = {"room": room, "follow_url": follow_url(request, room), "d": None}
     snapshot = record.snapshot
-    if snapshot.loaded:
-        try:
-            ctx["d"] = _live_dashboard(catalog, snapshot)
-        except (ValueError, LookupError) as err:
-            ctx["problem"] = str(err)
-    return templates.TemplateResponse(request, "live.html", ctx)
+
+    def render() -> Response:  # a replay and a page render: off the event loop
+        if snapshot.loaded:
+            try:
+                ctx["d"] = _live_dashboard(catalog, snapshot)
+            except (ValueError, LookupError) as err:
+                ctx["problem"] = str(err)
+        response: Response = templates.TemplateResponse(request, "live.html", ctx)
+        return response
+
+    return await anyio.to_thread.run_sync(render)
 
 
 def _valid_room(room: str) -> bool:

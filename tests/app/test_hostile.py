@@ -383,3 +383,36 @@ def test_the_qr_code_varies_by_host_without_a_public_url(client: TestClient) -> 
     qr = client.get(f"/live/{room}/qr.svg")
     assert qr.status_code == 200
     assert "host" in qr.headers["vary"].lower()
+
+
+# --- pages built off the event loop ----------------------------------------------------------
+
+
+def on_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_find_bug_and_live_pages_are_built_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient
+) -> None:
+    from app.routes import pages, rooms
+
+    seen: list[bool] = []
+    for module, name in ((pages, "_dashboard"), (pages, "_target"), (rooms, "_live_dashboard")):
+        real = getattr(module, name)
+
+        def spy(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            seen.append(on_loop())
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    assert client.get(f"/s/{SEED}/find-bug").status_code == 200
+    room = client.post("/api/rooms", json={"scenario": SEED}).json()["room"]
+    assert client.get(f"/live/{room}").status_code == 200
+    assert len(seen) >= 3 and not any(seen)
