@@ -128,12 +128,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # No permessage-deflate: room and run messages are a few KB, and compressing each one for
     # each of 200 followers cost more than it saved (bench_rooms: p99 381 -> 45 ms, loopback).
+    # A WebSocket message is refused (close 1009) once it passes the app's own message limit,
+    # before uvicorn has buffered it: its default of 16 MiB let 20 sockets take 669 MB.
+    from app.config import Settings
+
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
         log_level="info",
         ws_per_message_deflate=False,
+        ws_max_size=Settings.from_env().max_body_bytes,
     )
     return 0
 

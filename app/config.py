@@ -28,6 +28,9 @@ def env_float(name: str, default: float) -> float:
 
 
 MAX_STATES = 200_000
+# The fastest `play` may go: each step is a replay, and `delay_ms: 0` let one socket spend
+# 11.5 s of event-loop time on a heavy scenario. Faster requests are raised to this.
+MIN_PLAY_DELAY_MS = 50
 # Longest accepted name in a page parameter: a variant, a digest, an actor in t=.
 MAX_PARAM_CHARS = 64
 
@@ -48,6 +51,9 @@ class Settings:
     play_delay_ms: int = 700
     explore_cache_size: int = 64
     run_cache_bytes: int = 32 * 1024 * 1024
+    # The URL people reach the server by (e.g. https://pagerace.example), when it sits
+    # behind a proxy: sockets accept this Origin as well as the request's own Host.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,4 +65,5 @@ class Settings:
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
+            public_url=os.environ.get("PAGERACE_PUBLIC_URL") or None,
         )

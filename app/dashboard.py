@@ -270,6 +270,15 @@ def _narration(step: engine.Step | None, scenario: engine.Scenario) -> str:
     return step.note
 
 
+def digest_matches(digest: str, scenario: engine.Scenario) -> bool:
+    """Whether a link's d= names this scenario's content. A full 64-digit d= is checked
+    against the full SHA-256, so a 48-bit collision cannot pass for a match; the short
+    digest (what links carry for display) only ever says "probably unchanged"."""
+    if len(digest) == len(scenario.sha256):
+        return digest == scenario.sha256
+    return digest == scenario.digest
+
+
 def build_dashboard(
     scenario: engine.Scenario,
     link: LinkInput,
@@ -279,7 +288,7 @@ def build_dashboard(
     """All the view data for `/s/{id}` at the link's step."""
     sid = sid or scenario.id
     notices: list[Notice] = list(extra)
-    if link.digest and link.digest != scenario.digest:
+    if link.digest and not digest_matches(link.digest, scenario):
         notices.append(
             Notice(
                 "warn",

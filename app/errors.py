@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import engine
+from app.links import NumberTooLong, loads_bounded
 from app.security import security_headers
 from app.service import BadInput, UnknownScenario
 
@@ -128,11 +129,30 @@ def html_error(request: Request, status: int, title: str, items: Sequence[str] =
     return response
 
 
-def _unparsable_body(exc: HTTPException) -> str | None:
-    """Why FastAPI could not read a body it calls 'an error parsing the body' (a 400)."""
+BODY_KEY = "pagerace.body"  # the request body, kept in the scope by BodySizeLimit
+
+
+def _unparsable_body(exc: HTTPException, request: Request) -> tuple[str, str] | None:
+    """Why FastAPI could not read a body it calls 'an error parsing the body' (a 400), and
+    where in the body: (path, message)."""
     cause = exc.__cause__
     if exc.status_code != 400 or cause is None:
         return None
+    message = _unparsable_message(cause)
+    if message is None:
+        return None
+    body = request.scope.get(BODY_KEY)
+    if isinstance(cause, ValueError) and "digits" in str(cause) and isinstance(body, bytes):
+        try:
+            loads_bounded(body)
+        except NumberTooLong as err:
+            return err.path, str(err)
+        except ValueError:
+            pass
+    return "body", message
+
+
+def _unparsable_message(cause: BaseException) -> str | None:
     if isinstance(cause, UnicodeDecodeError):
         return "the body is not UTF-8 text"
     if isinstance(cause, RecursionError):
@@ -147,10 +167,11 @@ def _unparsable_body(exc: HTTPException) -> str | None:
 async def on_http_error(request: Request, exc: Exception) -> Response:
     """Framework errors (404, 405, unreadable bodies) in the same shape as every other error."""
     assert isinstance(exc, HTTPException)
-    problem = _unparsable_body(exc)
+    problem = _unparsable_body(exc, request)
     if problem is not None:
-        items = [{"path": "body", "message": problem}]
-        return JSONResponse(error_body(f"invalid request: body: {problem}", items), 422)
+        path, message = problem
+        items = [{"path": path, "message": message}]
+        return JSONResponse(error_body(f"invalid request: {path}: {message}", items), 422)
     detail = str(exc.detail)
     if wants_html(request):
         return html_error(request, exc.status_code, detail)
@@ -213,6 +234,8 @@ class BodySizeLimit:
                 return
             if not message.get("more_body", False):
                 break
+
+        scope[BODY_KEY] = b"".join(m.get("body", b"") for m in messages)  # for error reports
 
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()

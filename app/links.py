@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,59 @@ class LinkError(ValueError):
 
 
 class LinkTooLarge(LinkError):
-    """The `s=` parameter inflates to more than the allowed document size."""
+    """The `s=` parameter inflates to more than the allowed document size, or holds a number
+    with more digits than Python reads into an int."""
+
+
+class NumberTooLong(ValueError):
+    """A JSON integer longer than Python's int-string limit (4,300 digits by default): json
+    refuses to read it, and we say where it is instead of failing with a 500."""
+
+    def __init__(self, path: str, digits: int, limit: int) -> None:
+        super().__init__(f"the number at {path} has too many digits ({digits}; at most {limit})")
+        self.path = path
+
+
+class _Huge(str):
+    """Stands for an over-long integer while `loads_bounded` looks for where it is."""
+
+
+def _huge_path(value: Any, path: str) -> tuple[str, _Huge] | None:
+    if isinstance(value, _Huge):
+        return path, value
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        items = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    for where, item in items:
+        found = _huge_path(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+def loads_bounded(text: str | bytes) -> Any:
+    """`json.loads`, except that an integer over Python's int-string limit raises
+    `NumberTooLong` naming its path (e.g. `actors[0].ops[1].at`), rather than a bare
+    ValueError. Only the failing case pays for the second, path-finding parse."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError as err:
+        if "digits" not in str(err):
+            raise
+    limit = sys.get_int_max_str_digits()
+
+    def parse_int(digits: str) -> int | _Huge:
+        return _Huge(digits) if len(digits.lstrip("-")) > limit else int(digits)
+
+    found = _huge_path(json.loads(text, parse_int=parse_int), "")
+    if found is None:  # a key? keys are strings in JSON: cannot happen, but say something
+        raise NumberTooLong("body", 0, limit)
+    path, huge = found
+    raise NumberTooLong(path or "body", len(huge.lstrip("-")), limit)
 
 
 def encode_doc(doc: Mapping[str, Any]) -> str:
@@ -48,7 +101,9 @@ def unpack_json(text: str, max_bytes: int) -> Any:
     if inflater.unconsumed_tail:
         raise LinkTooLarge(f"the scenario in the link is larger than {max_bytes} bytes")
     try:
-        return json.loads(raw)
+        return loads_bounded(raw)
+    except NumberTooLong as err:
+        raise LinkTooLarge(f"in the scenario in the link, {err}") from err
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise LinkError("the scenario in the link is not valid JSON") from err
 

@@ -16,10 +16,10 @@ import engine
 from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
-from app.rooms import RoomSettings, make_broker
+from app.rooms import CreationLimit, RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
 from app.routes.pages import FrameCache
-from app.security import SecurityHeaders, redact_tokens_in_logs
+from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 
 
@@ -51,7 +51,11 @@ def create_app(
     )
     app.state.settings = settings
     # Live rooms: in this process, or through Redis when PAGERACE_REDIS_URL is set.
-    app.state.rooms = make_broker(room_settings or RoomSettings.from_env())
+    room_settings = room_settings or RoomSettings.from_env()
+    app.state.rooms = make_broker(room_settings)
+    app.state.room_creations = CreationLimit(
+        room_settings.client_rooms, room_settings.client_window_s
+    )
     app.state.live_frames = FrameCache()
     app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
     app.state.explorer = Explorer(settings)
@@ -66,6 +70,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     # plotly.js is most of the first load: ~1.2 MB raw, about a third of that gzipped.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(HeadAsGet)  # outermost: every GET route answers HEAD too
 
     if assets.plotly == PLOTLY_PACKAGE_URL:
         # Registered before the /static mount: the plotly.js that ships with the plotly wheel.

@@ -47,6 +47,12 @@ class RoomSettings:
     max_followers: int = 1_000  # per room and process
     # Messages a follower may fall behind by before it is dropped as too slow.
     follower_backlog: int = 512
+    # A room nobody has opened since it was made is gone after this long: one client making
+    # rooms in a loop must not hold the max_rooms switch for the whole idle_s.
+    unjoined_s: float = 600.0
+    # Rooms one client (by IP) may create per window, in this process.
+    client_rooms: int = 10
+    client_window_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> RoomSettings:
@@ -55,7 +61,15 @@ class RoomSettings:
             idle_s=env_float("PAGERACE_ROOM_IDLE_S", cls.idle_s),
             max_rooms=env_int("PAGERACE_MAX_ROOMS", cls.max_rooms),
             max_followers=env_int("PAGERACE_MAX_FOLLOWERS", cls.max_followers),
+            unjoined_s=env_float("PAGERACE_ROOM_UNJOINED_S", cls.unjoined_s),
+            client_rooms=env_int("PAGERACE_CLIENT_ROOMS", cls.client_rooms),
+            client_window_s=env_float("PAGERACE_CLIENT_ROOM_WINDOW_S", cls.client_window_s),
         )
+
+    @property
+    def first_ttl_s(self) -> float:
+        """How long a new room lives before anyone opens it."""
+        return min(self.idle_s, self.unjoined_s)
 
 
 class RoomError(Exception):
@@ -74,6 +88,29 @@ class RoomGone(RoomError):
             f"{minutes} idle minute{'s' if minutes != 1 else ''}",
             4404,
         )
+
+
+class CreationLimit:
+    """Rooms created per client in a sliding window (this process only; behind several
+    workers each keeps its own count). Forgets the least recently seen clients past
+    `max_clients`, so a spoofed-address flood cannot grow it without bound."""
+
+    def __init__(self, per_client: int, window_s: float, max_clients: int = 10_000) -> None:
+        self.per_client, self.window_s, self.max_clients = per_client, window_s, max_clients
+        self.recent: dict[str, list[float]] = {}
+
+    def retry_after(self, client: str, now: float | None = None) -> float:
+        """0 when `client` may create a room now (and counts it), else seconds to wait."""
+        now = time.monotonic() if now is None else now
+        stamps = [t for t in self.recent.pop(client, []) if t > now - self.window_s]
+        if len(stamps) >= self.per_client:
+            self.recent[client] = stamps
+            return stamps[0] + self.window_s - now
+        stamps.append(now)
+        self.recent[client] = stamps  # re-inserted: the dict's order is least recent first
+        while len(self.recent) > self.max_clients:
+            del self.recent[next(iter(self.recent))]
+        return 0.0
 
 
 class TooManyRooms(RoomError):
@@ -268,7 +305,7 @@ class MemoryBroker:
         if len(self.records) >= self.settings.max_rooms:
             raise TooManyRooms(self.settings.max_rooms)
         self.records[room] = RoomRecord(room, token_hash, snapshot)
-        self._touch(room)
+        self.expires[room] = time.monotonic() + self.settings.first_ttl_s
 
     async def get(self, room: str) -> RoomRecord | None:
         self._purge()
@@ -341,6 +378,7 @@ class RedisBroker:
         self.redis = aioredis.from_url(url, decode_responses=True)
         self.listeners: dict[str, tuple[asyncio.Task[None], asyncio.Future[None]]] = {}
         self.ttl = max(1, round(settings.idle_s))
+        self.first_ttl = max(1, round(settings.first_ttl_s))
 
     def _key(self, room: str) -> str:
         return self.PREFIX + room
@@ -356,7 +394,7 @@ class RedisBroker:
             self.INDEX,
             token_hash,
             snapshot.to_json(),
-            self.ttl,
+            self.first_ttl,
             self.settings.max_rooms,
         )
         if not created:
@@ -367,7 +405,9 @@ class RedisBroker:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(key)
             pipe.expire(key, self.ttl)
-            fields, _ = await pipe.execute()
+            # XX: only a room still indexed; its index entry follows its (now longer) TTL.
+            pipe.zadd(self.INDEX, {key: time.time() + self.ttl}, xx=True)
+            fields, _, _ = await pipe.execute()
         if not fields or "token" not in fields:
             return None
         return RoomRecord(

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from app.config import MAX_SCHEDULE, MAX_STATES
+from app.config import MAX_SCHEDULE, MAX_STATES, MIN_PLAY_DELAY_MS
 
 SCENARIO_ID = r"^[a-z0-9][a-z0-9-]{0,99}$"
 KERNEL = r"^[0-9]{1,2}\.[0-9]{1,3}$"
@@ -26,7 +26,9 @@ ScenarioRef = Annotated[
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `"at": false`, `"max_states": true` or `"fixes": {"x": "yes"}` are mistakes
+    # (or probes), not values to coerce; they are a 422 naming the field.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ConfigRequest(Request):
@@ -144,7 +146,10 @@ class ScenarioSummary(Response):
     refs: list[RefOut]
     variants: list[VariantOut]
     actors: list[str]
-    digest: str
+    digest: str = Field(description="48-bit display digest, carried in links' d=")
+    sha256: str = Field(
+        description="full SHA-256 of the canonical document (a d= of this is checked in full)"
+    )
     url: str
 
 
@@ -152,6 +157,7 @@ class ScenarioDocument(Response):
     id: str
     title: str
     digest: str
+    sha256: str
 
 
 # --- /ws/run -------------------------------------------------------------------------------
@@ -179,7 +185,15 @@ class GotoMessage(Request):
 
 class PlayMessage(Request):
     type: Literal["play"]
-    delay_ms: Annotated[int | None, Field(ge=0, le=10_000)] = None
+    delay_ms: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=10_000,
+            description=f"pause between steps; below {MIN_PLAY_DELAY_MS} ms is raised to "
+            f"{MIN_PLAY_DELAY_MS} ms (each step is a replay on the server)",
+        ),
+    ] = None
 
 
 class PauseMessage(Request):

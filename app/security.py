@@ -14,8 +14,9 @@ import base64
 import hashlib
 import logging
 import re
+from urllib.parse import urlsplit
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = "; ".join(
@@ -42,6 +43,7 @@ HEADERS = {
     ),
 }
 DOCS = ("/docs",)
+WS_POLICY = 1008  # WebSocket close code "policy violation"
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -50,6 +52,32 @@ def security_headers(headers: MutableHeaders, csp: str = CSP) -> None:
     for name, value in HEADERS.items():
         headers.setdefault(name, value)
     headers.setdefault("Content-Security-Policy", csp)
+
+
+def _origin_of(url: str) -> tuple[str, str] | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def same_origin(headers: Headers, public_url: str | None = None) -> bool:
+    """Whether a WebSocket handshake may proceed: browsers send the page's Origin, and a page
+    on another site must not drive (or spend CPU on) our sockets with its visitors' browsers.
+    The Origin must name this server: the Host the request came to, or the configured public
+    URL (behind a proxy that rewrites Host). No Origin at all is a non-browser client (a
+    script, a test): it could forge any header anyway, so it is allowed; "null" (a sandboxed
+    or file: page) is not."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    seen = _origin_of(origin)
+    if seen is None:
+        return False
+    host = headers.get("host", "").lower()
+    if host and seen[1] == host:
+        return True
+    return public_url is not None and seen == _origin_of(public_url)
 
 
 def docs_policy(html: str) -> str:
@@ -141,3 +169,51 @@ def redact_tokens_in_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
+
+
+class HeadAsGet:
+    """HEAD answers like GET without the body (RFC 9110 9.3.2): link checkers, crawlers and
+    `curl -I` otherwise got 405 from every page. The GET route runs (so its status and
+    headers, Content-Length included, are the real ones) and its body is dropped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def send_without_body(message: Message) -> None:
+            nonlocal ended
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not ended and not message.get("more_body", False):
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
+def site_url(base_url: str, public_url: str | None) -> str:
+    """The server's own URL for links it hands out (follow URLs, QR codes, replay links):
+    the configured public URL when there is one, rather than whatever Host the request named
+    (a cache or proxy passing arbitrary Host values would otherwise store a poisoned link)."""
+    return (public_url or base_url).rstrip("/")
+
+
+def cross_site_subresource(headers: Headers) -> bool:
+    """A request another site's page made the browser send by itself (an <img>, a <script>,
+    a fetch, an iframe, a scripted redirect): Sec-Fetch-Site says cross-site, and it is not
+    a person following a link (a top-level navigation with user activation). Such a request
+    must not start work on the server for the other site. Browsers without Fetch Metadata
+    send no Sec-Fetch-Site, and are let through."""
+    if headers.get("sec-fetch-site") != "cross-site":
+        return False
+    followed_link = (
+        headers.get("sec-fetch-mode") == "navigate"
+        and headers.get("sec-fetch-dest", "document") == "document"
+        and headers.get("sec-fetch-user") == "?1"
+    )
+    return not followed_link

@@ -125,7 +125,9 @@ class Runner:
     def key(scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]) -> RunKey:
         """What a replay depends on: the scenario's content, the resolved kernel, the schedule."""
         fixes = tuple(sorted(config.fixes.items()))
-        return (scenario.digest, config.kernel, config.variant, fixes, tuple(schedule))
+        # The full SHA-256, never the 48-bit display digest: a collision must not serve one
+        # scenario's run for another.
+        return (scenario.sha256, config.kernel, config.variant, fixes, tuple(schedule))
 
     def cached(
         self, scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
@@ -170,8 +172,8 @@ CancelFn = Callable[[], bool]
 class Explorer:
     """Runs explorations in worker threads and remembers complete results.
 
-    Exploring is CPU-bound and deterministic for a given scenario digest and configuration,
-    so repeating "find a bug" then "explore all" costs one search.
+    Exploring is CPU-bound and deterministic for a given scenario document (keyed on its full
+    SHA-256) and configuration, so repeating "find a bug" then "explore all" costs one search.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -190,7 +192,7 @@ class Explorer:
         scenario: engine.Scenario, config: engine.Config, max_states: int
     ) -> tuple[object, ...]:
         fixes = tuple(sorted(config.fixes.items()))
-        return (scenario.digest, config.kernel, fixes, max_states)
+        return (scenario.sha256, config.kernel, fixes, max_states)
 
     def cached(
         self, scenario: engine.Scenario, config: engine.Config, max_states: int | None = None

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 import engine
-from app.config import Settings
+from app.config import MIN_PLAY_DELAY_MS, Settings
 from app.errors import loc_to_path, scenario_error_items, schedule_error_item
-from app.links import step_schedule
+from app.links import NumberTooLong, loads_bounded, step_schedule
 from app.schemas import (
     CLIENT_MESSAGE,
     BackMessage,
@@ -132,6 +132,7 @@ class RunSession:
         elif isinstance(message, PlayMessage):
             self._loaded()
             delay = self.settings.play_delay_ms if message.delay_ms is None else message.delay_ms
+            delay = max(delay, MIN_PLAY_DELAY_MS)  # a floor: see MIN_PLAY_DELAY_MS
             self._start(self.play(delay / 1000))
         elif isinstance(message, ExploreMessage):
             self._loaded()
@@ -224,8 +225,10 @@ def parse(text: str, settings: Settings) -> ClientMessage:
     if len(text) > settings.max_body_bytes:
         raise BadInput("message", f"message larger than {settings.max_body_bytes} bytes")
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
+        raw = loads_bounded(text)
+    except NumberTooLong as err:
+        raise BadInput(err.path, str(err)) from err
+    except (json.JSONDecodeError, RecursionError) as err:
         raise BadInput("message", f"malformed JSON: {err}") from err
     return CLIENT_MESSAGE.validate_python(raw)
 

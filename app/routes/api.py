@@ -24,6 +24,7 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
+from app.security import site_url
 from app.service import CLIENT_GONE, BadInput, Body, Runner, disconnected, resolve_scenario
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -64,6 +65,7 @@ def summary(scenario: engine.Scenario) -> dict[str, Any]:
         ],
         "actors": [actor.name for actor in scenario.actors],
         "digest": scenario.digest,
+        "sha256": scenario.sha256,
         "url": f"/s/{scenario.id}",
     }
 
@@ -77,7 +79,8 @@ def list_scenarios(catalog: CatalogDep) -> JSONResponse:
 @router.get("/scenarios/{scenario_id}", response_model=ScenarioDocument)
 def get_scenario(scenario_id: ScenarioId, catalog: CatalogDep) -> JSONResponse:
     """The scenario document plus its content digest (used by links to detect edits)."""
-    return JSONResponse(engine.scenario_to_json(resolve_scenario(catalog, scenario_id)))
+    scenario = resolve_scenario(catalog, scenario_id)
+    return JSONResponse({**engine.scenario_to_json(scenario), "sha256": scenario.sha256})
 
 
 def _run(body: RunRequest, runner: Runner) -> tuple[engine.Scenario, engine.Config, engine.Run]:
@@ -147,5 +150,6 @@ def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainT
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
     params = link_params(scenario, config, body.scenario, body.schedule, at)
-    link = str(request.base_url).rstrip("/") + dashboard_path(scenario.id, params)
+    public_url = request.app.state.settings.public_url
+    link = site_url(str(request.base_url), public_url) + dashboard_path(scenario.id, params)
     return PlainTextResponse(f"{text}\n\nreplay: {link}\n")

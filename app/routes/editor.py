@@ -34,7 +34,7 @@ from app.editor import (
     switch_reference,
     unpack,
 )
-from app.links import LinkError
+from app.links import LinkError, LinkTooLarge
 from app.service import Catalog, Explorer
 
 router = APIRouter(include_in_schema=False)
@@ -101,6 +101,9 @@ def _initial_text(
     if s:
         try:
             shared = unpack(s, max_bytes)
+        except LinkTooLarge as err:
+            problem = f"s: {err}; here is the starter."
+            return STARTER, [Notice("warn", problem)], 422
         except LinkError as err:
             problem = f"This link's scenario cannot be read ({err}); here is the starter."
             return STARTER, [Notice("warn", problem)], 400

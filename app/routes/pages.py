@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -30,6 +32,7 @@ from app.links import (
     frame_path,
     parse_schedule,
 )
+from app.security import cross_site_subresource
 from app.service import (
     CLIENT_GONE,
     Catalog,
@@ -190,8 +193,11 @@ class FrameCache:
     the same frame URL at once: one render serves them all (a frame is a pure function of its
     URL and the catalog)."""
 
-    def __init__(self, entries: int = 128) -> None:
-        self.entries = entries
+    def __init__(self, entries: int = 128, max_bytes: int = 32 * 1024 * 1024) -> None:
+        # Bounded in bytes as well as entries: 128 frames of a large custom scenario were
+        # once 128 pages of hundreds of MB. The key (the URL, s= included) counts too.
+        self.entries, self.max_bytes = entries, max_bytes
+        self.size = 0
         self.frames: OrderedDict[str, bytes] = OrderedDict()
 
     def get(self, url: str) -> bytes | None:
@@ -201,9 +207,17 @@ class FrameCache:
         return body
 
     def put(self, url: str, body: bytes) -> None:
+        cost = len(url) + len(body)
+        if cost > self.max_bytes // 8:
+            return  # one huge frame must not flush every other room's
+        old = self.frames.pop(url, None)
+        if old is not None:
+            self.size -= len(url) + len(old)
         self.frames[url] = body
-        if len(self.frames) > self.entries:
-            self.frames.popitem(last=False)
+        self.size += cost
+        while len(self.frames) > self.entries or self.size > self.max_bytes:
+            key, dropped = self.frames.popitem(last=False)
+            self.size -= len(key) + len(dropped)
 
 
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)
@@ -247,8 +261,16 @@ async def _explored(
     """The link's scenario and kernel, explored off the event loop (cached by the explorer),
     or the response to give instead: an error page, or nothing for a client that went away
     (its search is stopped)."""
+    if cross_site_subresource(request.headers):  # an <img src=.../outcomes> on another site
+        refused = PageError(
+            403,
+            "Explorations start from this site only",
+            ["another site's page asked for this exploration; open the link itself instead"],
+        )
+        return error_page(request, templates, refused)
     try:
-        target = _target(request, catalog, settings, scenario_id)
+        # Inflating and validating an s= document is CPU work: off the event loop.
+        target = await anyio.to_thread.run_sync(_target, request, catalog, settings, scenario_id)
     except PageError as err:
         return error_page(request, templates, err)
     notices: list[Notice] = []
@@ -303,8 +325,12 @@ async def find_bug(
             target.scenario.digest,
             target.link.custom,
         )
-    dash = _dashboard(Target(target.scenario, link, target.notices), scenario_id, notices)
-    return _frame(request, templates, dash)
+
+    def render() -> Response:  # a replay and a page render: off the event loop
+        dash = _dashboard(Target(target.scenario, link, target.notices), scenario_id, notices)
+        return _frame(request, templates, dash)
+
+    return await anyio.to_thread.run_sync(render)
 
 
 @router.get("/s/{scenario_id}/outcomes", response_class=HTMLResponse)

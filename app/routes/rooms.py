@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
+import anyio.to_thread
 import segno
 from fastapi import APIRouter, Path, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -32,6 +34,7 @@ from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
     Broker,
+    CreationLimit,
     RoomError,
     RoomGone,
     Snapshot,
@@ -43,6 +46,7 @@ from app.rooms import (
 from app.routes.api import ERRORS
 from app.routes.pages import PageError, error_page
 from app.schemas import LoadMessage, RoomCreated, RoomRequest
+from app.security import WS_POLICY, same_origin, site_url
 from app.service import Catalog, Explorer, resolve_scenario
 from app.session import (
     MESSAGE_BURST,
@@ -107,7 +111,8 @@ def room_links(session: RunSession) -> dict[str, str]:
 
 
 def follow_url(request: Request | WebSocket, room: str) -> str:
-    return str(request.base_url).rstrip("/") + f"/live/{room}"
+    settings: Settings = request.app.state.settings
+    return site_url(str(request.base_url), settings.public_url) + f"/live/{room}"
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -118,10 +123,27 @@ def follow_url(request: Request | WebSocket, room: str) -> str:
     tags=["api"],
     status_code=201,
     response_model=RoomCreated,
-    responses={**ERRORS, 503: {"description": "too many live rooms"}},
+    responses={
+        **ERRORS,
+        429: {"description": "this client made too many rooms lately (see Retry-After)"},
+        503: {"description": "too many live rooms"},
+    },
 )
 async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) -> JSONResponse:
     """A live room: the presenter token drives it, the follow URL watches it."""
+    # Checked first, before any replay: a refused client must cost next to nothing.
+    limit: CreationLimit = request.app.state.room_creations
+    wait = limit.retry_after(request.client.host if request.client else "")
+    if wait > 0:
+        detail = (
+            f"too many rooms from this client (at most {limit.per_client} per "
+            f"{limit.window_s:g} s); try again in {math.ceil(wait)} s"
+        )
+        return JSONResponse(
+            {"detail": detail, "errors": []},
+            status_code=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     snapshot = Snapshot()
     present_url = None
     if body.scenario is not None:
@@ -158,9 +180,10 @@ async def room_qr(room: RoomId, request: Request) -> Response:
     qr = segno.make(follow_url(request, room), error="m")
     out = io.BytesIO()
     qr.save(out, kind="svg", scale=6, border=2, dark="#000000", light="#ffffff", xmldecl=False)
-    return Response(
-        out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"}
-    )
+    headers = {"Cache-Control": "max-age=3600"}
+    if request.app.state.settings.public_url is None:
+        headers["Vary"] = "Host"  # the code holds the Host this request named: cache per Host
+    return Response(out.getvalue(), media_type="image/svg+xml", headers=headers)
 
 
 @router.get("/live/{room}", response_class=HTMLResponse, include_in_schema=False)
@@ -174,12 +197,17 @@ async def live_page(
         return error_page(request, templates, PageError(404, "No such live room", [str(gone)]))
     ctx: dict[str, Any] = {"room": room, "follow_url": follow_url(request, room), "d": None}
     snapshot = record.snapshot
-    if snapshot.loaded:
-        try:
-            ctx["d"] = _live_dashboard(catalog, snapshot)
-        except (ValueError, LookupError) as err:
-            ctx["problem"] = str(err)
-    return templates.TemplateResponse(request, "live.html", ctx)
+
+    def render() -> Response:  # a replay and a page render: off the event loop
+        if snapshot.loaded:
+            try:
+                ctx["d"] = _live_dashboard(catalog, snapshot)
+            except (ValueError, LookupError) as err:
+                ctx["problem"] = str(err)
+        response: Response = templates.TemplateResponse(request, "live.html", ctx)
+        return response
+
+    return await anyio.to_thread.run_sync(render)
 
 
 def _valid_room(room: str) -> bool:
@@ -222,6 +250,9 @@ async def ws_room(
     explorer: ExplorerDep,
     token: str | None = None,
 ) -> None:
+    if not same_origin(websocket.headers, settings.public_url):
+        await websocket.close(WS_POLICY)  # before accepting: the handshake gets a 403
+        return
     await websocket.accept()
     broker = get_broker(websocket)
     out = Outbox(websocket)

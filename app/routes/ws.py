@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.deps import CatalogDep, ExplorerDep, SettingsDep
+from app.security import WS_POLICY, same_origin
 from app.session import RunSession, drive
 
 router = APIRouter()
@@ -18,6 +19,9 @@ router = APIRouter()
 async def ws_run(
     websocket: WebSocket, catalog: CatalogDep, settings: SettingsDep, explorer: ExplorerDep
 ) -> None:
+    if not same_origin(websocket.headers, settings.public_url):
+        await websocket.close(WS_POLICY)  # before accepting: the handshake gets a 403
+        return
     await websocket.accept()
     lock = asyncio.Lock()
 
