@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-import engine
+# The checkout this script is in, not whichever one the venv's editable install points at.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import engine  # noqa: E402
 
 
 def dump() -> dict[str, object]:
