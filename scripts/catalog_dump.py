@@ -13,7 +13,7 @@ from pathlib import Path
 # The checkout this script is in, not whichever one the venv's editable install points at.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import engine  # noqa: E402
+import engine
 
 
 def dump() -> dict[str, object]:
