@@ -246,3 +246,22 @@ def test_every_option_has_help_and_the_epilog_names_the_exit_codes(
     text = p.format_help()
     for code in ("0  success", "1  explore", "2  bad input"):
         assert code in text, p.prog
+
+
+def test_setup_replaces_a_venv_without_pip(tmp_path: Path) -> None:
+    # A half-made venv (python but no pip, as `python3 -m venv` leaves it without python3-venv).
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    # PYTHON=false: creating the new venv fails, so nothing is downloaded; the advice is shown.
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh")],
+        env={**clean_env(), "VENV": str(venv), "PYTHON": "false"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "incomplete" in result.stderr and "python3-venv" in result.stderr, result.stderr
+    assert not venv.exists()  # the next run starts from scratch instead of failing on bin/pip
