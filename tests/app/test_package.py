@@ -265,3 +265,15 @@ def test_setup_replaces_a_venv_without_pip(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "incomplete" in result.stderr and "python3-venv" in result.stderr, result.stderr
     assert not venv.exists()  # the next run starts from scratch instead of failing on bin/pip
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_deep_json_is_named_body_on_every_python(client: TestClient, depth: int) -> None:
+    # 300 levels parse on every Python (as 5000 do on 3.12+, whose json scanner no longer stops
+    # at the recursion limit): the answer must still name the body, not `scenario.str`.
+    content = b'{"scenario":' + b"[" * depth + b"]" * depth + b"}"
+    resp = client.post("/api/run", content=content, headers={"content-type": "application/json"})
+    assert resp.status_code == 422
+    errors = resp.json()["errors"]
+    assert [e["path"] for e in errors] == ["body"]
+    assert "nested too deeply" in errors[0]["message"]
