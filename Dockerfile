@@ -16,13 +16,14 @@ WORKDIR /srv/pagerace
 COPY requirements.txt pyproject.toml ./
 RUN pip install --no-cache-dir -r requirements.txt
 
-# Sources. static/ and templates/ are top-level folders read at run time, so the project is
-# installed in editable mode: the code stays here, next to them, and the console script exists.
+# Sources. The build puts static/ and templates/ into the installed app package (pyproject
+# package-dir), so this is a regular install; README.md and LICENSE are the package metadata's.
+COPY README.md LICENSE ./
 COPY engine ./engine
 COPY app ./app
 COPY static ./static
 COPY templates ./templates
-RUN pip install --no-cache-dir --no-deps -e .
+RUN pip install --no-cache-dir --no-deps .
 
 # Files stay root-owned (read-only for the service user).
 USER 10001:10001
@@ -30,6 +31,6 @@ USER 10001:10001
 EXPOSE 8000
 
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=2)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 
 CMD ["pagerace", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,13 +1,14 @@
 """`pagerace`: list, explore, run and diagram scenarios from the shell; serve the dashboard.
 
-Exit codes: explore exits 1 when a violation is reachable and 0 when none is;
-every command exits 2 on bad input. `--json` prints the API's response body.
+Exit codes (also in every `--help`): explore exits 1 when a violation is reachable and 0 when
+none is; every command exits 2 on bad input. `--json` prints the API's response body.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,34 +144,76 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_CODES = """\
+exit codes:
+  0  success; for explore: no violation is reachable
+  1  explore: a violation is reachable
+  2  bad input (unknown scenario, bad file, --kernel/--fix/--schedule the engine rejects)
+A reader that closes the pipe early (`pagerace list | head -1`) ends the command quietly."""
+
+
+def version_string() -> str:
+    from app import __version__  # the package metadata's version, written once in pyproject
+
+    return f"pagerace {__version__}"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pagerace", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="serve the dashboard")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="pagerace", description=__doc__.splitlines()[0], epilog=EXIT_CODES, formatter_class=fmt
+    )
+    p.add_argument("--version", action="version", version=version_string())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("serve", help="serve the dashboard", epilog=EXIT_CODES, formatter_class=fmt)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port (default %(default)s)")
     s.set_defaults(fn=cmd_serve)
-    s = sub.add_parser("list", help="list the catalog")
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("list", help="list the catalog", epilog=EXIT_CODES, formatter_class=fmt)
+    s.add_argument("--json", action="store_true", help="print the /api/scenarios JSON body")
     s.set_defaults(fn=cmd_list)
     for name, fn, doc in (
         ("explore", cmd_explore, "explore every interleaving"),
         ("run", cmd_run, "run one interleaving step by step"),
         ("diagram", cmd_diagram, "print the CPU0/CPU1 text diagram of one interleaving"),
     ):
-        s = sub.add_parser(name, help=doc)
+        s = sub.add_parser(name, help=doc, description=doc, epilog=EXIT_CODES, formatter_class=fmt)
         s.add_argument("scenario", help="catalog id or path to a YAML/JSON scenario")
         group = s.add_mutually_exclusive_group()
-        group.add_argument("--variant")
-        group.add_argument("--kernel")
-        s.add_argument("--fix", action="append", default=[], metavar="NAME=on|off")
+        group.add_argument(
+            "--variant", help="one of the scenario's named variants (e.g. buggy, fixed)"
+        )
+        group.add_argument(
+            "--kernel", help="a kernel release (e.g. 5.17): its fixes are on or off by date"
+        )
+        s.add_argument(
+            "--fix",
+            action="append",
+            default=[],
+            metavar="NAME=on|off",
+            help="turn one fix switch on or off over the variant/kernel; repeatable",
+        )
         if name != "explore":
-            s.add_argument("--schedule", required=True, help="actor names, comma-separated")
+            s.add_argument(
+                "--schedule",
+                required=True,
+                help="actor names, comma-separated, one per step (explore prints examples)",
+            )
         else:
-            s.add_argument("--max-states", type=int, default=200_000)
-            s.add_argument("--time-limit", type=float, default=30.0)
+            s.add_argument(
+                "--max-states",
+                type=int,
+                default=200_000,
+                help="stop (truncated) after this many states (default %(default)s)",
+            )
+            s.add_argument(
+                "--time-limit",
+                type=float,
+                default=30.0,
+                help="stop (truncated) after this many seconds (default %(default)s)",
+            )
         if name != "diagram":
-            s.add_argument("--json", action="store_true")
+            s.add_argument("--json", action="store_true", help="print the API's JSON body")
         s.set_defaults(fn=fn)
     return p
 
@@ -179,10 +222,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.fn(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the try, not at exit
         return code
     except (UsageError, engine.ScenarioError, engine.ConfigError, engine.ScheduleError) as exc:
         print(f"pagerace: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader has all it wanted (`| head`). Point stdout at /dev/null so the interpreter's
+        # own flush at exit does not fail again, and end quietly, as cat and grep do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

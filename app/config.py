@@ -8,13 +8,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from engine.run import MAX_SCHEDULE as MAX_SCHEDULE  # re-exported: the longest replay
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC_DIR = ROOT / "static"
-TEMPLATES_DIR = ROOT / "templates"
+
+def resource_dir(name: str) -> Path:
+    """The folder `name` (static, templates) as shipped with the app package.
+
+    A wheel or `pip install .` carries it inside the package (pyproject maps the top-level
+    folder to app/NAME); a checkout or editable install keeps it beside the package, at the
+    repository root. Both are real folders: StaticFiles and Jinja2 need a file-system path, so
+    an install from a zip (where files() is not a Path) is not supported.
+    """
+    package = files("app")
+    if not isinstance(package, Path):
+        raise RuntimeError(f"pagerace must be installed as files on disk, not {package!r}")
+    for candidate in (package / name, package.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError(f"pagerace's {name}/ folder is missing: not in {package} nor beside it")
+
+
+STATIC_DIR = resource_dir("static")
+TEMPLATES_DIR = resource_dir("templates")
 
 
 def env_int(name: str, default: int) -> int:

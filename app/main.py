@@ -13,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.gzip import GZipMiddleware
 
 import engine
+from app import __version__
 from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
@@ -42,7 +43,7 @@ def create_app(
     app = FastAPI(
         title="pagerace",
         summary="Step through Linux page-lifecycle races, find the bad interleavings, share them.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         # FastAPI's own /docs pages fetch Swagger UI from a CDN; ours serves the vendored
         # copy (static/vendor, below), so the API docs work offline too.
@@ -84,6 +85,11 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(editor.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        # For probes: answers without touching the engine, the catalog or the broker.
+        return {"status": "ok", "version": __version__}
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

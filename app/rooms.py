@@ -371,7 +371,13 @@ class RedisBroker:
     INDEX = "pagerace:rooms"
 
     def __init__(self, settings: RoomSettings, url: str) -> None:
-        import redis.asyncio as aioredis  # only needed when PAGERACE_REDIS_URL is set
+        try:
+            import redis.asyncio as aioredis  # only needed when PAGERACE_REDIS_URL is set
+        except ImportError as exc:  # the [redis] extra is optional
+            raise RuntimeError(
+                "PAGERACE_REDIS_URL is set but the redis package is not installed: "
+                "pip install 'pagerace[redis]'"
+            ) from exc
 
         self.settings = settings
         self.fanout = Fanout()

@@ -22,9 +22,20 @@ pip_install() {
     | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 }
 
+# A venv without pip is half-made: `python3 -m venv` fails after creating bin/python when
+# ensurepip is missing (Debian/Ubuntu without python3-venv). Start again rather than fail on
+# `.venv/bin/pip: No such file or directory` for ever.
+if [ -e "$VENV" ] && { [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/pip" ]; }; then
+  echo "setup: $VENV is incomplete (no python or pip); recreating it" >&2
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
-  "$PYTHON" -m venv "$VENV"
+  if ! "$PYTHON" -m venv "$VENV"; then
+    rm -rf "$VENV"
+    echo "setup: '$PYTHON -m venv' failed; on Debian/Ubuntu: sudo apt-get install python3-venv" >&2
+    exit 1
+  fi
 fi
 
 if [ "$mode" = dev ]; then reqs=requirements-dev.txt; else reqs=requirements.txt; fi
