@@ -143,6 +143,14 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
     assert pte is not None
     if pte.present and not (write or unshare):
         return f"{addr} is already mapped (another fault got there first): nothing to do"
+    if pte.present and (write or unshare) and pte.write and pte.page != ZERO_PAGE:
+        # handle_pte_fault calls do_wp_page only when the PTE is not writable; a writable PTE
+        # (another fault, or this GUP's own earlier one, got there first) only gets
+        # pte_mkdirty / pte_mkyoung via ptep_set_access_flags. FAULT_FLAG_UNSHARE on a
+        # writable PTE has nothing to unshare.
+        if write:
+            ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(dirty=True, young=True))
+        return f"handle_pte_fault: {addr} is already writable (another fault got there first)"
     if pte.present and (write or unshare):
         if pte.file:
             page_mkwrite(ctx, pte.page)

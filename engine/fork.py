@@ -65,7 +65,8 @@ def copy_pte(ctx: Ctx) -> Effect:
         if shared:
             p = ctx.w.page(pte.page)
             refs.update(ctx, pte.page, p.evolve(ref=p.ref + 1, mapcount=p.mapcount + 1))
-        child_pte = pte.evolve(dirty=False, young=False) if pte.file else pte
+        # copy_present_pte: pte_mkclean for a VM_SHARED mapping, pte_mkold for every one.
+        child_pte = pte.evolve(dirty=False, young=False) if pte.file else pte.evolve(young=False)
         ctx.w = ctx.w.set_pte(child, addr, child_pte if pte.present or pte.file else Pte())
         ctx.goto("copy", **nxt)
         what = "shares the MAP_SHARED page" if shared else "gets the same (empty) mapping"
@@ -93,7 +94,9 @@ def copy_pte(ctx: Ctx) -> Effect:
         index,
         page.clear(ANON_EXCLUSIVE).evolve(ref=page.ref + 1, mapcount=page.mapcount + 1),
     )
-    ctx.w = ctx.w.set_pte(child, addr, pte.evolve(write=False))
+    # copy_present_pte: the child's PTE is write-protected and made old (pte_mkold), so the
+    # child's mapping alone does not keep the page from reclaim.
+    ctx.w = ctx.w.set_pte(child, addr, pte.evolve(write=False, young=False))
     ctx.goto("wrprotect", addr=addr, **nxt)
     return ctx.done(
         "copy_present_pte",

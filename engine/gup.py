@@ -73,8 +73,13 @@ def cow_break(ctx: Ctx, pte: Pte) -> bool:
 
 
 def must_unshare(ctx: Ctx, pte: Pte) -> bool:
-    """gup_must_unshare (5.19): a pin of an anon page needs it exclusive first."""
+    """gup_must_unshare (5.19): a read-only pin of an anon page needs it exclusive first.
+
+    A write pin (FOLL_WRITE) never unshares: it write-faults, and FAULT_FLAG_UNSHARE and
+    FAULT_FLAG_WRITE are exclusive (faultin_page), so its COW copy is mapped writable."""
     if not ctx.cfg.on("anon_exclusive") or mode(ctx) != "pin" or pte.file:
+        return False
+    if ctx.flagp("write"):
         return False
     if pte.page < 0:
         return pte.page == ZERO_PAGE and not ctx.flagp("write")
