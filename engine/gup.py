@@ -31,9 +31,15 @@ def mode(ctx: Ctx) -> str:
     return ctx.p("mode") or "get"
 
 
-def hold(ctx: Ctx, index: int, key: str) -> None:
-    """The GUP succeeded: the actor (driver/device) now holds the page for the address."""
-    gen = 0 if index == ZERO_PAGE else ctx.w.page(index).gen
+def hold(ctx: Ctx, index: int, key: str, gen: int | None = None) -> None:
+    """The GUP succeeded: the actor (driver/device) now holds the page for the address.
+
+    gen is the page identity GUP bound: for GUP-fast the one it read in the PTE
+    (ptep_get_lockless), which a free and reallocation before try_grab_folio
+    makes another owner's page.
+    """
+    if gen is None:
+        gen = 0 if index == ZERO_PAGE else ctx.w.page(index).gen
     held_mode = "pipe" if ctx.reg("pipe") else mode(ctx)
     ctx.w, epoch = oracle.gup_begin(ctx.w, key)
     if held_mode == "pipe":
@@ -111,7 +117,7 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
         return fallback(
             ctx, f"ptep_get_lockless: PTE at {addr} is not writable", "ptep_get_lockless"
         )
-    ctx.goto("grab", page=pte.page, pte=pte, seq=seq)
+    ctx.goto("grab", page=pte.page, pte=pte, seq=seq, bound=ctx.w.page(pte.page).gen)
     return ctx.done(
         "ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}"
     )
@@ -150,7 +156,7 @@ def fast_recheck(ctx: Ctx) -> Effect:
         else:
             refs.put(ctx, index, gen=gen, what="gup_put_folio")
         return fallback(ctx, f"{changed}: gup_put_folio drops it", "gup_put_folio")
-    hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
+    hold(ctx, index, oracle.key_for(ctx.w, proc, addr), ctx.ireg("bound", gen))
     ctx.finish()
     return ctx.done("ptep_get", f"{ctx.name} re-reads the PTE: unchanged, keeps {page_name(index)}")
 
