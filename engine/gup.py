@@ -56,21 +56,33 @@ def hold(ctx: Ctx, index: int, key: str, gen: int | None = None) -> None:
             dma="",
         )
     )
-    if mode(ctx) == "pin":
-        proc = ctx.w.proc(ctx.proc)
-        assert proc is not None
+
+
+def mark_has_pinned(ctx: Ctx) -> None:
+    """A pin marks the mm before it looks at any page: mm->has_pinned (5.9-5.10, set at the
+    top of internal_get_user_pages_fast and __get_user_pages_locked), later MMF_HAS_PINNED
+    through mm_set_has_pinned_flag at the same places. So fork can see the mark while a
+    GUP-fast pin is still between its PTE read and its grab."""
+    if mode(ctx) != "pin":
+        return
+    proc = ctx.w.proc(ctx.proc)
+    if proc is not None and not proc.has_pinned:
         ctx.w = ctx.w.set_proc(proc.evolve(has_pinned=True))
 
 
 def grab(ctx: Ctx, index: int) -> None:
-    """try_grab_folio after a successful inc-not-zero: make it a pin if asked, mark referenced."""
+    """try_grab_folio after a successful inc-not-zero: make it a pin if asked.
+
+    Only a FOLL_GET reference marks the page referenced here; pin_user_pages has no
+    FOLL_TOUCH, so a pin leaves PG_referenced alone.
+    """
     if index == ZERO_PAGE:
         return
     if mode(ctx) == "pin":
         refs.pin(ctx, index)
     else:
         refs.get(ctx, index)
-    refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
+        refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
 
 
 def cow_break(ctx: Ctx, pte: Pte) -> bool:
@@ -105,6 +117,7 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
     p = ctx.w.proc(proc)
     if p is None:
         return Blocked(f"waits for process {proc} to exist")
+    mark_has_pinned(ctx)
     pte = ctx.w.pte(proc, addr)
     seq = p.seq
     if mode(ctx) == "pin" and ctx.cfg.on("gup_fast_fork_seqcount") and seq % 2:
@@ -172,6 +185,7 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
     reason = wait_reason(ctx, proc, None)
     if reason:
         return Blocked(reason)
+    mark_has_pinned(ctx)
     if pte is None:
         ctx.finish()
         return ctx.done("follow_page_pte", f"-EFAULT: {addr} is not mapped in {proc}")

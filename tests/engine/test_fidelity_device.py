@@ -70,3 +70,32 @@ def test_a_device_read_racing_a_device_write_may_see_either_value() -> None:
         },
     )
     assert violations(sc, "6.1") == set()
+
+
+def has_pinned(sc: engine.Scenario, kernel: str, schedule: list[str]) -> bool:
+    run = engine.run_schedule(sc, config(sc, kernel), schedule)
+    return bool(next(p for p in run.state["procs"] if p["name"] == "app")["has_pinned"])
+
+
+def test_a_pin_marks_the_mm_pinned_before_it_grabs_the_page() -> None:
+    # mm->has_pinned (5.9-5.10) / MMF_HAS_PINNED is set at the top of the GUP entry points,
+    # so fork sees it while a GUP-fast pin is between its PTE read and its grab.
+    for op in ("gup_fast", "gup"):
+        sc = scenario({"dev": [{op: {"addr": "buf", "mode": "pin", "write": True}}]})
+        for kernel in ("5.10", "6.1"):
+            run = engine.run_schedule(sc, config(sc, kernel), ["dev"])
+            assert run.steps[-1].function in ("ptep_get_lockless", "follow_page_pte")
+            assert has_pinned(sc, kernel, ["dev"]), (op, kernel)
+    get = scenario({"dev": [{"gup_fast": {"addr": "buf", "mode": "get", "write": True}}]})
+    assert not has_pinned(get, "6.1", ["dev", "dev", "dev"])
+
+
+def test_pin_user_pages_does_not_mark_the_page_referenced() -> None:
+    # No FOLL_TOUCH for pins: PG_referenced stays as the setup left it; a FOLL_GET touches it.
+    def referenced(mode: str) -> bool:
+        sc = scenario({"dev": [{"gup": {"addr": "buf", "mode": mode, "write": True}}]})
+        run = engine.run_schedule(sc, config(sc, "6.1"), ["dev"])
+        return "referenced" in run.state["pages"][0]["flags"]
+
+    assert referenced("get")
+    assert not referenced("pin")
