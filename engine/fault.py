@@ -15,7 +15,6 @@ from engine.state import (
     DIRTY,
     LOCKED,
     PRIVATE,
-    REFERENCED,
     SWAPBACKED,
     SWAPCACHE,
     ZERO_PAGE,
@@ -245,8 +244,9 @@ def load(ctx: Ctx, proc: str, addr: str, pte: Pte) -> str:
     if pte.page == ZERO_PAGE:
         value = "0"
     elif refs.live(ctx, pte.page, ctx.w.page(pte.page).gen, f"load from {addr}"):
+        # The MMU sets only the PTE's accessed bit; PG_referenced (folio_mark_accessed)
+        # comes from read(2), FOLL_TOUCH and zapping a young file PTE, not from a load.
         value = ctx.w.page(pte.page).data
-        refs.update(ctx, pte.page, ctx.w.page(pte.page).set(REFERENCED))
     else:
         value = ctx.w.page(pte.page).data
     ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(young=True))

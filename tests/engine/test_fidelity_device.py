@@ -99,3 +99,10 @@ def test_pin_user_pages_does_not_mark_the_page_referenced() -> None:
 
     assert referenced("get")
     assert not referenced("pin")
+
+
+def test_a_cpu_load_sets_the_young_bit_but_not_pg_referenced() -> None:
+    sc = scenario({"app": [{"read": {"addr": "buf"}}]})
+    run = engine.run_schedule(sc, config(sc, "6.1"), ["app"])
+    assert "referenced" not in run.state["pages"][0]["flags"]
+    assert next(p for p in run.state["ptes"] if p["addr"] == "buf")["young"]
