@@ -48,7 +48,8 @@ def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen[byte
         time.sleep(0.1)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process, killing it if it has not gone in 10 s."""
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -81,7 +82,7 @@ def app_server(
         wait_until(up, f"the app on port {port}", proc)
         yield url
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextmanager
@@ -105,7 +106,7 @@ def redis_server() -> Iterator[str]:
         wait_until(up, "redis-server", proc)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

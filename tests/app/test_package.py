@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 
 from app import __version__
 from app.cli import parser
+from scripts.servers import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "engine", "app", "static", "templates")
@@ -153,12 +154,7 @@ def served(installed: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
