@@ -14,9 +14,11 @@ from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
     LOCKED,
+    NO_PAGE,
     PRIVATE,
     SWAPBACKED,
     SWAPCACHE,
+    WRITEBACK,
     ZERO_PAGE,
     Expected,
     Page,
@@ -196,24 +198,57 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
         ctx.w, index = ctx.w.new_page(page)
         slot = slot.evolve(cache=index)
         how = "reads it from swap"
-    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
+    # reuse_swap_page (up to 5.17) counts mappings and swap entries before this fault's
+    # page_add_anon_rmap and swap_free: this PTE's own entry is the 1 it allows.
+    swap_users = ctx.w.page(index).mapcount + slot.entries
+    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))  # swap_free
     refs.get(ctx, index)
     page = ctx.w.page(index)
-    exclusive = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")
-    page = page.evolve(mapcount=page.mapcount + 1)
-    if exclusive:
-        page = page.set(ANON_EXCLUSIVE)
-    refs.update(ctx, index, page)
-    # Only a write fault (or a known-exclusive page) maps it writable; a read fault
-    # maps it read-only and leaves the reuse decision to a later do_wp_page.
-    writable = exclusive or (write and reuse_anon(ctx, ctx.w.page(index)))
+    refs.update(ctx, index, page.evolve(mapcount=page.mapcount + 1))
+    freed = ""
+    if ctx.cfg.on("swap_cow_by_refcount"):
+        # c145e0b47c77 (5.18): should_try_to_free_swap on a write fault when only the swap
+        # cache and this fault hold the folio, then the do_wp_page rule: refcount == 1.
+        # 5.19+: pte_swp_exclusive says the page was exclusive when it was swapped out.
+        page = ctx.w.page(index)
+        if write and page.ref == 2 and page.has(SWAPCACHE):
+            freed = free_swap(ctx, index)
+        page = ctx.w.page(index)
+        known = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")
+        exclusive = known or page.ref == 1
+        if exclusive and ctx.cfg.on("anon_exclusive"):
+            refs.update(ctx, index, page.set(ANON_EXCLUSIVE))
+        # Only a write fault maps it writable; a read fault maps it read-only (exclusive from
+        # 5.19, so the later write fault reuses it in do_wp_page).
+        writable = write and exclusive
+    else:
+        # Up to 5.17, reuse_swap_page: mapcount + swapcount == 1, the refcount ignored (a GUP
+        # reference does not stop the reuse); it also deletes the folio from the swap cache
+        # and dirties it unless it is under writeback.
+        writable = write and swap_users == 1
+        if writable and not ctx.w.page(index).has(WRITEBACK) and ctx.w.page(index).has(SWAPCACHE):
+            freed = free_swap(ctx, index)
     ctx.w = ctx.w.set_pte(
         proc,
         addr,
         Pte(page=index, present=True, write=writable, dirty=write and writable, young=True),
     )
     ro = "writable" if writable else "read-only"
-    return f"do_swap_page: {how}, maps {page_name(index)} {ro} ({refs.refs_note(ctx, index)})"
+    return (
+        f"do_swap_page: {how}, maps {page_name(index)} {ro}{freed} ({refs.refs_note(ctx, index)})"
+    )
+
+
+def free_swap(ctx: Ctx, index: int) -> str:
+    """folio_free_swap / delete_from_swap_cache once no swap entry is left: the folio leaves
+    the swap cache (dropping its reference) and is dirty, its only copy now being in memory."""
+    page = ctx.w.page(index)
+    slot = ctx.w.swap[page.swap]
+    if slot.entries > 0 or page.has(WRITEBACK):
+        return ""
+    ctx.w = ctx.w.set_slot(page.swap, slot.evolve(cache=NO_PAGE))
+    refs.update(ctx, index, page.clear(SWAPCACHE).set(DIRTY).evolve(ref=page.ref - 1, swap=-1))
+    return "; delete_from_swap_cache: the page is dirty, the slot free"
 
 
 def address(ctx: Ctx, proc: str, addr: str) -> tuple[Pte | None, bool]:

@@ -114,6 +114,13 @@ FIXES: dict[str, Fix] = {
             "ext4 has no ->writepage: reclaim's pageout returns PAGE_ACTIVATE for a dirty "
             "ext4 folio, and only the flusher (->writepages) writes it",
         ),
+        Fix(
+            "swap_cow_by_refcount",
+            "c145e0b47c77",
+            "5.18",
+            "do_swap_page reuses a swapped-in page for a write only if its refcount says "
+            "nobody else holds it (not reuse_swap_page's mapcount + swapcount == 1)",
+        ),
     )
 }
 

@@ -106,3 +106,37 @@ def test_a_cpu_load_sets_the_young_bit_but_not_pg_referenced() -> None:
     run = engine.run_schedule(sc, config(sc, "6.1"), ["app"])
     assert "referenced" not in run.state["pages"][0]["flags"]
     assert next(p for p in run.state["ptes"] if p["addr"] == "buf")["young"]
+
+
+SWAPPED_OUT = [
+    {"write": {"addr": "buf", "value": "A"}},
+    # young on the first pass; the second writes it to swap; the third frees it
+    *[{"shrink_folio_list": {"addr": "buf"}}] * 3,
+]
+
+
+def swap_in(kernel: str, op: dict[str, dict[str, str]]) -> tuple[dict[str, object], str]:
+    sc = scenario({"app": [op]}, SWAPPED_OUT)
+    assert engine.run_schedule(sc, config(sc, kernel), []).state["ptes"][0]["swap"] == "S0"
+    run = engine.run_schedule(sc, config(sc, kernel), ["app"])
+    return run.state, run.steps[-1].note
+
+
+def test_a_read_fault_from_swap_maps_the_page_read_only_even_when_exclusive() -> None:
+    # do_swap_page (5.19+): exclusive || refcount == 1 sets RMAP_EXCLUSIVE, but only a write
+    # fault makes the PTE writable.
+    state, note = swap_in("5.19", {"read": {"addr": "buf"}})
+    assert "maps P0 read-only" in note
+    pte = state["ptes"][0]  # type: ignore[index]
+    assert pte["present"] and not pte["write"]
+    assert "anon_exclusive" in state["pages"][0]["flags"]  # type: ignore[index]
+
+
+def test_a_write_fault_from_swap_frees_the_swap_copy() -> None:
+    # reuse_swap_page (<= 5.17) and should_try_to_free_swap (5.18+) delete the folio from the
+    # swap cache: its only copy is now in memory, so it is dirty and the slot holds nothing.
+    for kernel in ("5.17", "5.18", "6.1"):
+        state, note = swap_in(kernel, {"write": {"addr": "buf", "value": "B"}})
+        assert "delete_from_swap_cache" in note, kernel
+        flags = state["pages"][0]["flags"]  # type: ignore[index]
+        assert "swapcache" not in flags and "dirty" in flags, kernel
