@@ -130,14 +130,22 @@ def trylock(ctx: Ctx) -> Effect:
     return ctx.done("folio_trylock", f"{ctx.name} locks {page_name(index)}")
 
 
+def set_reclaim_and_activate(ctx: Ctx, index: int, function: str, note: str) -> Effect:
+    """folio_set_reclaim, then activate_locked: the folio is kept this pass, and the end of
+    its writeback (or the flusher's) rotates it for a later one."""
+    refs.update(ctx, index, ctx.w.page(index).set(RECLAIM))
+    ctx.goto("putback", activate=True)
+    return ctx.done(function, note)
+
+
 def check_references(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     if p.has(WRITEBACK):
         # shrink_folio_list's writeback cases 1 and 2: PG_reclaim, so that the end of the
         # I/O rotates it to the tail of the inactive list, and activate_locked.
-        refs.update(ctx, index, p.set(RECLAIM))
-        ctx.goto("putback", activate=True)
-        return ctx.done(
+        return set_reclaim_and_activate(
+            ctx,
+            index,
             "folio_test_writeback",
             f"{page_name(index)} is under writeback: PG_reclaim, activate; "
             "a pass after the I/O ends can free it",
@@ -326,16 +334,18 @@ def pageout(ctx: Ctx) -> Effect | Blocked:
 
 def defer_dirty_file(ctx: Ctx, index: int, p: Page) -> Effect | None:
     """The dirty-file-folio rules of shrink_folio_list and pageout; None lets kswapd write it."""
-    if ctx.flagp("direct") or not p.has(RECLAIM) or not ctx.w.pgdat_dirty:
-        if ctx.flagp("direct"):
-            why = "direct reclaim never writes file folios"
-        elif not p.has(RECLAIM):
-            why = "first seen dirty (no PG_reclaim yet)"
-        else:
-            why = "PGDAT_DIRTY is clear"
-        refs.update(ctx, index, p.set(RECLAIM))
-        ctx.goto("putback", activate=True)
-        return ctx.done(
+    if ctx.flagp("direct"):
+        why = "direct reclaim never writes file folios"
+    elif not p.has(RECLAIM):
+        why = "first seen dirty (no PG_reclaim yet)"
+    elif not ctx.w.pgdat_dirty:
+        why = "PGDAT_DIRTY is clear"
+    else:
+        why = ""
+    if why:
+        return set_reclaim_and_activate(
+            ctx,
+            index,
             "folio_set_reclaim",
             f"dirty file {page_name(index)}, {why}: PG_reclaim, activate; "
             "the flusher is to write it",
