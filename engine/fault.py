@@ -90,11 +90,12 @@ def file_page(ctx: Ctx, name: str) -> tuple[int, bool]:
 
 
 def page_mkwrite(ctx: Ctx, index: int) -> None:
-    """ext4_page_mkwrite: attach buffers (PG_private, +1 ref) and dirty the page."""
+    """ext4_page_mkwrite: attach buffers (PG_private, +1 ref); then fault_dirty_shared_page
+    dirties the page with folio_mark_dirty, which also clears PG_reclaim."""
     page = ctx.w.page(index)
     if not page.has(PRIVATE):
-        page = page.set(PRIVATE).evolve(ref=page.ref + 1)
-    refs.update(ctx, index, page.set(DIRTY))
+        refs.update(ctx, index, page.set(PRIVATE).evolve(ref=page.ref + 1))
+    refs.mark_dirty(ctx, index)
 
 
 def reuse_anon(ctx: Ctx, page: Page) -> bool:
@@ -295,6 +296,26 @@ def load(ctx: Ctx, proc: str, addr: str, pte: Pte) -> str:
     return f"{proc} loads {value!r} from {addr}"
 
 
+def past_eof(ctx: Ctx, proc: str, addr: str, pte: Pte) -> Effect | Blocked | None:
+    """A fault on a file page that i_size no longer covers (truncated to EOF).
+
+    filemap_fault checks i_size before the page cache: VM_FAULT_SIGBUS. A write to a
+    page still mapped read-only gets VM_FAULT_NOPAGE from ext4_page_mkwrite
+    (block_page_mkwrite: past EOF) and retries until truncate unmaps it.
+    """
+    if not pte.file or ctx.w.file(pte.file).size > 0:
+        return None
+    if pte.present:
+        return Blocked(
+            f"page_mkwrite finds {addr} past the end of {pte.file} (VM_FAULT_NOPAGE): "
+            "retries until truncate unmaps it"
+        )
+    ctx.finish()
+    return ctx.done(
+        "filemap_fault", f"{addr} is past the end of {pte.file}: VM_FAULT_SIGBUS for {proc}"
+    )
+
+
 def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     if ctx.w.proc(proc) is None:
@@ -307,6 +328,9 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     if reason:
         return Blocked(reason)
     if needs_fault(pte, write):
+        eof = past_eof(ctx, proc, addr, pte)
+        if eof:
+            return eof
         tries = ctx.ireg("tries", 0)
         if tries >= MAX_FAULT_RETRIES:
             raise RuntimeError(f"{ctx.name}: fault retry bound exceeded at {addr}")
@@ -320,13 +344,17 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     return ctx.done("store" if write else "load", note)
 
 
-@op("write", (ADDR, Param("value", "value", required=True), PROC), ("handle_mm_fault", "store"))
+@op(
+    "write",
+    (ADDR, Param("value", "value", required=True), PROC),
+    ("handle_mm_fault", "filemap_fault", "store"),
+)
 def write_op(ctx: Ctx) -> Effect | Blocked:
     """CPU store: faults the page in (zero-fill, file + page_mkwrite, swap-in, COW) as needed."""
     return _access(ctx, write=True)
 
 
-@op("read", (ADDR, PROC, Param("expect", "value")), ("handle_mm_fault", "load"))
+@op("read", (ADDR, PROC, Param("expect", "value")), ("handle_mm_fault", "filemap_fault", "load"))
 def read_op(ctx: Ctx) -> Effect | Blocked:
     """CPU load, checked by the lost-write oracle (and against `expect` if given)."""
     return _access(ctx, write=False)

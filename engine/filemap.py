@@ -49,8 +49,19 @@ def mmap_file_op(ctx: Ctx) -> Effect:
     return ctx.done("mmap", f"{proc} maps {name} MAP_SHARED at {addr}")
 
 
+def at_eof(ctx: Ctx, name: str, function: str) -> Effect | None:
+    """filemap_read: a read at or past i_size returns 0 bytes and observes nothing."""
+    if ctx.w.file(name).size > 0:
+        return None
+    ctx.finish()
+    return ctx.done(function, f"the read of {name} is past its end (i_size 0): returns 0 bytes")
+
+
 def lookup_load(ctx: Ctx) -> Effect:
     name = ctx.p("file")
+    eof = at_eof(ctx, name, "xas_load")
+    if eof:
+        return eof
     index = ctx.w.file(name).cache
     if index < 0:
         disk = ctx.w.file(name).disk
@@ -93,6 +104,13 @@ def lookup_reload(ctx: Ctx) -> Effect:
 
 def lookup_copy(ctx: Ctx) -> Effect:
     name, index, gen = ctx.p("file"), ctx.ireg("page"), ctx.ireg("gen")
+    if ctx.w.file(name).size == 0:
+        # filemap_read re-reads i_size after it has the folios: truncated meanwhile.
+        refs.put(ctx, index, gen=gen, what="folio_put")
+        ctx.finish()
+        return ctx.done(
+            "copy_page_to_iter", f"{name} was truncated to 0 meanwhile: 0 bytes; folio_put"
+        )
     value = ctx.w.page(index).data
     legal = ctx.reg("legal")
     # The read took effect when it found the page: what was legal then is still legal.
@@ -137,6 +155,12 @@ def unlock_put(ctx: Ctx, index: int) -> bool:
 
 
 def truncate_start(ctx: Ctx) -> Effect | Blocked:
+    name = ctx.p("file")
+    if ctx.flagp("eof") and ctx.w.file(name).size > 0:
+        # truncate_setsize: i_size first, then the page cache; a fault in between already
+        # gets SIGBUS (filemap_fault checks i_size before it looks the page up).
+        ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(size=0))
+        return ctx.done("i_size_write", f"{ctx.name} sets the size of {name} to 0")
     index, early = lock_cached(ctx, "find_lock_entries")
     if early:
         return early
@@ -179,12 +203,18 @@ def truncate_unlock(ctx: Ctx) -> Effect:
 TRUNCATE = {"start": truncate_start, "remove": truncate_remove, "unlock": truncate_unlock}
 
 
-@op("truncate", (FILE,), ("find_lock_entries", "truncate_inode_folio", "folio_unlock"))
+@op(
+    "truncate",
+    (FILE, Param("eof", "bool")),
+    ("i_size_write", "find_lock_entries", "truncate_inode_folio", "folio_unlock"),
+)
 def truncate_op(ctx: Ctx) -> Effect | Blocked:
-    """Punch the file's only page out (fallocate PUNCH_HOLE / truncate to 0 and back to size).
+    """Punch the file's only page out (fallocate PUNCH_HOLE), or with `eof: true` truncate
+    the file to size 0 (truncate(2): truncate_setsize, then truncate_pagecache).
 
-    The page leaves the page cache (dirty data is discarded); a later read or fault sees
-    zeros from disk, never SIGBUS: i_size is not modelled, so this is a hole punch.
+    The page leaves the page cache (dirty data is discarded). After a hole punch a later
+    read or fault sees zeros from disk; after a truncate to EOF a fault gets SIGBUS and a
+    read(2) returns 0 bytes.
     """
     return TRUNCATE[ctx.me.pc](ctx)
 

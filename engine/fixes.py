@@ -121,6 +121,26 @@ FIXES: dict[str, Fix] = {
             "do_swap_page reuses a swapped-in page for a write only if its refcount says "
             "nobody else holds it (not reuse_swap_page's mapcount + swapcount == 1)",
         ),
+        Fix(
+            "gup_longterm_touch",
+            # Jason Gunthorpe's GUP interface rework for 6.3 ("mm/gup: remove the
+            # restriction on locked with FOLL_LONGTERM"); its mainline hash was not
+            # found in the sources available here, so none is given.
+            "",
+            "6.3",
+            "the slow-path fallback of a FOLL_LONGTERM get_user_pages_fast / "
+            "pin_user_pages_fast runs with FOLL_TOUCH (before, __gup_longterm_unlocked "
+            "called __gup_longterm_locked without it: no set_page_dirty, no "
+            "mark_page_accessed)",
+        ),
+        Fix(
+            "gup_longterm_file_write_refused",
+            "8ac268436e6d",
+            "6.5",
+            "a FOLL_LONGTERM write pin of a MAP_SHARED file mapping that needs dirty "
+            "tracking is refused: -EFAULT from check_vma_flags (writable_file_mapping_allowed"
+            "), and GUP-fast falls back (gup_fast_folio_allowed, a6e79df92e4a)",
+        ),
     )
 }
 

@@ -11,7 +11,7 @@ handle_mm_fault in between when there is no suitable page yet.
 from __future__ import annotations
 
 from engine import oracle, refs
-from engine.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, wait_reason
+from engine.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, past_eof, wait_reason
 from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import ANON_EXCLUSIVE, DIRTY, REFERENCED, ZERO_PAGE, Expected, Pte, page_name
 
@@ -24,7 +24,7 @@ GUP_PARAMS = (
     PROC,
 )
 FAST_STEPS = ("ptep_get_lockless", "try_grab_folio", "ptep_get", "gup_put_folio")
-SLOW_STEPS = ("follow_page_pte", "handle_mm_fault")
+SLOW_STEPS = ("check_vma_flags", "follow_page_pte", "handle_mm_fault", "filemap_fault")
 
 
 def mode(ctx: Ctx) -> str:
@@ -71,10 +71,11 @@ def mark_has_pinned(ctx: Ctx) -> None:
 
 
 def grab(ctx: Ctx, index: int) -> None:
-    """try_grab_folio after a successful inc-not-zero: make it a pin if asked.
+    """try_grab_folio after a successful inc-not-zero: +1, or +GUP_PIN_COUNTING_BIAS for a pin.
 
-    Only a FOLL_GET reference marks the page referenced here; pin_user_pages has no
-    FOLL_TOUCH, so a pin leaves PG_referenced alone.
+    The grab itself marks nothing: PG_referenced comes from gup_fast_pte_range's
+    folio_set_referenced (every GUP-fast success, pins included) and from FOLL_TOUCH's
+    mark_page_accessed in follow_page_pte (see touch).
     """
     if index == ZERO_PAGE:
         return
@@ -82,7 +83,30 @@ def grab(ctx: Ctx, index: int) -> None:
         refs.pin(ctx, index)
     else:
         refs.get(ctx, index)
-        refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
+
+
+def touch(ctx: Ctx) -> bool:
+    """Whether the slow path runs with FOLL_TOUCH.
+
+    get_user_pages adds it; pin_user_pages does not. The fallback of get_user_pages_fast /
+    pin_user_pages_fast adds it (get_user_pages_unlocked), except that a FOLL_LONGTERM
+    fallback went through __gup_longterm_locked without it until gup_longterm_touch.
+    """
+    if not ctx.reg("fallback"):
+        return mode(ctx) == "get"
+    return not ctx.flagp("longterm") or ctx.cfg.on("gup_longterm_touch")
+
+
+def file_write_refused(ctx: Ctx, pte: Pte) -> bool:
+    """writable_file_mapping_allowed / gup_fast_folio_allowed (6.5): a FOLL_LONGTERM write pin
+    of a MAP_SHARED file mapping that needs dirty tracking (ext4 here) is refused."""
+    return (
+        ctx.cfg.on("gup_longterm_file_write_refused")
+        and mode(ctx) == "pin"
+        and ctx.flagp("longterm")
+        and ctx.flagp("write")
+        and bool(pte.file)
+    )
 
 
 def cow_break(ctx: Ctx, pte: Pte) -> bool:
@@ -108,7 +132,7 @@ def fallback(ctx: Ctx, why: str, function: str) -> Effect:
     if ctx.flagp("fast_only"):
         ctx.finish()
         return ctx.done(function, f"{why}; get_user_pages_fast_only gives up, holding nothing")
-    ctx.goto("slow", touch=True)
+    ctx.goto("slow", fallback=True)
     return ctx.done(function, f"{why}; falls back to the slow path")
 
 
@@ -163,15 +187,32 @@ def fast_recheck(ctx: Ctx) -> Effect:
         changed = "read_seqcount_retry: fork ran meanwhile"
     elif isinstance(snapshot, Pte) and must_unshare(ctx, snapshot):
         changed = f"{page_name(index)} is not exclusive (must unshare)"
+    elif isinstance(snapshot, Pte) and file_write_refused(ctx, snapshot):
+        changed = "gup_fast_folio_allowed: a long-term write pin of a file folio"
     if changed:
         if mode(ctx) == "pin":
             refs.unpin(ctx, index, gen)
         else:
             refs.put(ctx, index, gen=gen, what="gup_put_folio")
         return fallback(ctx, f"{changed}: gup_put_folio drops it", "gup_put_folio")
+    if index != ZERO_PAGE:
+        # gup_fast_pte_range: folio_set_referenced on every page it returns, pins included.
+        refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr), ctx.ireg("bound", gen))
     ctx.finish()
-    return ctx.done("ptep_get", f"{ctx.name} re-reads the PTE: unchanged, keeps {page_name(index)}")
+    return ctx.done(
+        "ptep_get",
+        f"{ctx.name} re-reads the PTE: unchanged, keeps {page_name(index)} (folio_set_referenced)",
+    )
+
+
+def leave_mmap_lock(ctx: Ctx) -> None:
+    """mmap_read_unlock: the slow path is done with the address space."""
+    p = ctx.w.proc(ctx.proc)
+    assert p is not None
+    readers = tuple(r for r in p.mmap_readers if r != ctx.name)
+    if readers != p.mmap_readers:
+        ctx.w = ctx.w.set_proc(p.evolve(mmap_readers=readers))
 
 
 def slow_follow(ctx: Ctx) -> Effect | Blocked:
@@ -189,6 +230,14 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
     if pte is None:
         ctx.finish()
         return ctx.done("follow_page_pte", f"-EFAULT: {addr} is not mapped in {proc}")
+    if file_write_refused(ctx, pte):
+        leave_mmap_lock(ctx)
+        ctx.finish()
+        return ctx.done(
+            "check_vma_flags",
+            f"writable_file_mapping_allowed: no FOLL_LONGTERM write pin of the MAP_SHARED "
+            f"mapping of {pte.file}: -EFAULT, holding nothing",
+        )
     write = ctx.flagp("write")
     unshare = must_unshare(ctx, pte)
     forced = cow_break(ctx, pte) and pte.present and not pte.write
@@ -206,15 +255,13 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
     index = pte.page
     grab(ctx, index)
     note = f"{ctx.name} takes {page_name(index)} under the PTE lock ({refs.refs_note(ctx, index)})"
-    touch = mode(ctx) == "get" or bool(ctx.reg("touch"))
-    if index != ZERO_PAGE and touch and write and not pte.dirty:
-        page = ctx.w.page(index)
-        if not page.has(DIRTY):
-            refs.update(ctx, index, page.set(DIRTY))
+    if index != ZERO_PAGE and touch(ctx):
+        # FOLL_TOUCH: set_page_dirty for a write through a clean PTE, then mark_page_accessed.
+        if write and not pte.dirty and not ctx.w.page(index).has(DIRTY):
+            refs.mark_dirty(ctx, index)
             note += "; FOLL_TOUCH: set_page_dirty"
-    p = ctx.w.proc(proc)
-    assert p is not None
-    ctx.w = ctx.w.set_proc(p.evolve(mmap_readers=tuple(r for r in p.mmap_readers if r != ctx.name)))
+        refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
+    leave_mmap_lock(ctx)
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
     ctx.finish()
     return ctx.done("follow_page_pte", note)
@@ -232,6 +279,12 @@ def slow_fault(ctx: Ctx) -> Effect | Blocked:
     if pte is None:
         ctx.goto("slow", tries=tries + 1)
         return ctx.done("handle_mm_fault", f"{addr} vanished; retry")
+    eof = past_eof(ctx, proc, addr, pte)
+    if isinstance(eof, Blocked):
+        return eof
+    if eof:
+        leave_mmap_lock(ctx)  # faultin_page: VM_FAULT_SIGBUS is -EFAULT for GUP, holding nothing
+        return eof
     write = ctx.flagp("write") or bool(ctx.reg("forced"))
     note = handle_mm_fault(ctx, proc, addr, write, unshare=bool(ctx.reg("unshare")))
     ctx.goto("slow", tries=tries + 1)

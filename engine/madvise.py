@@ -93,9 +93,9 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     note = f"{addr} had no page"
     if pte.present and pte.page != ZERO_PAGE:
         index = pte.page
-        page = ctx.w.page(index)
         if pte.file and pte.dirty:
-            page = page.set(DIRTY)
+            refs.mark_dirty(ctx, index)  # zap_pte_range: set_page_dirty for a dirty file PTE
+        page = ctx.w.page(index)
         refs.update(ctx, index, page.evolve(mapcount=page.mapcount - 1))
         freed = refs.put(ctx, index, what="zap_pte_range")
         note = f"unmaps {page_name(index)} ({refs.refs_note(ctx, index)})"

@@ -68,8 +68,9 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         ctx.w = ctx.w.set_pte(
             proc, addr, pte.evolve(present=False, migration=True, dirty=False, young=False)
         )
+        if pte.dirty:
+            refs.mark_dirty(ctx, index)  # try_to_migrate_one: folio_mark_dirty
         p = ctx.w.page(index)
-        p = p.set(DIRTY) if pte.dirty else p
         refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_migrate_one")
         saved.append((proc, addr))

@@ -186,14 +186,22 @@ class Slot(NamedTuple):
 
 
 class File(NamedTuple):
-    """A one-page file: its page-cache slot and its on-disk content."""
+    """A one-page file: its page-cache slot, its on-disk content and its size in pages
+    (i_size: 1, or 0 once truncated to EOF, when a fault gets SIGBUS and read(2) EOF)."""
 
     cache: int = NO_PAGE
     disk: str = "0"
+    size: int = 1
 
-    def evolve(self, *, cache: int | None = None, disk: str | None = None) -> File:
+    def evolve(
+        self, *, cache: int | None = None, disk: str | None = None, size: int | None = None
+    ) -> File:
         """This file with the given fields changed."""
-        return File(self.cache if cache is None else cache, self.disk if disk is None else disk)
+        return File(
+            self.cache if cache is None else cache,
+            self.disk if disk is None else disk,
+            self.size if size is None else size,
+        )
 
 
 class Expected(NamedTuple):

@@ -110,7 +110,10 @@ def state_view(model: Model, world: World) -> dict[str, Any]:
         }
         for i, s in enumerate(world.swap)
     ]
-    files = [{"name": n, "cache": page_ref(f.cache), "disk": f.disk} for n, f in world.files]
+    files = [
+        {"name": n, "cache": page_ref(f.cache), "disk": f.disk, **({} if f.size else {"size": 0})}
+        for n, f in world.files
+    ]
     procs = []
     for proc in world.procs:
         lock = (

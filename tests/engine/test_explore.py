@@ -182,7 +182,8 @@ def test_outcome_message_is_the_first_violation_sentence() -> None:
 
 def test_the_collector_is_paused_while_exploring_and_resumed_after() -> None:
     dio = [GUP_GET, {"dma_write": {"value": "B"}}, {"put_page": {}}]
-    sc = scenario({"dio0": dio, "dio1": dio, "kswapd": [SHRINK]}, SETUP_LAZYFREE)
+    reader = [{"read": {"addr": "buf"}}]
+    sc = scenario({"dio0": dio, "dio1": dio, "kswapd": [SHRINK], "cpu": reader}, SETUP_LAZYFREE)
     during: list[bool] = []
     exp = engine.explore(
         sc, config(sc, "5.17"), progress=lambda s, t: during.append(gc.isenabled())

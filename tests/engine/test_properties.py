@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import engine
 from tests.engine.builders import OpDoc, brute_force_outcomes, doc, violation_names
 
-KERNELS = ("4.12", "5.8", "5.9", "5.11", "5.17", "5.18", "5.19", "6.4")
+KERNELS = ("4.12", "5.8", "5.9", "5.11", "5.17", "5.18", "5.19", "6.4", "6.5")
 ADDRS = ("buf", "buf2")
 VALUES = ("A", "B", "C")
 PLAIN = (

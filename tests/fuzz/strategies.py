@@ -21,7 +21,7 @@ from engine.scenario import VIOLATIONS
 Doc = dict[str, Any]
 
 VALUES = ("A", "B", "C", "0", "Z9")
-KERNELS = ("4.12", "5.8", "5.9", "5.11", "5.15", "5.17", "5.18", "5.19", "6.4", "6.99")
+KERNELS = ("4.12", "5.8", "5.9", "5.11", "5.15", "5.17", "5.18", "5.19", "6.2", "6.3", "6.4", "6.5", "6.99")
 ACTORS = ("a", "b", "c", "dio", "kswapd", "f")
 FULLWIDTH_KERNEL = "\uff15.\uff11\uff17"  # "5.17" in fullwidth digits: \d matches them
 
@@ -126,6 +126,7 @@ def program(draw: st.DrawFn, addrs: list[str], files: list[str], procs: list[str
             file = draw(st.sampled_from(files))
             kinds = ["filemap_lookup", "truncate", "writeback", "shrink_folio_list"]
             choices.append(st.sampled_from([[{kind: {"file": file}}] for kind in kinds]))
+            choices.append(st.just([{"truncate": {"file": file, "eof": True}}]))
         ops += draw(st.one_of(choices))
     return ops[:8]
 
