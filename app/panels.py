@@ -17,6 +17,7 @@ SECTION_TITLES = {
     "devices": "Devices",
     "locks": "Locks",
     "expected": "What a read may see",
+    "node": "Node (reclaim state)",
 }
 ChipKind = Literal["on", "added", "removed", "off"]
 

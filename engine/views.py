@@ -154,6 +154,9 @@ def state_view(model: Model, world: World) -> dict[str, Any]:
         "procs": procs,
         "devices": devices,
         "expected": expected,
+        # PGDAT_DIRTY: the last kswapd pass saw only dirty file folios the flusher has not
+        # queued, which is what lets a later kswapd pass write one itself (pageout).
+        "node": [{"name": "node0", "pgdat_dirty": world.pgdat_dirty}],
         "violations": list(world.violations),
     }
 
@@ -166,6 +169,7 @@ KEYS = {
     "procs": "name",
     "devices": "actor",
     "expected": "where",
+    "node": "name",
 }
 
 

@@ -154,3 +154,17 @@ def test_two_pass_swap_out_explores_like_brute_force() -> None:
     got = {(o.violations, o.label): (o.interleavings, len(o.example)) for o in exp.outcomes}
     assert got == brute
     assert any(label == "page_swapped" for _, label in got)
+
+
+def test_the_state_view_shows_pgdat_dirty() -> None:
+    # The pass that sets PG_reclaim on a dirty, unqueued file folio also marks the node
+    # PGDAT_DIRTY; the dashboard's panel must show why a later kswapd pass may write.
+    sc = scenario({"kswapd": [SHRINK_FILE]}, FILE_SETUP, files=FILES)
+    run = run_sequential(sc, config(sc, "5.17"), "kswapd")
+    assert run.state["node"] == [{"name": "node0", "pgdat_dirty": True}]
+    # Without a kswapd pass the bit is clear (an anon-only pass sets it: 0 unqueued dirty
+    # == 0 file folios taken, shrink_node's test in 5.x).
+    plain = scenario({"cpu": [{"read": {"addr": "buf"}}]})
+    assert run_sequential(plain, config(plain, "5.17"), "cpu").state["node"] == [
+        {"name": "node0", "pgdat_dirty": False}
+    ]

@@ -21,7 +21,21 @@ from engine.scenario import VIOLATIONS
 Doc = dict[str, Any]
 
 VALUES = ("A", "B", "C", "0", "Z9")
-KERNELS = ("4.12", "5.8", "5.9", "5.11", "5.15", "5.17", "5.18", "5.19", "6.2", "6.3", "6.4", "6.5", "6.99")
+KERNELS = (
+    "4.12",
+    "5.8",
+    "5.9",
+    "5.11",
+    "5.15",
+    "5.17",
+    "5.18",
+    "5.19",
+    "6.2",
+    "6.3",
+    "6.4",
+    "6.5",
+    "6.99",
+)
 ACTORS = ("a", "b", "c", "dio", "kswapd", "f")
 FULLWIDTH_KERNEL = "\uff15.\uff11\uff17"  # "5.17" in fullwidth digits: \d matches them
 
