@@ -78,12 +78,25 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     sc = scenario_arg(args.scenario)
     cfg = config_arg(sc, args)
-    exp = engine.explore(sc, cfg, max_states=args.max_states, time_limit_s=args.time_limit)
+    limits = {"max_states": args.max_states, "time_limit_s": args.time_limit}
+    # --first: the bounded search for one bad interleaving; when it finds none (none within
+    # its preemption bound, or the space is covered), the exhaustive search decides.
+    first = engine.find_first(sc, cfg, **limits) if args.first else None
+    exp = first or engine.explore(sc, cfg, **limits)
     bad = any(o.violations for o in exp.outcomes)
     if args.json:
         emit(engine.exploration_to_json(exp))
         return 1 if bad else 0
     print(f"{sc.id} on kernel {cfg.label}")
+    if exp.first_bug:
+        print(
+            f"first bug found after {exp.states} states, {exp.elapsed_ms:.1f} ms, with "
+            f"{exp.preemptions} preemption(s); the space was not covered, so nothing is counted"
+        )
+        for o in exp.outcomes:
+            print(f"  {', '.join(o.violations):<24} {o.label}: {o.message}")
+            print(f"              e.g. --schedule {','.join(o.example)}")
+        return 1
     trunc = " (truncated)" if exp.truncated else ""
     print(
         f"{exp.states} states, {exp.transitions} transitions, {exp.interleavings} "
@@ -211,6 +224,12 @@ def parser() -> argparse.ArgumentParser:
                 type=float,
                 default=30.0,
                 help="stop (truncated) after this many seconds (default %(default)s)",
+            )
+            s.add_argument(
+                "--first",
+                action="store_true",
+                help="stop at the first violation, searching the schedules with the fewest "
+                "preemptions first (no counts); falls back to the full search if none is found",
             )
         if name != "diagram":
             s.add_argument("--json", action="store_true", help="print the API's JSON body")

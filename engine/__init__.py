@@ -7,6 +7,7 @@ from engine.catalog import load_catalog
 from engine.diagram import render_diagram
 from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
+from engine.first import find_first
 from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
 from engine.model import SetupError
 from engine.report import exploration_to_json, run_to_json, scenario_to_json
@@ -54,6 +55,7 @@ __all__ = [
     "check_expect",
     "exploration_to_json",
     "explore",
+    "find_first",
     "load_catalog",
     "load_scenario_text",
     "make_config",

@@ -77,6 +77,10 @@ class Exploration:
     truncated: bool
     elapsed_ms: float
     cycle: bool = False
+    # Set by engine.first.find_first: the search stopped at the first violation it found
+    # (with this many preemptions), before covering the space; no counts are known.
+    first_bug: bool = False
+    preemptions: int = 0
 
 
 @collector_paused()

@@ -56,6 +56,8 @@ def exploration_to_json(exp: Exploration) -> dict[str, Any]:
         ],
         "truncated": exp.truncated,
         "elapsed_ms": exp.elapsed_ms,
+        # Only for a stopped-at-the-first-bug search, so exhaustive results read as before.
+        **({"first_bug": True, "preemptions": exp.preemptions} if exp.first_bug else {}),
     }
 
 

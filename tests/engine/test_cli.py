@@ -179,3 +179,15 @@ def test_a_bad_scenario_file_exits_2_naming_the_field(
     err = capsys.readouterr().err
     assert "actors[0].ops[0].gup.mode" in err
     assert "get, pin" in err
+
+
+def test_explore_first_stops_at_a_bug_and_falls_back_when_there_is_none(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, data = explore_json(capsys, SCENARIO, "--variant", "buggy", "--first")
+    assert code == 1 and data["first_bug"] is True and data["interleavings"] == 0
+    code, data = explore_json(capsys, SCENARIO, "--variant", "fixed", "--first")
+    assert code == 0 and "first_bug" not in data and data["interleavings"] == 1364
+    assert main(["explore", SCENARIO, "--variant", "buggy", "--first"]) == 1
+    out = capsys.readouterr().out
+    assert "first bug found" in out and "lost_write" in out and "--schedule dio," in out
