@@ -21,8 +21,12 @@ from engine.machine import Effect
 from engine.model import Model, successors
 from engine.scenario import Scenario
 from engine.state import World
+from engine.symmetry import detect
 
 Progress = Callable[[int, int], None]
+# How a stored state was first reached: (parent state, actor slot, the permutation that
+# made the successor canonical, None for none).
+Parent = tuple[int, int, tuple[int, ...] | None]
 Cancel = Callable[[], bool]
 REPORT_EVERY = 2048
 
@@ -92,15 +96,21 @@ def explore(
     time_limit_s: float = 10.0,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    symmetry: bool = True,
 ) -> Exploration:
-    """Search all interleavings of the scenario's actors under `config`."""
+    """Search all interleavings of the scenario's actors under `config`.
+
+    With `symmetry`, interchangeable actors (engine.symmetry) share one stored world per
+    orbit; each concrete move is still one edge, so the counts stay exact.
+    """
     began = time.perf_counter()
     model = Model(scenario, config)
+    sym = detect(scenario) if symmetry else None
     init = model.initial()
     ids: dict[World, int] = {init: 0}
     worlds: list[World] = [init]
     succ: list[list[int]] = [[]]
-    parent: list[tuple[int, int]] = [(-1, -1)]
+    parent: list[Parent] = [(-1, -1, None)]
     terminal: dict[int, tuple[tuple[str, ...], str, str]] = {}
     transitions = 0
     truncated = False
@@ -125,19 +135,23 @@ def explore(
         for actor, effect in moves:
             transitions += 1
             fresh = len(worlds)
+            world, perm = effect.world, None
+            if sym is not None:
+                world, moved = sym.canonical(world)
+                perm = None if moved == tuple(range(len(moved))) else moved
             if fresh < max_states:
                 # One hash per successor: a world is a deep tuple and hashing it is not free.
-                nxt = ids.setdefault(effect.world, fresh)
+                nxt = ids.setdefault(world, fresh)
             else:
-                found = ids.get(effect.world)
+                found = ids.get(world)
                 if found is None:
                     truncated = True
                     continue
                 nxt = found
             if nxt == fresh:
-                worlds.append(effect.world)
+                worlds.append(world)
                 succ.append([])
-                parent.append((sid, actor))
+                parent.append((sid, actor, perm))
             out.append(nxt)
     paths, cycle = count_paths(succ, len(worlds))
     outcomes = tuple(with_message(model, o) for o in group(terminal, paths, parent, model.names))
@@ -194,18 +208,33 @@ def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], bool]:
     return paths, seen != n
 
 
-def example(parent: list[tuple[int, int]], sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
-    path = []
+def example(parent: list[Parent], sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The schedule of named actors that reaches state `sid`.
+
+    Under symmetry a stored world may be a relabelled copy of the one the moves reached:
+    `where[r]` is the concrete actor that the representative's slot r stands for, updated
+    through each move's permutation (perm[i]: the slot concrete actor i was moved to).
+    """
+    moves = []
     while parent[sid][0] >= 0:
-        sid, actor = parent[sid]
-        path.append(names[actor])
-    return tuple(reversed(path))
+        sid, actor, perm = parent[sid]
+        moves.append((actor, perm))
+    where = list(range(len(names)))
+    path = []
+    for actor, perm in reversed(moves):
+        path.append(names[where[actor]])
+        if perm is not None:
+            inverse = [0] * len(perm)
+            for i, slot in enumerate(perm):
+                inverse[slot] = i
+            where = [where[inverse[r]] for r in range(len(perm))]
+    return tuple(path)
 
 
 def group(
     terminal: dict[int, tuple[tuple[str, ...], str, str]],
     paths: list[int],
-    parent: list[tuple[int, int]],
+    parent: list[Parent],
     names: tuple[str, ...],
 ) -> tuple[Outcome, ...]:
     counts: dict[tuple[tuple[str, ...], str], int] = {}
