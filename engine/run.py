@@ -150,20 +150,19 @@ def replay(
     steps: list[Step] = []
     violations: list[Violation] = []
     for n, name in enumerate(schedule, start=1):
-        # One step attempt per actor serves both the enabled list and the chosen step.
-        results = [model.step(world, j) for j in range(len(names))]
-        enabled = tuple(names[j] for j, r in enumerate(results) if isinstance(r, Effect))
+        # Only the chosen actor steps; the enabled list is needed only to explain an error.
         if name not in names:
             error = ScheduleError(
                 n,
                 name,
-                enabled,
+                enabled_names(model, world),
                 f"schedule step {n}: unknown actor {name!r}; actors: {', '.join(names)}",
             )
             break
         i = names.index(name)
-        result = results[i]
+        result = model.step(world, i)
         if not isinstance(result, Effect):
+            enabled = enabled_names(model, world)
             why = "has finished" if result is None else f"is blocked ({result.reason})"
             allowed = ", ".join(enabled) or "none (the run is over)"
             error = ScheduleError(
@@ -188,7 +187,8 @@ def replay(
         )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)
         flat_before = flat_after
-    enabled = enabled_names(model, world)
+    actors = actor_views(model, world)  # one step attempt per actor serves both
+    enabled = tuple(a.name for a in actors if a.next_function is not None)
     label = None
     if not enabled:
         world, events = model.conclude(world)
@@ -205,7 +205,7 @@ def replay(
         enabled=enabled,
         finished=not enabled,
         violations=tuple(violations),
-        actors=actor_views(model, world),
+        actors=actors,
         label=label,
     )
     return run, error
