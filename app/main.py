@@ -7,14 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.gzip import GZipMiddleware
 
 import engine
 from app import __version__
-from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
+from app.assets import find_assets
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
 from app.links import root_path
@@ -86,12 +86,6 @@ def create_app(
     # plotly.js is most of the first load: ~1.2 MB raw, about a third of that gzipped.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(HeadAsGet)  # outermost: every GET route answers HEAD too
-
-    if assets.plotly == PLOTLY_PACKAGE_URL:
-        # Registered before the /static mount: the plotly.js that ships with the plotly wheel.
-        @app.get(PLOTLY_PACKAGE_URL, include_in_schema=False)
-        def plotly_js() -> FileResponse:
-            return FileResponse(plotly_package_file(), media_type="text/javascript")
 
     app.include_router(api.router)
     app.include_router(ws.router)
