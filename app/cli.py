@@ -229,7 +229,8 @@ EXIT_CODES = """\
 exit codes:
   0  success; for explore: no violation is reachable
   1  explore: a violation is reachable
-  2  bad input (unknown scenario, bad file, --kernel/--fix/--schedule the engine rejects)
+  2  bad input (unknown scenario, bad file, --kernel/--fix/--schedule the engine rejects;
+     for serve: a bad option, PAGERACE_* setting or --scenarios file)
 A reader that closes the pipe early (`pagerace list | head -1`) ends the command quietly."""
 
 

@@ -4,6 +4,7 @@ and every link in the README and docs/ stays inside the project and leads somewh
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 @pytest.mark.parametrize("page", sorted(gen_docs.PAGES))
 def test_the_generated_page_is_current(page: str) -> None:
+    if page == "cli.md" and sys.version_info[:2] != gen_docs.CLI_PYTHON:
+        # argparse lays help out differently from one Python to the next (3.13 changed it).
+        pytest.skip(f"docs/cli.md is written by Python {'.'.join(map(str, gen_docs.CLI_PYTHON))}")
     text = gen_docs.PAGES[page]()
     assert (DOCS / page).read_text() == text, (
         f"docs/{page} is stale: run python scripts/gen_docs.py"
