@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import urllib.request
@@ -23,7 +24,7 @@ from app.config import Settings, SettingsError
 from app.logs import JsonFormatter
 from app.main import create_app
 from app.rooms import RoomSettings
-from scripts.servers import PAGERACE_SERVE, app_server
+from scripts.servers import PAGERACE_SERVE, app_server, redis_server
 
 SEED = "madv-free-vs-dio"
 CATALOG_FILE = Path(engine.__file__).parent / "scenarios" / "10-madv-free-vs-dio.yaml"
@@ -320,3 +321,24 @@ def test_json_log_lines_carry_the_access_fields() -> None:
     assert line["message"] == '127.0.0.1:5000 - "GET /healthz HTTP/1.1" 200'
     assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 200)
     assert line["time"].endswith("+00:00")
+
+
+@pytest.mark.redis
+def test_two_workers_serve_rooms_through_redis() -> None:
+    if shutil.which("redis-server") is None:
+        reason = "redis-server is missing (apt-get install redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with redis_server() as redis_url:
+        command = (*PAGERACE_SERVE, "--workers", "2", "--log-level", "warning")
+        with app_server(command, env={"PAGERACE_REDIS_URL": redis_url}) as url:
+            body = json.dumps({"scenario": SEED}).encode()
+            headers = {"Content-Type": "application/json"}
+            request = urllib.request.Request(f"{url}/api/rooms", data=body, headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                follow = json.load(response)["follow_url"]
+            # Whichever worker answers, the room is found (it lives in Redis).
+            for _ in range(4):
+                with urllib.request.urlopen(follow, timeout=10) as response:
+                    assert response.status == 200
