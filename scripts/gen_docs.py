@@ -239,7 +239,9 @@ def api() -> str:
     out.append(
         "# The HTTP API\n\nJSON in and out; bad input is a 422 (413 for a body over the limit) "
         "naming the field, never a 500. The full schema is at `/openapi.json` and browsable at "
-        "`/docs` on any running server.\n\n## Endpoints\n\n"
+        "`/docs` on any running server. Paths in response bodies (a scenario's `url`) are "
+        "relative to the server's root: behind `serve --root-path /P` put `/P` in front; full "
+        "URLs (`follow_url`, a diagram's `replay:` line) already carry it.\n\n## Endpoints\n\n"
         "| method | path | |\n| --- | --- | --- |\n"
     )
     for path, item in schema["paths"].items():
