@@ -52,7 +52,7 @@ def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = Non
     if raw is None:
         return default
     try:
-        value = int(raw.replace("_", ""))
+        value = int(raw)  # accepts 200_000, as Python does
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: expected a whole number >= {minimum}") from None
     if value < minimum:
