@@ -85,7 +85,7 @@ def scenario_language() -> str:
         "refs": "up to 8 `{commit, title, version}`: `commit` is 7-40 lowercase hex digits, "
         "`version` a kernel like `5.18`",
         "variants": f'up to {lang.MAX_VARIANTS} `NAME: {{kernel: "X.Y", fixes: {{SWITCH: '
-        "true|false}}}}`; the first is the default. Without variants the scenario runs on "
+        "true|false}}`; the first is the default. Without variants the scenario runs on "
         f"kernel {NEWEST_KERNEL}, the newest modelled, with every fix on",
         "files": f"up to {lang.MAX_FILES} `NAME: {{data: VALUE}}` (the data on disk; default `0`)",
         "setup": f"up to {lang.MAX_SETUP} operations run in order, alone, before the race",
@@ -150,10 +150,9 @@ def scenario_language() -> str:
         "| --- | --- | --- | --- | --- |\n"
     )
     for f in FIXES.values():
+        commit = f"`{f.commit}`" if f.commit else "—"  # a behaviour change without one commit
         revert = f"`{f.revert_commit}`" if f.revert_commit else "—"
-        out.append(
-            f"| `{f.name}` | `{f.commit}` | {f.releases} | {revert} | {one_line(f.effect)} |\n"
-        )
+        out.append(f"| `{f.name}` | {commit} | {f.releases} | {revert} | {one_line(f.effect)} |\n")
     out.append(
         "\nDesign rules are behaviour every modelled kernel has; turning one off asks "
         '"what if the kernel did not do this".\n\n| rule | effect |\n| --- | --- |\n'
