@@ -96,7 +96,7 @@ def scenario_language() -> str:
         "[...]}`, what the catalog's tests check by exploration",
     }
     assert tuple(top) == lang.TOP_KEYS, "document every top-level key, in order"
-    out += [f"| `{key}` | {text} |\n" for key, text in top.items()]
+    out += [f"| `{key}` | {one_line(text)} |\n" for key, text in top.items()]
     out.append(
         f"\nKernel versions are mainline releases `X.Y` from {OLDEST_KERNEL} to 6.99, quoted "
         'in YAML (`"5.10"`, not `5.1`). "Kernel X.Y" means X.Y.0: stable trees carry '
