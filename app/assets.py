@@ -1,18 +1,16 @@
 """Static asset URLs: the vendored, pinned htmx and plotly.js files, and cache-busting.
 
 File names carry their versions (static/vendor/htmx-2.0.11.min.js), so they are found by
-pattern rather than hard-coded. If no plotly.js bundle is vendored, the copy inside the
-Python plotly package is served instead: the page never needs a CDN.
+pattern rather than hard-coded. plotly.js is vendored (and shipped in the wheel), so the
+page never needs a CDN; the Python plotly package is not a runtime dependency (the figures
+are plain dicts that plotly.js draws; the tests validate them with plotly.graph_objects).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-
-PLOTLY_PACKAGE_URL = "/vendor/plotly.min.js"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +27,15 @@ def _find(vendor: Path, pattern: str, exclude: str = "") -> str | None:
     return f"/static/vendor/{matches[-1].name}" if matches else None
 
 
-def plotly_package_file() -> Path:
-    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
-
-
 def find_assets(static_dir: Path) -> Assets:
     vendor = static_dir / "vendor"
     digest = hashlib.sha256()
     for path in sorted(static_dir.glob("*.*")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    plotly = _find(vendor, "plotly*.min.js") or PLOTLY_PACKAGE_URL
+    plotly = _find(vendor, "plotly*.min.js")
+    if plotly is None:
+        raise RuntimeError(f"no plotly*.min.js in {vendor}: the dashboard cannot draw")
     return Assets(
         htmx=_find(vendor, "htmx-[0-9]*.min.js", exclude="htmx-ext"),
         plotly=plotly,

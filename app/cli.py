@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import engine
-from engine.catalog import load_file
+from app.logs import LEVELS
+from engine.catalog import load_file, load_folder
 from engine.fixes import Config
 
 
@@ -137,22 +138,89 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_environment(args: argparse.Namespace) -> None:
+    """Put the options the app reads into the environment, then check every PAGERACE_* now.
+
+    The app is built inside each uvicorn worker from the environment, so options travel there
+    (a worker is a new process); checking here turns a bad value into one line and exit 2
+    instead of a traceback from every worker.
+    """
+    from app.config import Settings, SettingsError
+    from app.rooms import RoomSettings
+
+    if args.public_url is not None:
+        os.environ["PAGERACE_PUBLIC_URL"] = args.public_url
+    if args.scenarios is not None:
+        os.environ["PAGERACE_SCENARIOS"] = args.scenarios
+    try:
+        settings = Settings.from_env()
+        rooms = RoomSettings.from_env()
+    except SettingsError as exc:
+        option = {"PAGERACE_PUBLIC_URL": args.public_url, "PAGERACE_SCENARIOS": args.scenarios}
+        for name, value in option.items():
+            if value is not None and str(exc).startswith(name + "="):
+                flag = "--" + name.removeprefix("PAGERACE_").lower().replace("_", "-")
+                raise UsageError(f"{flag} {value!r}: {str(exc).partition(': ')[2]}") from None
+        raise UsageError(str(exc)) from None
+    if args.workers > 1 and rooms.redis_url is None:
+        # Each worker would hold its own rooms: a follower sent to another worker than its
+        # presenter's would find no room. Refused rather than half-working.
+        raise UsageError(
+            f"--workers {args.workers}: live rooms live in one process's memory; set "
+            "PAGERACE_REDIS_URL (and pip install 'pagerace[redis]') to share them between workers"
+        )
+    if settings.scenarios_dir is not None:
+        try:
+            load_folder(settings.scenarios_dir, engine.load_catalog())  # as app.main will
+        except engine.ScenarioError as exc:
+            problems = "\n  ".join(str(e) for e in exc.errors)
+            raise UsageError(f"--scenarios {args.scenarios}:\n  {problems}") from None
+
+
+def root_path_arg(text: str) -> str:
+    if text and (not text.startswith("/") or text.endswith("/") or "//" in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected /PREFIX (a leading /, no trailing /)")
+    return text
+
+
+def workers_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # the web stack is only needed to serve
 
+    from app.config import Settings
+    from app.logs import log_config
+
+    serve_environment(args)
     # No permessage-deflate: room and run messages are a few KB, and compressing each one for
     # each of 200 followers cost more than it saved (bench_rooms: p99 381 -> 45 ms, loopback).
     # A WebSocket message is refused (close 1009) once it passes the app's own message limit,
     # before uvicorn has buffered it: its default of 16 MiB let 20 sockets take 669 MB.
-    from app.config import Settings
-
+    extra: dict[str, Any] = {}
+    if args.forwarded_allow_ips is not None:  # else uvicorn's: $FORWARDED_ALLOW_IPS or 127.0.0.1
+        extra["forwarded_allow_ips"] = args.forwarded_allow_ips
+    config = log_config(args.log_json)
+    if config is not None:
+        extra["log_config"] = config
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
-        log_level="info",
+        log_level=args.log_level,
         ws_per_message_deflate=False,
         ws_max_size=Settings.from_env().max_body_bytes,
+        workers=args.workers,
+        root_path=args.root_path,
+        proxy_headers=args.proxy_headers,
+        **extra,
     )
     return 0
 
@@ -161,7 +229,8 @@ EXIT_CODES = """\
 exit codes:
   0  success; for explore: no violation is reachable
   1  explore: a violation is reachable
-  2  bad input (unknown scenario, bad file, --kernel/--fix/--schedule the engine rejects)
+  2  bad input (unknown scenario, bad file, --kernel/--fix/--schedule the engine rejects;
+     for serve: a bad option, PAGERACE_* setting or --scenarios file)
 A reader that closes the pipe early (`pagerace list | head -1`) ends the command quietly."""
 
 
@@ -181,6 +250,53 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the dashboard", epilog=EXIT_CODES, formatter_class=fmt)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (default %(default)s)")
+    s.add_argument(
+        "--workers",
+        type=workers_arg,
+        default=1,
+        metavar="N",
+        help="worker processes (default %(default)s); more than 1 needs PAGERACE_REDIS_URL",
+    )
+    s.add_argument(
+        "--root-path",
+        type=root_path_arg,
+        default="",
+        metavar="/PREFIX",
+        help="serve under this sub-path behind a proxy that strips it (e.g. /pagerace)",
+    )
+    s.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips (default on)",
+    )
+    s.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated proxy addresses or networks to trust, or '*' "
+        "(default $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
+    s.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL people reach the server by (sets PAGERACE_PUBLIC_URL): used in follow "
+        "links, QR codes and diagrams' replay links, and accepted as a WebSocket Origin",
+    )
+    s.add_argument(
+        "--scenarios",
+        metavar="DIR",
+        help="also serve the .yaml/.yml/.json scenarios in DIR (sets PAGERACE_SCENARIOS); "
+        "each file is checked at start-up",
+    )
+    s.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default="info",
+        help="uvicorn's log level (default %(default)s)",
+    )
+    s.add_argument(
+        "--log-json", action="store_true", help="log one JSON object per line (to stderr)"
+    )
     s.set_defaults(fn=cmd_serve)
     s = sub.add_parser("list", help="list the catalog", epilog=EXIT_CODES, formatter_class=fmt)
     s.add_argument("--json", action="store_true", help="print the /api/scenarios JSON body")

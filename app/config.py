@@ -6,10 +6,12 @@ instead of a hang: bodies, schedules and explorations are all bounded.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from engine.run import MAX_SCHEDULE as MAX_SCHEDULE  # re-exported: the longest replay
 
@@ -35,14 +37,79 @@ STATIC_DIR = resource_dir("static")
 TEMPLATES_DIR = resource_dir("templates")
 
 
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+class SettingsError(ValueError):
+    """A PAGERACE_* variable with a value the app cannot use; the message names it."""
 
 
-def env_float(name: str, default: float) -> float:
+def _env(name: str) -> str | None:
     raw = os.environ.get(name)
-    return float(raw) if raw else default
+    return raw.strip() if raw and raw.strip() else None  # unset and empty both mean default
+
+
+def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer setting; a typo is refused naming the variable, not a traceback at import."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)  # accepts 200_000, as Python does
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number >= {minimum}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r}: must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={raw!r}: must be <= {maximum}")
+    return value
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    """A number of seconds (or any non-negative real); refuses nan and inf, which no limit means."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number >= {minimum:g}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise SettingsError(f"{name}={raw!r}: expected a finite number >= {minimum:g}")
+    return value
+
+
+def env_url(name: str, schemes: tuple[str, ...]) -> str | None:
+    """A URL setting: one of `schemes`, with a host; checked now rather than at first use."""
+    raw = _env(name)
+    if raw is None:
+        return None
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 -- a non-numeric or out-of-range port raises here
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r}: not a URL ({exc})") from None
+    located = url.path if url.scheme == "unix" else url.hostname  # unix:///run/redis.sock
+    if url.scheme not in schemes or not located:
+        allowed = " or ".join("unix:///PATH" if s == "unix" else f"{s}://HOST" for s in schemes)
+        raise SettingsError(f"{name}={raw!r}: expected {allowed}...")
+    return raw
+
+
+def env_public_url(name: str) -> str | None:
+    """The site's own URL: links are this plus a path, so no query, fragment or trailing slash."""
+    raw = env_url(name, ("http", "https"))
+    if raw is not None and (urlsplit(raw).query or urlsplit(raw).fragment):
+        raise SettingsError(f"{name}={raw!r}: expected scheme://host[:port][/path], no ? or #")
+    return raw.rstrip("/") if raw is not None else None
+
+
+def env_folder(name: str) -> Path | None:
+    """An existing folder; its files are checked when they are loaded, naming each file."""
+    raw = _env(name)
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise SettingsError(f"{name}={raw!r}: expected an existing folder")
+    return path
 
 
 MAX_STATES = 200_000
@@ -72,16 +139,19 @@ class Settings:
     # The URL people reach the server by (e.g. https://pagerace.example), when it sits
     # behind a proxy: sockets accept this Origin as well as the request's own Host.
     public_url: str | None = None
+    # A folder of the user's own scenarios, served beside the catalog (`serve --scenarios`).
+    scenarios_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            max_body_bytes=env_int("PAGERACE_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_schedule=env_int("PAGERACE_MAX_SCHEDULE", cls.max_schedule),
-            max_states=env_int("PAGERACE_MAX_STATES", cls.max_states),
+            max_body_bytes=env_int("PAGERACE_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
+            max_schedule=env_int("PAGERACE_MAX_SCHEDULE", cls.max_schedule, 1, MAX_SCHEDULE),
+            max_states=env_int("PAGERACE_MAX_STATES", cls.max_states, 1),
             explore_time_limit_s=env_float(
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
-            public_url=os.environ.get("PAGERACE_PUBLIC_URL") or None,
+            public_url=env_public_url("PAGERACE_PUBLIC_URL"),
+            scenarios_dir=env_folder("PAGERACE_SCENARIOS"),
         )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.requests import HTTPConnection
+
 import engine
 
 
@@ -187,3 +189,13 @@ def frame_path(scenario_id: str, params: LinkParams, **extra: str | int | None) 
 
 def join_names(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
+
+
+def root_path(conn: HTTPConnection) -> str:
+    """The sub-path the app is served under (`serve --root-path`), '' at the top of a site.
+
+    Links are built root-relative (`/s/...`) everywhere, and this prefix goes in front where
+    a link reaches the browser: in templates as `{{ root }}`, in JS from `<body data-root>`.
+    """
+    root: str = conn.scope.get("root_path", "")
+    return root.rstrip("/")

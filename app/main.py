@@ -5,23 +5,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.gzip import GZipMiddleware
 
 import engine
 from app import __version__
-from app.assets import PLOTLY_PACKAGE_URL, find_assets, plotly_package_file
+from app.assets import find_assets
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
+from app.links import root_path
 from app.rooms import CreationLimit, RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
 from app.routes.pages import FrameCache
 from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
+from engine.catalog import load_folder
 
 
 @asynccontextmanager
@@ -29,6 +31,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     redact_tokens_in_logs()  # after the server has set up its logging
     yield
     await app.state.rooms.close()
+
+
+def url_root(request: Request) -> dict[str, str]:
+    return {"root": root_path(request)}
+
+
+def serve_catalog(settings: Settings) -> dict[str, engine.Scenario]:
+    """The built-in catalog, then the user's own folder (PAGERACE_SCENARIOS) if one is set."""
+    catalog = engine.load_catalog()
+    if settings.scenarios_dir is not None:
+        catalog |= load_folder(settings.scenarios_dir, catalog)
+    return catalog
 
 
 SWAGGER_UI = "swagger-ui-5.35.0"  # static/vendor/VENDOR.md
@@ -58,11 +72,11 @@ def create_app(
         room_settings.client_rooms, room_settings.client_window_s
     )
     app.state.live_frames = FrameCache()
-    app.state.catalog = dict(catalog) if catalog is not None else engine.load_catalog()
+    app.state.catalog = dict(catalog) if catalog is not None else serve_catalog(settings)
     app.state.explorer = Explorer(settings)
     app.state.runner = Runner(app.state.catalog, settings)
     assets = find_assets(STATIC_DIR)
-    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    templates = Jinja2Templates(directory=TEMPLATES_DIR, context_processors=[url_root])
     templates.env.globals["assets"] = assets
     app.state.templates = templates
 
@@ -72,12 +86,6 @@ def create_app(
     # plotly.js is most of the first load: ~1.2 MB raw, about a third of that gzipped.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(HeadAsGet)  # outermost: every GET route answers HEAD too
-
-    if assets.plotly == PLOTLY_PACKAGE_URL:
-        # Registered before the /static mount: the plotly.js that ships with the plotly wheel.
-        @app.get(PLOTLY_PACKAGE_URL, include_in_schema=False)
-        def plotly_js() -> FileResponse:
-            return FileResponse(plotly_package_file(), media_type="text/javascript")
 
     app.include_router(api.router)
     app.include_router(ws.router)
@@ -92,12 +100,13 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
+    def docs(request: Request) -> HTMLResponse:
+        root = root_path(request)
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
             title="pagerace API",
-            swagger_js_url=f"/static/vendor/{SWAGGER_UI}/swagger-ui-bundle.js",
-            swagger_css_url=f"/static/vendor/{SWAGGER_UI}/swagger-ui.css",
+            swagger_js_url=f"{root}/static/vendor/{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/static/vendor/{SWAGGER_UI}/swagger-ui.css",
             swagger_favicon_url="data:,",
         )
 

@@ -22,14 +22,13 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from app.config import env_float, env_int
+from app.config import env_float, env_int, env_url
 
 # Lower-case letters and digits without the look-alikes (0/o, 1/l/i): typed from a projector.
 ROOM_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -57,10 +56,10 @@ class RoomSettings:
     @classmethod
     def from_env(cls) -> RoomSettings:
         return cls(
-            redis_url=os.environ.get("PAGERACE_REDIS_URL") or None,
+            redis_url=env_url("PAGERACE_REDIS_URL", ("redis", "rediss", "unix")),
             idle_s=env_float("PAGERACE_ROOM_IDLE_S", cls.idle_s),
-            max_rooms=env_int("PAGERACE_MAX_ROOMS", cls.max_rooms),
-            max_followers=env_int("PAGERACE_MAX_FOLLOWERS", cls.max_followers),
+            max_rooms=env_int("PAGERACE_MAX_ROOMS", cls.max_rooms, 1),
+            max_followers=env_int("PAGERACE_MAX_FOLLOWERS", cls.max_followers, 1),
             unjoined_s=env_float("PAGERACE_ROOM_UNJOINED_S", cls.unjoined_s),
             client_rooms=env_int("PAGERACE_CLIENT_ROOMS", cls.client_rooms),
             client_window_s=env_float("PAGERACE_CLIENT_ROOM_WINDOW_S", cls.client_window_s),

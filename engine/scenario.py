@@ -31,6 +31,30 @@ VIOLATIONS = (
     "deadlock",
 )
 LABELS = ("page_freed", "page_kept", "page_swapped", "page_migrated")
+# What each name means, for the documentation (scripts/gen_docs.py) and anyone reading results.
+VIOLATION_HELP: Mapping[str, str] = {
+    "lost_write": "a read, or the final observation of an address or file, sees a value "
+    "that is not allowed there: a CPU store or DMA write was lost, or a stale page was read",
+    "use_after_free": "a CPU, DMA, GUP or kernel access to a freed page or to a page "
+    "reallocated to another owner (a failed try-get on a freed page is not an access)",
+    "refcount_underflow": "a page's refcount went below zero",
+    "bad_freeze": "folio_ref_freeze succeeded while references other than the expected "
+    "ones were held",
+    "data_leak": "a process observes a value written by or for another process (after fork)",
+    "kernel_bug": "a state the kernel would BUG or warn on, e.g. writeback of a dirty file "
+    "page without buffers",
+    "page_leak": "at the end, a page that is not free has references but nobody holds them",
+    "deadlock": "no actor can take a step, but not every actor has finished",
+}
+LABEL_HELP: Mapping[str, str] = {
+    "page_freed": "the scenario's first page was freed (`page_freed: reused by X` when it "
+    "was then allocated again)",
+    "page_kept": "the page is still in use; the detail says whether it is mapped and what "
+    "it is (`page_kept: mapped, swap-backed anon`, `lazyfree`, `page cache`, `off the cache`)",
+    "page_swapped": "the page was freed after its data reached a swap slot that a PTE still "
+    "points to (`page_swapped: still in the swap cache` while the page stays cached)",
+    "page_migrated": "the page was migrated: its mappings now point to a new page",
+}
 MAX_ACTORS = 5
 MAX_OPS = 12
 MAX_SETUP = 12

@@ -6,12 +6,15 @@ Used by scripts/bench_*.py and by the browser and Redis tests (`from scripts.ser
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -113,3 +116,82 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted sequence."""
     index = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
     return sorted_values[index]
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _proxy_one(client: socket.socket, upstream: tuple[str, int], prefix: str) -> None:
+    """One connection: strip `prefix` from the request's path, then relay bytes both ways.
+
+    Each plain request gets `Connection: close`, so one connection carries one request and
+    only its first line needs rewriting; an Upgrade (WebSocket) becomes a two-way pipe.
+    """
+    with client:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(65536)
+            if not chunk:
+                return
+            head += chunk
+        head, _, rest = head.partition(b"\r\n\r\n")
+        request, *fields = head.decode("latin-1").split("\r\n")
+        method, target, version = request.split(" ", 2)
+        if target != prefix and not target.startswith((prefix + "/", prefix + "?")):
+            client.sendall(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            return
+        target = target[len(prefix) :] or "/"
+        upgrade = any(f.lower().startswith("upgrade:") for f in fields)
+        if not upgrade:
+            fields = [f for f in fields if not f.lower().startswith("connection:")]
+            fields.append("Connection: close")
+        out = "\r\n".join([f"{method} {target} {version}", *fields]).encode("latin-1")
+        with socket.create_connection(upstream) as server:
+            server.sendall(out + b"\r\n\r\n" + rest)
+            back = threading.Thread(target=_pipe, args=(server, client), daemon=True)
+            back.start()
+            _pipe(client, server)
+            back.join()
+
+
+@contextmanager
+def prefix_proxy(upstream_url: str, prefix: str) -> Iterator[str]:
+    """A reverse proxy on a free port that serves `upstream_url` under `prefix` and strips it
+    (as nginx's `location /prefix/ { proxy_pass http://app/; }` does), WebSockets included;
+    yields its URL, prefix included. For testing `pagerace serve --root-path`."""
+    host, port = urllib.parse.urlsplit(upstream_url).netloc.split(":")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stopping = threading.Event()
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            args = (client, (host, int(port)), prefix)
+            threading.Thread(target=_proxy_one, args=args, daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}{prefix}"
+    finally:
+        stopping.set()
+        acceptor.join()
+        listener.close()

@@ -2,7 +2,8 @@
 # Create/refresh the project virtualenv and verify the vendored front-end files.
 #   scripts/setup.sh             dev set: requirements-dev.txt + editable install (default)
 #   scripts/setup.sh --runtime   runtime set only: requirements.txt + editable install
-# Re-running is cheap: pip is skipped while requirements*.txt and pyproject.toml are unchanged.
+# Re-running is cheap: pip is skipped while requirements*.txt, constraints.txt and pyproject.toml
+# are unchanged.
 # Env: VENV (default .venv), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +40,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 if [ "$mode" = dev ]; then reqs=requirements-dev.txt; else reqs=requirements.txt; fi
-want=$({ cat requirements.txt requirements-dev.txt pyproject.toml; ls -d engine app 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
+want=$({ cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml; ls -d engine app 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
 current() { [ "$(cat "$VENV/.pagerace-$1.stamp" 2>/dev/null)" = "$want" ]; }
 # The dev set includes the runtime set, so an up-to-date dev venv also satisfies --runtime.
 if ! current "$mode" && ! { [ "$mode" = runtime ] && current dev; }; then
   echo "setup: installing $reqs and the project (editable) into $VENV" >&2
-  pip_install -r "$reqs"
+  # constraints.txt pins every package, transitive ones included: CI installs what was tested.
+  pip_install -r "$reqs" -c constraints.txt
   pip_install --no-deps -e .
   echo "$want" >"$VENV/.pagerace-$mode.stamp"
 fi

@@ -39,9 +39,22 @@ step "mypy"
 
 step "pytest"
 rc=0
+# tests/conftest.py writes how many browser (e2e) and Redis tests skipped for want of
+# chromium or redis-server: a run that skipped them must not end on a plain green line.
+PAGERACE_SKIP_REPORT=$(mktemp)
+export PAGERACE_SKIP_REPORT
+trap 'rm -f "$PAGERACE_SKIP_REPORT"' EXIT
 "$VENV/bin/python" -m pytest -q "${@:-tests}" || rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "test: pytest collected no tests; that is a failure" >&2
   exit 1
+fi
+skipped=$(cat "$PAGERACE_SKIP_REPORT" 2>/dev/null || true)
+if [ "${skipped:-0}" -gt 0 ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "test: FAILED: $skipped browser/Redis tests skipped (CI=true requires chromium and redis-server)" >&2
+    exit 1
+  fi
+  echo "test: INCOMPLETE: $skipped browser/Redis tests skipped (install chromium and redis-server; see above)" >&2
 fi
 exit "$rc"

@@ -8,6 +8,9 @@
   // and its address stays the room's. Presenter mode (?present=1) keeps its own parameters.
   var LIVE = document.body.classList.contains("live");
   var PRESENT = document.body.classList.contains("present");
+  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
+  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
+  var ROOT = document.body.getAttribute("data-root") || "";
   var playing = false;
   var playTimer = null;
 
@@ -25,7 +28,7 @@
     if (el) { el.textContent = text; }
   }
 
-  function absolute(path) { return window.location.origin + path; }
+  function absolute(path) { return window.location.origin + ROOT + path; }
 
   function themed(layout) {
     var copy = Object.assign({}, layout);
@@ -70,7 +73,7 @@
       if (data.query[key]) { params.set(key, data.query[key]); }
     });
     params.set("at", String(Math.max(0, Math.min(at, data.total))));
-    var url = "/s/" + encodeURIComponent(data.id) + "/frame?" + params.toString().replace(/%2C/g, ",");
+    var url = ROOT + "/s/" + encodeURIComponent(data.id) + "/frame?" + params.toString().replace(/%2C/g, ",");
     window.htmx.ajax("GET", url, { source: $("#frame"), target: "#frame", swap: "innerHTML" });
   }
 
@@ -82,11 +85,11 @@
     var data = frameData();
     if (!data) { return; }
     // The address bar is always a link to what is on screen (present.js adds its room).
-    if (!LIVE) { window.history.replaceState(null, "", data.page_url); }
+    if (!LIVE) { window.history.replaceState(null, "", ROOT + data.page_url); }
     var share = $("#share-link");
     if (share) { share.value = absolute(data.page_url); }
     var present = $("#btn-present");
-    if (present) { present.setAttribute("href", presentHref(data.page_url)); }
+    if (present) { present.setAttribute("href", presentHref(ROOT + data.page_url)); }
     drawTimeline();
     if (playing) { playTimer = window.setTimeout(playTick, PLAY_DELAY_MS); }
   }
@@ -155,7 +158,7 @@
   function copyDiagram() {
     var data = frameData();
     if (!data) { return; }
-    fetch("/api/diagram", {
+    fetch(ROOT + "/api/diagram", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(data.diagram_request)
@@ -268,9 +271,9 @@
   if (initial && !LIVE) {
     // Canonical link (variant and digest included) from the first paint on; in presenter
     // mode present.js writes it, keeping the room (read from this very address) in it.
-    if (!PRESENT) { window.history.replaceState(null, "", initial.page_url); }
+    if (!PRESENT) { window.history.replaceState(null, "", ROOT + initial.page_url); }
     $("#share-link").value = absolute(initial.page_url);
-    $("#btn-present").setAttribute("href", presentHref(initial.page_url));
+    $("#btn-present").setAttribute("href", presentHref(ROOT + initial.page_url));
   }
   drawTimeline();
 }());

@@ -3,6 +3,9 @@
 // text (htmx posts it as you type); this file only glues and draws.
 (function () {
   "use strict";
+  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
+  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
+  var ROOT = document.body.getAttribute("data-root") || "";
 
   var text = document.getElementById("ed-text");
   var gutter = document.getElementById("ed-gutter");
@@ -144,7 +147,7 @@
 
   // --- links, copy, save ----------------------------------------------------------------------
 
-  function absolute(path) { return window.location.origin + path; }
+  function absolute(path) { return window.location.origin + ROOT + path; }
 
   function absoluteLinks() {
     document.querySelectorAll("#share input[data-path]").forEach(function (input) {
@@ -227,7 +230,7 @@
     if (size) { size.textContent = data.getAttribute("data-size"); }
     // The address bar is always a link to what is on screen (when it fits in a link).
     var link = data.getAttribute("data-editor");
-    if (link) { window.history.replaceState(null, "", link); }
+    if (link) { window.history.replaceState(null, "", ROOT + link); }
     absoluteLinks();
     markStale();
   }

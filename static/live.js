@@ -3,6 +3,9 @@
 // step, fetched from the server (the same rendering as the dashboard), one fetch at a time.
 (function () {
   "use strict";
+  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
+  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
+  var ROOT = document.body.getAttribute("data-root") || "";
 
   var dash = document.getElementById("dash");
   if (!dash || !document.body.classList.contains("live")) { return; }
@@ -76,7 +79,7 @@
     }
     fetching = true;
     var done = function () { fetching = false; pump(); };
-    window.htmx.ajax("GET", url, { target: "#frame", swap: "innerHTML" }).then(done, done);
+    window.htmx.ajax("GET", ROOT + url, { target: "#frame", swap: "innerHTML" }).then(done, done);
   }
 
   function onMessage(msg) {
@@ -91,21 +94,21 @@
     }
     if (msg.type === "state" || msg.type === "transition") {
       logLine(msg);
-      if (msg.page_url && $("#open-own")) { $("#open-own").setAttribute("href", msg.page_url); }
+      if (msg.page_url && $("#open-own")) { $("#open-own").setAttribute("href", ROOT + msg.page_url); }
       if (msg.frame_url) { wanted = msg.frame_url; pump(); }
     } else if (msg.type === "progress") {
       say("exploring every interleaving… " + msg.states + " states");
     } else if (msg.type === "outcomes") {
       say("explored: " + msg.states + " states, " + msg.interleavings + " interleavings");
       if (msg.outcomes_url) {
-        window.htmx.ajax("GET", msg.outcomes_url, { target: "#outcomes", swap: "innerHTML" });
+        window.htmx.ajax("GET", ROOT + msg.outcomes_url, { target: "#outcomes", swap: "innerHTML" });
       }
     }
   }
 
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + window.location.host + "/ws/rooms/" + room);
+    var socket = new WebSocket(scheme + window.location.host + ROOT + "/ws/rooms/" + room);
     socket.onopen = function () { retries = 0; };
     socket.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
     socket.onclose = function (ev) {

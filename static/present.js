@@ -8,6 +8,9 @@
 // can be shared.
 (function () {
   "use strict";
+  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
+  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
+  var ROOT = document.body.getAttribute("data-root") || "";
 
   if (!document.body.classList.contains("present")) { return; }
   var KEY = "pagerace.room-token.";
@@ -87,7 +90,7 @@
   function keepUrl() {
     var data = frameData();
     if (!data || !room) { return; }
-    var url = data.page_url + (data.page_url.indexOf("?") < 0 ? "?" : "&") + "present=1&room=" + room;
+    var url = ROOT + data.page_url + (data.page_url.indexOf("?") < 0 ? "?" : "&") + "present=1&room=" + room;
     window.history.replaceState(null, "", url);
   }
 
@@ -95,12 +98,12 @@
     var link = $("#follow-url");
     if (link) { link.textContent = followUrl.replace(/^https?:\/\//, ""); link.href = followUrl; }
     var qr = $("#follow-qr");
-    if (qr) { qr.src = "/live/" + room + "/qr.svg"; qr.hidden = false; }
+    if (qr) { qr.src = ROOT + "/live/" + room + "/qr.svg"; qr.hidden = false; }
   }
 
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + "/ws/rooms/" + room +
+    socket = new WebSocket(scheme + window.location.host + ROOT + "/ws/rooms/" + room +
       "?token=" + encodeURIComponent(token));
     socket.onopen = function () {
       retries = 0;
@@ -130,12 +133,12 @@
     if (!data) { return; }
     if (room && token) {
       keepUrl();
-      showCorner(window.location.origin + "/live/" + room);
+      showCorner(window.location.origin + ROOT + "/live/" + room);
       connect();
       return;
     }
     var v = view(data);
-    fetch("/api/rooms", {
+    fetch(ROOT + "/api/rooms", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ scenario: v.scenario, variant: v.variant, schedule: v.schedule, at: v.at })

@@ -31,6 +31,7 @@ from app.links import (
     decode_doc,
     frame_path,
     parse_schedule,
+    root_path,
 )
 from app.security import cross_site_subresource
 from app.service import (
@@ -168,7 +169,7 @@ def _dashboard(target: Target, scenario_id: str, extra: Sequence[Notice] = ()) -
 def _frame(request: Request, templates: TemplatesDep, dash: Dashboard) -> Response:
     # A live room's follower fetches frames too, but its address stays /live/{room}.
     following = request.query_params.get("live") == "1"
-    headers = {} if following else {"HX-Replace-Url": dash.page_url}
+    headers = {} if following else {"HX-Replace-Url": root_path(request) + dash.page_url}
     return templates.TemplateResponse(request, "_frame_response.html", {"d": dash}, headers=headers)
 
 

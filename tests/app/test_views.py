@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import pytest
+
 import engine
 from app.figures import VERMILLION, outcomes_figure, timeline_figure
 from app.panels import Changes, state_panel
@@ -55,3 +59,28 @@ def test_outcomes_figure_colours_violations(seed: engine.Scenario) -> None:
     bars = outcomes_figure(result)["data"][0]
     for outcome, colour in zip(result.outcomes, bars["marker"]["color"], strict=True):
         assert (colour == VERMILLION) == bool(outcome.violations)
+
+
+def test_every_catalog_figure_is_valid_for_plotly(catalog: Mapping[str, engine.Scenario]) -> None:
+    # plotly.graph_objects checks every property against the schema of the plotly.js it
+    # bundles, the version vendored in static/ (static/vendor/VENDOR.md): a misspelt or
+    # misplaced key raises here instead of being ignored by the browser.
+    import plotly.graph_objects as go
+
+    for scenario in catalog.values():
+        config = engine.make_config(scenario)
+        result = engine.explore(scenario, config)
+        go.Figure(outcomes_figure(result))
+        example = min(result.outcomes, key=lambda o: len(o.example)).example
+        run = engine.run_schedule(scenario, config, list(example))
+        go.Figure(timeline_figure(scenario, run, len(run.steps) // 2))
+
+
+def test_plotly_validation_catches_a_bad_key(seed: engine.Scenario) -> None:
+    import plotly.graph_objects as go
+
+    run = engine.run_schedule(seed, engine.make_config(seed), [])
+    figure = timeline_figure(seed, run, 0)
+    figure["layout"]["xaxis"]["dticks"] = 1
+    with pytest.raises(ValueError, match="dticks"):
+        go.Figure(figure)
