@@ -70,6 +70,9 @@ class Outcome:
     interleavings: int
     example: tuple[str, ...]
     message: str = ""  # the first violation's sentence on the example run
+    # The point of no return: after this many steps of the example, every continuation
+    # breaks an invariant (-1 when not known: a cut-off search, or no violation).
+    no_return: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +156,12 @@ def explore(
                 succ.append([])
                 parent.append((sid, actor, perm))
             out.append(nxt)
-    paths, cycle = count_paths(succ, len(worlds))
-    outcomes = tuple(with_message(model, o) for o in group(terminal, paths, parent, model.names))
+    paths, order = count_paths(succ, len(worlds))
+    cycle = len(order) != len(worlds)
+    doomed = None if truncated or cycle else doomed_states(succ, order, terminal)
+    outcomes = tuple(
+        with_message(model, o) for o in group(terminal, paths, parent, model.names, doomed)
+    )
     return Exploration(
         states=len(worlds),
         transitions=transitions,
@@ -187,8 +194,9 @@ def first_message(model: Model, schedule: tuple[str, ...]) -> str:
     return events[0][1] if events else ""
 
 
-def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], bool]:
-    """Paths from state 0 to every state (Kahn's order); reports a cycle instead of looping."""
+def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], list[int]]:
+    """Paths from state 0 to every state, and the topological (Kahn's) order they were
+    counted in; on a cycle the order stops short of n instead of looping."""
     indegree = [0] * n
     for out in succ:
         for t in out:
@@ -196,16 +204,40 @@ def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], bool]:
     paths = [0] * n
     paths[0] = 1
     ready = [i for i in range(n) if indegree[i] == 0]
-    seen = 0
+    order = []
     while ready:
         s = ready.pop()
-        seen += 1
+        order.append(s)
         for t in succ[s]:
             paths[t] += paths[s]
             indegree[t] -= 1
             if indegree[t] == 0:
                 ready.append(t)
-    return paths, seen != n
+    return paths, order
+
+
+def doomed_states(
+    succ: list[list[int]], order: list[int], terminal: dict[int, tuple[tuple[str, ...], str, str]]
+) -> list[bool]:
+    """Whether every run from each state breaks an invariant: a terminal state with a
+    violation is doomed, and so is a state all of whose successors are (reverse topological
+    order). The first doomed state of an example is its point of no return."""
+    doomed = [False] * len(succ)
+    for s in reversed(order):
+        if s in terminal:
+            doomed[s] = bool(terminal[s][0])
+        else:
+            doomed[s] = all(doomed[t] for t in succ[s])
+    return doomed
+
+
+def path_states(parent: list[Parent], sid: int) -> list[int]:
+    """The stored states along the first path to `sid`, from the initial state."""
+    states = [sid]
+    while parent[sid][0] >= 0:
+        sid = parent[sid][0]
+        states.append(sid)
+    return states[::-1]
 
 
 def example(parent: list[Parent], sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -236,6 +268,7 @@ def group(
     paths: list[int],
     parent: list[Parent],
     names: tuple[str, ...],
+    doomed: list[bool] | None = None,
 ) -> tuple[Outcome, ...]:
     counts: dict[tuple[tuple[str, ...], str], int] = {}
     first: dict[tuple[tuple[str, ...], str], tuple[int, str]] = {}
@@ -251,11 +284,19 @@ def group(
             counts[(violations, label)],
             example(parent, first[(violations, label)][0], names),
             first[(violations, label)][1],
+            no_return(parent, first[(violations, label)][0], doomed) if violations else -1,
         )
         for (violations, label) in counts
     ]
     outcomes.sort(key=lambda o: (not o.violations, -o.interleavings, o.label))
     return tuple(outcomes)
+
+
+def no_return(parent: list[Parent], sid: int, doomed: list[bool] | None) -> int:
+    """How many steps of the example lead to its point of no return (-1: not known)."""
+    if doomed is None:
+        return -1
+    return next(i for i, s in enumerate(path_states(parent, sid)) if doomed[s])
 
 
 def reachable_violations(exp: Exploration) -> set[str]:

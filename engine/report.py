@@ -51,6 +51,7 @@ def exploration_to_json(exp: Exploration) -> dict[str, Any]:
                 "interleavings": o.interleavings,
                 "example": list(o.example),
                 "message": o.message,
+                **({"point_of_no_return": o.no_return} if o.no_return >= 0 else {}),
             }
             for o in exp.outcomes
         ],
