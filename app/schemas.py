@@ -115,6 +115,12 @@ class OutcomeOut(Response):
     violations: list[str]
     interleavings: int
     example: list[str]
+    message: str = Field("", description="the first violation's sentence on the example run")
+    point_of_no_return: int | None = Field(
+        None,
+        description="bad outcomes of a complete search: after this many steps of the "
+        "example, every continuation breaks an invariant",
+    )
 
 
 class ExploreResponse(Response):
@@ -124,6 +130,12 @@ class ExploreResponse(Response):
     outcomes: list[OutcomeOut]
     truncated: bool
     elapsed_ms: float
+    first_bug: bool | None = Field(
+        None,
+        description="present (true) when the search stopped at the first violation it found, "
+        "before covering the space: nothing is counted",
+    )
+    preemptions: int | None = Field(None, description="with first_bug: the example's preemptions")
 
 
 class RefOut(Response):
