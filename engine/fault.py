@@ -347,14 +347,18 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
 @op(
     "write",
     (ADDR, Param("value", "value", required=True), PROC),
-    ("handle_mm_fault", "filemap_fault", "store"),
+    ("handle_mm_fault", "filemap_fault", "store", "SIGSEGV"),
 )
 def write_op(ctx: Ctx) -> Effect | Blocked:
     """CPU store: faults the page in (zero-fill, file + page_mkwrite, swap-in, COW) as needed."""
     return _access(ctx, write=True)
 
 
-@op("read", (ADDR, PROC, Param("expect", "value")), ("handle_mm_fault", "filemap_fault", "load"))
+@op(
+    "read",
+    (ADDR, PROC, Param("expect", "value")),
+    ("handle_mm_fault", "filemap_fault", "load", "SIGSEGV"),
+)
 def read_op(ctx: Ctx) -> Effect | Blocked:
     """CPU load, checked by the lost-write oracle (and against `expect` if given)."""
     return _access(ctx, write=False)

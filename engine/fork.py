@@ -130,7 +130,14 @@ STEPS = {"start": start, "copy": copy_pte, "wrprotect": wrprotect}
 @op(
     "fork",
     (Param("child", "name", required=True), PROC),
-    ("dup_mmap", "copy_present_pte", "ptep_set_wrprotect", "raw_write_seqcount_end"),
+    (
+        "dup_mmap",
+        "copy_pte_range",
+        "copy_present_pte",
+        "copy_nonpresent_pte",
+        "ptep_set_wrprotect",
+        "raw_write_seqcount_end",
+    ),
 )
 def fork_op(ctx: Ctx) -> Effect | Blocked:
     """fork(): copy every mapping to `child`, write-protecting shared anon pages for COW."""

@@ -23,7 +23,13 @@ GUP_PARAMS = (
     Param("longterm", "bool"),
     PROC,
 )
-FAST_STEPS = ("ptep_get_lockless", "try_grab_folio", "ptep_get", "gup_put_folio")
+FAST_STEPS = (
+    "raw_read_seqcount",
+    "ptep_get_lockless",
+    "try_grab_folio",
+    "ptep_get",
+    "gup_put_folio",
+)
 SLOW_STEPS = ("check_vma_flags", "follow_page_pte", "handle_mm_fault", "filemap_fault")
 
 

@@ -68,7 +68,11 @@ def mark_lazyfree(ctx: Ctx) -> Effect:
     )
 
 
-@op("madvise_free", (ADDR, PROC), ("madvise_free_pte_range", "folio_mark_lazyfree"))
+@op(
+    "madvise_free",
+    (ADDR, PROC),
+    ("madvise_free_single_vma", "madvise_free_pte_range", "folio_mark_lazyfree"),
+)
 def madvise_free_op(ctx: Ctx) -> Effect | Blocked:
     """madvise(MADV_FREE): the page may be discarded instead of swapped, until rewritten."""
     if ctx.me.pc == "mark":
@@ -115,13 +119,13 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     return ctx.done("zap_pte_range", f"{proc}: {note}")
 
 
-@op("madvise_dontneed", (ADDR, PROC), ("zap_pte_range",))
+@op("madvise_dontneed", (ADDR, PROC), ("zap_pte_range", "free_swap_and_cache"))
 def madvise_dontneed_op(ctx: Ctx) -> Effect | Blocked:
     """madvise(MADV_DONTNEED): zap the mapping; the address reads zero-fill (anon) or the file."""
     return zap(ctx, unmap=False)
 
 
-@op("munmap", (ADDR, PROC), ("zap_pte_range",))
+@op("munmap", (ADDR, PROC), ("zap_pte_range", "free_swap_and_cache"))
 def munmap_op(ctx: Ctx) -> Effect | Blocked:
     """munmap: zap the mapping and remove the address from the process."""
     return zap(ctx, unmap=True)

@@ -212,6 +212,7 @@ STEPS = {
         "migrate_folio",
         "remove_migration_ptes",
         "migrate_folio_done",
+        "folio_putback_lru",
     ),
 )
 def migrate_op(ctx: Ctx) -> Effect | Blocked:

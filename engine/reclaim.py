@@ -46,6 +46,8 @@ STEPS = (
     "folio_trylock",
     "folio_test_writeback",
     "folio_check_references",
+    "folio_maybe_dma_pinned",
+    "folio_mapped",
     "add_to_swap",
     "folio_set_reclaim",
     "ptep_get_and_clear",
