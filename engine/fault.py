@@ -37,6 +37,9 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
     p = ctx.w.proc(proc)
     if p is None:
         return f"waits for process {proc} to exist"
+    if p.mmap_writer and p.mmap_writer != ctx.name:
+        # A fault takes mmap_lock for read (or, from 6.4, the VMA lock fork also holds).
+        return f"waits for mmap_lock of {proc}, held for write by {p.mmap_writer}"
     if p.ptl and p.ptl != ctx.name:
         return f"waits for the PTE lock of {proc}, held by {p.ptl}"
     if pte is not None and pte.migration:
@@ -98,12 +101,20 @@ def page_mkwrite(ctx: Ctx, index: int) -> None:
     refs.mark_dirty(ctx, index)
 
 
-def reuse_anon(ctx: Ctx, page: Page) -> bool:
+def reuse_anon(ctx: Ctx, index: int, page: Page) -> bool:
     """do_wp_page: may this write fault reuse the anon page in place?"""
-    if ctx.cfg.on("anon_exclusive"):
-        if page.has(ANON_EXCLUSIVE):
-            return True
-        return page.ref == 1 + (1 if page.has(SWAPCACHE) else 0) and page.mapcount == 1
+    if ctx.cfg.on("anon_exclusive") and page.has(ANON_EXCLUSIVE):
+        return True
+    if ctx.cfg.on("wp_reuse_frees_swapcache"):
+        # 53a05ad9f21d (5.18), wp_can_reuse_anon_folio later: the refcount may count the
+        # swap cache once; under the folio lock, folio_free_swap drops that reference only
+        # when no swap entry is left (another process's swap PTE keeps it), then the
+        # refcount must be exactly 1.
+        if page.ref > 1 + (1 if page.has(SWAPCACHE) else 0) or page.has(LOCKED):
+            return False
+        if page.has(SWAPCACHE):
+            free_swap(ctx, index)
+        return ctx.w.page(index).ref == 1
     if ctx.cfg.on("wp_reuse_by_refcount"):
         # 09854ba94c6a: page_count() == 1 under a successful trylock_page.
         return page.ref == 1 and page.mapcount == 1 and not page.has(LOCKED)
@@ -118,9 +129,9 @@ def do_wp_page(ctx: Ctx, proc: str, addr: str, pte: Pte, unshare: bool = False) 
     old = pte.page
     if old != ZERO_PAGE:
         page = ctx.w.page(old)
-        if reuse_anon(ctx, page):
+        if reuse_anon(ctx, old, page):
             exclusive = ANON_EXCLUSIVE if ctx.cfg.on("anon_exclusive") else 0
-            refs.update(ctx, old, page.set(exclusive))
+            refs.update(ctx, old, ctx.w.page(old).set(exclusive))
             if not unshare:
                 ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(write=True, dirty=True, young=True))
             return f"do_wp_page: reuses {page_name(old)} in place ({refs.refs_note(ctx, old)})"

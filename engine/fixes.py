@@ -122,6 +122,13 @@ FIXES: dict[str, Fix] = {
             "nobody else holds it (not reuse_swap_page's mapcount + swapcount == 1)",
         ),
         Fix(
+            "wp_reuse_frees_swapcache",
+            "53a05ad9f21d",
+            "5.18",
+            "do_wp_page may reuse an anon page in the swap cache: it frees the swap cache "
+            "(only when no swap entry is left) and then requires refcount == 1",
+        ),
+        Fix(
             "gup_longterm_touch",
             # Jason Gunthorpe's GUP interface rework for 6.3 ("mm/gup: remove the
             # restriction on locked with FOLL_LONGTERM"); its mainline hash was not

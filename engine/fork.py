@@ -26,7 +26,9 @@ def start(ctx: Ctx) -> Effect | Blocked:
     if p.ptl:
         return Blocked(f"waits for the PTE lock of {parent}, held by {p.ptl}")
     ctx.w = ctx.w.set_proc(p.evolve(mmap_writer=ctx.name, seq=p.seq + 1, ptl=ctx.name))
-    ctx.w = ctx.w.set_proc(Proc(name=child))
+    # The child's mm is write-locked too until dup_mmap is done (mmap_write_lock_nested),
+    # and the child runs only once fork returns: nothing of it can fault in the meantime.
+    ctx.w = ctx.w.set_proc(Proc(name=child, mmap_writer=ctx.name))
     addrs = tuple(a for pr, a, _ in ctx.w.ptes if pr == parent)
     ctx.goto("copy", addrs=addrs, i=0)
     return ctx.done(
@@ -116,8 +118,10 @@ def wrprotect(ctx: Ctx) -> Effect:
 
 def end(ctx: Ctx) -> Effect:
     p = ctx.w.proc(ctx.proc)
-    assert p is not None
+    child = ctx.w.proc(ctx.p("child"))
+    assert p is not None and child is not None
     ctx.w = ctx.w.set_proc(p.evolve(mmap_writer="", seq=p.seq + 1, ptl=""))
+    ctx.w = ctx.w.set_proc(child.evolve(mmap_writer=""))
     ctx.finish()
     return ctx.done(
         "raw_write_seqcount_end", "fork done: write_protect_seq even again, mmap_lock released"

@@ -332,7 +332,7 @@ def test_a_blocked_actor_in_a_schedule_names_the_enabled_ones() -> None:
         engine.run_schedule(sc, config(sc), ["app", "w"])
     message = str(err.value)
     assert "w is blocked" in message
-    assert "PTE lock" in message
+    assert "mmap_lock of app, held for write" in message  # dup_mmap holds it
     assert "enabled: app" in message
     assert err.value.enabled == ("app",)
 
