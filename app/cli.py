@@ -131,7 +131,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # each of 200 followers cost more than it saved (bench_rooms: p99 381 -> 45 ms, loopback).
     # A WebSocket message is refused (close 1009) once it passes the app's own message limit,
     # before uvicorn has buffered it: its default of 16 MiB let 20 sockets take 669 MB.
+    # The protocols are uvicorn's with header/body deadlines and a per-client connection cap
+    # (app/server.py; PAGERACE_HEADER_TIMEOUT_S, PAGERACE_BODY_TIMEOUT_S,
+    # PAGERACE_CLIENT_CONNECTIONS).
     from app.config import Settings
+    from app.server import HTTP_PROTOCOL, WS_PROTOCOL
 
     uvicorn.run(
         "app.main:app",
@@ -140,6 +144,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="info",
         ws_per_message_deflate=False,
         ws_max_size=Settings.from_env().max_body_bytes,
+        http=HTTP_PROTOCOL,
+        ws=WS_PROTOCOL,
     )
     return 0
 

@@ -49,6 +49,9 @@ MAX_STATES = 200_000
 # The fastest `play` may go: each step is a replay, and `delay_ms: 0` let one socket spend
 # 11.5 s of event-loop time on a heavy scenario. Faster requests are raised to this.
 MIN_PLAY_DELAY_MS = 50
+# The longest request target (path and query) the server reads: httptools keeps URL offsets
+# in 16 bits. app/server.py answers a longer one with 414.
+MAX_URL_BYTES = 65_535
 # Longest accepted name in a page parameter: a variant, a digest, an actor in t=.
 MAX_PARAM_CHARS = 64
 
@@ -64,8 +67,10 @@ class Settings:
     explore_time_limit_s: float = 10.0
     # A custom scenario inside a link is inflated at most to this size (zip-bomb guard)...
     max_doc_bytes: int = 256 * 1024
-    # ...and its packed form (the s= parameter) is at most this long.
-    max_link_chars: int = 64 * 1024
+    # ...and its packed form (the s= parameter) is at most this long: under the server's URL
+    # limit (MAX_URL_BYTES) with room for the path and the other parameters, so that a link
+    # over it gets the app's 422 naming s=, not the server's bare 400.
+    max_link_chars: int = 60 * 1024
     play_delay_ms: int = 700
     explore_cache_size: int = 64
     run_cache_bytes: int = 32 * 1024 * 1024
@@ -84,4 +89,25 @@ class Settings:
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
             public_url=os.environ.get("PAGERACE_PUBLIC_URL") or None,
+        )
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Connection limits of `pagerace serve` (app/server.py), below the app: uvicorn has no
+    header timeout and no per-client cap of its own. Override with PAGERACE_* variables."""
+
+    # A request's headers must arrive within this long of the connection opening (or of the
+    # previous response on a keep-alive connection); its body within body_timeout_s after.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # Open connections (HTTP and WebSocket) from one client address.
+    client_connections: int = 64
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        return cls(
+            header_timeout_s=env_float("PAGERACE_HEADER_TIMEOUT_S", cls.header_timeout_s),
+            body_timeout_s=env_float("PAGERACE_BODY_TIMEOUT_S", cls.body_timeout_s),
+            client_connections=env_int("PAGERACE_CLIENT_CONNECTIONS", cls.client_connections),
         )
