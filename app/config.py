@@ -74,6 +74,15 @@ class Settings:
     play_delay_ms: int = 700
     explore_cache_size: int = 64
     run_cache_bytes: int = 32 * 1024 * 1024
+    # Server CPU one socket may spend on replays (every load, step, goto and play step runs
+    # in a worker thread and is charged here): bursts of socket_cpu_burst_s, and
+    # socket_cpu_share of one core sustained. One /ws/run socket at 19 goto/s on a heavy
+    # scenario left other users 2 answers in 20 s when this ran on the event loop.
+    socket_cpu_burst_s: float = 5.0
+    socket_cpu_share: float = 0.25
+    # A follower whose socket has not taken a message for this long has stopped reading:
+    # it is dropped (its connection aborted) instead of holding the forwarder and its memory.
+    follower_send_timeout_s: float = 10.0
     # The URL people reach the server by (e.g. https://pagerace.example), when it sits
     # behind a proxy: sockets accept this Origin as well as the request's own Host.
     public_url: str | None = None
@@ -89,6 +98,11 @@ class Settings:
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
             public_url=os.environ.get("PAGERACE_PUBLIC_URL") or None,
+            socket_cpu_burst_s=env_float("PAGERACE_SOCKET_CPU_BURST_S", cls.socket_cpu_burst_s),
+            socket_cpu_share=env_float("PAGERACE_SOCKET_CPU_SHARE", cls.socket_cpu_share),
+            follower_send_timeout_s=env_float(
+                "PAGERACE_FOLLOWER_SEND_TIMEOUT_S", cls.follower_send_timeout_s
+            ),
         )
 
 

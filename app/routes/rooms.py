@@ -65,6 +65,12 @@ FOLLOWER_REFUSED = "only the presenter can drive this room; this connection foll
 FOLLOWER_STRIKES = 20
 
 
+class FollowerStuck(Exception):
+    """A follower whose socket took no message for `follower_send_timeout_s`: it stopped
+    reading. It is dropped without a close handshake (which would wait behind the same full
+    buffer); the server's socket protocol aborts the connection (app/server.py)."""
+
+
 def get_broker(conn: Request | WebSocket) -> Broker:
     broker: Broker = conn.app.state.rooms
     return broker
@@ -275,7 +281,7 @@ async def ws_room(
             await _present(websocket, room, broker, session)
         else:
             await _follow(websocket, room, broker, catalog, settings, explorer, out)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, FollowerStuck):
         pass
     except RoomError as err:
         with contextlib.suppress(Exception):
@@ -350,7 +356,10 @@ async def _follow(
                 if seq <= seen:
                     continue
                 seen = seq
-                await out.text(text)
+                try:
+                    await asyncio.wait_for(out.text(text), settings.follower_send_timeout_s)
+                except TimeoutError:
+                    raise FollowerStuck(room) from None
 
         async def refuse_commands() -> None:
             strikes = 0
@@ -367,13 +376,13 @@ async def _follow(
 
         # Structured (anyio) tasks: Starlette cancels the connection's scope when the client
         # goes, and both halves must end with it. The first half to end ends the other.
-        problems: list[RoomError] = []
+        problems: list[Exception] = []
         async with anyio.create_task_group() as group:
 
             async def guarded(half: Callable[[], Awaitable[None]]) -> None:
                 try:
                     await half()
-                except RoomError as err:
+                except (RoomError, FollowerStuck) as err:
                     problems.append(err)
                 except WebSocketDisconnect:
                     pass
