@@ -53,6 +53,11 @@ class RoomSettings:
     # Rooms one client (by IP) may create per window, in this process.
     client_rooms: int = 10
     client_window_s: float = 60.0
+    # Lookups of rooms that do not exist one client may make per window (room-id guessing:
+    # 990 guesses/s were answered before); then 429 until the window has passed.
+    client_misses: int = 30
+    # How often a follower's connection checks that its room still exists (to tell it).
+    watch_s: float = 15.0
 
     @classmethod
     def from_env(cls) -> RoomSettings:
@@ -64,6 +69,8 @@ class RoomSettings:
             unjoined_s=env_float("PAGERACE_ROOM_UNJOINED_S", cls.unjoined_s),
             client_rooms=env_int("PAGERACE_CLIENT_ROOMS", cls.client_rooms),
             client_window_s=env_float("PAGERACE_CLIENT_ROOM_WINDOW_S", cls.client_window_s),
+            client_misses=env_int("PAGERACE_CLIENT_ROOM_MISSES", cls.client_misses),
+            watch_s=env_float("PAGERACE_ROOM_WATCH_S", cls.watch_s),
         )
 
     @property
@@ -90,27 +97,57 @@ class RoomGone(RoomError):
         )
 
 
+class RoomEnded(RoomError):
+    """A room that went away under its followers: they are told why (a `{type: "ended"}`
+    message their page shows) and the socket closes with `code`."""
+
+    def __init__(self, message: str, reason: str, code: int = 4404) -> None:
+        super().__init__(message, code)
+        self.reason = reason
+
+
+def room_expired(room: str, idle_s: float) -> RoomEnded:
+    minutes = max(1, round(idle_s / 60))
+    return RoomEnded(
+        f"live room {room!r} has ended: nobody drove it for {minutes} "
+        f"minute{'s' if minutes != 1 else ''}",
+        "expired",
+    )
+
+
 class CreationLimit:
-    """Rooms created per client in a sliding window (this process only; behind several
-    workers each keeps its own count). Forgets the least recently seen clients past
-    `max_clients`, so a spoofed-address flood cannot grow it without bound."""
+    """Events per client in a sliding window: rooms created, or failed room lookups (this
+    process only; behind several workers each keeps its own count). Forgets the least
+    recently seen clients past `max_clients`, so a spoofed-address flood cannot grow it
+    without bound."""
 
     def __init__(self, per_client: int, window_s: float, max_clients: int = 10_000) -> None:
         self.per_client, self.window_s, self.max_clients = per_client, window_s, max_clients
         self.recent: dict[str, list[float]] = {}
 
+    def blocked(self, client: str, now: float | None = None) -> float:
+        """0 when `client` is under its limit, else seconds until it is (counts nothing)."""
+        now = time.monotonic() if now is None else now
+        stamps = [t for t in self.recent.pop(client, []) if t > now - self.window_s]
+        if stamps:
+            self.recent[client] = stamps  # re-inserted: the dict's order is least recent first
+        if len(stamps) >= self.per_client:
+            return stamps[0] + self.window_s - now
+        return 0.0
+
+    def count(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.recent.setdefault(client, []).append(now)
+        while len(self.recent) > self.max_clients:
+            del self.recent[next(iter(self.recent))]
+
     def retry_after(self, client: str, now: float | None = None) -> float:
         """0 when `client` may create a room now (and counts it), else seconds to wait."""
         now = time.monotonic() if now is None else now
-        stamps = [t for t in self.recent.pop(client, []) if t > now - self.window_s]
-        if len(stamps) >= self.per_client:
-            self.recent[client] = stamps
-            return stamps[0] + self.window_s - now
-        stamps.append(now)
-        self.recent[client] = stamps  # re-inserted: the dict's order is least recent first
-        while len(self.recent) > self.max_clients:
-            del self.recent[next(iter(self.recent))]
-        return 0.0
+        wait = self.blocked(client, now)
+        if wait == 0.0:
+            self.count(client, now)
+        return wait
 
 
 class TooManyRooms(RoomError):
@@ -270,6 +307,10 @@ class Broker(Protocol):
         """The room, its idle timer restarted; None when it does not exist (or expired)."""
         ...
 
+    async def exists(self, room: str) -> bool:
+        """Whether the room is still there, without restarting its idle timer."""
+        ...
+
     async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
         """Store the snapshot and send the message to every follower; returns its seq."""
         ...
@@ -313,6 +354,10 @@ class MemoryBroker:
         if record is not None:
             self._touch(room)
         return record
+
+    async def exists(self, room: str) -> bool:
+        self._purge()
+        return room in self.records
 
     async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
         record = await self.get(room)
@@ -422,6 +467,9 @@ class RedisBroker:
             Snapshot.from_json(fields.get("snapshot") or "{}"),
             int(fields.get("seq") or 0),
         )
+
+    async def exists(self, room: str) -> bool:
+        return bool(await self.redis.exists(self._key(room)))
 
     async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
         seq = int(

@@ -35,11 +35,13 @@ from app.rooms import (
     ROOM_ID_PATTERN,
     Broker,
     CreationLimit,
+    RoomEnded,
     RoomError,
     RoomGone,
     Snapshot,
     new_room_id,
     new_token,
+    room_expired,
     token_hash,
     token_matches,
 )
@@ -61,6 +63,7 @@ from app.session import (
 router = APIRouter()
 RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, examples=["k7m2xq9p"])]
 FOLLOWER_REFUSED = "only the presenter can drive this room; this connection follows it"
+PRESENTER_LEFT = "the presenter has left; this page keeps the last step until they return"
 # A follower that keeps sending after being told is closed (policy violation).
 FOLLOWER_STRIKES = 20
 
@@ -116,6 +119,29 @@ def room_links(session: RunSession) -> dict[str, str]:
     }
 
 
+def client_of(conn: Request | WebSocket) -> str:
+    return conn.client.host if conn.client else ""
+
+
+def guessing_wait(conn: Request | WebSocket) -> float:
+    """Seconds this client must wait before looking up another room (0: it may now)."""
+    misses: CreationLimit = conn.app.state.room_misses
+    return misses.blocked(client_of(conn))
+
+
+def too_many_misses(conn: Request | WebSocket, wait: float) -> str:
+    misses: CreationLimit = conn.app.state.room_misses
+    return (
+        f"too many lookups of rooms that do not exist from this client (at most "
+        f"{misses.per_client} per {misses.window_s:g} s); try again in {math.ceil(wait)} s"
+    )
+
+
+def missed(conn: Request | WebSocket) -> None:
+    misses: CreationLimit = conn.app.state.room_misses
+    misses.count(client_of(conn))
+
+
 def follow_url(request: Request | WebSocket, room: str) -> str:
     settings: Settings = request.app.state.settings
     return site_url(str(request.base_url), settings.public_url) + f"/live/{room}"
@@ -139,7 +165,7 @@ async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) 
     """A live room: the presenter token drives it, the follow URL watches it."""
     # Checked first, before any replay: a refused client must cost next to nothing.
     limit: CreationLimit = request.app.state.room_creations
-    wait = limit.retry_after(request.client.host if request.client else "")
+    wait = limit.retry_after(client_of(request))
     if wait > 0:
         detail = (
             f"too many rooms from this client (at most {limit.per_client} per "
@@ -197,8 +223,18 @@ async def live_page(
     room: str, request: Request, catalog: CatalogDep, templates: TemplatesDep
 ) -> Response:
     """The follower's view: the room's current step, rendered on the server, kept in sync."""
+    wait = guessing_wait(request)
+    if wait > 0:
+        page = error_page(
+            request,
+            templates,
+            PageError(429, "Too many unknown rooms", [too_many_misses(request, wait)]),
+        )
+        page.headers["Retry-After"] = str(math.ceil(wait))
+        return page
     record = await get_broker(request).get(room) if _valid_room(room) else None
     if record is None:
+        missed(request)
         gone = RoomGone(room[:40], get_broker(request).settings.idle_s)
         return error_page(request, templates, PageError(404, "No such live room", [str(gone)]))
     ctx: dict[str, Any] = {"room": room, "follow_url": follow_url(request, room), "d": None}
@@ -264,12 +300,20 @@ async def ws_room(
     out = Outbox(websocket)
 
     async def refuse(err: RoomError) -> None:
-        await out.send(error_message(str(err), [{"path": "room", "message": str(err)}]))
+        if isinstance(err, RoomEnded):
+            await out.send({"type": "ended", "reason": err.reason, "message": str(err)})
+        else:
+            await out.send(error_message(str(err), [{"path": "room", "message": str(err)}]))
         # A close reason is at most 123 bytes of UTF-8.
         await websocket.close(err.code, str(err).encode()[:120].decode("utf-8", "ignore"))
 
+    wait = guessing_wait(websocket)
+    if wait > 0:
+        await refuse(RoomError(too_many_misses(websocket, wait), 4429))
+        return
     record = await broker.get(room) if _valid_room(room) else None
     if record is None:
+        missed(websocket)
         await refuse(RoomGone(room[:40], broker.settings.idle_s))
         return
     if token is not None and not token_matches(token, record):
@@ -304,13 +348,26 @@ async def _present(websocket: WebSocket, room: str, broker: Broker, session: Run
     session.send = publish
     await reply({"type": "room", "room": room, "role": "presenter"})
     record = await broker.get(room)
+    kept = record.snapshot if record is not None else Snapshot()
     if record is not None and record.snapshot.loaded:
         try:
             await session.load(_load_message(record.snapshot))
         except (ValueError, LookupError) as exc:
             await reply(describe(exc))
+
+    async def left() -> None:
+        # Followers are told the presenter went (the room stays: they may come back, and
+        # their next step clears the note). The room's step is unchanged.
+        snapshot = snapshot_of(session) if session.source is not None else kept
+        message = {"type": "presenter", "connected": False, "message": PRESENTER_LEFT}
+        await broker.publish(room, snapshot, message)
+
     publishing = True
-    await drive(websocket, session, reply)
+    try:
+        await drive(websocket, session, reply)
+    finally:
+        with contextlib.suppress(Exception):  # the room may be gone, or the broker down
+            await asyncio.shield(left())
 
 
 async def _follow(
@@ -374,8 +431,15 @@ async def _follow(
                 refused = [{"path": "type", "message": FOLLOWER_REFUSED}]
                 await out.send(error_message(FOLLOWER_REFUSED, refused))
 
+        async def watch() -> None:
+            # Nothing is published when a room expires: look, without restarting its timer.
+            while True:
+                await asyncio.sleep(broker.settings.watch_s)
+                if not await broker.exists(room):
+                    raise room_expired(room, broker.settings.idle_s)
+
         # Structured (anyio) tasks: Starlette cancels the connection's scope when the client
-        # goes, and both halves must end with it. The first half to end ends the other.
+        # goes, and all three must end with it. The first one to end ends the others.
         problems: list[Exception] = []
         async with anyio.create_task_group() as group:
 
@@ -391,5 +455,6 @@ async def _follow(
 
             group.start_soon(guarded, forward)
             group.start_soon(guarded, refuse_commands)
+            group.start_soon(guarded, watch)
         if problems:
             raise problems[0]
