@@ -33,15 +33,16 @@ from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
+    STORE_DOWN_RETRY_S,
     Broker,
     CreationLimit,
     RoomEnded,
     RoomError,
     RoomGone,
     Snapshot,
+    StoreDown,
     new_room_id,
     new_token,
-    room_expired,
     token_hash,
     token_matches,
 )
@@ -191,8 +192,9 @@ async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) 
     room, token = new_room_id(), new_token()
     try:
         await get_broker(request).create(room, token_hash(token), snapshot)
-    except RoomError as err:
-        return JSONResponse({"detail": str(err), "errors": []}, status_code=503)
+    except RoomError as err:  # too many rooms, or the store (Redis) is down
+        headers = {"Retry-After": str(STORE_DOWN_RETRY_S)} if isinstance(err, StoreDown) else {}
+        return JSONResponse({"detail": str(err), "errors": []}, status_code=503, headers=headers)
     if present_url is not None:
         # The token rides in the #fragment, which browsers never send to a server or log;
         # present.js moves it into sessionStorage and drops it from the address bar.
@@ -232,10 +234,18 @@ async def live_page(
         )
         page.headers["Retry-After"] = str(math.ceil(wait))
         return page
-    record = await get_broker(request).get(room) if _valid_room(room) else None
+    broker = get_broker(request)
+    try:
+        record = await broker.get(room) if _valid_room(room) else None
+        if record is None:
+            missed(request)
+            gone = await broker.missing(room) if _valid_room(room) else None
+    except StoreDown as err:
+        page = error_page(request, templates, PageError(503, "Live rooms are down", [str(err)]))
+        page.headers["Retry-After"] = str(STORE_DOWN_RETRY_S)
+        return page
     if record is None:
-        missed(request)
-        gone = RoomGone(room[:40], get_broker(request).settings.idle_s)
+        gone = gone or RoomGone(room[:40], broker.settings.idle_s)
         return error_page(request, templates, PageError(404, "No such live room", [str(gone)]))
     ctx: dict[str, Any] = {"room": room, "follow_url": follow_url(request, room), "d": None}
     snapshot = record.snapshot
@@ -311,10 +321,15 @@ async def ws_room(
     if wait > 0:
         await refuse(RoomError(too_many_misses(websocket, wait), 4429))
         return
-    record = await broker.get(room) if _valid_room(room) else None
-    if record is None:
-        missed(websocket)
-        await refuse(RoomGone(room[:40], broker.settings.idle_s))
+    try:
+        record = await broker.get(room) if _valid_room(room) else None
+        if record is None:
+            missed(websocket)
+            gone = await broker.missing(room) if _valid_room(room) else None
+            await refuse(gone or RoomGone(room[:40], broker.settings.idle_s))
+            return
+    except StoreDown as err:
+        await refuse(err)
         return
     if token is not None and not token_matches(token, record):
         await refuse(RoomError("wrong presenter token for this room", 4403))
@@ -387,7 +402,7 @@ async def _follow(
         # whatever the snapshot already includes (seq <= seen) is skipped below.
         record = await broker.get(room)
         if record is None:
-            raise RoomGone(room, broker.settings.idle_s)
+            raise await broker.ended(room)
         seen = record.seq
         await out.send({"type": "room", "room": room, "role": "follower", "seq": seen})
         if record.snapshot.loaded:
@@ -407,6 +422,8 @@ async def _follow(
             nonlocal seen
             while True:
                 item = await sub.next()
+                if item is None and sub.problem is not None:
+                    raise sub.problem  # the store went down: not this follower's fault
                 if item is None:
                     raise RoomError("this follower fell too far behind; reload to catch up", 4408)
                 seq, text = item
@@ -436,7 +453,7 @@ async def _follow(
             while True:
                 await asyncio.sleep(broker.settings.watch_s)
                 if not await broker.exists(room):
-                    raise room_expired(room, broker.settings.idle_s)
+                    raise await broker.ended(room)
 
         # Structured (anyio) tasks: Starlette cancels the connection's scope when the client
         # goes, and all three must end with it. The first one to end ends the others.
