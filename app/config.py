@@ -86,6 +86,10 @@ class Settings:
     # The URL people reach the server by (e.g. https://pagerace.example), when it sits
     # behind a proxy: sockets accept this Origin as well as the request's own Host.
     public_url: str | None = None
+    # Without a public URL, links handed out use the request's Host only when it is one of
+    # these names (or loopback, or the address the request came to); PAGERACE_ALLOWED_HOSTS,
+    # comma-separated.
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -98,6 +102,11 @@ class Settings:
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
             public_url=os.environ.get("PAGERACE_PUBLIC_URL") or None,
+            allowed_hosts=tuple(
+                h.strip()
+                for h in os.environ.get("PAGERACE_ALLOWED_HOSTS", "").split(",")
+                if h.strip()
+            ),
             socket_cpu_burst_s=env_float("PAGERACE_SOCKET_CPU_BURST_S", cls.socket_cpu_burst_s),
             socket_cpu_share=env_float("PAGERACE_SOCKET_CPU_SHARE", cls.socket_cpu_share),
             follower_send_timeout_s=env_float(

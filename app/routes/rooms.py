@@ -145,7 +145,10 @@ def missed(conn: Request | WebSocket) -> None:
 
 def follow_url(request: Request | WebSocket, room: str) -> str:
     settings: Settings = request.app.state.settings
-    return site_url(str(request.base_url), settings.public_url) + f"/live/{room}"
+    base = site_url(
+        request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
+    )
+    return base + f"/live/{room}"
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -257,6 +260,8 @@ async def live_page(
             except (ValueError, LookupError) as err:
                 ctx["problem"] = str(err)
         response: Response = templates.TemplateResponse(request, "live.html", ctx)
+        if request.app.state.settings.public_url is None:
+            response.headers["Vary"] = "Host"  # the page shows the follow URL of this Host
         return response
 
     return await anyio.to_thread.run_sync(render)
