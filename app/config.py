@@ -78,8 +78,8 @@ class Settings:
     # in a worker thread and is charged here): bursts of socket_cpu_burst_s, and
     # socket_cpu_share of one core sustained. One /ws/run socket at 19 goto/s on a heavy
     # scenario left other users 2 answers in 20 s when this ran on the event loop.
-    socket_cpu_burst_s: float = 5.0
-    socket_cpu_share: float = 0.25
+    socket_cpu_burst_s: float = 3.0
+    socket_cpu_share: float = 0.2
     # A follower whose socket has not taken a message for this long has stopped reading:
     # it is dropped (its connection aborted) instead of holding the forwarder and its memory.
     follower_send_timeout_s: float = 10.0
