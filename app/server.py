@@ -55,6 +55,14 @@ def _open_counts(state: ServerState) -> Counter[str]:
     return counts
 
 
+def _release(state: ServerState, host: str) -> None:
+    """One connection from `host` fewer (forgotten at zero: the counter stays small)."""
+    counts = _open_counts(state)
+    counts[host] -= 1
+    if counts[host] <= 0:
+        del counts[host]
+
+
 def raw_response(
     status: int, reason: str, message: str, extra: dict[str, str] | None = None
 ) -> bytes:
@@ -103,10 +111,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _uncount(self) -> None:
         if self.counted is not None:
-            counts = _open_counts(self.server_state)
-            counts[self.counted] -= 1
-            if counts[self.counted] <= 0:
-                del counts[self.counted]
+            _release(self.server_state, self.counted)
             self.counted = None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -205,10 +210,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.counted is not None:
-            counts = _open_counts(self.server_state)
-            counts[self.counted] -= 1
-            if counts[self.counted] <= 0:
-                del counts[self.counted]
+            _release(self.server_state, self.counted)
             self.counted = None
         super().connection_lost(exc)
 

@@ -165,26 +165,11 @@ def attacker_http(
 
 
 def heavy_doc() -> tuple[dict[str, Any], list[str]]:
-    """5 actors x 12 dio_read macros and a 360-step schedule (the review's heavy case)."""
+    """The heavy scenario with the most variants a scenario may have (8)."""
     sys.path.insert(0, str(ROOT))
-    import engine
+    from heavy import heavy_scenario
 
-    doc = json.loads(json.dumps(engine.load_catalog()[SEED].document))
-    doc.pop("expect")
-    doc["id"] = "heavy"
-    doc["variants"] = {f"v{i}": {"kernel": "5.17"} for i in range(8)}  # the most allowed
-    doc["actors"] = [
-        {"name": f"a{i}", "ops": [{"dio_read": {"addr": "buf", "value": "B"}}] * 12}
-        for i in range(5)
-    ]
-    sc = engine.parse_scenario(doc)
-    config = engine.make_config(sc)
-    schedule: list[str] = []
-    run = engine.run_schedule(sc, config, schedule)
-    while not run.finished:
-        schedule.append(run.enabled[len(schedule) % len(run.enabled)])
-        run = engine.run_schedule(sc, config, schedule)
-    return doc, schedule
+    return heavy_scenario(variants=8)
 
 
 def amplification(port: int, seconds: float, spend: Spend) -> None:

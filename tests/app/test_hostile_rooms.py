@@ -3,21 +3,20 @@ their room ends or its presenter leaves, and room-id guessing is throttled per c
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 import engine
 from app.main import create_app
 from app.rooms import RoomSettings
 from scripts.servers import PAGERACE_SERVE, app_server
+from tests.app.test_rooms_redis import _post as new_room
+from tests.app.test_rooms_redis import _recv as recv
+from tests.app.test_rooms_redis import _ws as ws
 
 SEED = "madv-free-vs-dio"
 
@@ -29,26 +28,8 @@ def server() -> Iterator[str]:
         yield url
 
 
-def new_room(base: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        base + "/api/rooms", json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as res:
-        room: dict[str, Any] = json.loads(res.read())
-        return room
-
-
-def ws(base: str, path: str) -> ClientConnection:
-    return connect(base.replace("http://", "ws://") + path, open_timeout=10)
-
-
-def recv(sock: ClientConnection) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(sock.recv(timeout=10))
-    return message
-
-
 def test_followers_are_told_when_their_room_expires(server: str) -> None:
-    room = new_room(server, {"scenario": SEED})["room"]
+    room = new_room(server + "/api/rooms", {"scenario": SEED})["room"]
     with ws(server, f"/ws/rooms/{room}") as follower:
         assert recv(follower)["role"] == "follower"
         assert recv(follower)["type"] == "state"
@@ -61,7 +42,7 @@ def test_followers_are_told_when_their_room_expires(server: str) -> None:
 
 
 def test_followers_are_told_when_the_presenter_leaves(server: str) -> None:
-    room = new_room(server, {"scenario": SEED})
+    room = new_room(server + "/api/rooms", {"scenario": SEED})
     path = f"/ws/rooms/{room['room']}"
     with ws(server, path) as follower:
         assert recv(follower)["role"] == "follower"

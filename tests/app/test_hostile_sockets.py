@@ -3,7 +3,6 @@ budget, and a follower that never reads is dropped. Bounded; loopback only."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -21,37 +20,11 @@ from websockets.sync.client import connect
 import engine
 from app.config import Settings
 from app.main import create_app
+from scripts.heavy import heavy_scenario
 from scripts.servers import PAGERACE_SERVE, app_server
+from tests.app.test_hostile import on_loop
 
 SEED = "madv-free-vs-dio"
-
-
-def heavy_scenario() -> tuple[dict[str, Any], list[str]]:
-    """The review's heavy case: 5 actors x 12 dio_read macros and a 360-step schedule, whose
-    state message is ~400 KB and whose replay takes tens of ms."""
-    doc = json.loads(json.dumps(engine.load_catalog()[SEED].document))
-    doc.pop("expect")
-    doc["id"], doc["variants"] = "heavy", {"buggy": {"kernel": "5.17"}}
-    doc["actors"] = [
-        {"name": f"a{i}", "ops": [{"dio_read": {"addr": "buf", "value": "B"}}] * 12}
-        for i in range(5)
-    ]
-    sc = engine.parse_scenario(doc)
-    config = engine.make_config(sc)
-    schedule: list[str] = []
-    run = engine.run_schedule(sc, config, schedule)
-    while not run.finished:
-        schedule.append(run.enabled[len(schedule) % len(run.enabled)])
-        run = engine.run_schedule(sc, config, schedule)
-    return doc, schedule
-
-
-def on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def test_every_replay_a_socket_triggers_runs_off_the_event_loop(
