@@ -204,6 +204,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # each of 200 followers cost more than it saved (bench_rooms: p99 381 -> 45 ms, loopback).
     # A WebSocket message is refused (close 1009) once it passes the app's own message limit,
     # before uvicorn has buffered it: its default of 16 MiB let 20 sockets take 669 MB.
+    # The protocols are uvicorn's with header/body deadlines and a per-client connection cap
+    # (app/server.py; PAGERACE_HEADER_TIMEOUT_S, PAGERACE_BODY_TIMEOUT_S,
+    # PAGERACE_CLIENT_CONNECTIONS).
+    from app.server import HTTP_PROTOCOL, WS_PROTOCOL
+
     extra: dict[str, Any] = {}
     if args.forwarded_allow_ips is not None:  # else uvicorn's: $FORWARDED_ALLOW_IPS or 127.0.0.1
         extra["forwarded_allow_ips"] = args.forwarded_allow_ips
@@ -220,6 +225,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         root_path=args.root_path,
         proxy_headers=args.proxy_headers,
+        http=HTTP_PROTOCOL,
+        ws=WS_PROTOCOL,
         **extra,
     )
     return 0

@@ -116,6 +116,9 @@ MAX_STATES = 200_000
 # The fastest `play` may go: each step is a replay, and `delay_ms: 0` let one socket spend
 # 11.5 s of event-loop time on a heavy scenario. Faster requests are raised to this.
 MIN_PLAY_DELAY_MS = 50
+# The longest request target (path and query) the server reads: httptools keeps URL offsets
+# in 16 bits. app/server.py answers a longer one with 414.
+MAX_URL_BYTES = 65_535
 # Longest accepted name in a page parameter: a variant, a digest, an actor in t=.
 MAX_PARAM_CHARS = 64
 
@@ -131,16 +134,31 @@ class Settings:
     explore_time_limit_s: float = 10.0
     # A custom scenario inside a link is inflated at most to this size (zip-bomb guard)...
     max_doc_bytes: int = 256 * 1024
-    # ...and its packed form (the s= parameter) is at most this long.
-    max_link_chars: int = 64 * 1024
+    # ...and its packed form (the s= parameter) is at most this long: under the server's URL
+    # limit (MAX_URL_BYTES) with room for the path and the other parameters, so that a link
+    # over it gets the app's 422 naming s=, not the server's bare 400.
+    max_link_chars: int = 60 * 1024
     play_delay_ms: int = 700
     explore_cache_size: int = 64
     run_cache_bytes: int = 32 * 1024 * 1024
+    # Server CPU one socket may spend on replays (every load, step, goto and play step runs
+    # in a worker thread and is charged here): bursts of socket_cpu_burst_s, and
+    # socket_cpu_share of one core sustained. One /ws/run socket at 19 goto/s on a heavy
+    # scenario left other users 2 answers in 20 s when this ran on the event loop.
+    socket_cpu_burst_s: float = 3.0
+    socket_cpu_share: float = 0.2
+    # A follower whose socket has not taken a message for this long has stopped reading:
+    # it is dropped (its connection aborted) instead of holding the forwarder and its memory.
+    follower_send_timeout_s: float = 10.0
     # The URL people reach the server by (e.g. https://pagerace.example), when it sits
     # behind a proxy: sockets accept this Origin as well as the request's own Host.
     public_url: str | None = None
     # A folder of the user's own scenarios, served beside the catalog (`serve --scenarios`).
     scenarios_dir: Path | None = None
+    # Without a public URL, links handed out use the request's Host only when it is one of
+    # these names (or loopback, or the address the request came to); PAGERACE_ALLOWED_HOSTS,
+    # comma-separated.
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -154,4 +172,35 @@ class Settings:
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
             public_url=env_public_url("PAGERACE_PUBLIC_URL"),
             scenarios_dir=env_folder("PAGERACE_SCENARIOS"),
+            allowed_hosts=tuple(
+                h.strip()
+                for h in os.environ.get("PAGERACE_ALLOWED_HOSTS", "").split(",")
+                if h.strip()
+            ),
+            socket_cpu_burst_s=env_float("PAGERACE_SOCKET_CPU_BURST_S", cls.socket_cpu_burst_s),
+            socket_cpu_share=env_float("PAGERACE_SOCKET_CPU_SHARE", cls.socket_cpu_share),
+            follower_send_timeout_s=env_float(
+                "PAGERACE_FOLLOWER_SEND_TIMEOUT_S", cls.follower_send_timeout_s
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Connection limits of `pagerace serve` (app/server.py), below the app: uvicorn has no
+    header timeout and no per-client cap of its own. Override with PAGERACE_* variables."""
+
+    # A request's headers must arrive within this long of the connection opening (or of the
+    # previous response on a keep-alive connection); its body within body_timeout_s after.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # Open connections (HTTP and WebSocket) from one client address.
+    client_connections: int = 64
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        return cls(
+            header_timeout_s=env_float("PAGERACE_HEADER_TIMEOUT_S", cls.header_timeout_s),
+            body_timeout_s=env_float("PAGERACE_BODY_TIMEOUT_S", cls.body_timeout_s),
+            client_connections=env_int("PAGERACE_CLIENT_CONNECTIONS", cls.client_connections, 1),
         )

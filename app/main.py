@@ -71,6 +71,10 @@ def create_app(
     app.state.room_creations = CreationLimit(
         room_settings.client_rooms, room_settings.client_window_s
     )
+    # Failed room lookups per client (room-id guessing), on the same window.
+    app.state.room_misses = CreationLimit(
+        room_settings.client_misses, room_settings.client_window_s
+    )
     app.state.live_frames = FrameCache()
     app.state.catalog = dict(catalog) if catalog is not None else serve_catalog(settings)
     app.state.explorer = Explorer(settings)

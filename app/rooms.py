@@ -52,6 +52,14 @@ class RoomSettings:
     # Rooms one client (by IP) may create per window, in this process.
     client_rooms: int = 10
     client_window_s: float = 60.0
+    # Lookups of rooms that do not exist one client may make per window (room-id guessing:
+    # 990 guesses/s were answered before); then 429 until the window has passed.
+    client_misses: int = 30
+    # How often a follower's connection checks that its room still exists (to tell it).
+    watch_s: float = 15.0
+    # Each Redis command gives up after this long (and is tried at most twice): a frozen
+    # Redis made requests hang for 5 s, and redis-py's default retries would triple that.
+    redis_timeout_s: float = 1.0
 
     @classmethod
     def from_env(cls) -> RoomSettings:
@@ -63,6 +71,9 @@ class RoomSettings:
             unjoined_s=env_float("PAGERACE_ROOM_UNJOINED_S", cls.unjoined_s),
             client_rooms=env_int("PAGERACE_CLIENT_ROOMS", cls.client_rooms),
             client_window_s=env_float("PAGERACE_CLIENT_ROOM_WINDOW_S", cls.client_window_s),
+            client_misses=env_int("PAGERACE_CLIENT_ROOM_MISSES", cls.client_misses),
+            watch_s=env_float("PAGERACE_ROOM_WATCH_S", cls.watch_s),
+            redis_timeout_s=env_float("PAGERACE_REDIS_TIMEOUT_S", cls.redis_timeout_s),
         )
 
     @property
@@ -89,27 +100,80 @@ class RoomGone(RoomError):
         )
 
 
+class RoomEnded(RoomError):
+    """A room that went away under its followers: they are told why (a `{type: "ended"}`
+    message their page shows) and the socket closes with `code`."""
+
+    def __init__(self, message: str, reason: str, code: int = 4404) -> None:
+        super().__init__(message, code)
+        self.reason = reason
+
+
+class StoreDown(RoomError):
+    """The room store (Redis) does not answer: 503 on pages, close 1013 ("try again later")
+    on sockets, so that clients back off instead of being told something untrue."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the live-room store (Redis) is not answering; live rooms are unavailable "
+            "for now: try again in a few seconds",
+            1013,
+        )
+
+
+STORE_DOWN_RETRY_S = 5  # the Retry-After sent with a StoreDown 503
+
+
+def room_lost(room: str) -> RoomEnded:
+    return RoomEnded(
+        f"live room {room!r} was lost: the live-room store (Redis) restarted without its "
+        "rooms; the presenter can make a new one",
+        "lost",
+    )
+
+
+def room_expired(room: str, idle_s: float) -> RoomEnded:
+    minutes = max(1, round(idle_s / 60))
+    return RoomEnded(
+        f"live room {room!r} has ended: nobody drove it for {minutes} "
+        f"minute{'s' if minutes != 1 else ''}",
+        "expired",
+    )
+
+
 class CreationLimit:
-    """Rooms created per client in a sliding window (this process only; behind several
-    workers each keeps its own count). Forgets the least recently seen clients past
-    `max_clients`, so a spoofed-address flood cannot grow it without bound."""
+    """Events per client in a sliding window: rooms created, or failed room lookups (this
+    process only; behind several workers each keeps its own count). Forgets the least
+    recently seen clients past `max_clients`, so a spoofed-address flood cannot grow it
+    without bound."""
 
     def __init__(self, per_client: int, window_s: float, max_clients: int = 10_000) -> None:
         self.per_client, self.window_s, self.max_clients = per_client, window_s, max_clients
         self.recent: dict[str, list[float]] = {}
 
+    def blocked(self, client: str, now: float | None = None) -> float:
+        """0 when `client` is under its limit, else seconds until it is (counts nothing)."""
+        now = time.monotonic() if now is None else now
+        stamps = [t for t in self.recent.pop(client, []) if t > now - self.window_s]
+        if stamps:
+            self.recent[client] = stamps  # re-inserted: the dict's order is least recent first
+        if len(stamps) >= self.per_client:
+            return stamps[0] + self.window_s - now
+        return 0.0
+
+    def count(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.recent.setdefault(client, []).append(now)
+        while len(self.recent) > self.max_clients:
+            del self.recent[next(iter(self.recent))]
+
     def retry_after(self, client: str, now: float | None = None) -> float:
         """0 when `client` may create a room now (and counts it), else seconds to wait."""
         now = time.monotonic() if now is None else now
-        stamps = [t for t in self.recent.pop(client, []) if t > now - self.window_s]
-        if len(stamps) >= self.per_client:
-            self.recent[client] = stamps
-            return stamps[0] + self.window_s - now
-        stamps.append(now)
-        self.recent[client] = stamps  # re-inserted: the dict's order is least recent first
-        while len(self.recent) > self.max_clients:
-            del self.recent[next(iter(self.recent))]
-        return 0.0
+        wait = self.blocked(client, now)
+        if wait == 0.0:
+            self.count(client, now)
+        return wait
 
 
 class TooManyRooms(RoomError):
@@ -205,6 +269,8 @@ class Subscription:
     backlog: int
     queue: asyncio.Queue[tuple[int, str] | None] = field(init=False)
     overflowed: bool = False
+    # Why the inbox ended, when it was not this follower's slowness (the store went down).
+    problem: RoomError | None = None
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.backlog + 1)
@@ -219,6 +285,12 @@ class Subscription:
             self.queue.put_nowait(None)
             return
         self.queue.put_nowait((seq, text))
+
+    def fail(self, problem: RoomError) -> None:
+        """End the inbox for a reason of the server's, not the follower's."""
+        if not self.overflowed:
+            self.overflowed, self.problem = True, problem
+            self.queue.put_nowait(None)  # room for it: the queue holds backlog + 1
 
     async def next(self) -> tuple[int, str] | None:
         """The next message, or None when the follower fell too far behind."""
@@ -269,6 +341,18 @@ class Broker(Protocol):
         """The room, its idle timer restarted; None when it does not exist (or expired)."""
         ...
 
+    async def exists(self, room: str) -> bool:
+        """Whether the room is still there, without restarting its idle timer."""
+        ...
+
+    async def ended(self, room: str) -> RoomEnded:
+        """Why a room that existed is gone: it expired, or the store lost it."""
+        ...
+
+    async def missing(self, room: str) -> RoomError:
+        """Why a room someone asked for is not there (it may never have existed)."""
+        ...
+
     async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
         """Store the snapshot and send the message to every follower; returns its seq."""
         ...
@@ -313,10 +397,20 @@ class MemoryBroker:
             self._touch(room)
         return record
 
+    async def exists(self, room: str) -> bool:
+        self._purge()
+        return room in self.records
+
+    async def ended(self, room: str) -> RoomEnded:
+        return room_expired(room, self.settings.idle_s)  # this process's memory loses none
+
+    async def missing(self, room: str) -> RoomError:
+        return RoomGone(room, self.settings.idle_s)
+
     async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
         record = await self.get(room)
         if record is None:
-            raise RoomGone(room, self.settings.idle_s)
+            raise await self.ended(room)
         seq = record.seq + 1
         self.records[room] = replace(record, snapshot=snapshot, seq=seq)
         self.fanout.deliver(room, seq, with_seq(seq, _encode(message)))
@@ -363,15 +457,21 @@ class RedisBroker:
     """Rooms in Redis: any process can create, drive or follow any room.
 
     Each process keeps one pub/sub subscription per room it has followers for and fans the
-    messages out locally.
+    messages out locally. Every Redis failure (refused, reset, timed out) becomes StoreDown.
+    An epoch key, written once by whichever process starts first, tells a room that expired
+    from one that Redis lost when it restarted empty (the epoch changed under us).
     """
 
     PREFIX = "pagerace:room:"
     INDEX = "pagerace:rooms"
+    EPOCH = "pagerace:epoch"
 
     def __init__(self, settings: RoomSettings, url: str) -> None:
         try:
             import redis.asyncio as aioredis  # only needed when PAGERACE_REDIS_URL is set
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
         except ImportError as exc:  # the [redis] extra is optional
             raise RuntimeError(
                 "PAGERACE_REDIS_URL is set but the redis package is not installed: "
@@ -380,10 +480,38 @@ class RedisBroker:
 
         self.settings = settings
         self.fanout = Fanout()
-        self.redis = aioredis.from_url(url, decode_responses=True)
+        timeout = settings.redis_timeout_s
+        self.redis = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # One retry: a pooled connection Redis closed (a restart) fails once and is
+            # replaced; a frozen Redis costs at most two timeouts.
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         self.listeners: dict[str, tuple[asyncio.Task[None], asyncio.Future[None]]] = {}
         self.ttl = max(1, round(settings.idle_s))
         self.first_ttl = max(1, round(settings.first_ttl_s))
+        self.epoch: str | None = None
+        self.restarted: float | None = None  # when this process saw the epoch change
+
+    @contextlib.asynccontextmanager
+    async def _store(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except self.errors as exc:
+            raise StoreDown() from exc
+
+    async def _epoch(self) -> str:
+        """The store's epoch, made if missing (an empty Redis: new, or restarted)."""
+        await self.redis.set(self.EPOCH, secrets.token_hex(8), nx=True)
+        return str(await self.redis.get(self.EPOCH))
+
+    async def _remember_epoch(self) -> None:
+        if self.epoch is None:
+            self.epoch = await self._epoch()
 
     def _key(self, room: str) -> str:
         return self.PREFIX + room
@@ -392,27 +520,31 @@ class RedisBroker:
         return self.PREFIX + room + ":events"
 
     async def create(self, room: str, token_hash: str, snapshot: Snapshot) -> None:
-        created = await self.redis.eval(
-            _CREATE,
-            2,
-            self._key(room),
-            self.INDEX,
-            token_hash,
-            snapshot.to_json(),
-            self.first_ttl,
-            self.settings.max_rooms,
-        )
+        async with self._store():
+            await self._remember_epoch()
+            created = await self.redis.eval(
+                _CREATE,
+                2,
+                self._key(room),
+                self.INDEX,
+                token_hash,
+                snapshot.to_json(),
+                self.first_ttl,
+                self.settings.max_rooms,
+            )
         if not created:
             raise TooManyRooms(self.settings.max_rooms)
 
     async def get(self, room: str) -> RoomRecord | None:
         key = self._key(room)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(key)
-            pipe.expire(key, self.ttl)
-            # XX: only a room still indexed; its index entry follows its (now longer) TTL.
-            pipe.zadd(self.INDEX, {key: time.time() + self.ttl}, xx=True)
-            fields, _, _ = await pipe.execute()
+        async with self._store():
+            await self._remember_epoch()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(key)
+                pipe.expire(key, self.ttl)
+                # XX: only a room still indexed; its index entry follows its (now longer) TTL.
+                pipe.zadd(self.INDEX, {key: time.time() + self.ttl}, xx=True)
+                fields, _, _ = await pipe.execute()
         if not fields or "token" not in fields:
             return None
         return RoomRecord(
@@ -422,21 +554,44 @@ class RedisBroker:
             int(fields.get("seq") or 0),
         )
 
+    async def exists(self, room: str) -> bool:
+        async with self._store():
+            return bool(await self.redis.exists(self._key(room)))
+
+    async def _lost_recently(self) -> bool:
+        """Whether Redis lost its rooms (restarted empty) within the last idle period."""
+        async with self._store():
+            now = await self._epoch()
+        if self.epoch is not None and now != self.epoch:
+            self.epoch, self.restarted = now, time.monotonic()
+        return self.restarted is not None and time.monotonic() - self.restarted < self.ttl
+
+    async def ended(self, room: str) -> RoomEnded:
+        if await self._lost_recently():
+            return room_lost(room)
+        return room_expired(room, self.settings.idle_s)
+
+    async def missing(self, room: str) -> RoomError:
+        if await self._lost_recently():
+            return room_lost(room)
+        return RoomGone(room, self.settings.idle_s)
+
     async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
-        seq = int(
-            await self.redis.eval(
-                _PUBLISH,
-                3,
-                self._key(room),
-                self._channel(room),
-                self.INDEX,
-                snapshot.to_json(),
-                _encode(message),
-                self.ttl,
+        async with self._store():
+            seq = int(
+                await self.redis.eval(
+                    _PUBLISH,
+                    3,
+                    self._key(room),
+                    self._channel(room),
+                    self.INDEX,
+                    snapshot.to_json(),
+                    _encode(message),
+                    self.ttl,
+                )
             )
-        )
         if seq < 0:
-            raise RoomGone(room, self.settings.idle_s)
+            raise await self.ended(room)
         return seq
 
     async def _listen(self, room: str, ready: asyncio.Future[None]) -> None:
@@ -453,13 +608,13 @@ class RedisBroker:
                 head, _, body = str(item["data"]).partition("\n")
                 seq = int(head)
                 self.fanout.deliver(room, seq, with_seq(seq, body))
-        except Exception as exc:  # the connection broke: followers here get dropped
+        except Exception as exc:  # the connection broke: followers here are told why
             if not ready.done():
-                ready.set_exception(exc)
+                ready.set_exception(StoreDown())
             for sub in tuple(self.fanout.rooms.get(room, ())):
-                sub.overflowed = True
-                sub.queue.put_nowait(None)
-            raise
+                sub.fail(StoreDown())
+            if not isinstance(exc, self.errors):
+                raise
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -476,7 +631,11 @@ class RedisBroker:
         try:
             # Every follower waits until the channel is subscribed before it reads the
             # snapshot: otherwise a message published in between would be lost to it.
-            await asyncio.wait_for(asyncio.shield(listener[1]), timeout=5.0)
+            timeout = 2 * self.settings.redis_timeout_s
+            await asyncio.wait_for(asyncio.shield(listener[1]), timeout=timeout)
+        except TimeoutError as exc:
+            self._drop(sub)
+            raise StoreDown() from exc
         except BaseException:
             self._drop(sub)
             raise

@@ -115,9 +115,14 @@ class SecurityHeaders:
             await self._docs(scope, receive, send)
             return
 
+        host = Headers(scope=scope).get("host", "")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                security_headers(MutableHeaders(scope=message))
+                headers = MutableHeaders(scope=message)
+                security_headers(headers)
+                if 300 <= message["status"] < 400:
+                    relative_location(headers, host)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -196,11 +201,61 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
-def site_url(base_url: str, public_url: str | None) -> str:
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _hostname(netloc: str) -> str:
+    """`example.org:8000` -> `example.org`; `[::1]:8000` -> `::1`."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+def host_allowed(
+    host: str, server: tuple[str, int | None] | None, allowed: tuple[str, ...]
+) -> bool:
+    """Whether a request's Host names this server: a loopback name, the address the request
+    arrived at, or one of `allowed` (PAGERACE_ALLOWED_HOSTS)."""
+    name = _hostname(host)
+    if not name:
+        return False
+    known = {*LOOPBACK, *(h.lower() for h in allowed)}
+    if server is not None:
+        known.add(str(server[0]).lower())
+    return name in known
+
+
+def site_url(
+    scope: Scope, base_url: str, public_url: str | None, allowed: tuple[str, ...] = ()
+) -> str:
     """The server's own URL for links it hands out (follow URLs, QR codes, replay links):
-    the configured public URL when there is one, rather than whatever Host the request named
-    (a cache or proxy passing arbitrary Host values would otherwise store a poisoned link)."""
-    return (public_url or base_url).rstrip("/")
+    the configured public URL when there is one; else the request's Host if it names this
+    server (`host_allowed`); else the address the request arrived at. An arbitrary Host is
+    never reflected: a cache or proxy passing one would otherwise store a poisoned link."""
+    if public_url:
+        return public_url.rstrip("/")
+    headers = Headers(scope=scope)
+    server = scope.get("server")
+    if host_allowed(headers.get("host", ""), server, allowed) or not server:
+        return base_url.rstrip("/")
+    address, port = server
+    scheme = str(scope.get("scheme", "http"))
+    address = f"[{address}]" if ":" in str(address) else str(address)
+    default = port is None or (scheme, port) in (("http", 80), ("https", 443))
+    netloc = address if default else f"{address}:{port}"
+    return f"{scheme}://{netloc}{scope.get('root_path', '')}".rstrip("/")
+
+
+def relative_location(headers: MutableHeaders, host: str) -> None:
+    """A redirect to this same Host needs no scheme or host: `Location: /edit` rather than
+    `http://evil.example/edit`, so that a forged Host is not echoed into a cached redirect."""
+    location = headers.get("location")
+    if not location or not host:
+        return
+    parts = urlsplit(location)
+    if parts.netloc and parts.netloc.lower() == host.lower():
+        headers["location"] = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def cross_site_subresource(headers: Headers) -> bool:

@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
@@ -37,6 +38,7 @@ from app.schemas import (
 from app.service import BadInput, Catalog, Explorer, UnknownScenario, resolve_scenario
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+T = TypeVar("T")
 PROGRESS_EVERY_S = 0.1
 # What one socket may send: bursts for quick key presses, but not a flood.
 MESSAGES_PER_S = 20.0
@@ -65,11 +67,39 @@ def describe(exc: Exception) -> dict[str, Any]:
     return error_message(str(exc))
 
 
+class ReplayBudget:
+    """Server CPU time a socket may spend on replays: a bucket of `burst_s` seconds that
+    refills at `share` seconds per second. A replay is charged after it ran (its cost is only
+    known then), so the bucket may go below zero; the socket then waits until it is back."""
+
+    def __init__(self, burst_s: float, share: float) -> None:
+        self.burst_s, self.share = burst_s, share
+        self.tokens, self.stamp = burst_s, time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst_s, self.tokens + (now - self.stamp) * self.share)
+        self.stamp = now
+
+    def wait_s(self) -> float:
+        """0 when a replay may start now, else how long until it may."""
+        self._refill()
+        return 0.0 if self.tokens > 0 else (-self.tokens + 0.01) / self.share
+
+    def charge(self, spent_s: float) -> None:
+        self._refill()
+        self.tokens -= spent_s
+
+
 class RunSession:
-    """One client's run: a scenario, a configuration, a schedule and a cursor into it."""
+    """One client's run: a scenario, a configuration, a schedule and a cursor into it.
+
+    Every replay runs in a worker thread (`_offload`), charged to the socket's ReplayBudget:
+    the event loop serves everyone else meanwhile, and one socket gets a bounded share."""
 
     def __init__(self, catalog: Catalog, settings: Settings, explorer: Explorer, send: Send):
         self.catalog, self.settings, self.explorer, self.send = catalog, settings, explorer, send
+        self.budget = ReplayBudget(settings.socket_cpu_burst_s, settings.socket_cpu_share)
         self.scenario: engine.Scenario | None = None
         self.config: engine.Config | None = None
         self.source: LoadMessage | None = None  # the load that set scenario and config
@@ -85,18 +115,43 @@ class RunSession:
             raise BadInput("type", "send a 'load' message first")
         return self.scenario, self.config
 
-    def _run(self, upto: int) -> engine.Run:
+    async def _offload(self, work: Callable[[], T]) -> T:
+        """Run a replay off the event loop, charged to this socket's CPU budget."""
+        wait = self.budget.wait_s()
+        if wait > 0:
+            raise BadInput(
+                "message",
+                f"this connection has used its share of server time (replays may take "
+                f"{self.settings.socket_cpu_share:.0%} of a CPU core, in bursts of "
+                f"{self.settings.socket_cpu_burst_s:g} s); this command was dropped: "
+                f"try again in {wait:.1f} s",
+            )
+
+        def timed() -> tuple[T, float]:
+            started = time.thread_time()  # this thread's CPU: waiting for the GIL is free
+            result = work()
+            return result, time.thread_time() - started
+
+        result, spent = await anyio.to_thread.run_sync(timed)
+        self.budget.charge(spent)
+        return result
+
+    async def _replay(self, schedule: list[str]) -> tuple[engine.Run, dict[str, Any]]:
+        """The run of `schedule` and its JSON body, both built off the loop."""
         scenario, config = self._loaded()
-        return engine.run_schedule(scenario, config, self.schedule[:upto])
 
-    def _state(self) -> dict[str, Any]:
-        scenario, _ = self._loaded()
-        body = engine.run_to_json(self._run(self.at), scenario)
-        return {"type": "state", "at": self.at, "schedule": list(self.schedule), **body}
+        def work() -> tuple[engine.Run, dict[str, Any]]:
+            run = engine.run_schedule(scenario, config, schedule)
+            return run, engine.run_to_json(run, scenario)
 
-    def _transition(self, run: engine.Run) -> dict[str, Any]:
-        scenario, _ = self._loaded()
-        body = engine.run_to_json(run, scenario)
+        return await self._offload(work)
+
+    async def _state(self) -> dict[str, Any]:
+        at, schedule = self.at, list(self.schedule)
+        _, body = await self._replay(schedule[:at])
+        return {"type": "state", "at": at, "schedule": schedule, **body}
+
+    def _transition(self, body: dict[str, Any]) -> dict[str, Any]:
         step = body["steps"][-1]
         return {
             "type": "transition",
@@ -138,7 +193,7 @@ class RunSession:
             self._loaded()
             self._start(self.explore(message.max_states))
         elif isinstance(message, PauseMessage) and self.scenario is not None:
-            await self.send(self._state())
+            await self.send(await self._state())
 
     def _start(self, work: Awaitable[None]) -> None:
         self.cancelled = threading.Event()
@@ -154,37 +209,45 @@ class RunSession:
     async def load(self, message: LoadMessage) -> None:
         scenario = resolve_scenario(self.catalog, message.scenario)
         config = engine.make_config(scenario, message.variant, message.kernel, message.fixes)
-        engine.run_schedule(scenario, config, message.schedule)  # reject bad schedules now
+        schedule = list(message.schedule)
+        at = len(schedule) if message.at is None else min(message.at, len(schedule))
+
+        def work() -> dict[str, Any]:  # one offload: validated and rendered, or neither
+            run = engine.run_schedule(scenario, config, schedule)  # a bad schedule raises
+            if at < len(schedule):
+                run = engine.run_schedule(scenario, config, schedule[:at])
+            return engine.run_to_json(run, scenario)
+
+        body = await self._offload(work)
         self.scenario, self.config, self.source = scenario, config, message
-        self.schedule = list(message.schedule)
-        self.at = len(self.schedule) if message.at is None else min(message.at, len(self.schedule))
-        await self.send(self._state())
+        self.schedule, self.at = schedule, at
+        await self.send({"type": "state", "at": at, "schedule": list(schedule), **body})
 
     async def step(self, actor: str) -> None:
         self._loaded()
         if self.at >= self.settings.max_schedule:
             raise BadInput("actor", f"at most {self.settings.max_schedule} steps")
         candidate = list(step_schedule(self.schedule, self.at, actor))
-        scenario, config = self._loaded()
-        run = engine.run_schedule(scenario, config, candidate[: self.at + 1])
+        _, body = await self._replay(candidate[: self.at + 1])
         self.schedule, self.at = candidate, self.at + 1
-        await self.send(self._transition(run))
+        await self.send(self._transition(body))
 
     async def goto(self, index: int) -> None:
         self._loaded()
         if index > len(self.schedule):
             raise BadInput("index", f"step {index} is past the end ({len(self.schedule)} steps)")
         self.at = index
-        await self.send(self._state())
+        await self.send(await self._state())
 
     async def play(self, delay_s: float) -> None:
         if self.at >= len(self.schedule):
             self.at = 0  # at the end, play starts again from the beginning
         while self.at < len(self.schedule):
+            _, body = await self._replay(self.schedule[: self.at + 1])
             self.at += 1
-            await self.send(self._transition(self._run(self.at)))
+            await self.send(self._transition(body))
             await asyncio.sleep(delay_s)
-        await self.send(self._state())
+        await self.send(await self._state())
 
     async def explore(self, max_states: int | None) -> None:
         scenario, config = self._loaded()

@@ -10,7 +10,11 @@
   var dash = document.getElementById("dash");
   if (!dash || !document.body.classList.contains("live")) { return; }
   var room = dash.getAttribute("data-room");
-  var FINAL = { 4403: true, 4404: true, 4409: true, 1008: true };
+  // Close codes after which reconnecting cannot help (4429: too many unknown rooms).
+  var FINAL = { 4403: true, 4404: true, 4409: true, 4429: true, 1008: true };
+  // 1013 "try again later": the live-room store is down; retry, but slowly.
+  var UNAVAILABLE = 1013;
+  var ended = false;
   var seen = -1;
   var retries = 0;
   var wanted = null;
@@ -88,11 +92,23 @@
       return;
     }
     if (msg.type === "error") { say("⚠ " + msg.message); return; }
+    if (msg.type === "ended") {
+      // The room is gone (expired, or lost by the store): say so and stop for good.
+      ended = true;
+      status("✖ " + msg.message, "off");
+      say("");
+      return;
+    }
     if (typeof msg.seq === "number") {
       if (msg.seq < seen) { return; }
       seen = msg.seq;
     }
+    if (msg.type === "presenter") {
+      say(msg.connected ? "" : "⏸ " + msg.message);
+      return;
+    }
     if (msg.type === "state" || msg.type === "transition") {
+      say("");
       logLine(msg);
       if (msg.page_url && $("#open-own")) { $("#open-own").setAttribute("href", ROOT + msg.page_url); }
       if (msg.frame_url) { wanted = msg.frame_url; pump(); }
@@ -109,9 +125,22 @@
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + window.location.host + ROOT + "/ws/rooms/" + room);
-    socket.onopen = function () { retries = 0; };
-    socket.onmessage = function (ev) { onMessage(JSON.parse(ev.data)); };
+    socket.onmessage = function (ev) {
+      // The backoff resets only once a connection has carried a message: a server that
+      // accepts and then drops every socket (its store down) is not retried every second.
+      retries = 0;
+      onMessage(JSON.parse(ev.data));
+    };
     socket.onclose = function (ev) {
+      if (ended) { return; }
+      if (ev.code === UNAVAILABLE) {
+        retries += 1;
+        var wait = Math.min(30000, 2000 * Math.pow(2, retries));
+        status("○ " + (ev.reason || "the server cannot reach its room store") +
+          " · retrying in " + Math.round(wait / 1000) + " s", "off");
+        window.setTimeout(connect, wait);
+        return;
+      }
       if (FINAL[ev.code]) {
         status("✖ " + (ev.reason || "this room is closed") + " (" + ev.code + ")", "off");
         return;

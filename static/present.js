@@ -106,7 +106,6 @@
     socket = new WebSocket(scheme + window.location.host + ROOT + "/ws/rooms/" + room +
       "?token=" + encodeURIComponent(token));
     socket.onopen = function () {
-      retries = 0;
       roomStatus("● live: followers see every step", "on");
       // Whatever the room had, it now shows what is on this screen.
       last = view(frameData());
@@ -114,9 +113,20 @@
     };
     socket.onmessage = function (ev) {
       var msg = JSON.parse(ev.data);
+      // Reset only once the server has answered: one that accepts and then drops every
+      // socket (its room store down) is not retried every half second.
+      retries = 0;
       if (msg.type === "error") { say("⚠ room: " + msg.message); }
     };
     socket.onclose = function (ev) {
+      if (ev.code === 1013) {  // try again later: the room store (Redis) is down
+        retries += 1;
+        var wait = Math.min(30000, 2000 * Math.pow(2, retries));
+        roomStatus("○ " + (ev.reason || "live rooms are down") + " · retrying in " +
+          Math.round(wait / 1000) + " s", "off");
+        window.setTimeout(connect, wait);
+        return;
+      }
       if (ev.code === 4404 || ev.code === 4403) {
         roomStatus("✖ the room is gone: press p twice for a new one", "off");
         return;

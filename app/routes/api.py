@@ -150,6 +150,9 @@ def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainT
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
     params = link_params(scenario, config, body.scenario, body.schedule, at)
-    public_url = request.app.state.settings.public_url
-    link = site_url(str(request.base_url), public_url) + dashboard_path(scenario.id, params)
+    settings = request.app.state.settings
+    base = site_url(
+        request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
+    )
+    link = base + dashboard_path(scenario.id, params)
     return PlainTextResponse(f"{text}\n\nreplay: {link}\n")

@@ -33,11 +33,14 @@ from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
+    STORE_DOWN_RETRY_S,
     Broker,
     CreationLimit,
+    RoomEnded,
     RoomError,
     RoomGone,
     Snapshot,
+    StoreDown,
     new_room_id,
     new_token,
     token_hash,
@@ -61,8 +64,15 @@ from app.session import (
 router = APIRouter()
 RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, examples=["k7m2xq9p"])]
 FOLLOWER_REFUSED = "only the presenter can drive this room; this connection follows it"
+PRESENTER_LEFT = "the presenter has left; this page keeps the last step until they return"
 # A follower that keeps sending after being told is closed (policy violation).
 FOLLOWER_STRIKES = 20
+
+
+class FollowerStuck(Exception):
+    """A follower whose socket took no message for `follower_send_timeout_s`: it stopped
+    reading. It is dropped without a close handshake (which would wait behind the same full
+    buffer); the server's socket protocol aborts the connection (app/server.py)."""
 
 
 def get_broker(conn: Request | WebSocket) -> Broker:
@@ -110,9 +120,35 @@ def room_links(session: RunSession) -> dict[str, str]:
     }
 
 
+def client_of(conn: Request | WebSocket) -> str:
+    return conn.client.host if conn.client else ""
+
+
+def guessing_wait(conn: Request | WebSocket) -> float:
+    """Seconds this client must wait before looking up another room (0: it may now)."""
+    misses: CreationLimit = conn.app.state.room_misses
+    return misses.blocked(client_of(conn))
+
+
+def too_many_misses(conn: Request | WebSocket, wait: float) -> str:
+    misses: CreationLimit = conn.app.state.room_misses
+    return (
+        f"too many lookups of rooms that do not exist from this client (at most "
+        f"{misses.per_client} per {misses.window_s:g} s); try again in {math.ceil(wait)} s"
+    )
+
+
+def missed(conn: Request | WebSocket) -> None:
+    misses: CreationLimit = conn.app.state.room_misses
+    misses.count(client_of(conn))
+
+
 def follow_url(request: Request | WebSocket, room: str) -> str:
     settings: Settings = request.app.state.settings
-    return site_url(str(request.base_url), settings.public_url) + f"/live/{room}"
+    base = site_url(
+        request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
+    )
+    return base + f"/live/{room}"
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -133,7 +169,7 @@ async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) 
     """A live room: the presenter token drives it, the follow URL watches it."""
     # Checked first, before any replay: a refused client must cost next to nothing.
     limit: CreationLimit = request.app.state.room_creations
-    wait = limit.retry_after(request.client.host if request.client else "")
+    wait = limit.retry_after(client_of(request))
     if wait > 0:
         detail = (
             f"too many rooms from this client (at most {limit.per_client} per "
@@ -159,8 +195,9 @@ async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) 
     room, token = new_room_id(), new_token()
     try:
         await get_broker(request).create(room, token_hash(token), snapshot)
-    except RoomError as err:
-        return JSONResponse({"detail": str(err), "errors": []}, status_code=503)
+    except RoomError as err:  # too many rooms, or the store (Redis) is down
+        headers = {"Retry-After": str(STORE_DOWN_RETRY_S)} if isinstance(err, StoreDown) else {}
+        return JSONResponse({"detail": str(err), "errors": []}, status_code=503, headers=headers)
     if present_url is not None:
         # The token rides in the #fragment, which browsers never send to a server or log;
         # present.js moves it into sessionStorage and drops it from the address bar.
@@ -191,9 +228,27 @@ async def live_page(
     room: str, request: Request, catalog: CatalogDep, templates: TemplatesDep
 ) -> Response:
     """The follower's view: the room's current step, rendered on the server, kept in sync."""
-    record = await get_broker(request).get(room) if _valid_room(room) else None
+    wait = guessing_wait(request)
+    if wait > 0:
+        page = error_page(
+            request,
+            templates,
+            PageError(429, "Too many unknown rooms", [too_many_misses(request, wait)]),
+        )
+        page.headers["Retry-After"] = str(math.ceil(wait))
+        return page
+    broker = get_broker(request)
+    try:
+        record = await broker.get(room) if _valid_room(room) else None
+        if record is None:
+            missed(request)
+            gone = await broker.missing(room) if _valid_room(room) else None
+    except StoreDown as err:
+        page = error_page(request, templates, PageError(503, "Live rooms are down", [str(err)]))
+        page.headers["Retry-After"] = str(STORE_DOWN_RETRY_S)
+        return page
     if record is None:
-        gone = RoomGone(room[:40], get_broker(request).settings.idle_s)
+        gone = gone or RoomGone(room[:40], broker.settings.idle_s)
         return error_page(request, templates, PageError(404, "No such live room", [str(gone)]))
     ctx: dict[str, Any] = {"room": room, "follow_url": follow_url(request, room), "d": None}
     snapshot = record.snapshot
@@ -205,6 +260,8 @@ async def live_page(
             except (ValueError, LookupError) as err:
                 ctx["problem"] = str(err)
         response: Response = templates.TemplateResponse(request, "live.html", ctx)
+        if request.app.state.settings.public_url is None:
+            response.headers["Vary"] = "Host"  # the page shows the follow URL of this Host
         return response
 
     return await anyio.to_thread.run_sync(render)
@@ -258,13 +315,26 @@ async def ws_room(
     out = Outbox(websocket)
 
     async def refuse(err: RoomError) -> None:
-        await out.send(error_message(str(err), [{"path": "room", "message": str(err)}]))
+        if isinstance(err, RoomEnded):
+            await out.send({"type": "ended", "reason": err.reason, "message": str(err)})
+        else:
+            await out.send(error_message(str(err), [{"path": "room", "message": str(err)}]))
         # A close reason is at most 123 bytes of UTF-8.
         await websocket.close(err.code, str(err).encode()[:120].decode("utf-8", "ignore"))
 
-    record = await broker.get(room) if _valid_room(room) else None
-    if record is None:
-        await refuse(RoomGone(room[:40], broker.settings.idle_s))
+    wait = guessing_wait(websocket)
+    if wait > 0:
+        await refuse(RoomError(too_many_misses(websocket, wait), 4429))
+        return
+    try:
+        record = await broker.get(room) if _valid_room(room) else None
+        if record is None:
+            missed(websocket)
+            gone = await broker.missing(room) if _valid_room(room) else None
+            await refuse(gone or RoomGone(room[:40], broker.settings.idle_s))
+            return
+    except StoreDown as err:
+        await refuse(err)
         return
     if token is not None and not token_matches(token, record):
         await refuse(RoomError("wrong presenter token for this room", 4403))
@@ -275,7 +345,7 @@ async def ws_room(
             await _present(websocket, room, broker, session)
         else:
             await _follow(websocket, room, broker, catalog, settings, explorer, out)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, FollowerStuck):
         pass
     except RoomError as err:
         with contextlib.suppress(Exception):
@@ -298,13 +368,26 @@ async def _present(websocket: WebSocket, room: str, broker: Broker, session: Run
     session.send = publish
     await reply({"type": "room", "room": room, "role": "presenter"})
     record = await broker.get(room)
+    kept = record.snapshot if record is not None else Snapshot()
     if record is not None and record.snapshot.loaded:
         try:
             await session.load(_load_message(record.snapshot))
         except (ValueError, LookupError) as exc:
             await reply(describe(exc))
+
+    async def left() -> None:
+        # Followers are told the presenter went (the room stays: they may come back, and
+        # their next step clears the note). The room's step is unchanged.
+        snapshot = snapshot_of(session) if session.source is not None else kept
+        message = {"type": "presenter", "connected": False, "message": PRESENTER_LEFT}
+        await broker.publish(room, snapshot, message)
+
     publishing = True
-    await drive(websocket, session, reply)
+    try:
+        await drive(websocket, session, reply)
+    finally:
+        with contextlib.suppress(Exception):  # the room may be gone, or the broker down
+            await asyncio.shield(left())
 
 
 async def _follow(
@@ -324,7 +407,7 @@ async def _follow(
         # whatever the snapshot already includes (seq <= seen) is skipped below.
         record = await broker.get(room)
         if record is None:
-            raise RoomGone(room, broker.settings.idle_s)
+            raise await broker.ended(room)
         seen = record.seq
         await out.send({"type": "room", "room": room, "role": "follower", "seq": seen})
         if record.snapshot.loaded:
@@ -344,13 +427,18 @@ async def _follow(
             nonlocal seen
             while True:
                 item = await sub.next()
+                if item is None and sub.problem is not None:
+                    raise sub.problem  # the store went down: not this follower's fault
                 if item is None:
                     raise RoomError("this follower fell too far behind; reload to catch up", 4408)
                 seq, text = item
                 if seq <= seen:
                     continue
                 seen = seq
-                await out.text(text)
+                try:
+                    await asyncio.wait_for(out.text(text), settings.follower_send_timeout_s)
+                except TimeoutError:
+                    raise FollowerStuck(room) from None
 
         async def refuse_commands() -> None:
             strikes = 0
@@ -365,15 +453,22 @@ async def _follow(
                 refused = [{"path": "type", "message": FOLLOWER_REFUSED}]
                 await out.send(error_message(FOLLOWER_REFUSED, refused))
 
+        async def watch() -> None:
+            # Nothing is published when a room expires: look, without restarting its timer.
+            while True:
+                await asyncio.sleep(broker.settings.watch_s)
+                if not await broker.exists(room):
+                    raise await broker.ended(room)
+
         # Structured (anyio) tasks: Starlette cancels the connection's scope when the client
-        # goes, and both halves must end with it. The first half to end ends the other.
-        problems: list[RoomError] = []
+        # goes, and all three must end with it. The first one to end ends the others.
+        problems: list[Exception] = []
         async with anyio.create_task_group() as group:
 
             async def guarded(half: Callable[[], Awaitable[None]]) -> None:
                 try:
                     await half()
-                except RoomError as err:
+                except (RoomError, FollowerStuck) as err:
                     problems.append(err)
                 except WebSocketDisconnect:
                     pass
@@ -382,5 +477,6 @@ async def _follow(
 
             group.start_soon(guarded, forward)
             group.start_soon(guarded, refuse_commands)
+            group.start_soon(guarded, watch)
         if problems:
             raise problems[0]
