@@ -145,7 +145,7 @@ def serve_environment(args: argparse.Namespace) -> None:
     (a worker is a new process); checking here turns a bad value into one line and exit 2
     instead of a traceback from every worker.
     """
-    from app.config import Settings, SettingsError
+    from app.config import ServeSettings, Settings, SettingsError
     from app.rooms import RoomSettings
 
     if args.public_url is not None:
@@ -155,6 +155,7 @@ def serve_environment(args: argparse.Namespace) -> None:
     try:
         settings = Settings.from_env()
         rooms = RoomSettings.from_env()
+        ServeSettings.from_env()  # read again by each worker's protocols (app/server.py)
     except SettingsError as exc:
         option = {"PAGERACE_PUBLIC_URL": args.public_url, "PAGERACE_SCENARIOS": args.scenarios}
         for name, value in option.items():
