@@ -136,6 +136,12 @@ class Settings:
     play_delay_ms: int = 700
     explore_cache_size: int = 64
     run_cache_bytes: int = 32 * 1024 * 1024
+    # Explorations run in this many worker processes (0: in threads of the serving process,
+    # sharing its GIL, two at a time), with at most `explore_queue` more waiting, and at most
+    # `explore_per_client` running or waiting per client address: past that, 503 / 429.
+    explore_workers: int = min(2, os.cpu_count() or 1)
+    explore_queue: int = 8
+    explore_per_client: int = 2
     # The URL people reach the server by (e.g. https://pagerace.example), when it sits
     # behind a proxy: sockets accept this Origin as well as the request's own Host.
     public_url: str | None = None
@@ -152,6 +158,9 @@ class Settings:
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
+            explore_workers=env_int("PAGERACE_EXPLORE_WORKERS", cls.explore_workers),
+            explore_queue=env_int("PAGERACE_EXPLORE_QUEUE", cls.explore_queue),
+            explore_per_client=env_int("PAGERACE_EXPLORE_PER_CLIENT", cls.explore_per_client),
             public_url=env_public_url("PAGERACE_PUBLIC_URL"),
             scenarios_dir=env_folder("PAGERACE_SCENARIOS"),
         )

@@ -29,7 +29,9 @@ from engine.catalog import load_folder
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     redact_tokens_in_logs()  # after the server has set up its logging
+    app.state.explorer.warm()  # the worker processes start now, not on the first explore
     yield
+    app.state.explorer.close()
     await app.state.rooms.close()
 
 

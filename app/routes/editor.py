@@ -35,7 +35,7 @@ from app.editor import (
     unpack,
 )
 from app.links import LinkError, LinkTooLarge
-from app.service import Catalog, Explorer
+from app.service import Catalog, Explorer, client_of
 
 router = APIRouter(include_in_schema=False)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -208,7 +208,9 @@ async def _explore(
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(watch)
-        result = await explorer.explore(scenario, config, cancel=gone.is_set)
+        result = await explorer.explore(
+            scenario, config, cancel=gone.is_set, client=client_of(request)
+        )
         tasks.cancel_scope.cancel()
     return result
 
