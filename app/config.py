@@ -141,7 +141,8 @@ class Settings:
     # `explore_per_client` running or waiting per client address: past that, 503 / 429.
     explore_workers: int = min(2, os.cpu_count() or 1)
     explore_queue: int = 8
-    explore_per_client: int = 2
+    # One client never holds every worker: with 2, another client's search starts at once.
+    explore_per_client: int = max(1, explore_workers - 1)
     # The URL people reach the server by (e.g. https://pagerace.example), when it sits
     # behind a proxy: sockets accept this Origin as well as the request's own Host.
     public_url: str | None = None
@@ -150,6 +151,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        workers = env_int("PAGERACE_EXPLORE_WORKERS", cls.explore_workers)
         return cls(
             max_body_bytes=env_int("PAGERACE_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_schedule=env_int("PAGERACE_MAX_SCHEDULE", cls.max_schedule, 1, MAX_SCHEDULE),
@@ -158,9 +160,11 @@ class Settings:
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
-            explore_workers=env_int("PAGERACE_EXPLORE_WORKERS", cls.explore_workers),
+            explore_workers=workers,
             explore_queue=env_int("PAGERACE_EXPLORE_QUEUE", cls.explore_queue),
-            explore_per_client=env_int("PAGERACE_EXPLORE_PER_CLIENT", cls.explore_per_client),
+            explore_per_client=env_int(
+                "PAGERACE_EXPLORE_PER_CLIENT", max(1, workers - 1), minimum=1
+            ),
             public_url=env_public_url("PAGERACE_PUBLIC_URL"),
             scenarios_dir=env_folder("PAGERACE_SCENARIOS"),
         )

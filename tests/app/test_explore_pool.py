@@ -271,6 +271,23 @@ def test_progress_streams_from_the_worker(make_app: Callable[..., FastAPI]) -> N
     assert states == sorted(states) and states[0] > 0
 
 
+def test_workers_run_below_the_server_in_the_scheduler(make_app: Callable[..., FastAPI]) -> None:
+    """Two searches on a 2-core machine would otherwise take as much CPU as the server."""
+    app = make_app()
+    assert TestClient(app).post("/api/explore", json={"scenario": SMALL}).status_code == 200
+    (worker,) = explorer_of(app).pool._idle
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, worker.process.pid) == min(19, mine + 10)
+
+
+def test_one_client_never_holds_every_worker_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for workers, share in (("1", 1), ("2", 1), ("4", 3)):
+        monkeypatch.setenv("PAGERACE_EXPLORE_WORKERS", workers)
+        assert Settings.from_env().explore_per_client == share
+    monkeypatch.setenv("PAGERACE_EXPLORE_PER_CLIENT", "3")
+    assert Settings.from_env().explore_per_client == 3
+
+
 # --- a worker that dies --------------------------------------------------------------------
 
 
