@@ -18,7 +18,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from starlette.requests import HTTPConnection
 
 import engine
@@ -386,14 +385,17 @@ class Explorer:
             await gone()
             stop.set()
 
+        # A plain task, not a task group: a group would wrap the search's own error (a 503,
+        # an engine error) in an ExceptionGroup, which no handler knows (a 500).
+        watcher = asyncio.ensure_future(watch())
+        watcher.add_done_callback(lambda t: t.cancelled() or t.exception())
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(watch)
-                result = await asyncio.shield(work)
-                group.cancel_scope.cancel()
+            result = await asyncio.shield(work)
         except BaseException:
             stop.set()  # this request is being cancelled (the server stops): so is its search
             raise
+        finally:
+            watcher.cancel()
         return None if stop.is_set() else result
 
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -25,6 +26,7 @@ from starlette.testclient import WebSocketTestSession
 import engine
 from app import explore_pool
 from app.config import Settings
+from app.editor import STARTER
 from app.explore_pool import Job
 from app.links import encode_doc
 from app.main import create_app
@@ -160,6 +162,17 @@ def test_a_full_queue_is_503_with_retry_after_on_every_transport(
         page = other.get(link.replace("?", "/find-bug?"), headers={"accept": "text/html"})
         assert page.status_code == 503 and "retry-after" in page.headers
         assert "text/html" in page.headers["content-type"] and "busy" in page.text
+
+        # The editor: its htmx fragment (JSON, shown by editor.js), and the form without JS.
+        edited = other.post("/edit/explore", data={"text": STARTER, "v": "buggy"})
+        assert edited.status_code == 503 and "busy" in edited.json()["detail"]
+        assert "retry-after" in edited.headers
+        posted = other.post(
+            "/edit",
+            data={"text": STARTER, "v": "buggy", "do": "explore"},
+            headers={"accept": "text/html"},
+        )
+        assert posted.status_code == 503 and "busy" in posted.text
 
         with other.websocket_connect("/ws/run") as ws:
             ws.send_json({"type": "load", "scenario": SMALL, "variant": "fixed"})
@@ -307,3 +320,14 @@ def test_a_killed_worker_is_a_503_and_is_replaced(make_app: Callable[..., FastAP
     assert fixed.status_code == 200
     (fresh,) = explorer.pool._idle
     assert fresh.process.pid != worker.process.pid
+    # Over HTTP too: a 503 that says what happened, not a 500.
+    (worker,) = explorer.pool._idle
+    with ThreadPoolExecutor(1) as background:
+        asked = background.submit(client.post, "/api/explore", json={"scenario": BIG})
+        wait_for(lambda: explorer.pool.busy == 1, "the search to start")
+        time.sleep(0.2)
+        os.kill(worker.process.pid, signal.SIGKILL)
+        lost = asked.result(timeout=10)
+    assert lost.status_code == 503, lost.text
+    assert "killed by signal 9" in lost.json()["detail"] and "retry-after" in lost.headers
+    idle(app)
