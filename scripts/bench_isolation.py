@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bench_engine import family
-from bench_web import DASHBOARD, RUN_BODY, _Connection
-from servers import ROOT, UVICORN, free_port, percentile, stop, wait_until
+from bench_web import DASHBOARD, RUN_BODY, _Connection, uvicorn_command
+from servers import ROOT, app_process, percentile
 
 PLOTLY = "/static/vendor/plotly-basic-4.1.1.min.js"
 _titles = count()
@@ -47,27 +47,9 @@ def explore_body(actors: int) -> bytes:
 
 @contextmanager
 def server(env: dict[str, str] | None = None, workers: int = 1) -> Iterator[tuple[str, int]]:
-    """uvicorn on 127.0.0.1 (its own process, access log off); yields (base URL, pid)."""
-    port = free_port()
-    command = [*UVICORN, "--no-access-log", "--host", "127.0.0.1", "--port", str(port)]
-    if workers > 1:
-        command += ["--workers", str(workers)]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        import urllib.request
-
-        with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-
-    try:
-        wait_until(up, f"the app on port {port}", proc)
+    """uvicorn on 127.0.0.1 (access log off); yields (base URL, server pid)."""
+    with app_process(uvicorn_command(workers), env) as (url, proc):
         yield url, proc.pid
-    finally:
-        stop(proc)
 
 
 async def serial(url: str, method: str, path: str, body: bytes, seconds: float) -> list[float]:

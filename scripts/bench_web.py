@@ -31,12 +31,16 @@ DASHBOARD = f"/s/{SCENARIO}?v=buggy&t={','.join(SCHEDULE)}&at={len(SCHEDULE)}"
 TIME_LIMIT_S = 120.0  # per measurement: a stuck server ends the benchmark, not the machine
 
 
-def serve(workers: int = 1, env: dict[str, str] | None = None) -> AbstractContextManager[str]:
-    """The app under uvicorn on 127.0.0.1 (never another address); yields its base URL."""
+def uvicorn_command(workers: int = 1) -> list[str]:
     command = [*UVICORN, "--no-access-log"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    return app_server(command, env)
+    return command
+
+
+def serve(workers: int = 1, env: dict[str, str] | None = None) -> AbstractContextManager[str]:
+    """The app under uvicorn on 127.0.0.1 (never another address); yields its base URL."""
+    return app_server(uvicorn_command(workers), env)
 
 
 def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
