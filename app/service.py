@@ -349,12 +349,13 @@ class Explorer:
 
         work = self._submit(scenario, config, max_states, progress, stop, client)
         try:
-            # Shielded: the thread must run to its end even if this task is cancelled.
-            result = await (asyncio.shield(work) if abandon_on_cancel else work)
+            # Shielded: the thread runs to its end (and frees its slot) even if this task is
+            # cancelled; only its answer is then dropped.
+            result = await asyncio.shield(work)
         except asyncio.CancelledError:
             abandoned.set()
-            if not abandon_on_cancel:
-                with suppress(asyncio.CancelledError):
+            if not abandon_on_cancel:  # wait until the search has stopped
+                with suppress(Exception):
                     await asyncio.shield(work)
             raise
         if result is None:  # cancelled while it waited for a slot: nobody is left to read it

@@ -190,6 +190,26 @@ def test_a_full_queue_is_503_with_retry_after_on_every_transport(
     assert api.status_code == 200
 
 
+def test_a_room_presenter_is_told_and_the_followers_see_nothing(
+    make_app: Callable[..., FastAPI],
+) -> None:
+    app = make_app(explore_workers=1, explore_queue=0)
+    presenter_client = as_client(app, "10.0.0.2")
+    room = presenter_client.post("/api/rooms", json={"scenario": SMALL}).json()
+    path = f"/ws/rooms/{room['room']}"
+    with (
+        exploring(app, "10.0.0.1"),
+        presenter_client.websocket_connect(f"{path}?token={room['presenter_token']}") as ws,
+    ):
+        assert ws.receive_json()["type"] == "room"
+        assert ws.receive_json()["type"] == "state"  # the room's catch-up
+        ws.send_json({"type": "explore"})
+        refused = ws.receive_json()
+        assert refused["type"] == "error" and refused["status"] == 503, refused
+        assert "seq" not in refused  # the presenter's own, never published to followers
+    idle(app)
+
+
 def test_the_queue_holds_searches_until_a_slot_frees(make_app: Callable[..., FastAPI]) -> None:
     app = make_app(explore_workers=1, explore_queue=1, explore_per_client=5)
     explorer = explorer_of(app)
