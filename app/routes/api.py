@@ -123,7 +123,23 @@ async def run(body: RunRequest, request: Request, runner: RunnerDep) -> Response
     return Response(content.plain, media_type="application/json")
 
 
-@router.post("/explore", response_model=ExploreResponse)
+BUSY = "Retry-After: seconds until a search is likely to have finished"
+
+
+@router.post(
+    "/explore",
+    response_model=ExploreResponse,
+    responses={
+        429: {
+            "model": ErrorResponse,
+            "description": f"this client already has its share of explorations in flight. {BUSY}",
+        },
+        503: {
+            "model": ErrorResponse,
+            "description": f"the exploration queue is full, or its worker was lost. {BUSY}",
+        },
+    },
+)
 async def explore(
     body: ExploreRequest, request: Request, runner: RunnerDep, explorer: ExplorerDep
 ) -> Response:

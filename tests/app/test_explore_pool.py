@@ -351,3 +351,10 @@ def test_a_killed_worker_is_a_503_and_is_replaced(make_app: Callable[..., FastAP
     assert lost.status_code == 503, lost.text
     assert "killed by signal 9" in lost.json()["detail"] and "retry-after" in lost.headers
     idle(app)
+
+
+def test_the_api_documents_the_refusals(make_app: Callable[..., FastAPI]) -> None:
+    """Schema-driven clients (and schemathesis' conformance check) expect 429 and 503 here."""
+    responses = make_app().openapi()["paths"]["/api/explore"]["post"]["responses"]
+    assert {"429", "503"} <= set(responses)
+    assert "Retry-After" in responses["503"]["description"]
