@@ -26,6 +26,7 @@ import contextlib
 import gc
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +81,9 @@ def worker_main(conn: Connection) -> None:
     # x2.0 with 2 searches at the same priority).
     with contextlib.suppress(OSError):
         os.nice(NICE)
+    # Ctrl-C reaches the whole process group: the server stops its workers itself (None, or
+    # EOF when it has gone), so a worker ignores it instead of dying with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             message = conn.recv()

@@ -313,6 +313,21 @@ def test_workers_run_below_the_server_in_the_scheduler(make_app: Callable[..., F
     assert os.getpriority(os.PRIO_PROCESS, worker.process.pid) == min(19, mine + 10)
 
 
+def test_ctrl_c_is_left_to_the_server(make_app: Callable[..., FastAPI]) -> None:
+    """A terminal's Ctrl-C reaches the worker too: it must not die (with a traceback) before
+    the server has stopped it."""
+    app = make_app()
+    client = TestClient(app)
+    assert client.post("/api/explore", json={"scenario": SMALL}).status_code == 200
+    (worker,) = explorer_of(app).pool._idle
+    os.kill(worker.process.pid, signal.SIGINT)
+    time.sleep(0.3)
+    assert worker.alive
+    fixed = client.post("/api/explore", json={"scenario": SMALL, "variant": "fixed"})
+    assert fixed.status_code == 200
+    assert explorer_of(app).pool._idle == [worker]
+
+
 def test_one_client_never_holds_every_worker_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for workers, share in (("1", 1), ("2", 1), ("4", 3)):
         monkeypatch.setenv("PAGERACE_EXPLORE_WORKERS", workers)
