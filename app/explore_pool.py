@@ -2,8 +2,8 @@
 
 A search is pure CPU for up to its time limit; in a thread of the serving process it slowed
 every other user's pages and runs (issue 14: /api/run p50 1.3 -> 6.2 ms, a page 5.5 -> 31 ms).
-Here each search runs in a spawned worker process that imports only the engine, one search at a
-time, over its own socket pair:
+Here each search runs in a worker process that imports only the engine, one search at a time,
+over its own socket pair:
 
     server -> worker   ("job", n, Job)          start search n
     server -> worker   ("cancel", n)            the client has gone: stop search n
@@ -11,7 +11,7 @@ time, over its own socket pair:
     worker -> server   ("done", n, Exploration) or ("error", n, exception)
 
 The engine polls its `cancel` callback every REPORT_EVERY states; the worker's callback reads
-the pipe there, so a cancelled search stops within one progress interval and answers with its
+the socket there, so a cancelled search stops within one progress interval and answers with its
 (truncated) result. Messages carry the job number so that a late cancel can never stop the
 worker's next search. A worker that does not answer in time, or dies, is killed and replaced.
 
@@ -75,7 +75,7 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 def worker_main(conn: Connection) -> None:
-    """A worker process's loop: one job at a time until the pipe closes or says None."""
+    """A worker process's loop: one job at a time until the socket closes or says None."""
     # Below the server in the scheduler: two searches and the server on two cores otherwise
     # share them evenly, and other users' pages wait their turn (bench_isolation: page p50
     # x2.0 with 2 searches at the same priority).
@@ -94,7 +94,10 @@ def worker_main(conn: Connection) -> None:
         if message[0] != "job":
             continue  # a cancel for a search that has already answered
         _, number, job = message
-        _serve(conn, number, job)
+        try:
+            _serve(conn, number, job)
+        except OSError:  # the server went away mid-answer: nobody is left to serve
+            return
         gc.collect()  # the search's graph is garbage now: give it back before the next one
 
 
