@@ -278,7 +278,7 @@ def test_cancelling_stops_the_worker_job_and_frees_the_slot(
         assert ws.receive_json()["type"] == "state"
         began = time.monotonic()
         idle(app)
-        assert time.monotonic() - began < 3
+        assert time.monotonic() - began < explore_pool.GRACE_S  # stopped, not killed
         pids = [w.process.pid for w in pool._idle]
         # The same worker answers the next search: it stopped its job, it was not killed.
         ws.send_json({"type": "load", "scenario": SMALL, "variant": "fixed"})
@@ -289,19 +289,23 @@ def test_cancelling_stops_the_worker_job_and_frees_the_slot(
 
 
 def test_progress_streams_from_the_worker(make_app: Callable[..., FastAPI]) -> None:
-    app = make_app(explore_time_limit_s=1.0)
+    """Progress arrives while the search runs, in the socket's message shape, whatever the
+    machine's speed (a report per REPORT_EVERY states, at most one per 0.1 s)."""
+    app = make_app()
     with TestClient(app).websocket_connect("/ws/run") as ws:
         ws.send_json({"type": "load", "scenario": BIG})
         assert ws.receive_json()["type"] == "state"
         ws.send_json({"type": "explore"})
-        progress: list[dict[str, Any]] = []
+        progress = [ws.receive_json() for _ in range(3)]
+        ws.send_json({"type": "pause"})  # the search is still running: stop it
         while (message := ws.receive_json())["type"] == "progress":
-            progress.append(message)
-        assert message["type"] == "outcomes" and message["truncated"] is True
-    assert len(progress) >= 3, progress  # about one per 0.1 s over a 1 s search
-    assert all(set(p) == {"type", "states", "transitions"} for p in progress)
+            pass  # sent before the pause was read
+        assert message["type"] == "state"
+    assert all(set(p) == {"type", "states", "transitions"} for p in progress), progress
+    assert all(p["type"] == "progress" for p in progress)
     states = [p["states"] for p in progress]
     assert states == sorted(states) and states[0] > 0
+    idle(app)
 
 
 def test_workers_run_below_the_server_in_the_scheduler(make_app: Callable[..., FastAPI]) -> None:
