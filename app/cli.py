@@ -228,6 +228,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=args.proxy_headers,
         http=HTTP_PROTOCOL,
         ws=WS_PROTOCOL,
+        # A line per request cost 22% of throughput (issue 14); errors are logged either way.
+        access_log=args.access_log,
         **extra,
     )
     return 0
@@ -304,6 +306,11 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--log-json", action="store_true", help="log one JSON object per line (to stderr)"
+    )
+    s.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log a line per request (off by default: it costs about a fifth of throughput)",
     )
     s.set_defaults(fn=cmd_serve)
     s = sub.add_parser("list", help="list the catalog", epilog=EXIT_CODES, formatter_class=fmt)

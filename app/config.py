@@ -150,6 +150,13 @@ class Settings:
     # A follower whose socket has not taken a message for this long has stopped reading:
     # it is dropped (its connection aborted) instead of holding the forwarder and its memory.
     follower_send_timeout_s: float = 10.0
+    # Explorations run in this many worker processes (0: in threads of the serving process,
+    # sharing its GIL, two at a time), with at most `explore_queue` more waiting, and at most
+    # `explore_per_client` running or waiting per client address: past that, 503 / 429.
+    explore_workers: int = min(2, os.cpu_count() or 1)
+    explore_queue: int = 8
+    # One client never holds every worker: with 2, another client's search starts at once.
+    explore_per_client: int = max(1, explore_workers - 1)
     # The URL people reach the server by (e.g. https://pagerace.example), when it sits
     # behind a proxy: sockets accept this Origin as well as the request's own Host.
     public_url: str | None = None
@@ -162,6 +169,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        workers = env_int("PAGERACE_EXPLORE_WORKERS", cls.explore_workers)
         return cls(
             max_body_bytes=env_int("PAGERACE_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_schedule=env_int("PAGERACE_MAX_SCHEDULE", cls.max_schedule, 1, MAX_SCHEDULE),
@@ -170,6 +178,11 @@ class Settings:
                 "PAGERACE_EXPLORE_TIME_LIMIT_S", cls.explore_time_limit_s
             ),
             run_cache_bytes=env_int("PAGERACE_RUN_CACHE_BYTES", cls.run_cache_bytes),
+            explore_workers=workers,
+            explore_queue=env_int("PAGERACE_EXPLORE_QUEUE", cls.explore_queue),
+            explore_per_client=env_int(
+                "PAGERACE_EXPLORE_PER_CLIENT", max(1, workers - 1), minimum=1
+            ),
             public_url=env_public_url("PAGERACE_PUBLIC_URL"),
             scenarios_dir=env_folder("PAGERACE_SCENARIOS"),
             allowed_hosts=tuple(

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import engine
 from app.links import NumberTooLong, loads_bounded
 from app.security import security_headers
-from app.service import BadInput, UnknownScenario
+from app.service import CLIENT_GONE, BadInput, ClientGone, ExploreBusy, UnknownScenario
 
 
 def error_body(detail: str, errors: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
@@ -142,6 +142,23 @@ async def on_bad_input(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(f"invalid {exc.path}: {exc}", items), status_code=422)
 
 
+async def on_explore_busy(request: Request, exc: Exception) -> Response:
+    """No room for another exploration: 503 (queue full) or 429 (this client's share), with
+    Retry-After; a page for a browser that followed a link, JSON for the API and htmx."""
+    assert isinstance(exc, ExploreBusy)
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    if wants_html(request):
+        response = html_error(request, exc.status, "Too many explorations right now", [str(exc)])
+        response.headers.update(headers)
+        return response
+    items = [{"path": "explore", "message": str(exc)}]
+    return JSONResponse(error_body(str(exc), items), exc.status, headers=headers)
+
+
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    return Response(status_code=CLIENT_GONE)
+
+
 def wants_html(request: Request) -> bool:
     """A page request (a browser), not an API call: errors are shown as an HTML page."""
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
@@ -227,6 +244,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(engine.SetupError, on_setup_error)
     app.add_exception_handler(UnknownScenario, on_unknown_scenario)
     app.add_exception_handler(BadInput, on_bad_input)
+    app.add_exception_handler(ExploreBusy, on_explore_busy)
+    app.add_exception_handler(ClientGone, on_client_gone)
 
 
 class BodySizeLimit:

@@ -5,19 +5,24 @@ Routes never step the model themselves; they call these functions, which only ad
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import math
 import threading
-from collections import OrderedDict
+import weakref
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import anyio.to_thread
+from starlette.requests import HTTPConnection
 
 import engine
 from app.config import Settings
+from app.explore_pool import Job, SlotPool, WorkerLost
 
 Catalog = Mapping[str, engine.Scenario]
 ScenarioRef = str | Mapping[str, Any]
@@ -169,19 +174,58 @@ CLIENT_GONE = 499  # nginx's "client closed request": logged, never seen by the 
 CancelFn = Callable[[], bool]
 
 
+class ExploreBusy(Exception):
+    """No room for another exploration now: the queue is full (503) or this client already has
+    its share running or waiting (429). `retry_after_s` is when a slot is likely to be free."""
+
+    def __init__(self, status: int, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.status, self.retry_after_s = status, retry_after_s
+
+
+class ClientGone(Exception):
+    """The client went away before its exploration started; answered with CLIENT_GONE."""
+
+
 class Explorer:
-    """Runs explorations in worker threads and remembers complete results.
+    """Runs explorations in worker processes (app/explore_pool.py) and remembers complete results.
 
     Exploring is CPU-bound and deterministic for a given scenario document (keyed on its full
-    SHA-256) and configuration, so repeating "find a bug" then "explore all" costs one search.
+    SHA-256) and configuration, so repeating "find a bug" then "explore all" costs one search;
+    the cache lives here, in the serving process. A search that is not cached is admitted only
+    if the queue has room and its client (by address) has fewer than its share in flight, so one
+    client cannot make everyone else wait behind its searches (reliability-review F4).
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._cache: OrderedDict[tuple[object, ...], engine.Exploration] = OrderedDict()
         self._lock = threading.Lock()
-        # Two searches at once keep one core for the event loop on a 2-core machine.
-        self._limiter = anyio.CapacityLimiter(2)
+        in_process = settings.explore_workers < 1
+        # In process, two searches at once keep one core for the event loop on a 2-core machine.
+        self.pool = SlotPool(2 if in_process else settings.explore_workers, in_process)
+        self._admitted = 0
+        self._per_client: Counter[str] = Counter()
+        # One thread per admitted search: it waits for a slot, then drives its worker. Admission
+        # bounds them, so this executor never queues, and never shares anyio's thread limiter
+        # with page renders and replays.
+        self._threads = ThreadPoolExecutor(
+            self.pool.size + max(0, settings.explore_queue), thread_name_prefix="explore"
+        )
+        weakref.finalize(self, _shut_down, self.pool, self._threads)
+
+    def warm(self) -> None:
+        """Start the worker processes (else the first search starts them)."""
+        self.pool.warm()
+
+    def close(self) -> None:
+        _shut_down(self.pool, self._threads)
+
+    @property
+    def in_flight(self) -> int:
+        """Searches admitted and not yet answered by their worker (running or waiting)."""
+        with self._lock:
+            return self._admitted
 
     def bound(self, max_states: int | None) -> int:
         limit = self._settings.max_states
@@ -200,32 +244,84 @@ class Explorer:
         with self._lock:
             return self._cache.get(self._key(scenario, config, self.bound(max_states)))
 
-    def explore_sync(
+    def _admit(self, client: str) -> None:
+        settings = self._settings
+        retry = max(1, math.ceil(settings.explore_time_limit_s))
+        with self._lock:
+            mine = self._per_client[client]
+            if mine >= settings.explore_per_client:
+                raise ExploreBusy(
+                    429,
+                    f"this client already has {mine} exploration(s) running or waiting (at most "
+                    f"{settings.explore_per_client}); wait for one to finish or retry in {retry} s",
+                    retry,
+                )
+            capacity = self.pool.size + max(0, settings.explore_queue)
+            if self._admitted >= capacity:
+                raise ExploreBusy(
+                    503,
+                    f"the server is busy: {self._admitted} explorations are running or waiting "
+                    f"(at most {capacity}); retry in {retry} s",
+                    retry,
+                )
+            self._admitted += 1
+            self._per_client[client] += 1
+
+    def _leave(self, client: str) -> None:
+        with self._lock:
+            self._admitted -= 1
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
+
+    def _search(
         self,
         scenario: engine.Scenario,
         config: engine.Config,
-        max_states: int | None = None,
-        progress: ProgressFn | None = None,
-        cancel: CancelFn | None = None,
-    ) -> engine.Exploration:
-        hit = self.cached(scenario, config, max_states)
-        if hit is not None:
-            return hit
-        limit = self.bound(max_states)
-        result = engine.explore(
-            scenario,
-            config,
-            max_states=limit,
-            time_limit_s=self._settings.explore_time_limit_s,
-            progress=progress,
-            cancel=cancel,
-        )
-        if not result.truncated:
+        limit: int,
+        progress: ProgressFn | None,
+        cancel: CancelFn,
+    ) -> engine.Exploration | None:
+        """In a thread: wait for a slot, search, remember a complete result. None: cancelled
+        before it started."""
+        key = self._key(scenario, config, limit)
+        time_limit_s = self._settings.explore_time_limit_s
+        job = Job(scenario, config, limit, time_limit_s, progress is not None)
+        try:
+            result = self.pool.run(job, progress, cancel)
+        except WorkerLost as err:  # replaced already: the next search gets a fresh worker
+            raise ExploreBusy(503, f"{err}; retry", 1) from err
+        if result is not None and not result.truncated:
             with self._lock:
-                self._cache[self._key(scenario, config, limit)] = result
+                self._cache[key] = result
                 while len(self._cache) > self._settings.explore_cache_size:
                     self._cache.popitem(last=False)
         return result
+
+    def _submit(
+        self,
+        scenario: engine.Scenario,
+        config: engine.Config,
+        max_states: int | None,
+        progress: ProgressFn | None,
+        cancel: CancelFn,
+        client: str,
+    ) -> asyncio.Future[engine.Exploration | None]:
+        """Admit the search (or raise ExploreBusy) and start its thread; the client's share is
+        given back when the thread ends, that is once the worker has stopped."""
+        self._admit(client)
+        try:
+            work = self._threads.submit(
+                self._search, scenario, config, self.bound(max_states), progress, cancel
+            )
+        except BaseException:
+            self._leave(client)
+            raise
+        work.add_done_callback(lambda _: self._leave(client))
+        waited = asyncio.wrap_future(work)
+        # An abandoned search's error has no reader: mark it retrieved, not "never retrieved".
+        waited.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return waited
 
     async def explore(
         self,
@@ -235,19 +331,36 @@ class Explorer:
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         abandon_on_cancel: bool = False,
+        client: str = "",
     ) -> engine.Exploration:
-        """Explore off the event loop.
+        """Explore off the event loop, in a worker process; raises ExploreBusy if no room.
 
-        With `abandon_on_cancel` the awaiting task can be cancelled at once; the worker thread
-        then stops at its next `cancel()` poll, so callers pass a `cancel` that turns true.
+        With `abandon_on_cancel` the awaiting task can be cancelled at once; the search then
+        stops at its next `cancel()` poll (the task's cancellation also counts as one), and
+        its slot and the client's share are given back once it has.
         """
+        hit = self.cached(scenario, config, max_states)
+        if hit is not None:
+            return hit
+        abandoned = threading.Event()
 
-        def work() -> engine.Exploration:
-            return self.explore_sync(scenario, config, max_states, progress, cancel)
+        def stop() -> bool:
+            return abandoned.is_set() or (cancel is not None and cancel())
 
-        return await anyio.to_thread.run_sync(
-            work, limiter=self._limiter, abandon_on_cancel=abandon_on_cancel
-        )
+        work = self._submit(scenario, config, max_states, progress, stop, client)
+        try:
+            # Shielded: the thread runs to its end (and frees its slot) even if this task is
+            # cancelled; only its answer is then dropped.
+            result = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            abandoned.set()
+            if not abandon_on_cancel:  # wait until the search has stopped
+                with suppress(Exception):
+                    await asyncio.shield(work)
+            raise
+        if result is None:  # cancelled while it waited for a slot: nobody is left to read it
+            raise ClientGone
+        return result
 
     async def explore_until_gone(
         self,
@@ -255,29 +368,47 @@ class Explorer:
         config: engine.Config,
         gone: Callable[[], Awaitable[object]],
         max_states: int | None = None,
+        client: str = "",
     ) -> engine.Exploration | None:
         """Explore off the event loop, or stop early (None) once `gone()` returns.
 
-        For HTTP requests `gone` waits for the client to disconnect. The worker polls a flag
-        that is then set, so the search stops within one progress interval and still holds
-        its worker slot until it has (a cut-off search is never cached).
+        For HTTP requests `gone` waits for the client to disconnect. The search polls a flag
+        that is then set, so it stops within one progress interval; this returns once it has
+        (a cut-off search is never cached). Raises ExploreBusy if there is no room for it.
         """
+        hit = self.cached(scenario, config, max_states)
+        if hit is not None:
+            return hit
         stop = threading.Event()
-
-        def work() -> engine.Exploration | None:
-            if stop.is_set():  # gone while waiting for a free worker
-                return None
-            return self.explore_sync(scenario, config, max_states, cancel=stop.is_set)
+        work = self._submit(scenario, config, max_states, None, stop.is_set, client)
 
         async def watch() -> None:
             await gone()
             stop.set()
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch)
-            result = await anyio.to_thread.run_sync(work, limiter=self._limiter)
-            group.cancel_scope.cancel()
+        # A plain task, not a task group: a group would wrap the search's own error (a 503,
+        # an engine error) in an ExceptionGroup, which no handler knows (a 500).
+        watcher = asyncio.ensure_future(watch())
+        watcher.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            result = await asyncio.shield(work)
+        except BaseException:
+            stop.set()  # this request is being cancelled (the server stops): so is its search
+            raise
+        finally:
+            watcher.cancel()
         return None if stop.is_set() else result
+
+
+def _shut_down(pool: SlotPool, threads: ThreadPoolExecutor) -> None:
+    pool.close()
+    threads.shutdown(wait=False, cancel_futures=False)
+
+
+def client_of(conn: HTTPConnection) -> str:
+    """Whom a request or socket comes from, for per-client limits (uvicorn has already applied
+    trusted proxy headers to it)."""
+    return conn.client.host if conn.client is not None else ""
 
 
 async def disconnected(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:

@@ -3,7 +3,8 @@
 The client sends `{type: load|step|back|goto|play|pause|explore}`; the session answers through
 its `send` callback with `{type: transition|state|progress|outcomes|error}`. Play and explore
 are background jobs so that `pause` (or any new command) can stop them; exploring runs in a
-worker thread and is cancelled with the job.
+worker process (app/explore_pool.py) and is cancelled with the job. An explore refused for lack
+of room is an `error` with the HTTP status it would have had and `retry_after` seconds.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from app.schemas import (
     PlayMessage,
     StepMessage,
 )
-from app.service import BadInput, Catalog, Explorer, UnknownScenario, resolve_scenario
+from app.service import (
+    BadInput,
+    Catalog,
+    ExploreBusy,
+    Explorer,
+    UnknownScenario,
+    resolve_scenario,
+)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 T = TypeVar("T")
@@ -64,6 +72,9 @@ def describe(exc: Exception) -> dict[str, Any]:
         return error_message(str(exc), [{"path": "scenario", "message": str(exc)}])
     if isinstance(exc, BadInput):
         return error_message(str(exc), [{"path": exc.path, "message": str(exc)}])
+    if isinstance(exc, ExploreBusy):  # what HTTP says with 503/429 and Retry-After
+        busy = error_message(str(exc), [{"path": "type", "message": str(exc)}])
+        return {**busy, "status": exc.status, "retry_after": exc.retry_after_s}
     return error_message(str(exc))
 
 
@@ -97,9 +108,17 @@ class RunSession:
     Every replay runs in a worker thread (`_offload`), charged to the socket's ReplayBudget:
     the event loop serves everyone else meanwhile, and one socket gets a bounded share."""
 
-    def __init__(self, catalog: Catalog, settings: Settings, explorer: Explorer, send: Send):
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        explorer: Explorer,
+        send: Send,
+        client: str = "",
+    ) -> None:
         self.catalog, self.settings, self.explorer, self.send = catalog, settings, explorer, send
         self.budget = ReplayBudget(settings.socket_cpu_burst_s, settings.socket_cpu_share)
+        self.client = client  # the socket's address: explorations are limited per client
         self.scenario: engine.Scenario | None = None
         self.config: engine.Config | None = None
         self.source: LoadMessage | None = None  # the load that set scenario and config
@@ -201,7 +220,7 @@ class RunSession:
         async def guarded() -> None:
             try:
                 await work
-            except (ValueError, LookupError) as exc:
+            except (ValueError, LookupError, ExploreBusy) as exc:
                 await self.send(describe(exc))
 
         self.job = asyncio.create_task(guarded())
@@ -265,7 +284,13 @@ class RunSession:
 
         task = asyncio.ensure_future(
             self.explorer.explore(
-                scenario, config, max_states, progress, cancelled.is_set, abandon_on_cancel=True
+                scenario,
+                config,
+                max_states,
+                progress,
+                cancelled.is_set,
+                abandon_on_cancel=True,
+                client=self.client,
             )
         )
         try:

@@ -2,7 +2,8 @@
 
 Usage: .venv/bin/python scripts/bench.py [engine] [web] [rooms] [--redis]
   engine  explore time of every catalog scenario and variant, throughput, growth 2..5 actors
-  web     POST /api/run p50/p99 under 50 concurrent clients; the dashboard's first load
+  web     POST /api/run p50/p99 under 50 concurrent clients; the dashboard's first load;
+          other users during maximal explores, an explore flood, static CPU, wrk if installed
   rooms   a live room's fan-out to 200 followers, presenter step to last follower
 With no section named, all three run. The web and rooms sections start their own servers on
 127.0.0.1 (rooms --redis also a redis-server and a second app process).

@@ -31,12 +31,16 @@ DASHBOARD = f"/s/{SCENARIO}?v=buggy&t={','.join(SCHEDULE)}&at={len(SCHEDULE)}"
 TIME_LIMIT_S = 120.0  # per measurement: a stuck server ends the benchmark, not the machine
 
 
-def serve(workers: int = 1, env: dict[str, str] | None = None) -> AbstractContextManager[str]:
-    """The app under uvicorn on 127.0.0.1 (never another address); yields its base URL."""
+def uvicorn_command(workers: int = 1) -> list[str]:
     command = [*UVICORN, "--no-access-log"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    return app_server(command, env)
+    return command
+
+
+def serve(workers: int = 1, env: dict[str, str] | None = None) -> AbstractContextManager[str]:
+    """The app under uvicorn on 127.0.0.1 (never another address); yields its base URL."""
+    return app_server(uvicorn_command(workers), env)
 
 
 def _summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
@@ -61,22 +65,29 @@ class _Connection:
     built once and the response is read by Content-Length (or chunks): little else to do.
     """
 
-    def __init__(self, url: str, path: str, body: bytes) -> None:
+    def __init__(
+        self, url: str, path: str, body: bytes, method: str = "POST", source: str | None = None
+    ) -> None:
         self.host, port = url.removeprefix("http://").split(":")
         self.port = int(port)
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "Content-Type: application/json\r\nAccept-Encoding: gzip\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         self.request = head.encode() + body
+        # Another loopback address (127.0.0.N) is another client to the server's per-IP limits.
+        self.source = source
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def send(self) -> int:
         """One request; returns the status code after the whole body has arrived."""
         if self.reader is None or self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            local = (self.source, 0) if self.source else None
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host, self.port, local_addr=local
+            )
         self.writer.write(self.request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -239,6 +250,9 @@ def main(argv: list[str] | None = None) -> None:
         _print_latency(api_latency(args.clients, args.requests, workers))
     _print_latency(api_latency(args.clients, args.requests, 1, cached=False))
     _print_first_load(first_load())
+    import bench_isolation  # imports this module: here, not at the top
+
+    bench_isolation.report()
 
 
 if __name__ == "__main__":

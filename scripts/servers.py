@@ -66,6 +66,15 @@ def app_server(
     command: Sequence[str] = UVICORN, env: dict[str, str] | None = None, quiet: bool = False
 ) -> Iterator[str]:
     """The app (`command` plus --host and --port) on a free port; yields its base URL."""
+    with app_process(command, env, quiet) as (url, _):
+        yield url
+
+
+@contextmanager
+def app_process(
+    command: Sequence[str] = UVICORN, env: dict[str, str] | None = None, quiet: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As app_server, and the server's process too (to read its CPU time)."""
     port = free_port()
     out = subprocess.DEVNULL if quiet else None
     proc = subprocess.Popen(
@@ -83,7 +92,7 @@ def app_server(
 
     try:
         wait_until(up, f"the app on port {port}", proc)
-        yield url
+        yield url, proc
     finally:
         stop(proc)
 

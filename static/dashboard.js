@@ -261,7 +261,11 @@
   });
   document.body.addEventListener("htmx:responseError", function (ev) {
     setPlaying(false);
-    say("⚠ The server refused that request (" + ev.detail.xhr.status + ").");
+    var xhr = ev.detail.xhr;
+    var message = "The server refused that request (" + xhr.status + ").";
+    // A busy server (503, or 429 for this browser's share of explorations) says when to retry.
+    try { message = JSON.parse(xhr.responseText).detail || message; } catch (e) { /* not JSON */ }
+    say("⚠ " + message);
   });
   document.body.addEventListener("htmx:sendError", function () {
     setPlaying(false);

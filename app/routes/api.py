@@ -25,7 +25,15 @@ from app.schemas import (
     ScenarioSummary,
 )
 from app.security import site_url
-from app.service import CLIENT_GONE, BadInput, Body, Runner, disconnected, resolve_scenario
+from app.service import (
+    CLIENT_GONE,
+    BadInput,
+    Body,
+    Runner,
+    client_of,
+    disconnected,
+    resolve_scenario,
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "unknown scenario"},
@@ -115,20 +123,38 @@ async def run(body: RunRequest, request: Request, runner: RunnerDep) -> Response
     return Response(content.plain, media_type="application/json")
 
 
-@router.post("/explore", response_model=ExploreResponse)
+BUSY = "Retry-After: seconds until a search is likely to have finished"
+
+
+@router.post(
+    "/explore",
+    response_model=ExploreResponse,
+    responses={
+        429: {
+            "model": ErrorResponse,
+            "description": f"this client already has its share of explorations in flight. {BUSY}",
+        },
+        503: {
+            "model": ErrorResponse,
+            "description": f"the exploration queue is full, or its worker was lost. {BUSY}",
+        },
+    },
+)
 async def explore(
     body: ExploreRequest, request: Request, runner: RunnerDep, explorer: ExplorerDep
 ) -> Response:
     """Search every interleaving (bounded); outcomes with counts and a shortest example.
 
-    The search runs in a worker thread and stops when the client disconnects.
+    The search runs in a worker process and stops when the client disconnects; 503 (queue
+    full) or 429 (this client's share in use) with Retry-After when there is no room for it.
     """
     limit = runner.settings.max_states
     if body.max_states is not None and body.max_states > limit:
         raise BadInput("max_states", f"{body.max_states} is over the limit of {limit} states")
     scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
+    gone = partial(disconnected, request.receive)
     result = await explorer.explore_until_gone(
-        scenario, config, partial(disconnected, request.receive), body.max_states
+        scenario, config, gone, body.max_states, client=client_of(request)
     )
     if result is None:
         return Response(status_code=CLIENT_GONE)

@@ -7,7 +7,6 @@ the whole page from a plain form post, so the editor also works without JavaScri
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -35,7 +34,7 @@ from app.editor import (
     unpack,
 )
 from app.links import LinkError, LinkTooLarge
-from app.service import Catalog, Explorer
+from app.service import Catalog, ClientGone, Explorer, client_of
 
 router = APIRouter(include_in_schema=False)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -198,18 +197,16 @@ async def explore(
 async def _explore(
     request: Request, explorer: Explorer, scenario: engine.Scenario, config: engine.Config
 ) -> engine.Exploration:
-    """Explore off the event loop; a client that goes away (a newer Explore) stops the search."""
-    gone = threading.Event()
+    """Explore off the event loop; a client that goes away (a newer Explore) stops the search
+    (and is answered CLIENT_GONE)."""
 
-    async def watch() -> None:
+    async def gone() -> None:
         while not await request.is_disconnected():
             await anyio.sleep(0.2)
-        gone.set()
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(watch)
-        result = await explorer.explore(scenario, config, cancel=gone.is_set)
-        tasks.cancel_scope.cancel()
+    result = await explorer.explore_until_gone(scenario, config, gone, client=client_of(request))
+    if result is None:
+        raise ClientGone
     return result
 
 

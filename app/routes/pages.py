@@ -38,6 +38,7 @@ from app.service import (
     CLIENT_GONE,
     Catalog,
     UnknownScenario,
+    client_of,
     disconnected,
     resolve_scenario,
     shortest_violation,
@@ -277,7 +278,9 @@ async def _explored(
     notices: list[Notice] = []
     config = config_for(target.scenario, target.link.variant, notices)
     gone = partial(disconnected, request.receive)
-    result = await explorer.explore_until_gone(target.scenario, config, gone)
+    result = await explorer.explore_until_gone(
+        target.scenario, config, gone, client=client_of(request)
+    )
     if result is None:
         return Response(status_code=CLIENT_GONE)
     return Explored(target, config, result, notices)

@@ -50,7 +50,7 @@ from app.routes.api import ERRORS
 from app.routes.pages import PageError, error_page
 from app.schemas import LoadMessage, RoomCreated, RoomRequest
 from app.security import WS_POLICY, same_origin, site_url
-from app.service import Catalog, Explorer, resolve_scenario
+from app.service import Catalog, Explorer, client_of, resolve_scenario
 from app.session import (
     MESSAGE_BURST,
     MESSAGES_PER_S,
@@ -118,10 +118,6 @@ def room_links(session: RunSession) -> dict[str, str]:
         "frame_url": frame,
         "outcomes_url": frame.replace("/frame?", "/outcomes?", 1),
     }
-
-
-def client_of(conn: Request | WebSocket) -> str:
-    return conn.client.host if conn.client else ""
 
 
 def guessing_wait(conn: Request | WebSocket) -> float:
@@ -341,7 +337,7 @@ async def ws_room(
         return
     try:
         if token is not None:
-            session = RunSession(catalog, settings, explorer, out.send)
+            session = RunSession(catalog, settings, explorer, out.send, client_of(websocket))
             await _present(websocket, room, broker, session)
         else:
             await _follow(websocket, room, broker, catalog, settings, explorer, out)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.deps import CatalogDep, ExplorerDep, SettingsDep
 from app.security import WS_POLICY, same_origin
+from app.service import client_of
 from app.session import RunSession, drive
 
 router = APIRouter()
@@ -30,4 +31,5 @@ async def ws_run(
             await websocket.send_json(message)
 
     with suppress(WebSocketDisconnect):
-        await drive(websocket, RunSession(catalog, settings, explorer, send), send)
+        session = RunSession(catalog, settings, explorer, send, client_of(websocket))
+        await drive(websocket, session, send)

@@ -255,7 +255,9 @@ async def test_api_explore_stops_when_the_client_disconnects(slow_app: FastAPI) 
     assert after < 5, f"the search went on for {after:.1f} s after the client left"
     assert status == 499
     explorer: Explorer = slow_app.state.explorer
-    assert explorer._limiter.borrowed_tokens == 0  # the worker thread itself has stopped
+    # The worker itself has stopped: its slot and the client's share are free.
+    assert explorer.pool.busy == 0
+    assert explorer.in_flight == 0
     assert not explorer._cache  # a cut-off search is never cached
 
 
@@ -267,7 +269,8 @@ async def test_page_explorations_stop_when_the_client_disconnects(
     status, after = await call_then_leave(slow_app, "GET", f"/s/growth-5/{fragment}", query=query)
     assert after < 5, f"the search went on for {after:.1f} s after the client left"
     assert status == 499
-    assert slow_app.state.explorer._limiter.borrowed_tokens == 0
+    assert slow_app.state.explorer.pool.busy == 0
+    assert slow_app.state.explorer.in_flight == 0
 
 
 # --- page parameters ---------------------------------------------------------------------
