@@ -59,6 +59,21 @@ class Job:
     max_states: int
     time_limit_s: float
     progress: bool  # whether anyone listens: no progress messages otherwise
+    # "Find a bug": engine.find_first (fewest preemptions first, stops at the first
+    # violation), then the exhaustive search only if that finds none.
+    first: bool = False
+
+
+def search(job: Job, progress: ProgressFn | None, cancel: CancelFn) -> engine.Exploration:
+    """The job's search, wherever it runs."""
+    sc, cfg, states, seconds = job.scenario, job.config, job.max_states, job.time_limit_s
+    if job.first:
+        found = engine.find_first(sc, cfg, max_states=states, time_limit_s=seconds, cancel=cancel)
+        if found is not None:
+            return found
+    return engine.explore(
+        sc, cfg, max_states=states, time_limit_s=seconds, progress=progress, cancel=cancel
+    )
 
 
 class WorkerLost(RuntimeError):
@@ -125,14 +140,7 @@ def _serve(conn: Connection, number: int, job: Job) -> None:
             conn.send(("progress", number, states, transitions))
 
     try:
-        result = engine.explore(
-            job.scenario,
-            job.config,
-            max_states=job.max_states,
-            time_limit_s=job.time_limit_s,
-            progress=progress if job.progress else None,
-            cancel=cancel,
-        )
+        result = search(job, progress if job.progress else None, cancel)
     except Exception as exc:
         conn.send(("error", number, _portable(exc)))
     else:
@@ -266,14 +274,7 @@ class SlotPool:
         worker: _Worker | None = None
         try:
             if self.in_process:
-                return engine.explore(
-                    job.scenario,
-                    job.config,
-                    max_states=job.max_states,
-                    time_limit_s=job.time_limit_s,
-                    progress=progress,
-                    cancel=cancel,
-                )
+                return search(job, progress, cancel)
             worker = self._take_worker()
             try:
                 return worker.run(job, progress, cancel)

@@ -281,12 +281,13 @@ class Explorer:
         limit: int,
         progress: ProgressFn | None,
         cancel: CancelFn,
+        first: bool = False,
     ) -> engine.Exploration | None:
         """In a thread: wait for a slot, search, remember a complete result. None: cancelled
         before it started."""
         key = self._key(scenario, config, limit)
         time_limit_s = self._settings.explore_time_limit_s
-        job = Job(scenario, config, limit, time_limit_s, progress is not None)
+        job = Job(scenario, config, limit, time_limit_s, progress is not None, first)
         try:
             result = self.pool.run(job, progress, cancel)
         except WorkerLost as err:  # replaced already: the next search gets a fresh worker
@@ -306,13 +307,14 @@ class Explorer:
         progress: ProgressFn | None,
         cancel: CancelFn,
         client: str,
+        first: bool = False,
     ) -> asyncio.Future[engine.Exploration | None]:
         """Admit the search (or raise ExploreBusy) and start its thread; the client's share is
         given back when the thread ends, that is once the worker has stopped."""
         self._admit(client)
         try:
             work = self._threads.submit(
-                self._search, scenario, config, self.bound(max_states), progress, cancel
+                self._search, scenario, config, self.bound(max_states), progress, cancel, first
             )
         except BaseException:
             self._leave(client)
@@ -369,18 +371,21 @@ class Explorer:
         gone: Callable[[], Awaitable[object]],
         max_states: int | None = None,
         client: str = "",
+        first: bool = False,
     ) -> engine.Exploration | None:
         """Explore off the event loop, or stop early (None) once `gone()` returns.
 
         For HTTP requests `gone` waits for the client to disconnect. The search polls a flag
         that is then set, so it stops within one progress interval; this returns once it has
         (a cut-off search is never cached). Raises ExploreBusy if there is no room for it.
+        With `first`, a search that is not cached yet stops at the first bug it finds
+        (engine.find_first); a cached exhaustive result is still the answer when there is one.
         """
         hit = self.cached(scenario, config, max_states)
         if hit is not None:
             return hit
         stop = threading.Event()
-        work = self._submit(scenario, config, max_states, None, stop.is_set, client)
+        work = self._submit(scenario, config, max_states, None, stop.is_set, client, first)
 
         async def watch() -> None:
             await gone()

@@ -259,6 +259,7 @@ async def _explored(
     explorer: ExplorerDep,
     templates: TemplatesDep,
     scenario_id: str,
+    first: bool = False,
 ) -> Explored | Response:
     """The link's scenario and kernel, explored off the event loop (cached by the explorer),
     or the response to give instead: an error page, or nothing for a client that went away
@@ -279,11 +280,44 @@ async def _explored(
     config = config_for(target.scenario, target.link.variant, notices)
     gone = partial(disconnected, request.receive)
     result = await explorer.explore_until_gone(
-        target.scenario, config, gone, client=client_of(request)
+        target.scenario, config, gone, client=client_of(request), first=first
     )
     if result is None:
         return Response(status_code=CLIENT_GONE)
     return Explored(target, config, result, notices)
+
+
+def no_bug_found(result: engine.Exploration, kernel: str) -> str:
+    if result.truncated:
+        return (
+            f"No invariant broke in the {result.states} states searched on kernel {kernel}, "
+            "but the search was cut off before it covered every interleaving."
+        )
+    return (
+        f"No invariant can break on kernel {kernel}: all {result.interleavings} "
+        f"interleavings ({result.states} distinct states) are safe."
+    )
+
+
+def found_bug(result: engine.Exploration, outcome: engine.Outcome) -> str:
+    broken, steps = ", ".join(outcome.violations), len(outcome.example)
+    if result.first_bug:
+        return (
+            f"Found {broken} after {result.states} states, before the search covered every "
+            f"interleaving: this {steps}-step schedule needs {result.preemptions} "
+            "preemption(s), the fewest of any that breaks an invariant. Explore all counts "
+            "how many interleavings end this way."
+        )
+    text = (
+        f"Found {broken}: the shortest schedule that breaks an invariant has {steps} steps; "
+        f"{outcome.interleavings} of {result.interleavings} interleavings end this way."
+    )
+    if outcome.no_return > 0:
+        text += (
+            f" Step {outcome.no_return} is the point of no return: whatever runs after it, "
+            "the run ends broken."
+        )
+    return text
 
 
 @router.get("/s/{scenario_id}/find-bug", response_class=HTMLResponse)
@@ -295,37 +329,34 @@ async def find_bug(
     explorer: ExplorerDep,
     templates: TemplatesDep,
 ) -> Response:
-    """Explore, then show the shortest schedule that breaks an invariant, at its last step."""
-    explored = await _explored(request, catalog, settings, explorer, templates, scenario_id)
+    """Find a schedule that breaks an invariant and show it at its point of no return.
+
+    An exhaustive result already cached gives the shortest bad schedule with its counts;
+    otherwise the search stops at the first bug it finds (the fewest preemptions first), so
+    that a scenario too large to cover still gets a verdict in milliseconds.
+    """
+    explored = await _explored(
+        request, catalog, settings, explorer, templates, scenario_id, first=True
+    )
     if isinstance(explored, Response):
         return explored
     target, config, result, notices = explored
     outcome = shortest_violation(result)
-    if result.truncated:
+    if result.truncated and not result.first_bug:
         notices.append(Notice("warn", f"The search was cut off at {result.states} states."))
     if outcome is None:
-        notices.append(
-            Notice(
-                "info",
-                f"No invariant can break on kernel {config.kernel}: all {result.interleavings} "
-                f"interleavings ({result.states} distinct states) are safe.",
-            )
-        )
+        notices.append(Notice("info", no_bug_found(result, config.kernel)))
         link = target.link
     else:
         steps = len(outcome.example)
-        notices.append(
-            Notice(
-                "warn",
-                f"Found {', '.join(outcome.violations)}: the shortest schedule that breaks an "
-                f"invariant has {steps} steps; {outcome.interleavings} of {result.interleavings} "
-                "interleavings end this way.",
-            )
-        )
+        notices.append(Notice("warn", found_bug(result, outcome)))
+        # Land where the run is already lost, not on the free at its end: the step a reviewer
+        # points at (the bad outcome's last step when the search could not tell).
+        at = outcome.no_return if outcome.no_return > 0 else steps
         link = LinkInput(
             config.variant,
             tuple(outcome.example),
-            steps,
+            at,
             target.scenario.digest,
             target.link.custom,
         )
