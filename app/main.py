@@ -23,6 +23,7 @@ from app.routes import api, editor, pages, rooms, ws
 from app.routes.pages import FrameCache
 from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
+from app.session import ClientBudgets
 from app.static_files import DynamicGZip, StaticDirectory
 from engine.catalog import load_folder
 
@@ -81,6 +82,7 @@ def create_app(
         room_settings.client_misses, room_settings.client_window_s
     )
     app.state.live_frames = FrameCache()
+    app.state.replay_budgets = ClientBudgets(settings.socket_cpu_burst_s, settings.socket_cpu_share)
     app.state.catalog = dict(catalog) if catalog is not None else serve_catalog(settings)
     app.state.explorer = Explorer(settings)
     app.state.runner = Runner(app.state.catalog, settings)

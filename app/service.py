@@ -201,24 +201,35 @@ class Explorer:
         self._settings = settings
         self._cache: OrderedDict[tuple[object, ...], engine.Exploration] = OrderedDict()
         self._lock = threading.Lock()
+        self._admitted = 0
+        self._per_client: Counter[str] = Counter()
+        self._open()
+
+    def _open(self) -> None:
+        settings = self._settings
         in_process = settings.explore_workers < 1
         # In process, two searches at once keep one core for the event loop on a 2-core machine.
         self.pool = SlotPool(2 if in_process else settings.explore_workers, in_process)
-        self._admitted = 0
-        self._per_client: Counter[str] = Counter()
         # One thread per admitted search: it waits for a slot, then drives its worker. Admission
         # bounds them, so this executor never queues, and never shares anyio's thread limiter
         # with page renders and replays.
         self._threads = ThreadPoolExecutor(
             self.pool.size + max(0, settings.explore_queue), thread_name_prefix="explore"
         )
+        self._closed = False
         weakref.finalize(self, _shut_down, self.pool, self._threads)
 
     def warm(self) -> None:
-        """Start the worker processes (else the first search starts them)."""
+        """Start the worker processes (else the first search starts them); after a close (an
+        app whose lifespan ran before, as tests and ASGI harnesses do), open afresh."""
+        with self._lock:
+            if self._closed:
+                self._open()
         self.pool.warm()
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         _shut_down(self.pool, self._threads)
 
     @property
@@ -312,6 +323,9 @@ class Explorer:
         """Admit the search (or raise ExploreBusy) and start its thread; the client's share is
         given back when the thread ends, that is once the worker has stopped."""
         self._admit(client)
+        with self._lock:
+            if self._closed:  # called outside a running lifespan: open again, never a 500
+                self._open()
         try:
             work = self._threads.submit(
                 self._search, scenario, config, self.bound(max_states), progress, cancel, first

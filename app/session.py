@@ -101,6 +101,34 @@ class ReplayBudget:
         self._refill()
         self.tokens -= spent_s
 
+    def spent(self) -> bool:
+        """Whether the bucket is not full again yet (it still remembers recent replays)."""
+        self._refill()
+        return self.tokens < self.burst_s
+
+
+class ClientBudgets:
+    """One ReplayBudget per client address, shared by all of that client's sockets.
+
+    A budget per socket let one client open four sockets and take four shares (the 15 s
+    socket flood of scripts/abuse.py was never refused). Entries at rest (a full bucket)
+    are dropped when the table is full, so it stays bounded whatever the number of clients.
+    """
+
+    def __init__(self, burst_s: float, share: float, limit: int = 10_000) -> None:
+        self.burst_s, self.share, self.limit = burst_s, share, limit
+        self._budgets: dict[str, ReplayBudget] = {}
+
+    def of(self, client: str) -> ReplayBudget:
+        budget = self._budgets.get(client)
+        if budget is None:
+            if len(self._budgets) >= self.limit:
+                self._budgets = {
+                    c: b for c, b in self._budgets.items() if b.wait_s() > 0 or b.spent()
+                }
+            budget = self._budgets[client] = ReplayBudget(self.burst_s, self.share)
+        return budget
+
 
 class RunSession:
     """One client's run: a scenario, a configuration, a schedule and a cursor into it.
@@ -115,9 +143,11 @@ class RunSession:
         explorer: Explorer,
         send: Send,
         client: str = "",
+        budget: ReplayBudget | None = None,
     ) -> None:
         self.catalog, self.settings, self.explorer, self.send = catalog, settings, explorer, send
-        self.budget = ReplayBudget(settings.socket_cpu_burst_s, settings.socket_cpu_share)
+        # The client's shared budget when the route passes one (ClientBudgets), else its own.
+        self.budget = budget or ReplayBudget(settings.socket_cpu_burst_s, settings.socket_cpu_share)
         self.client = client  # the socket's address: explorations are limited per client
         self.scenario: engine.Scenario | None = None
         self.config: engine.Config | None = None

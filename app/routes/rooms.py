@@ -337,7 +337,9 @@ async def ws_room(
         return
     try:
         if token is not None:
-            session = RunSession(catalog, settings, explorer, out.send, client_of(websocket))
+            client = client_of(websocket)
+            budget = websocket.app.state.replay_budgets.of(client)
+            session = RunSession(catalog, settings, explorer, out.send, client, budget)
             await _present(websocket, room, broker, session)
         else:
             await _follow(websocket, room, broker, catalog, settings, explorer, out)

@@ -31,5 +31,7 @@ async def ws_run(
             await websocket.send_json(message)
 
     with suppress(WebSocketDisconnect):
-        session = RunSession(catalog, settings, explorer, send, client_of(websocket))
+        client = client_of(websocket)
+        budget = websocket.app.state.replay_budgets.of(client)
+        session = RunSession(catalog, settings, explorer, send, client, budget)
         await drive(websocket, session, send)

@@ -75,6 +75,25 @@ def test_a_socket_over_its_cpu_budget_is_told_and_stays_connected(
         assert ws.receive_json()["errors"][0]["path"] == "index"
 
 
+def test_one_clients_sockets_share_one_cpu_budget(catalog: Mapping[str, engine.Scenario]) -> None:
+    # A client that opens more sockets does not get more server time: the second socket of
+    # the same address inherits what the first one spent.
+    doc, schedule = heavy_scenario()
+    settings = replace(Settings(), socket_cpu_burst_s=0.02, socket_cpu_share=0.01)
+    client = TestClient(create_app(catalog, settings))
+    with client.websocket_connect("/ws/run") as first:
+        first.send_json({"type": "load", "scenario": doc, "schedule": schedule})
+        assert first.receive_json()["type"] == "state"
+        for index in (10, 20):
+            first.send_json({"type": "goto", "index": index})
+            first.receive_json()
+        with client.websocket_connect("/ws/run") as second:
+            second.send_json({"type": "load", "scenario": doc, "schedule": schedule})
+            reply = second.receive_json()
+            assert reply["type"] == "error", "a fresh socket must not bring a fresh budget"
+            assert "share of server time" in reply["message"]
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     env = {"PAGERACE_FOLLOWER_SEND_TIMEOUT_S": "1"}

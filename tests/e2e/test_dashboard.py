@@ -184,7 +184,7 @@ def test_explore_all_and_load_an_example(page: Page) -> None:
 def test_play_advances_through_the_schedule(page: Page) -> None:
     page.goto(f"/s/{SEED}")
     page.keyboard.press("f")
-    expect(page.locator("#violation-banner")).to_be_visible(timeout=15_000)
+    expect(page.locator(".notice", has_text="Found lost_write")).to_be_visible(timeout=15_000)
     total = int(page.locator("#total").inner_text())
     page.keyboard.press("Home")
     expect(page.locator("#at")).to_have_text("0")

@@ -62,6 +62,8 @@ def test_script_laden_scenario_renders_as_text(page: Page) -> None:
     page.keyboard.press("1")
     expect(page.locator("#at")).to_have_text("1")
     page.keyboard.press("f")
+    expect(page.locator(".notice", has_text="Found lost_write")).to_be_visible(timeout=15_000)
+    page.keyboard.press("End")  # Find a bug may stop at the point of no return
     expect(page.locator("#violation-banner")).to_contain_text("lost_write", timeout=15_000)
     page.keyboard.press("e")
     expect(page.locator("#totals")).to_contain_text("interleavings", timeout=15_000)
