@@ -7,6 +7,7 @@ odd link: problems become notices and the schedule is replayed as far as it stil
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 import engine
 from app import figures
+from app.context import About, about
 from app.links import LinkParams, dashboard_path, frame_path, join_names, step_schedule
 from app.panels import StatePanel, state_panel
 from app.service import Replay, replay_lenient
@@ -109,6 +111,7 @@ class Dashboard:
     page_url: str
     frame_url: str
     differing: tuple[int, ...] = ()
+    about: About | None = None  # what the scenario is, for the page header
     data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
 
 
@@ -131,6 +134,19 @@ def _replay(
     if replay.error is not None:
         applied = len(replay.applied)
         wanted = replay.requested[applied] if applied < len(replay.requested) else "?"
+        if link.compare and link.compare != config.variant:
+            # The user switched kernels: no link is involved, and the engine's "schedule step
+            # N:" prefix only repeats the step number.
+            why = re.sub(r"^schedule step \d+: ", "", str(replay.error)).rstrip(".")
+            notices.append(
+                Notice(
+                    "warn",
+                    f"On kernel {config.kernel} the schedule stops after step {applied}: "
+                    f"step {applied + 1} ({wanted}) cannot run here ({why}). Switching back "
+                    f"keeps all {len(replay.requested)} steps.",
+                )
+            )
+            return replay
         notices.append(
             Notice(
                 "warn",
@@ -320,6 +336,11 @@ def build_dashboard(
         )
         notices.append(Notice("info", text))
 
+    # A kernel switch that cut the schedule (a step that cannot run on this kernel) keeps the
+    # whole schedule in the way back, so A -> B -> A lands where it started.
+    cut_by_switch = bool(link.compare) and len(link.schedule) > len(replay.applied)
+    kept = link.schedule if cut_by_switch else replay.applied
+    kept_at = link.at if cut_by_switch and link.at is not None else at
     variants = tuple(
         VariantChoice(
             v.name,
@@ -327,12 +348,10 @@ def build_dashboard(
             v.name == config.variant,
             frame_path(
                 sid,
-                LinkParams(v.name, replay.applied, at, scenario.digest, link.custom),
+                LinkParams(v.name, kept, kept_at, scenario.digest, link.custom),
                 cmp=config.variant,
             ),
-            dashboard_path(
-                sid, LinkParams(v.name, replay.applied, at, scenario.digest, link.custom)
-            ),
+            dashboard_path(sid, LinkParams(v.name, kept, kept_at, scenario.digest, link.custom)),
         )
         for v in scenario.variants
     )
@@ -359,6 +378,7 @@ def build_dashboard(
         page_url=dashboard_path(sid, params),
         frame_url=frame_path(sid, params),
         differing=differing,
+        about=about(scenario),
     )
     dashboard.data.update(_island(dashboard, sid))
     return dashboard

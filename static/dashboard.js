@@ -10,6 +10,9 @@
   var PRESENT = document.body.classList.contains("present");
   var playing = false;
   var playTimer = null;
+  // The control the user acted on, to focus its successor after the frame is swapped: the
+  // swap replaces it, and focus falling back to <body> sends Tab back to the page's start.
+  var refocus = null;
 
   function $(sel) { return document.querySelector(sel); }
 
@@ -78,9 +81,45 @@
     return PRESENT ? pageUrl : pageUrl + (pageUrl.indexOf("?") < 0 ? "?" : "&") + "present=1";
   }
 
+  // What identifies a control across swaps: its id, its actor's key or its kernel variant.
+  function focusKey(el) {
+    if (!el || el === document.body || !el.closest || !el.closest("#frame, #player")) { return null; }
+    if (el.id) { return "#" + el.id; }
+    var key = el.getAttribute("data-step-key");
+    if (key) { return '.actor .step[data-step-key="' + key + '"]'; }
+    var variant = el.getAttribute("data-variant");
+    if (variant) { return '.kernel [data-variant="' + variant + '"]'; }
+    return null;
+  }
+
+  function restoreFocus() {
+    var key = refocus;
+    refocus = null;
+    if (!key) { return; }
+    var active = document.activeElement;
+    if (active && active !== document.body && document.contains(active)) { return; }
+    var el = document.querySelector(key);
+    // A finished actor's Step button is disabled: the next actor that can run, else the
+    // player's back button, keeps the user in the same part of the page.
+    if (!el || el.disabled) {
+      el = document.querySelector(key.indexOf(".step") >= 0 ? ".actor a.step" : ".kernel .seg.active");
+    }
+    if (!el) { el = document.querySelector("#btn-back:not([disabled]), #btn-forward:not([disabled])"); }
+    if (el) { el.focus(); }
+  }
+
+  // The step sentence, read out by screen readers (a region outside the swapped frame).
+  function announce() {
+    var out = $("#announce");
+    var narration = $("#narration");
+    if (out && narration) { out.textContent = narration.textContent.replace(/\s+/g, " ").trim(); }
+  }
+
   function afterFrame() {
     var data = frameData();
     if (!data) { return; }
+    restoreFocus();
+    announce();
     // The address bar is always a link to what is on screen (present.js adds its room).
     if (!LIVE) { window.history.replaceState(null, "", data.page_url); }
     var share = $("#share-link");
@@ -210,6 +249,19 @@
 
   function onKey(ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev.target)) { return; }
+    if (ev.key === " " || ev.key === "Enter") {
+      var control = ev.target && ev.target.closest ? ev.target.closest("a[role=button], button, summary") : null;
+      if (control) {
+        // ARIA buttons take Space (links only take Enter natively): activate, do not Play.
+        if (ev.key === " " && control.tagName === "A") {
+          ev.preventDefault();
+          if (!LIVE) { refocus = focusKey(control); activate(control); }
+        } else if (!LIVE) {
+          refocus = focusKey(control);
+        }
+        return; // a real <button> or <summary> handles Space and Enter itself
+      }
+    }
     if ($("#help") && $("#help").open && ev.key !== "?") { return; }
     var key = ev.key;
     var handled = true;
@@ -240,6 +292,8 @@
   // --- wiring --------------------------------------------------------------------------------
 
   document.addEventListener("click", function (ev) {
+    var acted = ev.target.closest ? ev.target.closest("a, button") : null;
+    if (acted && !LIVE) { refocus = focusKey(acted) || refocus; }
     var target = ev.target.closest ? ev.target.closest("button") : null;
     if (!target) { return; }
     if (target.id === "btn-play") { togglePlay(); }
@@ -254,7 +308,11 @@
     var id = ev.target && ev.target.id;
     if (id === "frame") { afterFrame(); }
     if (id === "player") { renderPlay(); }
-    if (id === "outcomes") { drawOutcomes(); $("#explore-panel").scrollIntoView({ block: "nearest" }); }
+    if (id === "outcomes") {
+      drawOutcomes();
+      // A follower (often a phone) keeps its place; the presenter is taken to the result.
+      if (!LIVE) { $("#explore-panel").scrollIntoView({ block: "nearest" }); }
+    }
   });
   document.body.addEventListener("htmx:responseError", function (ev) {
     setPlaying(false);

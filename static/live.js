@@ -61,7 +61,9 @@
       li.textContent = "↺ now at step " + msg.at + " of " + msg.schedule.length;
     }
     list.appendChild(li);
-    li.scrollIntoView({ block: "nearest" });
+    // Scroll the log box only, never the page: a phone follower reads the narration and the
+    // state at the top, and scrollIntoView would drag the whole page down to the log.
+    list.scrollTop = list.scrollHeight;
   }
 
   // Show the latest wanted frame; frames in between are skipped (the log keeps every step).

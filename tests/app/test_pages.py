@@ -174,9 +174,14 @@ def test_outcomes_fragment_has_totals_and_examples(client: TestClient) -> None:
 
 def test_pages_load_only_local_assets(client: TestClient) -> None:
     page = client.get(f"/s/{SEED}").text
-    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    # What the page loads (scripts, images, stylesheets); <a href> to git.kernel.org is a link
+    # the user may follow, not an asset.
+    sources = re.findall(r'src="([^"]+)"', page) + re.findall(r'<link [^>]*href="([^"]+)"', page)
+    assert any("/static/app.css" in src for src in sources)
     for src in sources:
         assert not src.startswith(("http:", "https:", "//")), src
+    for href in re.findall(r'<a [^>]*href="(https?:[^"]+)"', page):
+        assert href.startswith("https://git.kernel.org/"), href
     for src in re.findall(r'<script src="([^"]+)"', page):
         assert client.get(src).status_code == 200, src
     assert "<script>" not in page  # no inline scripts (CSP-ready)

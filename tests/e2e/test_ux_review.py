@@ -1,0 +1,282 @@
+"""The UX review's defects (shared/docs/ux-review.md, issue 15), re-tested in headless Chromium.
+
+One test per defect, named after it (h1_..., m7_...), each with the review's own repro; plus an
+axe-core scan of every kind of page that fails on any serious or critical violation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.e2e.conftest import shot
+
+pytestmark = pytest.mark.e2e
+SEED = "madv-free-vs-dio"
+BUGGY_13 = "v=buggy&t=dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd"
+# Vendored, pinned axe-core (tests/e2e/vendor/VENDOR.md): injected by the tests, never served.
+AXE = Path(__file__).with_name("vendor") / "axe-core-4.14.1.min.js"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def axe_context(browser: Browser, server: str) -> Iterator[BrowserContext]:
+    """A context that may inject axe-core: the app's CSP (rightly) refuses foreign scripts."""
+    context = browser.new_context(
+        base_url=server, viewport={"width": 1400, "height": 1000}, bypass_csp=True
+    )
+    yield context
+    context.close()
+
+
+def axe_serious(page: Page) -> list[str]:
+    """Serious and critical axe-core violations on the page as it is now, one line per node."""
+    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    result: dict[str, Any] = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    found = []
+    for rule in result["violations"]:
+        if rule["impact"] in ("serious", "critical"):
+            for node in rule["nodes"]:
+                target = " ".join(str(t) for t in node["target"])
+                found.append(f"{rule['id']} ({rule['impact']}) {target}: {node['failureSummary']}")
+    return found
+
+
+def wait_timeline(page: Page) -> None:
+    expect(page.locator("#timeline .main-svg").first).to_be_attached()
+
+
+def focused_id(page: Page) -> str:
+    return str(page.evaluate("() => document.activeElement && document.activeElement.id"))
+
+
+def focused_text(page: Page) -> str:
+    return str(page.evaluate("() => (document.activeElement || {}).textContent || ''"))
+
+
+# --- H4 / item 1: the scenario's context on the dashboard ------------------------------------
+
+
+def test_h4_dashboard_says_what_the_scenario_is(page: Page) -> None:
+    page.goto(f"/s/{SEED}")
+    about = page.locator("#about")
+    expect(about).to_be_visible()
+    # The summary's own words, the commits with what each did, linked to the kernel's git.
+    expect(about).to_contain_text("6c8e2a256915")
+    expect(about.locator(".summary")).to_contain_text("O_DIRECT")
+    fix = about.locator('li[data-commit="6c8e2a256915"]')
+    expect(fix).to_contain_text("fixed")
+    link = fix.locator("a")
+    expect(link).to_have_attribute("href", re.compile(r"git\.kernel\.org.*6c8e2a256915"))
+    expect(about.locator('li[data-commit="802a3a92ad7a"]')).to_contain_text("introduced")
+    expect(about.locator(".watch")).to_contain_text("watch")
+    shot(page, "ux-h4-about")
+
+
+def test_h4_catalog_summary_is_readable_without_a_tooltip(page: Page) -> None:
+    page.goto("/")
+    summary = page.locator(f'.card[data-scenario="{SEED}"] .summary')
+    # The full text is on the page for touch users: not clipped to a line with an ellipsis.
+    clipped = summary.evaluate("el => el.scrollHeight > el.clientHeight + 2")
+    more = page.locator(f'.card[data-scenario="{SEED}"] details.more')
+    assert not clipped or more.count() == 1
+
+
+def test_m4_catalog_names_what_each_commit_did(page: Page) -> None:
+    page.goto("/")
+    card = page.locator(f'.card[data-scenario="{SEED}"]')
+    expect(card.locator(".badge.ref", has_text="802a3a92ad7a")).to_contain_text("introduced")
+    expect(card.locator(".badge.ref", has_text="6c8e2a256915")).to_contain_text("fixed in 5.18")
+    seed2 = page.locator('.card[data-scenario="seed-drop-the-freeze"]')
+    expect(seed2.locator(".badge.ref", has_text="e286781d5f2e")).not_to_contain_text("fixed")
+
+
+# --- H5: an edited copy is marked ----------------------------------------------------------
+
+
+def test_h5_an_edited_copy_is_marked_as_such(page: Page) -> None:
+    page.goto(f"/s/{SEED}")
+    page.click("#btn-edit-copy")
+    editor = page.locator("#ed-text")
+    expect(editor).to_be_visible()
+    text = editor.input_value()
+    assert "value: B" in text
+    editor.fill(text.replace("value: B", "value: Z", 1))
+    # The share links follow the text (checked as you type).
+    expect(page.locator("#share-dashboard")).to_have_attribute("data-path", re.compile("s="))
+    page.click("a#btn-open")
+    expect(page).to_have_url(re.compile(r"[?&]s="))
+    expect(page.locator("h1.title")).to_contain_text("edited copy")
+    expect(page).to_have_title(re.compile("edited copy"))
+    expect(page.locator("#custom-mark")).to_contain_text("not the catalog")
+
+
+# --- M5: phone followers keep their place --------------------------------------------------
+
+
+def test_m5_phone_follower_is_not_scrolled_to_the_log(browser: Browser, server: str) -> None:
+    lecturer = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
+    phone = browser.new_context(base_url=server, viewport={"width": 390, "height": 844})
+    try:
+        presenter = lecturer.new_page()
+        presenter.goto(f"/s/{SEED}?v=buggy&present=1")
+        follow = presenter.locator("#follow-url")
+        expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
+        expect(presenter.locator("#room-status")).to_contain_text("live")
+        student = phone.new_page()
+        student.goto(follow.get_attribute("href") or "")
+        expect(student.locator("#live-status")).to_contain_text("live")
+        expect(student.locator("#live-log li").first).to_be_attached()
+        for n in range(3):
+            presenter.keyboard.press("1")
+            expect(student.locator("#live-log .log-step")).to_have_count(n + 1)
+        expect(student.locator("#at")).to_have_text("3")
+        assert student.evaluate("() => window.scrollY") == 0
+    finally:
+        lecturer.close()
+        phone.close()
+
+
+# --- M7: keyboard and screen reader ----------------------------------------------------------
+
+
+def test_m7_focus_stays_on_the_control_after_a_step(page: Page) -> None:
+    page.goto(f"/s/{SEED}?v=buggy")
+    wait_timeline(page)
+    step = page.locator('.actor .step[data-step-key="1"]')
+    step.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#at")).to_have_text("1")
+    expect(page.locator(":focus")).to_have_attribute("data-step-key", "1")
+    page.keyboard.press("Enter")
+    expect(page.locator("#at")).to_have_text("2")
+    # The kernel toggle keeps focus on the kernel group too.
+    page.locator(".kernel a.seg").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".kernel .seg.active")).to_contain_text("5.18")
+    assert "5.18" in focused_text(page) or "5.17" in focused_text(page)
+
+
+def test_m7_space_activates_role_button_links(page: Page) -> None:
+    page.goto(f"/s/{SEED}?v=buggy")
+    wait_timeline(page)
+    page.locator('.actor .step[data-step-key="2"]').focus()
+    page.keyboard.press(" ")
+    expect(page.locator("#at")).to_have_text("1")
+    expect(page.locator("#status-msg")).not_to_contain_text("Nothing to play")
+    page.locator(".kernel a.seg").first.focus()
+    page.keyboard.press(" ")
+    expect(page.locator(".kernel .seg.active")).to_contain_text("5.18")
+
+
+def test_m7_narration_is_a_live_region(page: Page) -> None:
+    page.goto(f"/s/{SEED}")
+    expect(page.locator("#narration")).to_have_attribute("aria-live", "polite")
+    page.click('.actor .step[data-step-key="1"]')
+    expect(page.locator("#at")).to_have_text("1")
+    expect(page.locator("#narration")).to_have_attribute("aria-live", "polite")
+
+
+def test_m7_glyph_states_have_words_for_screen_readers(page: Page) -> None:
+    page.goto(f"/s/{SEED}?v=buggy&t=dio,dio,dio&at=3")
+    wait_timeline(page)
+    # The next step's ▶ has a text equivalent.
+    nxt = page.locator(".line.next .mark").first
+    expect(nxt.locator(".sr-only")).to_have_text("next")
+
+
+# --- M8: kernel round trip keeps the schedule ------------------------------------------------
+
+
+def test_m8_kernel_round_trip_keeps_the_bug(page: Page) -> None:
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=13")
+    wait_timeline(page)
+    expect(page.locator("#violation-banner")).to_contain_text("lost_write")
+    page.keyboard.press("k")
+    expect(page.locator(".kernel .seg.active")).to_contain_text("5.18")
+    # Not "The link's step": no link was involved, the user switched kernels.
+    expect(page.locator(".notice").first).not_to_contain_text("The link's step")
+    page.keyboard.press("k")
+    expect(page.locator(".kernel .seg.active")).to_contain_text("5.17")
+    expect(page.locator("#violation-banner")).to_contain_text("lost_write")
+    expect(page.locator("#total")).to_have_text("13")
+
+
+# --- M9 and item 6: axe-core on every page ---------------------------------------------------
+
+
+def test_m9_catalog_has_an_h1_and_no_serious_axe_violation(axe_context: BrowserContext) -> None:
+    page = axe_context.new_page()
+    page.goto("/")
+    expect(page.locator("h1")).to_have_count(1)
+    assert axe_serious(page) == []
+
+
+def test_m9_dashboard_axe_clean_at_the_bug_and_after_explore(axe_context: BrowserContext) -> None:
+    page = axe_context.new_page()
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=8")
+    wait_timeline(page)
+    assert axe_serious(page) == []
+    page.keyboard.press("e")
+    expect(page.locator("#outcomes table")).to_be_visible()
+    page.keyboard.press("End")
+    expect(page.locator("#violation-banner")).to_be_visible()
+    page.click("#btn-copy-diagram")
+    expect(page.locator("#diagram-text")).to_contain_text("lost_write")
+    assert axe_serious(page) == []
+
+
+def test_m9_dashboard_axe_clean_in_dark_mode(browser: Browser, server: str) -> None:
+    context = browser.new_context(
+        base_url=server,
+        viewport={"width": 1400, "height": 1000},
+        bypass_csp=True,
+        color_scheme="dark",
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"/s/{SEED}?{BUGGY_13}&at=13")
+        wait_timeline(page)
+        page.keyboard.press("e")
+        expect(page.locator("#outcomes table")).to_be_visible()
+        assert axe_serious(page) == []
+        page.goto("/")
+        assert axe_serious(page) == []
+        page.goto("/edit")
+        assert axe_serious(page) == []
+    finally:
+        context.close()
+
+
+def test_m9_editor_axe_clean_with_explore_and_reference(axe_context: BrowserContext) -> None:
+    page = axe_context.new_page()
+    page.goto(f"/edit?from={SEED}")
+    expect(page.locator("#ed-text")).to_be_visible()
+    page.click("#btn-explore")
+    expect(page.locator("#explore-result table").first).to_be_visible()
+    for details in page.locator("details").all():
+        details.evaluate("el => { el.open = true; }")
+    assert axe_serious(page) == []
+
+
+def test_m9_presenter_and_follower_axe_clean(axe_context: BrowserContext) -> None:
+    presenter = axe_context.new_page()
+    presenter.goto(f"/s/{SEED}?{BUGGY_13}&at=8&present=1")
+    follow = presenter.locator("#follow-url")
+    expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
+    expect(presenter.locator("#room-status")).to_contain_text("live")
+    wait_timeline(presenter)
+    student = axe_context.new_page()
+    student.goto(follow.get_attribute("href") or "")
+    expect(student.locator("#live-status")).to_contain_text("live")
+    expect(student.locator("#live-log li").first).to_be_attached()
+    wait_timeline(student)
+    assert axe_serious(student) == []
+    assert axe_serious(presenter) == []
