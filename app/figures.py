@@ -202,7 +202,10 @@ def outcomes_figure(exploration: engine.Exploration) -> Figure:
             "y": [float(count) for count in counts],  # exact counts are in the table
             "customdata": list(range(len(outcomes))),
             "text": [str(count) for count in counts],
-            "textposition": "auto",
+            # Above the bar, in the page's text colour: white on the hatched vermillion bar
+            # was unreadable.
+            "textposition": "outside",
+            "cliponaxis": False,
             "hovertemplate": "%{x}<br>%{text} interleavings<extra></extra>",
             "marker": {"color": colours, "pattern": {"shape": patterns}},
         }

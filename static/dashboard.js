@@ -30,10 +30,28 @@
 
   function absolute(path) { return window.location.origin + path; }
 
+  // The page's colours (dark mode included) and, on a projector, its larger type: plotly's
+  // defaults are white-background grid lines and 12 px labels.
   function themed(layout) {
     var copy = Object.assign({}, layout);
+    var grid = getComputedStyle(document.documentElement).getPropertyValue("--line").trim();
     copy.font = { color: getComputedStyle(document.body).color };
+    if (PRESENT) { copy.font.size = 18; }
+    Object.keys(copy).forEach(function (key) {
+      if (/^[xy]axis\d*$/.test(key) && grid) {
+        copy[key] = Object.assign({ gridcolor: grid, zerolinecolor: grid }, copy[key]);
+      }
+    });
+    if (grid && !copy.yaxis) { copy.yaxis = { gridcolor: grid, zerolinecolor: grid }; }
     return copy;
+  }
+
+  // Plotly's responsive resize sizes a chart from its container, and an empty container is
+  // only as tall as its CSS min-height: after a window resize (a projector plugged in) the
+  // chart was drawn over the controls below it. The container keeps the figure's height.
+  function sized(el, layout) {
+    if (layout && layout.height) { el.style.height = layout.height + "px"; }
+    return el;
   }
 
   function drawTimeline() {
@@ -41,7 +59,7 @@
     var el = $("#timeline");
     if (!data || !el || !window.Plotly) { return; }
     var fig = data.timeline;
-    window.Plotly.react(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    window.Plotly.react(sized(el, fig.layout), fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
     if (!el.dataset.bound) {
       el.dataset.bound = "1";
       el.on("plotly_click", function (ev) {
@@ -55,7 +73,7 @@
     var fig = readJSON("outcomes-data");
     var el = $("#outcomes-chart");
     if (!fig || !el || !window.Plotly) { return; }
-    window.Plotly.newPlot(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    window.Plotly.newPlot(sized(el, fig.layout), fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
     el.on("plotly_click", function (ev) {
       var point = ev.points && ev.points[0];
       if (!point) { return; }

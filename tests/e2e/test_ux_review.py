@@ -280,3 +280,77 @@ def test_m9_presenter_and_follower_axe_clean(axe_context: BrowserContext) -> Non
     wait_timeline(student)
     assert axe_serious(student) == []
     assert axe_serious(presenter) == []
+
+
+# --- H3: charts follow a window resize (plugging in a projector) ----------------------------
+
+
+def _box(page: Page, selector: str) -> dict[str, float]:
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, selector
+    return box
+
+
+def _charts_clear_of_controls(page: Page) -> None:
+    svg = _box(page, "#timeline .main-svg")
+    player = _box(page, "#player")
+    assert svg["y"] + svg["height"] <= player["y"] + 1, (svg, player)
+    chart = _box(page, "#outcomes-chart .main-svg")
+    table = _box(page, "#outcomes table")
+    assert chart["y"] + chart["height"] <= table["y"] + 1, (chart, table)
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_h3_charts_do_not_overlap_controls_after_a_resize(
+    browser: Browser, server: str, present: bool
+) -> None:
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 720})
+    try:
+        page = context.new_page()
+        extra = "&present=1" if present else ""
+        page.goto(f"/s/{SEED}?v=buggy&t=dio,dio,dio,kswapd,kswapd,kswapd,kswapd&at=7{extra}")
+        wait_timeline(page)
+        page.keyboard.press("e")
+        expect(page.locator("#outcomes-chart .main-svg").first).to_be_attached()
+        _charts_clear_of_controls(page)
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.wait_for_timeout(600)  # plotly's resize handler is debounced
+        _charts_clear_of_controls(page)
+        assert _box(page, "#timeline")["height"] > 150
+        page.set_viewport_size({"width": 1280, "height": 720})
+        page.wait_for_timeout(600)
+        _charts_clear_of_controls(page)
+        shot(page, f"ux-h3-after-resize{'-present' if present else ''}")
+    finally:
+        context.close()
+
+
+# --- H1: followers see the kernel A/B comparison ---------------------------------------------
+
+
+def test_h1_followers_see_the_kernel_comparison(browser: Browser, server: str) -> None:
+    lecturer = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
+    student = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
+    try:
+        presenter = lecturer.new_page()
+        presenter.goto(f"/s/{SEED}?{BUGGY_13}&at=13&present=1")
+        follow = presenter.locator("#follow-url")
+        expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
+        expect(presenter.locator("#room-status")).to_contain_text("live")
+        wait_timeline(presenter)
+        follower = student.new_page()
+        follower.goto(follow.get_attribute("href") or "")
+        expect(follower.locator("#live-status")).to_contain_text("live")
+        expect(follower.locator("#violation-banner")).to_contain_text("lost_write")
+        presenter.keyboard.press("k")
+        expect(presenter.locator(".kernel .seg.active")).to_contain_text("5.18")
+        marks = presenter.locator(".differs-mark").count()
+        assert marks > 0
+        expect(follower.locator(".kernel .seg.active")).to_contain_text("5.18")
+        expect(follower.locator(".notice.info")).to_contain_text("differ from kernel 5.17")
+        expect(follower.locator(".differs-mark")).to_have_count(marks)
+        expect(follower.locator("#live-log .log-kernel")).to_contain_text("switched to kernel")
+        shot(follower, "ux-h1-follower-kernel-switch")
+    finally:
+        lecturer.close()
+        student.close()
