@@ -354,3 +354,46 @@ def test_h1_followers_see_the_kernel_comparison(browser: Browser, server: str) -
     finally:
         lecturer.close()
         student.close()
+
+
+# --- H2: one room per presenter across p toggles and tabs ------------------------------------
+
+
+def _room_of(page: Page) -> str:
+    follow = page.locator("#follow-url")
+    expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
+    expect(page.locator("#room-status")).to_contain_text("live")
+    return (follow.get_attribute("href") or "").rsplit("/", 1)[1]
+
+
+def test_h2_leaving_presenter_mode_keeps_the_room(browser: Browser, server: str) -> None:
+    lecturer = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
+    student = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
+    try:
+        presenter = lecturer.new_page()
+        presenter.goto(f"/s/{SEED}?v=buggy&present=1")
+        room = _room_of(presenter)
+        follower = student.new_page()
+        follower.goto(f"/live/{room}")
+        expect(follower.locator("#live-status")).to_contain_text("live")
+        # p leaves presenter mode (to copy a diagram, say), p comes back: the same room.
+        presenter.keyboard.press("p")
+        expect(presenter.locator("body")).not_to_have_class(re.compile("present"))
+        wait_timeline(presenter)
+        presenter.keyboard.press("p")
+        expect(presenter.locator("body")).to_have_class(re.compile("present"))
+        assert _room_of(presenter) == room
+        wait_timeline(presenter)
+        presenter.keyboard.press("1")
+        expect(presenter.locator("#at")).to_have_text("1")
+        expect(follower.locator("#at")).to_have_text("1")
+        # A second tab of the same presenter, even with another room's URL shape, joins it.
+        other = lecturer.new_page()
+        other.goto(f"/s/{SEED}?v=buggy&t=dio&at=1&present=1")
+        assert _room_of(other) == room
+        other.keyboard.press("2")
+        expect(other.locator("#at")).to_have_text("2")
+        expect(follower.locator("#at")).to_have_text("2")
+    finally:
+        lecturer.close()
+        student.close()
