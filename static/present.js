@@ -117,6 +117,11 @@
     if (link) { link.textContent = followUrl.replace(/^https?:\/\//, ""); link.href = followUrl; }
     var qr = $("#follow-qr");
     if (qr) { qr.src = "/live/" + room + "/qr.svg"; qr.hidden = false; }
+    // A QR code of 127.0.0.1 sends every phone in the room to itself: say so on the slide.
+    var host = "";
+    try { host = new URL(followUrl).hostname; } catch (e) { host = ""; }
+    var warn = $("#follow-warn");
+    if (warn) { warn.hidden = !/^(127\.|localhost$|\[::1\]$|::1$)/.test(host); }
   }
 
   function connect() {

@@ -397,3 +397,30 @@ def test_h2_leaving_presenter_mode_keeps_the_room(browser: Browser, server: str)
     finally:
         lecturer.close()
         student.close()
+
+
+# --- M6: the projector view ------------------------------------------------------------------
+
+
+def test_m6_projector_1280x720_shows_every_step_button(browser: Browser, server: str) -> None:
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 720})
+    try:
+        page = context.new_page()
+        page.goto(f"/s/{SEED}?v=buggy&t=dio,dio,dio,kswapd,kswapd,kswapd,kswapd&at=7&present=1")
+        _room_of(page)
+        wait_timeline(page)
+        for button in page.locator(".actor .btn.step").all():
+            box = button.bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 720, box
+        # The follow URL is loopback here (the test server): the slide says it will not work.
+        expect(page.locator("#follow-warn")).to_be_visible()
+        shot(page, "ux-m6-present-1280x720")
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        page.wait_for_timeout(600)
+        size = page.locator("#timeline .xtick text").first.evaluate(
+            "el => parseFloat(getComputedStyle(el).fontSize)"
+        )
+        assert size >= 16, size
+        shot(page, "ux-m6-present-1920x1080")
+    finally:
+        context.close()
