@@ -121,10 +121,39 @@ def config_for(
     if variant is not None:
         try:
             return engine.make_config(scenario, variant=variant)
-        except engine.ConfigError as err:
-            names = join_names([v.name for v in scenario.variants])
-            notices.append(Notice("warn", f"No variant {variant!r} ({err}); variants: {names}."))
+        except engine.ConfigError:
+            config = engine.make_config(scenario)
+            names = join_names([f"{v.name} ({v.kernel})" for v in scenario.variants])
+            shown = f"{config.variant} ({config.kernel})" if config.variant else config.kernel
+            notices.append(
+                Notice(
+                    "warn",
+                    f"This scenario has no variant {variant!r}; its variants are {names}. "
+                    f"Showing {shown}.",
+                )
+            )
+            return config
     return engine.make_config(scenario)
+
+
+def variant_for_kernel(scenario: engine.Scenario, kernel: str, notices: list[Notice]) -> str | None:
+    """The variant a link's kernel= names: links choose a kernel through the scenario's own
+    variants (v=), so kernel=5.18 means the variant modelled on 5.18, if there is one."""
+    for v in scenario.variants:
+        if v.kernel == kernel:
+            return v.name
+    names = join_names([f"{v.name} ({v.kernel})" for v in scenario.variants])
+    notices.append(
+        Notice(
+            "warn",
+            f"Ignored kernel={kernel[:20]!r}: this scenario models {names}; "
+            "pick one with the kernel switch.",
+        )
+    )
+    return None
+
+
+DIGEST = re.compile(r"[0-9a-f]{12}|[0-9a-f]{64}")
 
 
 def _replay(
@@ -304,14 +333,27 @@ def build_dashboard(
     """All the view data for `/s/{id}` at the link's step."""
     sid = sid or scenario.id
     notices: list[Notice] = list(extra)
-    if link.digest and not digest_matches(link.digest, scenario):
+    digest = scenario.digest
+    if link.digest and not DIGEST.fullmatch(link.digest):
+        notices.append(
+            Notice(
+                "warn",
+                f"This link's d={link.digest[:20]!r} is not a scenario digest (12 or 64 hex "
+                "digits): the link was probably cut or edited. Showing the current scenario.",
+            )
+        )
+    elif link.digest and not digest_matches(link.digest, scenario):
         notices.append(
             Notice(
                 "warn",
                 f"This scenario changed since the link was made (digest {link.digest}, now "
-                f"{scenario.digest}); the steps that still apply are replayed.",
+                f"{scenario.digest}); the steps that still apply are replayed. The address "
+                "keeps the old digest, so this warning stays when the link is reloaded or "
+                "forwarded.",
             )
         )
+        # Links made from this page keep the old digest: rewriting it would drop the warning.
+        digest = link.digest
     config = config_for(scenario, link.variant, notices)
     replay = _replay(scenario, config, link, notices)
     total = len(replay.applied)
@@ -321,7 +363,7 @@ def build_dashboard(
     step = full.steps[at - 1] if at else None
     previous = None if step is None else (full.steps[at - 2].state if at > 1 else full.initial)
     panel = state_panel(run.state, previous, step.changes if step else ())
-    params = LinkParams(config.variant, replay.applied, at, scenario.digest, link.custom)
+    params = LinkParams(config.variant, replay.applied, at, digest, link.custom)
 
     differing: tuple[int, ...] = ()
     if link.compare and link.compare != config.variant:
@@ -348,10 +390,10 @@ def build_dashboard(
             v.name == config.variant,
             frame_path(
                 sid,
-                LinkParams(v.name, kept, kept_at, scenario.digest, link.custom),
+                LinkParams(v.name, kept, kept_at, digest, link.custom),
                 cmp=config.variant,
             ),
-            dashboard_path(sid, LinkParams(v.name, kept, kept_at, scenario.digest, link.custom)),
+            dashboard_path(sid, LinkParams(v.name, kept, kept_at, digest, link.custom)),
         )
         for v in scenario.variants
     )
@@ -396,7 +438,7 @@ def _island(d: Dashboard, sid: str) -> dict[str, Any]:
         "query": {
             "v": d.variant,
             "t": ",".join(d.schedule),
-            "d": d.scenario.digest,
+            "d": d.params.digest,
             "s": d.params.custom,
         },
         "page_url": d.page_url,

@@ -21,7 +21,14 @@ import engine
 from app import figures
 from app.catalog_view import all_tags, cards
 from app.config import MAX_PARAM_CHARS, Settings
-from app.dashboard import Dashboard, LinkInput, Notice, build_dashboard, config_for
+from app.dashboard import (
+    Dashboard,
+    LinkInput,
+    Notice,
+    build_dashboard,
+    config_for,
+    variant_for_kernel,
+)
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.links import (
     LinkError,
@@ -103,7 +110,13 @@ def _scenario(
     except LinkTooLarge as err:
         raise PageError(422, "This link's custom scenario is too large", [f"s: {err}"]) from err
     except LinkError as err:
-        raise PageError(400, "This link's custom scenario cannot be read", [str(err)]) from err
+        hint = (
+            "s: the scenario text in this link is incomplete or damaged; the link was probably "
+            "cut or wrapped by a mail client: copy the whole link (it is one line) and try again"
+        )
+        raise PageError(
+            400, "This link's custom scenario cannot be read", [hint, f"s: {err}"]
+        ) from err
     except engine.ScenarioError as err:
         items = [f"{item.path}: {item.message}" for item in err.errors] or [str(err)]
         raise PageError(400, "This link's custom scenario is not valid", items) from err
@@ -118,6 +131,7 @@ def _bounded(params: Mapping[str, str], settings: Settings) -> None:
         "v": MAX_PARAM_CHARS,
         "d": MAX_PARAM_CHARS,
         "cmp": MAX_PARAM_CHARS,
+        "kernel": MAX_PARAM_CHARS,
     }
     problems = [
         f"{name}: {len(params[name])} characters; at most {limit}"
@@ -149,8 +163,11 @@ def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id:
     s = params.get("s") or None
     scenario = _scenario(catalog, settings, scenario_id, s)
     notices: list[Notice] = []
+    variant = params.get("v") or None
+    if variant is None and (kernel := params.get("kernel")):
+        variant = variant_for_kernel(scenario, kernel, notices)
     link = LinkInput(
-        variant=params.get("v") or None,
+        variant=variant,
         schedule=parse_schedule(params.get("t")),
         at=_step_number(params.get("at"), notices),
         digest=params.get("d") or None,

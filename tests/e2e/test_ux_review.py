@@ -424,3 +424,51 @@ def test_m6_projector_1280x720_shows_every_step_button(browser: Browser, server:
         shot(page, "ux-m6-present-1920x1080")
     finally:
         context.close()
+
+
+# --- M3: links from an older version, malformed links, kernel= ------------------------------
+
+
+def test_m3_an_old_link_keeps_its_warning_in_the_address(page: Page) -> None:
+    page.goto(f"/s/{SEED}?v=buggy&t=dio,dio&at=2&d=deadbeef0000")
+    wait_timeline(page)
+    expect(page.locator(".notice.warn")).to_contain_text("changed since the link was made")
+    assert "d=deadbeef0000" in page.url  # the address bar is not rewritten to the new digest
+    page.click('.actor .step[data-step-key="1"]')
+    expect(page.locator("#at")).to_have_text("3")
+    assert "d=deadbeef0000" in page.url
+    page.reload()
+    expect(page.locator(".notice.warn")).to_contain_text("changed since the link was made")
+
+
+def test_m3_a_malformed_digest_says_so(page: Page) -> None:
+    page.goto(f"/s/{SEED}?v=buggy&t=dio&d=zz")
+    expect(page.locator(".notice.warn")).to_contain_text("not a scenario digest")
+    expect(page.locator(".notice.warn")).not_to_contain_text("changed since")
+
+
+def test_m3_unknown_variant_is_said_once(page: Page) -> None:
+    page.goto(f"/s/{SEED}?v=v5.17")
+    notice = page.locator(".notice.warn")
+    expect(notice).to_contain_text("no variant 'v5.17'")
+    assert notice.inner_text().count("v5.17") == 1
+
+
+def test_m3_kernel_in_a_link_picks_that_kernel(page: Page) -> None:
+    page.goto(f"/s/{SEED}?kernel=5.18&t=dio,dio,dio&at=3")
+    expect(page.locator(".kernel .seg.active")).to_contain_text("5.18")
+    page.goto(f"/s/{SEED}?kernel=6.1")
+    expect(page.locator(".notice.warn")).to_contain_text("Ignored kernel='6.1'")
+
+
+def test_m3_a_cut_custom_link_says_it_was_probably_cut(browser: Browser, server: str) -> None:
+    context = browser.new_context(base_url=server)  # not `page`: a 400 is expected here
+    page = context.new_page()
+    page.goto(f"/s/{SEED}")
+    page.click("#btn-edit-copy")
+    expect(page.locator("#share-dashboard")).to_have_attribute("data-path", re.compile("s="))
+    path = page.locator("#share-dashboard").get_attribute("data-path") or ""
+    response = page.goto(path[:300])
+    assert response is not None and response.status == 400
+    expect(page.locator("body")).to_contain_text("probably cut")
+    context.close()
