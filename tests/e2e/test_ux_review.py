@@ -472,3 +472,18 @@ def test_m3_a_cut_custom_link_says_it_was_probably_cut(browser: Browser, server:
     assert response is not None and response.status == 400
     expect(page.locator("body")).to_contain_text("probably cut")
     context.close()
+
+
+# --- M10: the editor's reference names what the checker wants -------------------------------
+
+
+def test_m10_editor_reference_lists_names_violations_and_defaults(page: Page) -> None:
+    page.goto("/edit")
+    reference = page.locator("details.ed-ref")
+    reference.locator("summary").click()
+    rules = reference.locator(".ed-rules")
+    expect(rules).to_contain_text("lost_write")
+    expect(rules).to_contain_text("page_freed")
+    expect(rules).to_contain_text("no dots")
+    expect(rules).to_contain_text('"4.12"')
+    expect(rules).to_contain_text("The process is app")
