@@ -487,3 +487,36 @@ def test_m10_editor_reference_lists_names_violations_and_defaults(page: Page) ->
     expect(rules).to_contain_text("no dots")
     expect(rules).to_contain_text('"4.12"')
     expect(rules).to_contain_text("The process is app")
+
+
+# --- L3: phones ------------------------------------------------------------------------------
+
+
+def test_l3_phone_dashboard_has_touch_sized_targets_and_no_keyboard_help(
+    browser: Browser, server: str
+) -> None:
+    context = browser.new_context(
+        base_url=server, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"/s/{SEED}?v=buggy&t=dio&at=1")
+        wait_timeline(page)
+        expect(page.locator("#btn-help")).to_be_hidden()
+        small = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.btn'))
+                 .filter(b => b.offsetParent !== null)
+                 .map(b => b.getBoundingClientRect().height)
+                 .filter(h => h < 44)"""
+        )
+        assert small == []
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.goto("/edit")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.goto("/")
+        expect(page.locator("#nav-api")).to_have_attribute("href", "/docs")
+        # "1 = 1 mapping", not "1 mappings".
+        page.goto(f"/s/{SEED}")
+        expect(page.locator('[data-field="P0.refcount"] dd')).not_to_contain_text("1 mappings")
+    finally:
+        context.close()
