@@ -116,6 +116,7 @@ def test_h5_an_edited_copy_is_marked_as_such(page: Page) -> None:
     expect(page.locator("h1.title")).to_contain_text("edited copy")
     expect(page).to_have_title(re.compile("edited copy"))
     expect(page.locator("#custom-mark")).to_contain_text("not the catalog")
+    shot(page, "ux-h5-edited-copy")
 
 
 # --- M5: phone followers keep their place --------------------------------------------------
@@ -139,6 +140,7 @@ def test_m5_phone_follower_is_not_scrolled_to_the_log(browser: Browser, server: 
             expect(student.locator("#live-log .log-step")).to_have_count(n + 1)
         expect(student.locator("#at")).to_have_text("3")
         assert student.evaluate("() => window.scrollY") == 0
+        shot(student, "ux-m5-phone-follower")
     finally:
         lecturer.close()
         phone.close()
@@ -247,6 +249,7 @@ def test_m9_dashboard_axe_clean_in_dark_mode(browser: Browser, server: str) -> N
         page.keyboard.press("e")
         expect(page.locator("#outcomes table")).to_be_visible()
         assert axe_serious(page) == []
+        shot(page, "ux-m9-dark-dashboard")
         page.goto("/")
         assert axe_serious(page) == []
         page.goto("/edit")
