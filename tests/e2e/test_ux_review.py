@@ -36,6 +36,18 @@ def axe_context(browser: Browser, server: str) -> Iterator[BrowserContext]:
     context.close()
 
 
+@pytest.fixture
+def lecture(browser: Browser, server: str) -> Iterator[tuple[BrowserContext, BrowserContext]]:
+    """The lecturer's browser and a student's, separate (no shared storage)."""
+    made = [
+        browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
+        for _ in range(2)
+    ]
+    yield made[0], made[1]
+    for context in made:
+        context.close()
+
+
 def axe_serious(page: Page) -> list[str]:
     """Serious and critical axe-core violations on the page as it is now, one line per node."""
     page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
@@ -53,12 +65,30 @@ def wait_timeline(page: Page) -> None:
     expect(page.locator("#timeline .main-svg").first).to_be_attached()
 
 
-def focused_id(page: Page) -> str:
-    return str(page.evaluate("() => document.activeElement && document.activeElement.id"))
-
-
 def focused_text(page: Page) -> str:
     return str(page.evaluate("() => (document.activeElement || {}).textContent || ''"))
+
+
+def _room_of(page: Page) -> str:
+    """The live room a presenter page opened (waits until it is live)."""
+    follow = page.locator("#follow-url")
+    expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
+    expect(page.locator("#room-status")).to_contain_text("live")
+    return (follow.get_attribute("href") or "").rsplit("/", 1)[1]
+
+
+def present(page: Page, url: str) -> str:
+    """Open `url` in presenter mode; the follow path of its room."""
+    page.goto(url)
+    return f"/live/{_room_of(page)}"
+
+
+def join(context: BrowserContext, follow: str) -> Page:
+    """A follower page on the room at `follow`, once it is live."""
+    page = context.new_page()
+    page.goto(follow)
+    expect(page.locator("#live-status")).to_contain_text("live")
+    return page
 
 
 # --- H4 / item 1: the scenario's context on the dashboard ------------------------------------
@@ -113,7 +143,7 @@ def test_h5_an_edited_copy_is_marked_as_such(page: Page) -> None:
     expect(page.locator("#share-dashboard")).to_have_attribute("data-path", re.compile("s="))
     page.click("a#btn-open")
     expect(page).to_have_url(re.compile(r"[?&]s="))
-    expect(page.locator("h1.title")).to_contain_text("edited copy")
+    expect(page.locator("header.top #custom-mark")).to_be_visible()
     expect(page).to_have_title(re.compile("edited copy"))
     expect(page.locator("#custom-mark")).to_contain_text("not the catalog")
     shot(page, "ux-h5-edited-copy")
@@ -127,13 +157,8 @@ def test_m5_phone_follower_is_not_scrolled_to_the_log(browser: Browser, server: 
     phone = browser.new_context(base_url=server, viewport={"width": 390, "height": 844})
     try:
         presenter = lecturer.new_page()
-        presenter.goto(f"/s/{SEED}?v=buggy&present=1")
-        follow = presenter.locator("#follow-url")
-        expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
-        expect(presenter.locator("#room-status")).to_contain_text("live")
-        student = phone.new_page()
-        student.goto(follow.get_attribute("href") or "")
-        expect(student.locator("#live-status")).to_contain_text("live")
+        follow = present(presenter, f"/s/{SEED}?v=buggy&present=1")
+        student = join(phone, follow)
         expect(student.locator("#live-log li").first).to_be_attached()
         for n in range(3):
             presenter.keyboard.press("1")
@@ -271,14 +296,9 @@ def test_m9_editor_axe_clean_with_explore_and_reference(axe_context: BrowserCont
 
 def test_m9_presenter_and_follower_axe_clean(axe_context: BrowserContext) -> None:
     presenter = axe_context.new_page()
-    presenter.goto(f"/s/{SEED}?{BUGGY_13}&at=8&present=1")
-    follow = presenter.locator("#follow-url")
-    expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
-    expect(presenter.locator("#room-status")).to_contain_text("live")
+    follow = present(presenter, f"/s/{SEED}?{BUGGY_13}&at=8&present=1")
     wait_timeline(presenter)
-    student = axe_context.new_page()
-    student.goto(follow.get_attribute("href") or "")
-    expect(student.locator("#live-status")).to_contain_text("live")
+    student = join(axe_context, follow)
     expect(student.locator("#live-log li").first).to_be_attached()
     wait_timeline(student)
     assert axe_serious(student) == []
@@ -331,75 +351,55 @@ def test_h3_charts_do_not_overlap_controls_after_a_resize(
 # --- H1: followers see the kernel A/B comparison ---------------------------------------------
 
 
-def test_h1_followers_see_the_kernel_comparison(browser: Browser, server: str) -> None:
-    lecturer = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
-    student = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
-    try:
-        presenter = lecturer.new_page()
-        presenter.goto(f"/s/{SEED}?{BUGGY_13}&at=13&present=1")
-        follow = presenter.locator("#follow-url")
-        expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
-        expect(presenter.locator("#room-status")).to_contain_text("live")
-        wait_timeline(presenter)
-        follower = student.new_page()
-        follower.goto(follow.get_attribute("href") or "")
-        expect(follower.locator("#live-status")).to_contain_text("live")
-        expect(follower.locator("#violation-banner")).to_contain_text("lost_write")
-        presenter.keyboard.press("k")
-        expect(presenter.locator(".kernel .seg.active")).to_contain_text("5.18")
-        marks = presenter.locator(".differs-mark").count()
-        assert marks > 0
-        expect(follower.locator(".kernel .seg.active")).to_contain_text("5.18")
-        expect(follower.locator(".notice.info")).to_contain_text("differ from kernel 5.17")
-        expect(follower.locator(".differs-mark")).to_have_count(marks)
-        expect(follower.locator("#live-log .log-kernel")).to_contain_text("switched to kernel")
-        shot(follower, "ux-h1-follower-kernel-switch")
-    finally:
-        lecturer.close()
-        student.close()
+def test_h1_followers_see_the_kernel_comparison(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    lecturer, student = lecture
+    presenter = lecturer.new_page()
+    follow = present(presenter, f"/s/{SEED}?{BUGGY_13}&at=13&present=1")
+    wait_timeline(presenter)
+    follower = join(student, follow)
+    expect(follower.locator("#violation-banner")).to_contain_text("lost_write")
+    presenter.keyboard.press("k")
+    expect(presenter.locator(".kernel .seg.active")).to_contain_text("5.18")
+    marks = presenter.locator(".differs-mark").count()
+    assert marks > 0
+    expect(follower.locator(".kernel .seg.active")).to_contain_text("5.18")
+    expect(follower.locator(".notice.info")).to_contain_text("differ from kernel 5.17")
+    expect(follower.locator(".differs-mark")).to_have_count(marks)
+    expect(follower.locator("#live-log .log-kernel")).to_contain_text("switched to kernel")
+    shot(follower, "ux-h1-follower-kernel-switch")
 
 
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
-def _room_of(page: Page) -> str:
-    follow = page.locator("#follow-url")
-    expect(follow).to_have_attribute("href", re.compile(r"/live/[a-z0-9]{8}$"))
-    expect(page.locator("#room-status")).to_contain_text("live")
-    return (follow.get_attribute("href") or "").rsplit("/", 1)[1]
-
-
-def test_h2_leaving_presenter_mode_keeps_the_room(browser: Browser, server: str) -> None:
-    lecturer = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
-    student = browser.new_context(base_url=server, viewport={"width": 1400, "height": 1000})
-    try:
-        presenter = lecturer.new_page()
-        presenter.goto(f"/s/{SEED}?v=buggy&present=1")
-        room = _room_of(presenter)
-        follower = student.new_page()
-        follower.goto(f"/live/{room}")
-        expect(follower.locator("#live-status")).to_contain_text("live")
-        # p leaves presenter mode (to copy a diagram, say), p comes back: the same room.
-        presenter.keyboard.press("p")
-        expect(presenter.locator("body")).not_to_have_class(re.compile("present"))
-        wait_timeline(presenter)
-        presenter.keyboard.press("p")
-        expect(presenter.locator("body")).to_have_class(re.compile("present"))
-        assert _room_of(presenter) == room
-        wait_timeline(presenter)
-        presenter.keyboard.press("1")
-        expect(presenter.locator("#at")).to_have_text("1")
-        expect(follower.locator("#at")).to_have_text("1")
-        # A second tab of the same presenter, even with another room's URL shape, joins it.
-        other = lecturer.new_page()
-        other.goto(f"/s/{SEED}?v=buggy&t=dio&at=1&present=1")
-        assert _room_of(other) == room
-        other.keyboard.press("2")
-        expect(other.locator("#at")).to_have_text("2")
-        expect(follower.locator("#at")).to_have_text("2")
-    finally:
-        lecturer.close()
-        student.close()
+def test_h2_leaving_presenter_mode_keeps_the_room(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    lecturer, student = lecture
+    presenter = lecturer.new_page()
+    presenter.goto(f"/s/{SEED}?v=buggy&present=1")
+    room = _room_of(presenter)
+    follower = join(student, f"/live/{room}")
+    # p leaves presenter mode (to copy a diagram, say), p comes back: the same room.
+    presenter.keyboard.press("p")
+    expect(presenter.locator("body")).not_to_have_class(re.compile("present"))
+    wait_timeline(presenter)
+    presenter.keyboard.press("p")
+    expect(presenter.locator("body")).to_have_class(re.compile("present"))
+    assert _room_of(presenter) == room
+    wait_timeline(presenter)
+    presenter.keyboard.press("1")
+    expect(presenter.locator("#at")).to_have_text("1")
+    expect(follower.locator("#at")).to_have_text("1")
+    # A second tab of the same presenter, even with another room's URL shape, joins it.
+    other = lecturer.new_page()
+    other.goto(f"/s/{SEED}?v=buggy&t=dio&at=1&present=1")
+    assert _room_of(other) == room
+    other.keyboard.press("2")
+    expect(other.locator("#at")).to_have_text("2")
+    expect(follower.locator("#at")).to_have_text("2")
 
 
 # --- M6: the projector view ------------------------------------------------------------------
