@@ -203,6 +203,20 @@ def test_m7_space_activates_role_button_links(page: Page) -> None:
     expect(page.locator(".kernel .seg.active")).to_contain_text("5.18")
 
 
+def test_m7_skip_link_reaches_the_step_buttons(page: Page) -> None:
+    page.goto(f"/s/{SEED}?v=buggy")
+    wait_timeline(page)
+    page.keyboard.press("Tab")
+    expect(page.locator(":focus")).to_have_text("Skip to the actors' steps")
+    page.keyboard.press("Enter")
+    # A few Tab stops from the toolbar, not 14 from the logo.
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.matches('.actor .step')"):
+            return
+    raise AssertionError("the Step buttons are more than 8 Tab stops past the skip link")
+
+
 def test_m7_narration_is_a_live_region(page: Page) -> None:
     page.goto(f"/s/{SEED}")
     expect(page.locator("#narration")).to_have_attribute("aria-live", "polite")
