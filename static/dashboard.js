@@ -59,7 +59,12 @@
     var el = $("#timeline");
     if (!data || !el || !window.Plotly) { return; }
     var fig = data.timeline;
-    window.Plotly.react(sized(el, fig.layout), fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    // Violation labels in the page's own text shade of vermillion (lighter in dark mode).
+    var bad = getComputedStyle(document.documentElement).getPropertyValue("--bad-text").trim();
+    var traces = fig.data.map(function (trace) {
+      return bad && trace.textfont ? Object.assign({}, trace, { textfont: { color: bad } }) : trace;
+    });
+    window.Plotly.react(sized(el, fig.layout), traces, themed(fig.layout), { displayModeBar: false, responsive: true });
     if (!el.dataset.bound) {
       el.dataset.bound = "1";
       el.on("plotly_click", function (ev) {
