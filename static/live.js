@@ -124,6 +124,13 @@
         msg.switched = variant;
         msg.frame_url += "&cmp=" + encodeURIComponent(shownVariant);
       }
+      var jumped = shownSchedule === null || schedule.join(",") !== shownSchedule.join(",");
+      if (msg.type === "state" && msg.frame_url && !msg.switched && jumped &&
+          msg.violations && msg.violations.length && msg.at === schedule.length) {
+        // A new schedule that ends in a violation, as "Find a bug" gives: the server adds its
+        // summary ("200 of 1918 interleavings end this way") if that is what it is.
+        msg.frame_url += "&found=1";
+      }
       if (variant) { shownVariant = variant; }
       shownSchedule = schedule;
       logLine(msg);

@@ -43,6 +43,7 @@ from app.security import cross_site_subresource
 from app.service import (
     CLIENT_GONE,
     Catalog,
+    Explorer,
     UnknownScenario,
     disconnected,
     resolve_scenario,
@@ -237,12 +238,35 @@ class FrameCache:
             self.size -= len(key) + len(dropped)
 
 
+def found_notice(outcome: engine.Outcome, result: engine.Exploration) -> Notice:
+    """What "Find a bug" says about the schedule it found."""
+    return Notice(
+        "warn",
+        f"Found {', '.join(outcome.violations)}: the shortest schedule that breaks an "
+        f"invariant has {len(outcome.example)} steps; {outcome.interleavings} of "
+        f"{result.interleavings} interleavings end this way.",
+    )
+
+
+def _found_again(explorer: Explorer, target: Target) -> list[Notice]:
+    """For a follower's frame (found=1): the presenter's "Find a bug" summary, when the link's
+    schedule is the shortest violating one of an exploration already made. Only the cache is
+    read: a room of followers must never start explorations."""
+    config = config_for(target.scenario, target.link.variant, [])
+    result = explorer.cached(target.scenario, config)
+    outcome = shortest_violation(result) if result is not None else None
+    if outcome is None or tuple(outcome.example) != target.link.schedule:
+        return []
+    return [found_notice(outcome, result)] if result is not None else []
+
+
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)
 def frame(
     scenario_id: str,
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    explorer: ExplorerDep,
     templates: TemplatesDep,
 ) -> Response:
     following = request.query_params.get("live") == "1"
@@ -251,11 +275,16 @@ def frame(
     if following and (body := cache.get(key)) is not None:
         return HTMLResponse(body)
     try:
-        dash = _dashboard(_target(request, catalog, settings, scenario_id), scenario_id)
+        target = _target(request, catalog, settings, scenario_id)
+        found = following and request.query_params.get("found") == "1"
+        summary = _found_again(explorer, target) if found else []
+        dash = _dashboard(target, scenario_id, summary)
     except PageError as err:
         return error_page(request, templates, err)
     response = _frame(request, templates, dash)
-    if following:
+    # A found=1 frame without its summary depends on the explorer's cache, which may fill
+    # later: only frames that are a pure function of their URL are kept.
+    if following and (summary or not found):
         cache.put(key, bytes(response.body))
     return response
 
@@ -327,14 +356,7 @@ async def find_bug(
         link = target.link
     else:
         steps = len(outcome.example)
-        notices.append(
-            Notice(
-                "warn",
-                f"Found {', '.join(outcome.violations)}: the shortest schedule that breaks an "
-                f"invariant has {steps} steps; {outcome.interleavings} of {result.interleavings} "
-                "interleavings end this way.",
-            )
-        )
+        notices.append(found_notice(outcome, result))
         link = LinkInput(
             config.variant,
             tuple(outcome.example),

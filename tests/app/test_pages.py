@@ -12,6 +12,7 @@ from markupsafe import escape
 
 import engine
 from app.links import encode_doc
+from app.main import create_app
 
 SEED = "madv-free-vs-dio"
 
@@ -193,3 +194,20 @@ def test_custom_scenario_link_supports_find_bug(client: TestClient, seed: engine
     assert response.status_code == 200
     assert "✖ lost_write" in response.text
     assert f"s={token}" in response.headers["HX-Replace-Url"]
+
+
+def test_follower_frame_repeats_find_a_bug_only_from_the_cache(
+    catalog: Mapping[str, engine.Scenario], bug_schedule: tuple[str, ...]
+) -> None:
+    # UX review H1: followers see the presenter's "Found ..." summary; a follower's frame
+    # reads the explorer's cache only, and a frame without it is not kept in the frame cache.
+    client = TestClient(create_app(catalog))  # its own explorer: an empty cache
+    url = link(bug_schedule, len(bug_schedule))
+    frame = url.replace("?", "/frame?", 1) + "&live=1&found=1"
+    before = client.get(frame).text
+    assert "Found lost_write" not in before  # nothing explored yet, and nothing started
+    assert client.get(url.replace("?", "/find-bug?", 1)).status_code == 200
+    after = client.get(frame).text
+    assert "Found lost_write" in after and "interleavings end this way" in after
+    other = link(bug_schedule[:-1], len(bug_schedule) - 1).replace("?", "/frame?", 1)
+    assert "Found" not in client.get(other + "&live=1&found=1").text  # not the shortest one

@@ -91,6 +91,14 @@ def join(context: BrowserContext, follow: str) -> Page:
     return page
 
 
+def on_air(lecture: tuple[BrowserContext, BrowserContext], url: str) -> tuple[Page, Page]:
+    """A presenter page at `url` (presenter mode) and a student following its room."""
+    presenter = lecture[0].new_page()
+    follow = present(presenter, url)
+    wait_timeline(presenter)
+    return presenter, join(lecture[1], follow)
+
+
 # --- H4 / item 1: the scenario's context on the dashboard ------------------------------------
 
 
@@ -368,11 +376,7 @@ def test_h3_charts_do_not_overlap_controls_after_a_resize(
 def test_h1_followers_see_the_kernel_comparison(
     lecture: tuple[BrowserContext, BrowserContext],
 ) -> None:
-    lecturer, student = lecture
-    presenter = lecturer.new_page()
-    follow = present(presenter, f"/s/{SEED}?{BUGGY_13}&at=13&present=1")
-    wait_timeline(presenter)
-    follower = join(student, follow)
+    presenter, follower = on_air(lecture, f"/s/{SEED}?{BUGGY_13}&at=13&present=1")
     expect(follower.locator("#violation-banner")).to_contain_text("lost_write")
     presenter.keyboard.press("k")
     expect(presenter.locator(".kernel .seg.active")).to_contain_text("5.18")
@@ -383,6 +387,22 @@ def test_h1_followers_see_the_kernel_comparison(
     expect(follower.locator(".differs-mark")).to_have_count(marks)
     expect(follower.locator("#live-log .log-kernel")).to_contain_text("switched to kernel")
     shot(follower, "ux-h1-follower-kernel-switch")
+
+
+def test_h1_followers_see_the_find_a_bug_summary(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    presenter, follower = on_air(lecture, f"/s/{SEED}?v=buggy&present=1")
+    presenter.keyboard.press("f")
+    summary = presenter.locator(".notice.warn", has_text="Found lost_write")
+    expect(summary).to_contain_text("interleavings end this way")
+    text = summary.inner_text()
+    expect(follower.locator("#at")).to_have_text("13")
+    expect(follower.locator(".notice.warn", has_text="Found lost_write")).to_have_text(text)
+    # Stepping back and forth along the same schedule is not a new "find".
+    presenter.keyboard.press("ArrowLeft")
+    expect(follower.locator("#at")).to_have_text("12")
+    expect(follower.locator(".notice.warn", has_text="Found")).to_have_count(0)
 
 
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
