@@ -8,18 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import engine
-
-# How a violation reads on a card badge: "loses data on 5.17".
-PHRASES = {
-    "lost_write": "loses data",
-    "use_after_free": "use-after-free",
-    "refcount_underflow": "refcount underflow",
-    "bad_freeze": "bad refcount freeze",
-    "data_leak": "leaks data",
-    "kernel_bug": "kernel BUG",
-    "page_leak": "leaks a page",
-    "deadlock": "deadlocks",
-}
+from app.context import PHRASES, ref_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +32,14 @@ class Card:
 def verdicts(scenario: engine.Scenario) -> tuple[Badge, ...]:
     """One badge per variant, from the scenario's `expect` (what the catalog promises)."""
     kernels = {v.name: v.kernel for v in scenario.variants}
+    shared = Counter(kernels.get(name, name) for name in scenario.expect)
     badges = []
     for name, expect in scenario.expect.items():
         kernel = kernels.get(name, name)
+        if shared[kernel] > 1:
+            # Two what-if variants of one kernel differ by a fix switch: name the variant,
+            # or "safe on 6.4" sits next to "loses data on 6.4".
+            kernel = f"{kernel} ({name})"
         if expect.violations:
             what = " + ".join(PHRASES.get(v, v) for v in expect.violations)
             badges.append(Badge(f"✖ {what} on {kernel}", "bad", ", ".join(expect.violations)))
@@ -56,8 +50,8 @@ def verdicts(scenario: engine.Scenario) -> tuple[Badge, ...]:
 
 def card(scenario: engine.Scenario) -> Card:
     refs = tuple(
-        Badge(f"{ref.commit[:12]} · fixed in {ref.version}", "ref", ref.title)
-        for ref in scenario.refs
+        Badge(view.badge, "ref", f"{view.title}: {view.what}" if view.what else view.title)
+        for view in map(ref_view, scenario.refs)
     )
     return Card(
         scenario.id,

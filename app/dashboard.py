@@ -7,6 +7,7 @@ odd link: problems become notices and the schedule is replayed as far as it stil
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 import engine
 from app import figures
+from app.context import About, about
 from app.links import LinkParams, dashboard_path, frame_path, join_names, step_schedule
 from app.panels import StatePanel, state_panel
 from app.service import Replay, replay_lenient
@@ -109,6 +111,7 @@ class Dashboard:
     page_url: str
     frame_url: str
     differing: tuple[int, ...] = ()
+    about: About | None = None  # what the scenario is, for the page header
     data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
 
 
@@ -118,10 +121,39 @@ def config_for(
     if variant is not None:
         try:
             return engine.make_config(scenario, variant=variant)
-        except engine.ConfigError as err:
-            names = join_names([v.name for v in scenario.variants])
-            notices.append(Notice("warn", f"No variant {variant!r} ({err}); variants: {names}."))
+        except engine.ConfigError:
+            config = engine.make_config(scenario)
+            names = join_names([f"{v.name} ({v.kernel})" for v in scenario.variants])
+            shown = f"{config.variant} ({config.kernel})" if config.variant else config.kernel
+            notices.append(
+                Notice(
+                    "warn",
+                    f"This scenario has no variant {variant!r}; its variants are {names}. "
+                    f"Showing {shown}.",
+                )
+            )
+            return config
     return engine.make_config(scenario)
+
+
+def variant_for_kernel(scenario: engine.Scenario, kernel: str, notices: list[Notice]) -> str | None:
+    """The variant a link's kernel= names: links choose a kernel through the scenario's own
+    variants (v=), so kernel=5.18 means the variant modelled on 5.18, if there is one."""
+    for v in scenario.variants:
+        if v.kernel == kernel:
+            return v.name
+    names = join_names([f"{v.name} ({v.kernel})" for v in scenario.variants])
+    notices.append(
+        Notice(
+            "warn",
+            f"Ignored kernel={kernel[:20]!r}: this scenario models {names}; "
+            "pick one with the kernel switch.",
+        )
+    )
+    return None
+
+
+DIGEST = re.compile(r"[0-9a-f]{12}|[0-9a-f]{64}")
 
 
 def _replay(
@@ -131,6 +163,19 @@ def _replay(
     if replay.error is not None:
         applied = len(replay.applied)
         wanted = replay.requested[applied] if applied < len(replay.requested) else "?"
+        if link.compare and link.compare != config.variant:
+            # The user switched kernels: no link is involved, and the engine's "schedule step
+            # N:" prefix only repeats the step number.
+            why = re.sub(r"^schedule step \d+: ", "", str(replay.error)).rstrip(".")
+            notices.append(
+                Notice(
+                    "warn",
+                    f"On kernel {config.kernel} the schedule stops after step {applied}: "
+                    f"step {applied + 1} ({wanted}) cannot run here ({why}). Switching back "
+                    f"keeps all {len(replay.requested)} steps.",
+                )
+            )
+            return replay
         notices.append(
             Notice(
                 "warn",
@@ -288,14 +333,27 @@ def build_dashboard(
     """All the view data for `/s/{id}` at the link's step."""
     sid = sid or scenario.id
     notices: list[Notice] = list(extra)
-    if link.digest and not digest_matches(link.digest, scenario):
+    digest = scenario.digest
+    if link.digest and not DIGEST.fullmatch(link.digest):
+        notices.append(
+            Notice(
+                "warn",
+                f"This link's d={link.digest[:20]!r} is not a scenario digest (12 or 64 hex "
+                "digits): the link was probably cut or edited. Showing the current scenario.",
+            )
+        )
+    elif link.digest and not digest_matches(link.digest, scenario):
         notices.append(
             Notice(
                 "warn",
                 f"This scenario changed since the link was made (digest {link.digest}, now "
-                f"{scenario.digest}); the steps that still apply are replayed.",
+                f"{scenario.digest}); the steps that still apply are replayed. The address "
+                "keeps the old digest, so this warning stays when the link is reloaded or "
+                "forwarded.",
             )
         )
+        # Links made from this page keep the old digest: rewriting it would drop the warning.
+        digest = link.digest
     config = config_for(scenario, link.variant, notices)
     replay = _replay(scenario, config, link, notices)
     total = len(replay.applied)
@@ -305,7 +363,7 @@ def build_dashboard(
     step = full.steps[at - 1] if at else None
     previous = None if step is None else (full.steps[at - 2].state if at > 1 else full.initial)
     panel = state_panel(run.state, previous, step.changes if step else ())
-    params = LinkParams(config.variant, replay.applied, at, scenario.digest, link.custom)
+    params = LinkParams(config.variant, replay.applied, at, digest, link.custom)
 
     differing: tuple[int, ...] = ()
     if link.compare and link.compare != config.variant:
@@ -320,6 +378,11 @@ def build_dashboard(
         )
         notices.append(Notice("info", text))
 
+    # A kernel switch that cut the schedule (a step that cannot run on this kernel) keeps the
+    # whole schedule in the way back, so A -> B -> A lands where it started.
+    cut_by_switch = bool(link.compare) and len(link.schedule) > len(replay.applied)
+    kept = link.schedule if cut_by_switch else replay.applied
+    kept_at = link.at if cut_by_switch and link.at is not None else at
     variants = tuple(
         VariantChoice(
             v.name,
@@ -327,12 +390,10 @@ def build_dashboard(
             v.name == config.variant,
             frame_path(
                 sid,
-                LinkParams(v.name, replay.applied, at, scenario.digest, link.custom),
+                LinkParams(v.name, kept, kept_at, digest, link.custom),
                 cmp=config.variant,
             ),
-            dashboard_path(
-                sid, LinkParams(v.name, replay.applied, at, scenario.digest, link.custom)
-            ),
+            dashboard_path(sid, LinkParams(v.name, kept, kept_at, digest, link.custom)),
         )
         for v in scenario.variants
     )
@@ -359,6 +420,7 @@ def build_dashboard(
         page_url=dashboard_path(sid, params),
         frame_url=frame_path(sid, params),
         differing=differing,
+        about=about(scenario),
     )
     dashboard.data.update(_island(dashboard, sid))
     return dashboard
@@ -376,7 +438,7 @@ def _island(d: Dashboard, sid: str) -> dict[str, Any]:
         "query": {
             "v": d.variant,
             "t": ",".join(d.schedule),
-            "d": d.scenario.digest,
+            "d": d.params.digest,
             "s": d.params.custom,
         },
         "page_url": d.page_url,

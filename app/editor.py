@@ -27,9 +27,20 @@ import yaml
 import engine
 from app.links import LinkError, LinkParams, dashboard_path, encode_doc, unpack_json
 from engine.catalog import CATALOG_DIR
-from engine.fixes import DESIGN_RULES, FIXES
+from engine.fixes import DESIGN_RULES, FIXES, NEWEST_KERNEL, OLDEST_KERNEL
 from engine.ops import OPS
-from engine.scenario import MACROS, MAX_DOCUMENT, NAME
+from engine.scenario import (
+    LABELS,
+    MACROS,
+    MAX_ACTORS,
+    MAX_DOCUMENT,
+    MAX_FILES,
+    MAX_OPS,
+    MAX_SETUP,
+    MAX_VARIANTS,
+    NAME,
+    VIOLATIONS,
+)
 
 # RFC 9110 (section 4.1) asks every HTTP component to take URIs of at least 8000 octets;
 # longer links break in proxies, chat apps and mail clients, so the editor refuses to make them.
@@ -360,6 +371,34 @@ def switch_reference() -> tuple[SwitchHelp, ...]:
     fixes = [SwitchHelp(f.name, f.commit, f.releases, f.effect) for f in FIXES.values()]
     rules = [SwitchHelp(f.name, "", "design rule", f.effect) for f in DESIGN_RULES.values()]
     return (*fixes, *rules)
+
+
+@dataclass(frozen=True, slots=True)
+class NamingHelp:
+    """What the checker accepts where the op table says nothing: names, kernels, `expect`."""
+
+    violations: tuple[str, ...]
+    outcomes: tuple[str, ...]
+    oldest_kernel: str
+    newest_kernel: str
+    limits: tuple[tuple[str, int], ...]
+
+
+def naming_reference() -> NamingHelp:
+    # From the checker's own tables, so the reference cannot drift from what it enforces.
+    return NamingHelp(
+        violations=VIOLATIONS,
+        outcomes=LABELS,
+        oldest_kernel=OLDEST_KERNEL,
+        newest_kernel=NEWEST_KERNEL,
+        limits=(
+            ("actors", MAX_ACTORS),
+            ("ops per actor", MAX_OPS),
+            ("setup ops", MAX_SETUP),
+            ("files", MAX_FILES),
+            ("variants", MAX_VARIANTS),
+        ),
+    )
 
 
 def op_reference() -> tuple[OpHelp, ...]:

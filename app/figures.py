@@ -108,7 +108,12 @@ def _violations(run: engine.Run) -> list[Figure]:
         return []
     last = len(run.steps)
     by_index = {step.index: step.actor for step in run.steps}
-    xs = [v.step or last for v in run.violations]
+    # One marker per step: two violations on one step printed their labels on top of each
+    # other ("data_leak" over "lost_write").
+    grouped: dict[int, list[engine.Violation]] = {}
+    for v in run.violations:
+        grouped.setdefault(v.step or last, []).append(v)
+    xs = list(grouped)
     ys = [by_index.get(x, run.steps[-1].actor if run.steps else "") for x in xs]
     return [
         {
@@ -117,10 +122,11 @@ def _violations(run: engine.Run) -> list[Figure]:
             "name": "✖ violation",
             "x": xs,
             "y": ys,
-            "text": [escape(v.name) for v in run.violations],
+            "text": [escape(" + ".join(v.name for v in grouped[x])) for x in xs],
             "textposition": "top center",
-            "textfont": {"color": VERMILLION},
-            "customdata": [escape(v.message) for v in run.violations],
+            # The text shade of vermillion: the mark's own hue is under 4.5:1 as text.
+            "textfont": {"color": "#a63d00"},
+            "customdata": [escape("; ".join(v.message for v in grouped[x])) for x in xs],
             "hovertemplate": "step %{x}: %{text}<br>%{customdata}<extra></extra>",
             "marker": {
                 "size": 18,
@@ -202,7 +208,10 @@ def outcomes_figure(exploration: engine.Exploration) -> Figure:
             "y": [float(count) for count in counts],  # exact counts are in the table
             "customdata": list(range(len(outcomes))),
             "text": [str(count) for count in counts],
-            "textposition": "auto",
+            # Above the bar, in the page's text colour: white on the hatched vermillion bar
+            # was unreadable.
+            "textposition": "outside",
+            "cliponaxis": False,
             "hovertemplate": "%{x}<br>%{text} interleavings<extra></extra>",
             "marker": {"color": colours, "pattern": {"shape": patterns}},
         }

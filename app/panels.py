@@ -90,12 +90,17 @@ def _quoted(value: Any) -> str:
     return "0" if str(value) == "0" else f'"{value}"'
 
 
+def _singular(name: str, count: int) -> str:
+    # The engine names the mapping holders in the plural: "1 mappings" reads wrong.
+    return name[:-1] if count == 1 and name == "mappings" else name
+
+
 def _refcount_row(page: Mapping[str, Any], changes: Changes, prefix: str) -> Row:
     refcount = int(page.get("refcount", 0))
     pins = int(page.get("pins", 0))
     holders = page.get("holders") or {}
     # The engine's holders already break the count down, the pin bias included ("pins").
-    parts = [f"{count} {name}" for name, count in holders.items() if count > 0]
+    parts = [f"{count} {_singular(name, count)}" for name, count in holders.items() if count > 0]
     held = sum(count for count in holders.values() if count > 0)
     value = str(refcount)
     if refcount == 0 and held:

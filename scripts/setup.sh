@@ -52,3 +52,7 @@ if ! current "$mode" && ! { [ "$mode" = runtime ] && current dev; }; then
 fi
 
 (cd static/vendor && sha256sum --check --quiet --strict SHA256SUMS)
+# The test-only axe-core (not in the wheel or sdist, which carry no tests).
+if [ -f tests/e2e/vendor/SHA256SUMS ]; then
+  (cd tests/e2e/vendor && sha256sum --check --quiet --strict SHA256SUMS)
+fi

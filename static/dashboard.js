@@ -13,6 +13,9 @@
   var ROOT = document.body.getAttribute("data-root") || "";
   var playing = false;
   var playTimer = null;
+  // The control the user acted on, to focus its successor after the frame is swapped: the
+  // swap replaces it, and focus falling back to <body> sends Tab back to the page's start.
+  var refocus = null;
 
   function $(sel) { return document.querySelector(sel); }
 
@@ -30,10 +33,28 @@
 
   function absolute(path) { return window.location.origin + ROOT + path; }
 
+  // The page's colours (dark mode included) and, on a projector, its larger type: plotly's
+  // defaults are white-background grid lines and 12 px labels.
   function themed(layout) {
     var copy = Object.assign({}, layout);
+    var grid = getComputedStyle(document.documentElement).getPropertyValue("--line").trim();
     copy.font = { color: getComputedStyle(document.body).color };
+    if (PRESENT) { copy.font.size = 18; }
+    Object.keys(copy).forEach(function (key) {
+      if (/^[xy]axis\d*$/.test(key) && grid) {
+        copy[key] = Object.assign({ gridcolor: grid, zerolinecolor: grid }, copy[key]);
+      }
+    });
+    if (grid && !copy.yaxis) { copy.yaxis = { gridcolor: grid, zerolinecolor: grid }; }
     return copy;
+  }
+
+  // Plotly's responsive resize sizes a chart from its container, and an empty container is
+  // only as tall as its CSS min-height: after a window resize (a projector plugged in) the
+  // chart was drawn over the controls below it. The container keeps the figure's height.
+  function sized(el, layout) {
+    if (layout && layout.height) { el.style.height = layout.height + "px"; }
+    return el;
   }
 
   function drawTimeline() {
@@ -41,7 +62,12 @@
     var el = $("#timeline");
     if (!data || !el || !window.Plotly) { return; }
     var fig = data.timeline;
-    window.Plotly.react(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    // Violation labels in the page's own text shade of vermillion (lighter in dark mode).
+    var bad = getComputedStyle(document.documentElement).getPropertyValue("--bad-text").trim();
+    var traces = fig.data.map(function (trace) {
+      return bad && trace.textfont ? Object.assign({}, trace, { textfont: { color: bad } }) : trace;
+    });
+    window.Plotly.react(sized(el, fig.layout), traces, themed(fig.layout), { displayModeBar: false, responsive: true });
     if (!el.dataset.bound) {
       el.dataset.bound = "1";
       el.on("plotly_click", function (ev) {
@@ -55,7 +81,7 @@
     var fig = readJSON("outcomes-data");
     var el = $("#outcomes-chart");
     if (!fig || !el || !window.Plotly) { return; }
-    window.Plotly.newPlot(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
+    window.Plotly.newPlot(sized(el, fig.layout), fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
     el.on("plotly_click", function (ev) {
       var point = ev.points && ev.points[0];
       if (!point) { return; }
@@ -81,9 +107,45 @@
     return PRESENT ? pageUrl : pageUrl + (pageUrl.indexOf("?") < 0 ? "?" : "&") + "present=1";
   }
 
+  // What identifies a control across swaps: its id, its actor's key or its kernel variant.
+  function focusKey(el) {
+    if (!el || el === document.body || !el.closest || !el.closest("#frame, #player")) { return null; }
+    if (el.id) { return "#" + el.id; }
+    var key = el.getAttribute("data-step-key");
+    if (key) { return '.actor .step[data-step-key="' + key + '"]'; }
+    var variant = el.getAttribute("data-variant");
+    if (variant) { return '.kernel [data-variant="' + variant + '"]'; }
+    return null;
+  }
+
+  function restoreFocus() {
+    var key = refocus;
+    refocus = null;
+    if (!key) { return; }
+    var active = document.activeElement;
+    if (active && active !== document.body && document.contains(active)) { return; }
+    var el = document.querySelector(key);
+    // A finished actor's Step button is disabled: the next actor that can run, else the
+    // player's back button, keeps the user in the same part of the page.
+    if (!el || el.disabled) {
+      el = document.querySelector(key.indexOf(".step") >= 0 ? ".actor a.step" : ".kernel .seg.active");
+    }
+    if (!el) { el = document.querySelector("#btn-back:not([disabled]), #btn-forward:not([disabled])"); }
+    if (el) { el.focus(); }
+  }
+
+  // The step sentence, read out by screen readers (a region outside the swapped frame).
+  function announce() {
+    var out = $("#announce");
+    var narration = $("#narration");
+    if (out && narration) { out.textContent = narration.textContent.replace(/\s+/g, " ").trim(); }
+  }
+
   function afterFrame() {
     var data = frameData();
     if (!data) { return; }
+    restoreFocus();
+    announce();
     // The address bar is always a link to what is on screen (present.js adds its room).
     if (!LIVE) { window.history.replaceState(null, "", ROOT + data.page_url); }
     var share = $("#share-link");
@@ -213,6 +275,19 @@
 
   function onKey(ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev.target)) { return; }
+    if (ev.key === " " || ev.key === "Enter") {
+      var control = ev.target && ev.target.closest ? ev.target.closest("a[role=button], button, summary") : null;
+      if (control) {
+        // ARIA buttons take Space (links only take Enter natively): activate, do not Play.
+        if (ev.key === " " && control.tagName === "A") {
+          ev.preventDefault();
+          if (!LIVE) { refocus = focusKey(control); activate(control); }
+        } else if (!LIVE) {
+          refocus = focusKey(control);
+        }
+        return; // a real <button> or <summary> handles Space and Enter itself
+      }
+    }
     if ($("#help") && $("#help").open && ev.key !== "?") { return; }
     var key = ev.key;
     var handled = true;
@@ -243,6 +318,8 @@
   // --- wiring --------------------------------------------------------------------------------
 
   document.addEventListener("click", function (ev) {
+    var acted = ev.target.closest ? ev.target.closest("a, button") : null;
+    if (acted && !LIVE) { refocus = focusKey(acted) || refocus; }
     var target = ev.target.closest ? ev.target.closest("button") : null;
     if (!target) { return; }
     if (target.id === "btn-play") { togglePlay(); }
@@ -257,7 +334,11 @@
     var id = ev.target && ev.target.id;
     if (id === "frame") { afterFrame(); }
     if (id === "player") { renderPlay(); }
-    if (id === "outcomes") { drawOutcomes(); $("#explore-panel").scrollIntoView({ block: "nearest" }); }
+    if (id === "outcomes") {
+      drawOutcomes();
+      // A follower (often a phone) keeps its place; the presenter is taken to the result.
+      if (!LIVE) { $("#explore-panel").scrollIntoView({ block: "nearest" }); }
+    }
   });
   document.body.addEventListener("htmx:responseError", function (ev) {
     setPlaying(false);

@@ -275,6 +275,8 @@
     var data = $("#ed-outcomes-data");
     if (!el || !data || !window.Plotly) { return; }
     var fig = JSON.parse(data.getAttribute("data-json"));
+    // As on the dashboard: a resize must not shrink the chart over the table below it.
+    if (fig.layout && fig.layout.height) { el.style.height = fig.layout.height + "px"; }
     window.Plotly.newPlot(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
     el.on("plotly_click", function (ev) {
       var point = ev.points && ev.points[0];

@@ -20,6 +20,9 @@
   var wanted = null;
   var fetching = false;
   var shownPath = currentPath();
+  // The kernel variant (v=) of the last state shown, to tell a kernel switch from a jump.
+  var shownVariant = variantOf(initialUrl());
+  var shownSchedule = null;
 
   function $(sel) { return document.querySelector(sel); }
 
@@ -40,6 +43,17 @@
     var el = document.getElementById("frame-data");
     if (!el) { return null; }
     return "/s/" + JSON.parse(el.getAttribute("data-json")).id;
+  }
+
+  function initialUrl() {
+    var el = document.getElementById("frame-data");
+    return el ? JSON.parse(el.getAttribute("data-json")).page_url : null;
+  }
+
+  function variantOf(url) {
+    if (!url) { return null; }
+    var query = url.indexOf("?") < 0 ? "" : url.slice(url.indexOf("?") + 1);
+    return new URLSearchParams(query).get("v");
   }
 
   function pathOf(url) { return url ? url.split("?")[0].replace(/\/(frame|outcomes)$/, "") : null; }
@@ -63,12 +77,18 @@
         bad.textContent = " ✖ " + msg.violations.map(function (v) { return v.name; }).join(", ");
         li.appendChild(bad);
       }
+    } else if (msg.switched) {
+      li.className = "log-jump log-kernel";
+      li.textContent = "⇄ the presenter switched to kernel " + (msg.kernel || msg.switched) +
+        " (" + msg.switched + "): same schedule, step " + msg.at + " of " + msg.schedule.length;
     } else {
       li.className = "log-jump";
       li.textContent = "↺ now at step " + msg.at + " of " + msg.schedule.length;
     }
     list.appendChild(li);
-    li.scrollIntoView({ block: "nearest" });
+    // Scroll the log box only, never the page: a phone follower reads the narration and the
+    // state at the top, and scrollIntoView would drag the whole page down to the log.
+    list.scrollTop = list.scrollHeight;
   }
 
   // Show the latest wanted frame; frames in between are skipped (the log keeps every step).
@@ -109,6 +129,29 @@
     }
     if (msg.type === "state" || msg.type === "transition") {
       say("");
+      var variant = variantOf(msg.page_url);
+      var schedule = msg.schedule || [];
+      // The same schedule, give or take the steps that cannot run on one of the kernels.
+      var same = shownSchedule !== null &&
+        schedule.slice(0, shownSchedule.length).every(function (actor, i) {
+          return actor === shownSchedule[i];
+        });
+      if (msg.type === "state" && msg.frame_url && variant && shownVariant && same &&
+          variant !== shownVariant && pathOf(msg.frame_url) === shownPath) {
+        // A kernel switch on the same schedule: the A/B view (≠ marks, "steps 8, 11-13
+        // differ") is the frame's, asked for with cmp= just as the presenter's toggle does.
+        msg.switched = variant;
+        msg.frame_url += "&cmp=" + encodeURIComponent(shownVariant);
+      }
+      var jumped = shownSchedule === null || schedule.join(",") !== shownSchedule.join(",");
+      if (msg.type === "state" && msg.frame_url && !msg.switched && jumped) {
+        // A new schedule, as "Find a bug" gives (landing on its point of no return, before
+        // the violation shows): the server adds its summary ("200 of 1918 interleavings end
+        // this way") if the schedule is that exploration's example, and nothing otherwise.
+        msg.frame_url += "&found=1";
+      }
+      if (variant) { shownVariant = variant; }
+      shownSchedule = schedule;
       logLine(msg);
       if (msg.page_url && $("#open-own")) { $("#open-own").setAttribute("href", ROOT + msg.page_url); }
       if (msg.frame_url) { wanted = msg.frame_url; pump(); }

@@ -22,7 +22,28 @@
     window.sessionStorage.setItem(KEY + room, given[1]);
     window.history.replaceState(null, "", window.location.pathname + window.location.search);
   }
+  // The presenter's room outlives presenter mode: leaving it (p) to copy a diagram or edit,
+  // a reload or a second tab must not strand the audience in a room nobody drives. The last
+  // room and its token are kept in this browser's localStorage (rooms expire when idle).
+  var LAST = "pagerace.presenter-room";
+  function stored() {
+    try {
+      var raw = JSON.parse(window.localStorage.getItem(LAST) || "null");
+      return raw && typeof raw.room === "string" && typeof raw.token === "string" ? raw : null;
+    } catch (e) { return null; }
+  }
+  function remember(r, t) {
+    try { window.localStorage.setItem(LAST, JSON.stringify({ room: r, token: t })); } catch (e) { /* private mode */ }
+  }
+  function forget(r) {
+    var last = stored();
+    try { if (last && last.room === r) { window.localStorage.removeItem(LAST); } } catch (e) { /* private mode */ }
+  }
+  var last0 = stored();
   var token = room ? window.sessionStorage.getItem(KEY + room) : null;
+  if (room && !token && last0 && last0.room === room) { token = last0.token; }
+  if (!room && last0) { room = last0.room; token = last0.token; }
+  var reused = Boolean(room && token);
   var socket = null;
   var last = null;
   var retries = 0;
@@ -99,6 +120,11 @@
     if (link) { link.textContent = followUrl.replace(/^https?:\/\//, ""); link.href = followUrl; }
     var qr = $("#follow-qr");
     if (qr) { qr.src = ROOT + "/live/" + room + "/qr.svg"; qr.hidden = false; }
+    // A QR code of 127.0.0.1 sends every phone in the room to itself: say so on the slide.
+    var host = "";
+    try { host = new URL(followUrl).hostname; } catch (e) { host = ""; }
+    var warn = $("#follow-warn");
+    if (warn) { warn.hidden = !/^(127\.|localhost$|\[::1\]$|::1$)/.test(host); }
   }
 
   function connect() {
@@ -128,6 +154,15 @@
         return;
       }
       if (ev.code === 4404 || ev.code === 4403) {
+        forget(room);
+        if (reused) {
+          // The remembered room expired (or is another presenter's): open a fresh one.
+          reused = false;
+          room = null;
+          token = null;
+          createRoom();
+          return;
+        }
         roomStatus("✖ the room is gone: press p twice for a new one", "off");
         return;
       }
@@ -142,11 +177,19 @@
     var data = frameData();
     if (!data) { return; }
     if (room && token) {
+      window.sessionStorage.setItem(KEY + room, token);
+      remember(room, token);
       keepUrl();
       showCorner(window.location.origin + ROOT + "/live/" + room);
       connect();
       return;
     }
+    createRoom();
+  }
+
+  function createRoom() {
+    var data = frameData();
+    if (!data) { return; }
     var v = view(data);
     fetch(ROOT + "/api/rooms", {
       method: "POST",
@@ -161,6 +204,7 @@
       room = created.room;
       token = created.presenter_token;
       window.sessionStorage.setItem(KEY + room, token);
+      remember(room, token);
       keepUrl();
       showCorner(created.follow_url);
       connect();

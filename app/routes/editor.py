@@ -27,6 +27,7 @@ from app.editor import (
     check_text,
     document_text,
     example_path,
+    naming_reference,
     op_reference,
     source_text,
     summary,
@@ -87,6 +88,7 @@ def _page(
         "choices": [(s.id, s.title) for s in catalog.values()],
         "reference": op_reference(),
         "switches": switch_reference(),
+        "naming": naming_reference(),
         "outcomes": outcomes,
         "from_id": from_id,
     }

@@ -21,7 +21,14 @@ import engine
 from app import figures
 from app.catalog_view import all_tags, cards
 from app.config import MAX_PARAM_CHARS, Settings
-from app.dashboard import Dashboard, LinkInput, Notice, build_dashboard, config_for
+from app.dashboard import (
+    Dashboard,
+    LinkInput,
+    Notice,
+    build_dashboard,
+    config_for,
+    variant_for_kernel,
+)
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.links import (
     LinkError,
@@ -37,6 +44,7 @@ from app.security import cross_site_subresource
 from app.service import (
     CLIENT_GONE,
     Catalog,
+    Explorer,
     UnknownScenario,
     client_of,
     disconnected,
@@ -105,7 +113,13 @@ def _scenario(
     except LinkTooLarge as err:
         raise PageError(422, "This link's custom scenario is too large", [f"s: {err}"]) from err
     except LinkError as err:
-        raise PageError(400, "This link's custom scenario cannot be read", [str(err)]) from err
+        hint = (
+            "s: the scenario text in this link is incomplete or damaged; the link was probably "
+            "cut or wrapped by a mail client: copy the whole link (it is one line) and try again"
+        )
+        raise PageError(
+            400, "This link's custom scenario cannot be read", [hint, f"s: {err}"]
+        ) from err
     except engine.ScenarioError as err:
         items = [f"{item.path}: {item.message}" for item in err.errors] or [str(err)]
         raise PageError(400, "This link's custom scenario is not valid", items) from err
@@ -120,6 +134,7 @@ def _bounded(params: Mapping[str, str], settings: Settings) -> None:
         "v": MAX_PARAM_CHARS,
         "d": MAX_PARAM_CHARS,
         "cmp": MAX_PARAM_CHARS,
+        "kernel": MAX_PARAM_CHARS,
     }
     problems = [
         f"{name}: {len(params[name])} characters; at most {limit}"
@@ -151,8 +166,11 @@ def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id:
     s = params.get("s") or None
     scenario = _scenario(catalog, settings, scenario_id, s)
     notices: list[Notice] = []
+    variant = params.get("v") or None
+    if variant is None and (kernel := params.get("kernel")):
+        variant = variant_for_kernel(scenario, kernel, notices)
     link = LinkInput(
-        variant=params.get("v") or None,
+        variant=variant,
         schedule=parse_schedule(params.get("t")),
         at=_step_number(params.get("at"), notices),
         digest=params.get("d") or None,
@@ -222,12 +240,30 @@ class FrameCache:
             self.size -= len(key) + len(dropped)
 
 
+def found_notice(outcome: engine.Outcome, result: engine.Exploration) -> Notice:
+    """What "Find a bug" says about the schedule it found."""
+    return Notice("warn", found_bug(result, outcome))
+
+
+def _found_again(explorer: Explorer, target: Target) -> list[Notice]:
+    """For a follower's frame (found=1): the presenter's "Find a bug" summary, when the link's
+    schedule is the shortest violating one of an exploration already made. Only the cache is
+    read: a room of followers must never start explorations."""
+    config = config_for(target.scenario, target.link.variant, [])
+    result = explorer.cached(target.scenario, config)
+    outcome = shortest_violation(result) if result is not None else None
+    if outcome is None or tuple(outcome.example) != target.link.schedule:
+        return []
+    return [found_notice(outcome, result)] if result is not None else []
+
+
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)
 def frame(
     scenario_id: str,
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    explorer: ExplorerDep,
     templates: TemplatesDep,
 ) -> Response:
     following = request.query_params.get("live") == "1"
@@ -236,11 +272,16 @@ def frame(
     if following and (body := cache.get(key)) is not None:
         return HTMLResponse(body)
     try:
-        dash = _dashboard(_target(request, catalog, settings, scenario_id), scenario_id)
+        target = _target(request, catalog, settings, scenario_id)
+        found = following and request.query_params.get("found") == "1"
+        summary = _found_again(explorer, target) if found else []
+        dash = _dashboard(target, scenario_id, summary)
     except PageError as err:
         return error_page(request, templates, err)
     response = _frame(request, templates, dash)
-    if following:
+    # A found=1 frame without its summary depends on the explorer's cache, which may fill
+    # later: only frames that are a pure function of their URL are kept.
+    if following and (summary or not found):
         cache.put(key, bytes(response.body))
     return response
 
@@ -349,7 +390,7 @@ async def find_bug(
         link = target.link
     else:
         steps = len(outcome.example)
-        notices.append(Notice("warn", found_bug(result, outcome)))
+        notices.append(found_notice(outcome, result))
         # Land where the run is already lost, not on the free at its end: the step a reviewer
         # points at (the bad outcome's last step when the search could not tell).
         at = outcome.no_return if outcome.no_return > 0 else steps

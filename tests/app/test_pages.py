@@ -12,6 +12,7 @@ from markupsafe import escape
 
 import engine
 from app.links import encode_doc
+from app.main import create_app
 
 SEED = "madv-free-vs-dio"
 
@@ -173,9 +174,14 @@ def test_outcomes_fragment_has_totals_and_examples(client: TestClient) -> None:
 
 def test_pages_load_only_local_assets(client: TestClient) -> None:
     page = client.get(f"/s/{SEED}").text
-    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    # What the page loads (scripts, images, stylesheets); <a href> to git.kernel.org is a link
+    # the user may follow, not an asset.
+    sources = re.findall(r'src="([^"]+)"', page) + re.findall(r'<link [^>]*href="([^"]+)"', page)
+    assert any("/static/app.css" in src for src in sources)
     for src in sources:
         assert not src.startswith(("http:", "https:", "//")), src
+    for href in re.findall(r'<a [^>]*href="(https?:[^"]+)"', page):
+        assert href.startswith("https://git.kernel.org/"), href
     for src in re.findall(r'<script src="([^"]+)"', page):
         assert client.get(src).status_code == 200, src
     assert "<script>" not in page  # no inline scripts (CSP-ready)
@@ -213,3 +219,20 @@ def test_find_bug_lands_on_the_point_of_no_return(client: TestClient) -> None:
         o for o in engine.explore(example, engine.make_config(example)).outcomes if o.violations
     )
     assert f"at={bad.no_return}" in url
+
+
+def test_follower_frame_repeats_find_a_bug_only_from_the_cache(
+    catalog: Mapping[str, engine.Scenario], bug_schedule: tuple[str, ...]
+) -> None:
+    # UX review H1: followers see the presenter's "Found ..." summary; a follower's frame
+    # reads the explorer's cache only, and a frame without it is not kept in the frame cache.
+    client = TestClient(create_app(catalog))  # its own explorer: an empty cache
+    url = link(bug_schedule, len(bug_schedule))
+    frame = url.replace("?", "/frame?", 1) + "&live=1&found=1"
+    before = client.get(frame).text
+    assert "Found lost_write" not in before  # nothing explored yet, and nothing started
+    assert client.get(url.replace("?", "/find-bug?", 1)).status_code == 200
+    after = client.get(frame).text
+    assert "Found lost_write" in after and "interleavings end this way" in after
+    other = link(bug_schedule[:-1], len(bug_schedule) - 1).replace("?", "/frame?", 1)
+    assert "Found" not in client.get(other + "&live=1&found=1").text  # not the shortest one

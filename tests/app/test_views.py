@@ -84,3 +84,15 @@ def test_plotly_validation_catches_a_bad_key(seed: engine.Scenario) -> None:
     figure["layout"]["xaxis"]["dticks"] = 1
     with pytest.raises(ValueError, match="dticks"):
         go.Figure(figure)
+
+
+def test_l1_two_violations_on_one_step_share_one_label() -> None:
+    # UX review L1: "data_leak" and "lost_write" on one step were drawn on top of each other.
+    scenario = engine.load_catalog()["pinned-then-fork"]
+    config = engine.make_config(scenario, variant="buggy")
+    schedule = ["driver", "app", "app", "app", "app", "app", "app", "driver", "driver"]
+    run = engine.run_schedule(scenario, config, schedule)
+    assert len(run.violations) == 2
+    marks = next(t for t in timeline_figure(scenario, run, 0)["data"] if t["name"] == "✖ violation")
+    assert len(marks["x"]) == len(set(marks["x"])) == 1
+    assert sorted(marks["text"][0].split(" + ")) == ["data_leak", "lost_write"]
