@@ -200,6 +200,9 @@ class Explorer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._cache: OrderedDict[tuple[object, ...], engine.Exploration] = OrderedDict()
+        # First bugs found (engine.find_first): never an answer to "explore" (no counts), but
+        # what a room's followers are shown after their presenter's "Find a bug".
+        self._first: OrderedDict[tuple[object, ...], engine.Exploration] = OrderedDict()
         self._lock = threading.Lock()
         self._admitted = 0
         self._per_client: Counter[str] = Counter()
@@ -255,6 +258,13 @@ class Explorer:
         with self._lock:
             return self._cache.get(self._key(scenario, config, self.bound(max_states)))
 
+    def found(self, scenario: engine.Scenario, config: engine.Config) -> engine.Exploration | None:
+        """The exhaustive result if there is one, else the first bug found: from memory only,
+        never starting a search."""
+        key = self._key(scenario, config, self.bound(None))
+        with self._lock:
+            return self._cache.get(key) or self._first.get(key)
+
     def _admit(self, client: str) -> None:
         settings = self._settings
         retry = max(1, math.ceil(settings.explore_time_limit_s))
@@ -303,11 +313,12 @@ class Explorer:
             result = self.pool.run(job, progress, cancel)
         except WorkerLost as err:  # replaced already: the next search gets a fresh worker
             raise ExploreBusy(503, f"{err}; retry", 1) from err
-        if result is not None and not result.truncated:
+        if result is not None and (result.first_bug or not result.truncated):
+            store = self._first if result.first_bug else self._cache
             with self._lock:
-                self._cache[key] = result
-                while len(self._cache) > self._settings.explore_cache_size:
-                    self._cache.popitem(last=False)
+                store[key] = result
+                while len(store) > self._settings.explore_cache_size:
+                    store.popitem(last=False)
         return result
 
     def _submit(

@@ -129,7 +129,7 @@
     }
     if (msg.type === "state" || msg.type === "transition") {
       say("");
-      var variant = variantOf(msg.page_url);
+      var variant = variantOf(msg.page_url && ROOT + msg.page_url);
       var schedule = msg.schedule || [];
       // The same schedule, give or take the steps that cannot run on one of the kernels.
       var same = shownSchedule !== null &&

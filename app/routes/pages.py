@@ -250,7 +250,7 @@ def _found_again(explorer: Explorer, target: Target) -> list[Notice]:
     schedule is the shortest violating one of an exploration already made. Only the cache is
     read: a room of followers must never start explorations."""
     config = config_for(target.scenario, target.link.variant, [])
-    result = explorer.cached(target.scenario, config)
+    result = explorer.found(target.scenario, config)
     outcome = shortest_violation(result) if result is not None else None
     if outcome is None or tuple(outcome.example) != target.link.schedule:
         return []

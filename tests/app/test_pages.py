@@ -231,7 +231,10 @@ def test_follower_frame_repeats_find_a_bug_only_from_the_cache(
     frame = url.replace("?", "/frame?", 1) + "&live=1&found=1"
     before = client.get(frame).text
     assert "Found lost_write" not in before  # nothing explored yet, and nothing started
-    assert client.get(url.replace("?", "/find-bug?", 1)).status_code == 200
+    found = client.get(url.replace("?", "/find-bug?", 1))
+    assert found.status_code == 200
+    # The presenter's page now shows the schedule Find a bug chose: the followers' frame too.
+    frame = found.headers["HX-Replace-Url"].replace("?", "/frame?", 1) + "&live=1&found=1"
     after = client.get(frame).text
     assert "Found lost_write" in after and "interleavings end this way" in after
     other = link(bug_schedule[:-1], len(bug_schedule) - 1).replace("?", "/frame?", 1)

@@ -282,10 +282,11 @@ def test_the_scripts_build_every_url_from_the_root() -> None:
             if code.startswith("//") or code == compared:
                 continue
             assert not unprefixed.search(code), f"{script}: {code}"
-        # Paths that come from the server's JSON are root-relative too.
-        # (absolute() adds ROOT itself.)
+        # Paths that come from the server's JSON are root-relative too. (absolute() adds ROOT
+        # itself; pathOf() only compares one root-relative path with another.)
         server_url = (
-            r"(?<!absolute)(?<!if )[(,] *(?:data|initial|msg)\.(?:page|frame|outcomes)_url *\)"
+            r"(?<!absolute)(?<!if )(?<!pathOf)[(,] *(?:data|initial|msg)\.(?:page|frame|outcomes)"
+            r"_url *\)"
         )
         for use in re.findall(server_url, text):
             raise AssertionError(f"{script}: {use.strip()} is used without ROOT")
