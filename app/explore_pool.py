@@ -68,9 +68,12 @@ def search(job: Job, progress: ProgressFn | None, cancel: CancelFn) -> engine.Ex
     """The job's search, wherever it runs."""
     sc, cfg, states, seconds = job.scenario, job.config, job.max_states, job.time_limit_s
     if job.first:
+        began = time.monotonic()
         found = engine.find_first(sc, cfg, max_states=states, time_limit_s=seconds, cancel=cancel)
         if found is not None:
             return found
+        # One time limit for both searches: the server kills a worker past it (GRACE_S).
+        seconds = max(0.0, seconds - (time.monotonic() - began))
     return engine.explore(
         sc, cfg, max_states=states, time_limit_s=seconds, progress=progress, cancel=cancel
     )
