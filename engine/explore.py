@@ -140,8 +140,7 @@ def explore(
             fresh = len(worlds)
             world, perm = effect.world, None
             if sym is not None:
-                world, moved = sym.canonical(world)
-                perm = None if moved == tuple(range(len(moved))) else moved
+                world, perm = sym.canonical(world)
             if fresh < max_states:
                 # One hash per successor: a world is a deep tuple and hashing it is not free.
                 nxt = ids.setdefault(world, fresh)

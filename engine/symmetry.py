@@ -48,15 +48,15 @@ class Symmetry:
         default_factory=dict, compare=False, repr=False
     )
 
-    def canonical(self, world: World) -> tuple[World, tuple[int, ...]]:
+    def canonical(self, world: World) -> tuple[World, tuple[int, ...] | None]:
         """The orbit's representative and `perm`: perm[i] is the slot that actor i's state
-        went to (the identity, and the world itself, when it is canonical already)."""
+        went to (None, and the world itself, when it is canonical already)."""
         moves: list[tuple[int, int]] = []  # (source actor, target slot)
         for members in self.classes:
             order = sorted(members, key=lambda i: (self._signature(world.actors[i], i), i))
             moves.extend((src, dst) for src, dst in zip(order, members, strict=True))
         if all(src == dst for src, dst in moves):
-            return world, tuple(range(len(world.actors)))
+            return world, None
         mapping: dict[str, str] = {}
         perm = list(range(len(world.actors)))
         for src, dst in moves:

@@ -240,11 +240,6 @@ class FrameCache:
             self.size -= len(key) + len(dropped)
 
 
-def found_notice(outcome: engine.Outcome, result: engine.Exploration) -> Notice:
-    """What "Find a bug" says about the schedule it found."""
-    return Notice("warn", found_bug(result, outcome))
-
-
 def _found_again(explorer: Explorer, target: Target) -> list[Notice]:
     """For a follower's frame (found=1): the presenter's "Find a bug" summary, when the link's
     schedule is the shortest violating one of an exploration already made. Only the cache is
@@ -340,14 +335,16 @@ def no_bug_found(result: engine.Exploration, kernel: str) -> str:
     )
 
 
-def found_bug(result: engine.Exploration, outcome: engine.Outcome) -> str:
+def found_notice(outcome: engine.Outcome, result: engine.Exploration) -> Notice:
+    """What "Find a bug" says about the schedule it found."""
     broken, steps = ", ".join(outcome.violations), len(outcome.example)
     if result.first_bug:
-        return (
+        return Notice(
+            "warn",
             f"Found {broken} after {result.states} states, before the search covered every "
             f"interleaving: this {steps}-step schedule needs {result.preemptions} "
             "preemption(s), the fewest of any that breaks an invariant. Explore all counts "
-            "how many interleavings end this way."
+            "how many interleavings end this way.",
         )
     text = (
         f"Found {broken}: the shortest schedule that breaks an invariant has {steps} steps; "
@@ -358,7 +355,7 @@ def found_bug(result: engine.Exploration, outcome: engine.Outcome) -> str:
             f" Step {outcome.no_return} is the point of no return: whatever runs after it, "
             "the run ends broken."
         )
-    return text
+    return Notice("warn", text)
 
 
 @router.get("/s/{scenario_id}/find-bug", response_class=HTMLResponse)

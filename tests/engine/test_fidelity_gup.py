@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import engine
-from tests.engine.builders import config, scenario
+from tests.engine.builders import config, run_sequential, scenario
 
 
 def test_gup_fast_binds_the_page_it_read_in_the_pte() -> None:
@@ -59,17 +59,7 @@ def longterm_fallback(kernel: str, longterm: bool) -> engine.Run:
         LONGTERM_SETUP,
         files=LONGTERM_FILE,
     )
-    return run_all(sc, kernel)
-
-
-def run_all(sc: engine.Scenario, kernel: str) -> engine.Run:
-    cfg = config(sc, kernel)
-    schedule: list[str] = []
-    while True:
-        run = engine.run_schedule(sc, cfg, schedule)
-        if not run.enabled:
-            return run
-        schedule.append(run.enabled[0])
+    return run_sequential(sc, config(sc, kernel), "dev")
 
 
 def test_a_longterm_fallback_runs_without_foll_touch_until_6_3() -> None:
@@ -101,7 +91,7 @@ def test_6_5_refuses_a_longterm_write_pin_of_a_shared_file_mapping() -> None:
         [{"mmap_file": {"addr": "fbuf", "file": "f"}}, {"write": {"addr": "fbuf", "value": "B"}}],
         files=LONGTERM_FILE,
     )
-    run = run_all(sc, "6.5")
+    run = run_sequential(sc, config(sc, "6.5"), "dev")
     functions = [s.function for s in run.steps]
     assert functions[:3] == ["ptep_get_lockless", "try_grab_folio", "gup_put_folio"]
     assert functions[-1] == "check_vma_flags"
