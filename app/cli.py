@@ -16,8 +16,8 @@ from typing import Any
 
 import engine
 from app.logs import LEVELS
-from engine.catalog import load_file, load_folder
 from engine.fixes import Config
+from engine.lang.catalog import load_file, load_folder
 
 
 class UsageError(Exception):

@@ -13,7 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from engine.run import MAX_SCHEDULE as MAX_SCHEDULE  # re-exported: the longest replay
+from engine.trace import MAX_SCHEDULE as MAX_SCHEDULE  # re-exported: the longest replay
 
 
 def resource_dir(name: str) -> Path:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import engine
+from engine.invariants import INVARIANTS
 
 Role = Literal["introduced", "fixed", "design", "reverted", "related"]
 
@@ -53,16 +54,7 @@ KNOWN: dict[str, Known] = {
 }
 
 # How a verdict reads in words: "loses data".
-PHRASES = {
-    "lost_write": "loses data",
-    "use_after_free": "use-after-free",
-    "refcount_underflow": "refcount underflow",
-    "bad_freeze": "bad refcount freeze",
-    "data_leak": "leaks data",
-    "kernel_bug": "kernel BUG",
-    "page_leak": "leaks a page",
-    "deadlock": "deadlocks",
-}
+PHRASES = {invariant.name: invariant.phrase for invariant in INVARIANTS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,20 +26,19 @@ import yaml
 
 import engine
 from app.links import LinkError, LinkParams, dashboard_path, encode_doc, unpack_json
-from engine.catalog import CATALOG_DIR
 from engine.fixes import DESIGN_RULES, FIXES, NEWEST_KERNEL, OLDEST_KERNEL
-from engine.ops import OPS
-from engine.scenario import (
-    LABELS,
+from engine.invariants import FATES, VIOLATIONS
+from engine.kernel import OPS
+from engine.lang.catalog import CATALOG_DIR
+from engine.lang.loader import MAX_DOCUMENT
+from engine.lang.validate import (
     MACROS,
     MAX_ACTORS,
-    MAX_DOCUMENT,
     MAX_FILES,
     MAX_OPS,
     MAX_SETUP,
     MAX_VARIANTS,
     NAME,
-    VIOLATIONS,
 )
 
 # RFC 9110 (section 4.1) asks every HTTP component to take URIs of at least 8000 octets;
@@ -388,7 +387,7 @@ def naming_reference() -> NamingHelp:
     # From the checker's own tables, so the reference cannot drift from what it enforces.
     return NamingHelp(
         violations=VIOLATIONS,
-        outcomes=LABELS,
+        outcomes=FATES,
         oldest_kernel=OLDEST_KERNEL,
         newest_kernel=NEWEST_KERNEL,
         limits=(
@@ -413,5 +412,5 @@ def op_reference() -> tuple[OpHelp, ...]:
     ]
     for name, parts in MACROS.items():
         params = (("addr", True, ""), ("value", True, ""), ("proc", False, ""))
-        rows.append(OpHelp(name, params, "Macro: " + " + ".join(parts) + "."))
+        rows.append(OpHelp(name, params, "Macro: " + " + ".join(kind for kind, _ in parts) + "."))
     return tuple(sorted(rows, key=lambda row: row.name))

@@ -25,7 +25,7 @@ from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 from app.session import ClientBudgets
 from app.static_files import DynamicGZip, StaticDirectory
-from engine.catalog import load_folder
+from engine.lang.catalog import load_folder
 
 
 @asynccontextmanager

@@ -3,25 +3,12 @@
 No web imports here: the dashboard and the CLI are clients of this package.
 """
 
-from engine.catalog import load_catalog
 from engine.diagram import render_diagram
 from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
 from engine.first import find_first
 from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
-from engine.model import SetupError
-from engine.report import exploration_to_json, run_to_json, scenario_to_json
-from engine.run import (
-    ActorView,
-    Run,
-    ScheduleError,
-    Step,
-    Violation,
-    make_config,
-    replay,
-    run_schedule,
-)
-from engine.scenario import (
+from engine.lang import (
     ErrorItem,
     Op,
     Ref,
@@ -30,6 +17,19 @@ from engine.scenario import (
     Variant,
     load_scenario_text,
     parse_scenario,
+)
+from engine.lang.catalog import load_catalog
+from engine.model import SetupError
+from engine.report import exploration_to_json, run_to_json, scenario_to_json
+from engine.trace import (
+    ActorView,
+    Run,
+    ScheduleError,
+    Step,
+    Violation,
+    make_config,
+    replay,
+    run_schedule,
 )
 
 __all__ = [

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine.fixes import Config
-from engine.run import Run
-from engine.scenario import Scenario
+from engine.lang.ir import Scenario
+from engine.trace import Run
 
 WIDTH = 100
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.explore import Exploration
-from engine.scenario import Scenario
+from engine.lang.ir import Scenario
 
 
 @dataclass(frozen=True, slots=True)

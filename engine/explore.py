@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from engine.fixes import Config
-from engine.machine import Effect
+from engine.kernel.machine import Effect
+from engine.lang.ir import Scenario
 from engine.model import Model, successors
-from engine.scenario import Scenario
 from engine.state import World
 from engine.symmetry import detect
 

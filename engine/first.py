@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from engine.explore import Cancel, Exploration, Outcome, collector_paused, first_message
 from engine.fixes import Config
+from engine.lang.ir import Scenario
 from engine.model import Model, successors
-from engine.scenario import Scenario
 from engine.state import World
 
 MAX_PREEMPTIONS = 3  # beyond this, the exhaustive search is the better tool

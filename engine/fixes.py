@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from engine.errors import InputError
+
 
 @dataclass(frozen=True, slots=True)
 class Fix:
@@ -212,7 +214,7 @@ def valid_kernel(version: str) -> bool:
     return version_key(OLDEST_KERNEL) <= version_key(version) <= (6, 99)
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A variant, kernel or fix override that does not exist."""
 
     def __init__(self, field: str, message: str) -> None:

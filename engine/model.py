@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine import oracle
+from engine.errors import InputError
 from engine.fixes import Config
-from engine.machine import Blocked, Ctx, Effect
-from engine.ops import OPS
-from engine.scenario import Op, Scenario
+from engine.invariants import Fate, FateOf
+from engine.kernel import OPS, oracle
+from engine.kernel.machine import Blocked, Ctx, Effect
+from engine.lang.ir import Op, Scenario
 from engine.state import (
     DIRTY,
     PRIVATE,
@@ -33,7 +34,7 @@ from engine.state import (
 MAX_SETUP_STEPS = 200
 
 
-class SetupError(ValueError):
+class SetupError(InputError):
     """The setup could not run to completion on its own."""
 
 
@@ -101,7 +102,8 @@ class Model:
         return ctx.w, tuple(ctx.events)
 
     def label(self, world: World) -> str:
-        return label(world)
+        """The outcome label of a final world: its fate as text ("page_kept: mapped, lazyfree")."""
+        return str(fate(world))
 
 
 def observe_all(ctx: Ctx) -> None:
@@ -155,31 +157,31 @@ def check_leaks(ctx: Ctx) -> None:
             )
 
 
-def label(world: World) -> str:
+def fate(world: World) -> FateOf:
     """What became of P0, the first page the scenario's setup created."""
     if not world.pages:
-        return "page_freed: never allocated"
+        return FateOf(Fate.PAGE_FREED, "never allocated")
     page = world.pages[0]
     if 0 in world.migrated:
-        return "page_migrated"
+        return FateOf(Fate.PAGE_MIGRATED)
     if page.free or page.gen > 0:
         swapped = any(
             e.swap >= 0 and world.swap[e.swap].written and world.swap[e.swap].data == page.data
             for _, _, e in world.ptes
         )
         if swapped:
-            return "page_swapped"
+            return FateOf(Fate.PAGE_SWAPPED)
         if page.free:
-            return "page_freed"
-        return "page_freed: reused by " + page.owner.split(":", 1)[-1]
+            return FateOf(Fate.PAGE_FREED)
+        return FateOf(Fate.PAGE_FREED, "reused by " + page.owner.split(":", 1)[-1])
     if page.has(SWAPCACHE) and not page.mapcount:
-        return "page_swapped: still in the swap cache"
+        return FateOf(Fate.PAGE_SWAPPED, "still in the swap cache")
     mapped = "mapped" if page.mapcount else "unmapped"
     if page.anon:
         kind = "swap-backed anon" if page.has(SWAPBACKED) else "lazyfree"
     else:
         kind = "page cache" if any(f.cache == 0 for _, f in world.files) else "off the cache"
-    return f"page_kept: {mapped}, {kind}"
+    return FateOf(Fate.PAGE_KEPT, f"{mapped}, {kind}")
 
 
 def successors(model: Model, world: World) -> list[tuple[int, Effect]]:

@@ -6,8 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from engine.explore import Exploration
-from engine.run import Run
-from engine.scenario import Scenario
+from engine.lang.ir import Scenario
+from engine.trace import Run
 
 
 def run_to_json(run: Run, scenario: Scenario | None = None) -> dict[str, Any]:

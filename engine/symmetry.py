@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.ops import OPS
-from engine.scenario import Op, Scenario
+from engine.kernel import OPS
+from engine.lang.ir import Op, Scenario
 from engine.state import Actor, Expected, World
 
 # Ops whose steps read a value set by position (gup.hold's pipe snapshot takes allowed[0]).

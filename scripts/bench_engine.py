@@ -10,7 +10,7 @@ import resource
 import time
 
 import engine
-from engine.scenario import parse_scenario
+from engine.lang import parse_scenario
 
 
 def catalog_times() -> tuple[float, tuple[str, int, float]]:

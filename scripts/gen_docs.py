@@ -3,7 +3,7 @@
     python scripts/gen_docs.py           # rewrite docs/scenario-language.md, cli.md, api.md
     python scripts/gen_docs.py --check   # exit 1 (naming the files) if any is stale
 
-The scenario language comes from the engine's registries (engine.ops.OPS, the macros,
+The scenario language comes from the engine's registries (engine.kernel.OPS, the macros,
 engine.fixes, the violation and label names and the validator's limits and patterns), the
 CLI page from `pagerace`'s own argparse parser, the API page from the app's OpenAPI schema.
 tests/app/test_docs.py fails when a page differs from what this script writes, so a new
@@ -22,11 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere, like the other scripts
 
-from engine import scenario as lang  # noqa: E402
-from engine.catalog import CATALOG_DIR  # noqa: E402
+from engine import invariants  # noqa: E402
 from engine.fixes import DESIGN_RULES, FIXES, NEWEST_KERNEL, OLDEST_KERNEL  # noqa: E402
-from engine.machine import Param  # noqa: E402
-from engine.ops import OPS  # noqa: E402
+from engine.kernel import OPS  # noqa: E402
+from engine.kernel.machine import Param  # noqa: E402
+from engine.lang import validate as lang  # noqa: E402
+from engine.lang.catalog import CATALOG_DIR  # noqa: E402
 
 DOCS = ROOT / "docs"
 # argparse's layout differs between Pythons: cli.md is written (and checked) by this one, the
@@ -48,7 +49,7 @@ KINDS = {
 
 
 def default_of(param: Param) -> str:
-    """The value an op uses when the parameter is left out (engine/machine.py Ctx)."""
+    """The value an op uses when the parameter is left out (engine/kernel/machine.py Ctx)."""
     if param.required:
         return "required"
     if param.kind == "proc":
@@ -131,7 +132,7 @@ def scenario_language() -> str:
         out.append("Steps: " + ", ".join(f"`{s}`" for s in kind.steps) + ".\n\n")
     out.append("## Macros\n\nA macro is written like an operation and expands into several:\n\n")
     for name, parts in lang.MACROS.items():
-        expansion = " + ".join(f"`{p}`" for p in parts)
+        expansion = " + ".join(f"`{kind}`" for kind, _ in parts)
         out.append(
             f"- `{name}` takes `addr` and `value` (required) and `proc` (default `app`), and "
             f"is {expansion}: the device writes `value` into the page GUP took.\n"
@@ -159,15 +160,13 @@ def scenario_language() -> str:
     )
     out += [f"| `{f.name}` | {one_line(f.effect)} |\n" for f in DESIGN_RULES.values()]
     out.append("\n## Violations\n\n| violation | means |\n| --- | --- |\n")
-    assert tuple(lang.VIOLATION_HELP) == lang.VIOLATIONS, "describe every violation, in order"
-    out += [f"| `{v}` | {lang.VIOLATION_HELP[v]} |\n" for v in lang.VIOLATIONS]
+    out += [f"| `{v.name}` | {v.doc} |\n" for v in invariants.INVARIANTS]
     out.append(
         "\n## Outcome labels\n\nWhat became of the page the setup creates first, at the end "
         "of a run. `expect.*.reachable` entries must start with one of these.\n\n"
         "| label | means |\n| --- | --- |\n"
     )
-    assert tuple(lang.LABEL_HELP) == lang.LABELS, "describe every label, in order"
-    out += [f"| `{label}` | {lang.LABEL_HELP[label]} |\n" for label in lang.LABELS]
+    out += [f"| `{fate}` | {fate.doc} |\n" for fate in invariants.Fate]
     return "".join(out)
 
 

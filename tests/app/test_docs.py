@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from engine.fixes import DESIGN_RULES, FIXES
-from engine.machine import OPS, OpKind
-from engine.scenario import LABELS, MACROS, VIOLATIONS
+from engine.invariants import FATES, VIOLATIONS
+from engine.kernel.machine import OPS, OpKind
+from engine.lang.validate import MACROS
 from scripts import gen_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def test_the_check_notices_a_new_operation(
 
 def test_the_language_reference_names_everything_the_engine_accepts() -> None:
     text = (DOCS / "scenario-language.md").read_text()
-    for name in [*OPS, *MACROS, *FIXES, *DESIGN_RULES, *VIOLATIONS, *LABELS]:
+    for name in [*OPS, *MACROS, *FIXES, *DESIGN_RULES, *VIOLATIONS, *FATES]:
         assert f"`{name}`" in text, name
     for fix in FIXES.values():
         assert f"| `{fix.name}` | " in text and fix.releases in text, fix.name

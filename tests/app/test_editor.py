@@ -24,7 +24,7 @@ from app.editor import (
     unpack,
 )
 from app.links import LinkError, encode_doc
-from engine.catalog import CATALOG_DIR
+from engine.lang.catalog import CATALOG_DIR
 
 SEED = "madv-free-vs-dio"
 SEED_FILE = CATALOG_DIR / "10-madv-free-vs-dio.yaml"

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import engine
-import engine.scenario
+import engine.lang.validate
 from app.config import Settings
 from app.main import create_app
 from app.rooms import RoomSettings
@@ -60,7 +60,7 @@ def colliding_pair(seed: engine.Scenario) -> tuple[dict[str, Any], dict[str, Any
 def colliding(
     monkeypatch: pytest.MonkeyPatch, catalog: Mapping[str, engine.Scenario]
 ) -> TestClient:
-    monkeypatch.setattr(engine.scenario, "digest_of", lambda document: "65b35cd92baa")
+    monkeypatch.setattr(engine.lang.validate, "digest_of", lambda document: "65b35cd92baa")
     return TestClient(create_app(catalog))
 
 

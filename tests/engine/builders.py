@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import engine
-from engine.machine import Effect
+from engine.kernel.machine import Effect
 from engine.model import Model, successors
 from engine.state import World
 

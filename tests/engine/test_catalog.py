@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine.catalog import CATALOG_DIR, load_file
-from engine.scenario import LABELS
+from engine.invariants import FATES
+from engine.lang.catalog import CATALOG_DIR, load_file
 
 FILES = sorted(CATALOG_DIR.glob("*.yaml"))
 
@@ -74,7 +74,7 @@ def test_catalog_file_states_a_reachable_outcome(path: Path) -> None:
     sc = load_file(path)
     reachable = [r for e in sc.expect.values() for r in e.reachable]
     assert reachable, f"{path.name}: no variant states an outcome that must be reachable"
-    assert all(r.startswith(LABELS) for r in reachable)
+    assert all(r.startswith(FATES) for r in reachable)
 
 
 def test_catalog_ids_are_unique_and_match_the_loader() -> None:

@@ -16,7 +16,7 @@ def final_world(sc: engine.Scenario, cfg: engine.Config, *order: str) -> World:
     world = model.initial()
     for name in sequential(sc, cfg, *order):
         effect = model.step(world, model.names.index(name))
-        assert isinstance(effect, engine.machine.Effect)
+        assert isinstance(effect, engine.kernel.machine.Effect)
         world = effect.world
     return world
 

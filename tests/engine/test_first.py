@@ -11,7 +11,7 @@ from hypothesis import given
 
 import engine
 from engine.first import MAX_PREEMPTIONS
-from engine.scenario import parse_scenario
+from engine.lang import parse_scenario
 from scripts.bench_engine import family
 from tests.engine.test_properties import SETTINGS, scenarios
 

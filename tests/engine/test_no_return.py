@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import assume, given
 
 import engine
-from engine.machine import Effect
+from engine.kernel.machine import Effect
 from engine.model import Model, successors
 from engine.state import World
 from tests.engine.test_properties import SETTINGS, scenarios

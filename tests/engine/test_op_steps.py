@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import engine
-from engine.machine import Effect
+from engine.kernel import OPS
+from engine.kernel.machine import Effect
 from engine.model import Model, successors
-from engine.ops import OPS
 from engine.state import World
 from tests.engine.test_properties import SETTINGS, scenarios
 from tests.fuzz.strategies import Doc, valid_documents

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine.scenario import MAX_ACTORS
+from engine.lang.validate import MAX_ACTORS
 from tests.engine.builders import doc
 
 GOOD_YAML = """\
@@ -267,7 +267,7 @@ def test_an_oversized_document_is_rejected() -> None:
 
 
 def test_catalog_file_errors_name_the_file(tmp_path: Any) -> None:
-    from engine.catalog import load_file
+    from engine.lang.catalog import load_file
 
     path = tmp_path / "bad.yaml"
     path.write_text(GOOD_YAML.replace("mode: get", "mode: steal"))

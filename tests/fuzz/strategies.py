@@ -1,6 +1,6 @@
 """Hypothesis strategies for scenario documents.
 
-- `valid_documents()`: built from the real operation names and parameters (engine.ops.OPS) and
+- `valid_documents()`: built from the real operation names and parameters (engine.kernel.OPS) and
   the language's rules (device ops after a GUP, files declared, ...), so most of them parse
   and the explorer and the replay get real work.
 - `mutated(...)`: one of those with one place broken: a value replaced by junk, a key dropped
@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from engine.fixes import SWITCHES
-from engine.ops import OPS
-from engine.scenario import VIOLATIONS
+from engine.invariants import VIOLATIONS
+from engine.kernel import OPS
 
 Doc = dict[str, Any]
 
@@ -75,7 +75,7 @@ def param_value(kind: str, choices: tuple[str, ...], addrs: list[str], procs: li
 
 @st.composite
 def generic_op(draw: st.DrawFn, addrs: list[str], procs: list[str]) -> list[Doc]:
-    """Any operation in engine.ops.OPS with parameters drawn from its own Param specs."""
+    """Any operation in engine.kernel.OPS with parameters drawn from its own Param specs."""
     kind = draw(st.sampled_from(sorted(OPS)))
     args: Doc = {}
     for param in OPS[kind].params:

@@ -25,7 +25,7 @@ from app.config import Settings
 from app.links import decode_doc, encode_doc
 from app.main import create_app
 from app.schemas import ErrorResponse, ExploreResponse, RunResponse
-from engine.ops import OPS
+from engine.kernel import OPS
 from tests.fuzz.budget import budget
 from tests.fuzz.strategies import ACTORS, any_document, documents, junk, valid_documents
 
@@ -197,7 +197,7 @@ def test_custom_scenario_links_never_fail(doc: Any) -> None:
 
 
 def test_the_generator_knows_every_operation() -> None:
-    """A new op in engine.ops is fuzzed as soon as it exists (generic_op draws from OPS)."""
+    """A new op in engine.kernel is fuzzed as soon as it exists (generic_op draws from OPS)."""
     seen: set[str] = set()
 
     @budget(300)

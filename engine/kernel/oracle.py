@@ -9,7 +9,7 @@ is a lost write, or a data leak when another process (or owner) wrote it.
 
 from __future__ import annotations
 
-from engine.machine import Ctx
+from engine.kernel.machine import Ctx
 from engine.state import Expected, World
 
 

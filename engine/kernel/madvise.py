@@ -9,9 +9,9 @@ the page alive but not mapped (R13).
 
 from __future__ import annotations
 
-from engine import oracle, refs
-from engine.fault import wait_reason
-from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, op
+from engine.kernel import oracle, refs
+from engine.kernel.fault import wait_reason
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, op
 from engine.state import DIRTY, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
 
 

@@ -8,8 +8,8 @@ migration entry; slow GUP and faults wait for it (migration_entry_wait).
 
 from __future__ import annotations
 
-from engine import refs
-from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, op
+from engine.kernel import refs
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,

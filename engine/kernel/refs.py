@@ -7,7 +7,7 @@ drives the count below zero).
 
 from __future__ import annotations
 
-from engine.machine import Ctx
+from engine.kernel.machine import Ctx
 from engine.state import DIRTY, GUP_PIN_COUNTING_BIAS, RECLAIM, ZERO_PAGE, Page, page_name
 
 

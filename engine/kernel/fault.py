@@ -8,8 +8,8 @@ fault may reuse in place is exactly where the COW fixes differ by version.
 
 from __future__ import annotations
 
-from engine import oracle, refs
-from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
+from engine.kernel import oracle, refs
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
@@ -357,7 +357,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
 
 @op(
     "write",
-    (ADDR, Param("value", "value", required=True), PROC),
+    (ADDR, Param("value", "value", required=True, positional=True), PROC),
     ("handle_mm_fault", "filemap_fault", "store", "SIGSEGV"),
 )
 def write_op(ctx: Ctx) -> Effect | Blocked:

@@ -98,6 +98,13 @@ class Param:
     kind: str  # "addr" | "file" | "proc" | "value" | "bool" | "name" | "choice"
     required: bool = False
     choices: tuple[str, ...] = ()
+    positional: bool = False  # shown bare in an op's text: write(buf, A), not write(addr=buf)
+
+
+# What an actor can hold after a GUP op, for the device ops that act on it.
+HOLDINGS = ("get", "pin", "pipe")
+# The op's own rule across its parameters: a message saying what is wrong, or None.
+Rule = Callable[[Params], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,23 +115,57 @@ class OpKind:
     doc: str
     run: StepFn
     setup_only: bool = False
+    # What the actor holds once the op is done: one of HOLDINGS, or "mode" for the
+    # value of the op's `mode` parameter (gup and gup_fast take a get or a pin).
+    holds: str | None = None
+    # What the actor must hold from an earlier op of its own: one of HOLDINGS, or "any".
+    needs: str | None = None
+    rule: Rule | None = None
+
+    @property
+    def actor_only(self) -> bool:
+        """Ops that hold or use a page an actor obtained: never in the setup."""
+        return self.holds is not None or self.needs is not None
+
+    def holding(self, params: Params) -> str | None:
+        """What an actor holds after running this op with `params`."""
+        if self.holds == "mode":
+            return str(params.get("mode", "get"))
+        return self.holds
 
 
 OPS: dict[str, OpKind] = {}
 
 
 def op(
-    name: str, params: tuple[Param, ...], steps: tuple[str, ...], setup_only: bool = False
+    name: str,
+    params: tuple[Param, ...],
+    steps: tuple[str, ...],
+    setup_only: bool = False,
+    holds: str | None = None,
+    needs: str | None = None,
+    rule: Rule | None = None,
 ) -> Callable[[StepFn], StepFn]:
     """Register an operation; its docstring is what the UI shows as help."""
 
     def register(fn: StepFn) -> StepFn:
-        OPS[name] = OpKind(name, params, steps, (fn.__doc__ or "").strip(), fn, setup_only)
+        doc = (fn.__doc__ or "").strip()
+        OPS[name] = OpKind(name, params, steps, doc, fn, setup_only, holds, needs, rule)
         return fn
 
     return register
 
 
-ADDR = Param("addr", "addr", required=True)
+def exactly_one(*names: str) -> Rule:
+    """The rule of an op that takes exactly one of several parameters."""
+
+    def rule(params: Params) -> str | None:
+        given = [n for n in names if n in params]
+        return None if len(given) == 1 else f"needs exactly one of {' or '.join(names)}"
+
+    return rule
+
+
+ADDR = Param("addr", "addr", required=True, positional=True)
 PROC = Param("proc", "proc")
-FILE = Param("file", "file", required=True)
+FILE = Param("file", "file", required=True, positional=True)

@@ -21,9 +21,9 @@ pass frees them.
 
 from __future__ import annotations
 
-from engine import refs
-from engine.filemap import writepage
-from engine.machine import Blocked, Ctx, Effect, Param, op
+from engine.kernel import refs
+from engine.kernel.filemap import writepage
+from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Param, exactly_one, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
@@ -542,8 +542,14 @@ STEP = {
 
 @op(
     "shrink_folio_list",
-    (Param("addr", "addr"), Param("file", "file"), Param("proc", "proc"), Param("direct", "bool")),
+    (
+        Param("addr", "addr", positional=True),
+        Param("file", "file", positional=True),
+        PROC,
+        Param("direct", "bool"),
+    ),
     STEPS,
+    rule=exactly_one("addr", "file"),
 )
 def shrink_folio_list_op(ctx: Ctx) -> Effect | Blocked:
     """One reclaim pass over the page at `addr` (or the page cache page of `file`), by kswapd

@@ -9,8 +9,8 @@ ext4's rule that a dirty page must have buffers attached (R8).
 
 from __future__ import annotations
 
-from engine import oracle, refs
-from engine.machine import FILE, PROC, Blocked, Ctx, Effect, Param, op
+from engine.kernel import oracle, refs
+from engine.kernel.machine import ADDR, FILE, PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import DIRTY, LOCKED, PRIVATE, RECLAIM, WRITEBACK, Pte, page_name
 
 LOOKUP_RETRIES = 2
@@ -40,7 +40,7 @@ def writepage(ctx: Ctx, index: int) -> tuple[bool, str]:
     return True, f"{fn} writes {p.data!r} to {name} on disk"
 
 
-@op("mmap_file", (Param("addr", "addr", required=True), FILE, PROC), ("mmap",), setup_only=True)
+@op("mmap_file", (ADDR, FILE, PROC), ("mmap",), setup_only=True)
 def mmap_file_op(ctx: Ctx) -> Effect:
     """Map a file's page MAP_SHARED at `addr` (faulted in on first access)."""
     proc, addr, name = ctx.proc, ctx.p("addr"), ctx.p("file")

@@ -8,8 +8,8 @@ tells the kernel the page changed. Completing the I/O drops the reference
 
 from __future__ import annotations
 
-from engine import oracle, refs
-from engine.machine import PROC, Blocked, Ctx, Effect, Param, op
+from engine.kernel import oracle, refs
+from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import PRIVATE, ZERO_PAGE, page_name
 
 
@@ -38,7 +38,12 @@ def release(ctx: Ctx) -> None:
     ctx.set_me(ctx.me.evolve(held=(), held_mode="", held_key="", held_epoch=0, dma=""))
 
 
-@op("dma_write", (Param("value", "value", required=True),), ("dma_write",))
+@op(
+    "dma_write",
+    (Param("value", "value", required=True, positional=True),),
+    ("dma_write",),
+    needs="any",
+)
 def dma_write_op(ctx: Ctx) -> Effect | Blocked:
     """The device writes `value` into the page it holds (after any GUP, read-only ones too)."""
     value = ctx.p("value")
@@ -61,7 +66,7 @@ def dma_write_op(ctx: Ctx) -> Effect | Blocked:
     return ctx.done("dma_write", f"the device writes {value!r} into {', '.join(notes)}")
 
 
-@op("dma_read", (), ("dma_read",))
+@op("dma_read", (), ("dma_read",), needs="any")
 def dma_read_op(ctx: Ctx) -> Effect | Blocked:
     """The device reads the page it holds, checked like a CPU read of the GUP's address.
 
@@ -97,7 +102,12 @@ def dma_read_op(ctx: Ctx) -> Effect | Blocked:
     return ctx.done("dma_read", f"the device reads {', '.join(seen)}")
 
 
-@op("set_page_dirty", (Param("lock", "bool"),), ("set_page_dirty", "set_page_dirty_lock"))
+@op(
+    "set_page_dirty",
+    (Param("lock", "bool"),),
+    ("set_page_dirty", "set_page_dirty_lock"),
+    needs="any",
+)
 def set_page_dirty_op(ctx: Ctx) -> Effect | Blocked:
     """set_page_dirty (bio_set_pages_dirty) or set_page_dirty_lock on the held page."""
     function = "set_page_dirty_lock" if ctx.flagp("lock") else "set_page_dirty"
@@ -120,7 +130,7 @@ def set_page_dirty_op(ctx: Ctx) -> Effect | Blocked:
     return ctx.done(function, f"{ctx.name} marks {', '.join(notes) or 'nothing'} dirty")
 
 
-@op("put_page", (), ("put_page",))
+@op("put_page", (), ("put_page",), needs="get")
 def put_page_op(ctx: Ctx) -> Effect | Blocked:
     """Drop the FOLL_GET reference (I/O completion)."""
     if not held_pages(ctx):
@@ -135,7 +145,12 @@ def put_page_op(ctx: Ctx) -> Effect | Blocked:
     return ctx.done("put_page", f"{ctx.name} drops its reference on {', '.join(notes)}")
 
 
-@op("unpin", (Param("dirty", "bool"),), ("unpin_user_pages", "unpin_user_pages_dirty_lock"))
+@op(
+    "unpin",
+    (Param("dirty", "bool"),),
+    ("unpin_user_pages", "unpin_user_pages_dirty_lock"),
+    needs="pin",
+)
 def unpin_op(ctx: Ctx) -> Effect | Blocked:
     """unpin_user_pages[_dirty_lock]: dirty the page under its lock if asked, then unpin."""
     dirty = ctx.flagp("dirty")
@@ -160,7 +175,7 @@ def unpin_op(ctx: Ctx) -> Effect | Blocked:
     return ctx.done(function, f"{ctx.name} unpins {', '.join(notes)}")
 
 
-@op("read_pipe", (PROC, Param("expect", "value")), ("pipe_read",))
+@op("read_pipe", (PROC, Param("expect", "value")), ("pipe_read",), needs="pipe")
 def read_pipe_op(ctx: Ctx) -> Effect | Blocked:
     """Read what the pipe's page holds (the page vmsplice handed to it), then release it."""
     if ctx.me.held_mode != "pipe":

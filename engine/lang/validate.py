@@ -1,60 +1,36 @@
-"""Scenario language v1: declarative documents, validated with errors that name the path.
+"""Scenario documents to validated values: every error names its path and what is allowed.
 
-A scenario is data (YAML in the catalog, JSON over the API); nothing in it is
-ever executed. Every error names the offending path, e.g.
-`actors[1].ops[0].gup_fast.mode`, and says what is allowed.
+Errors name the offending path, e.g. `actors[1].ops[0].gup_fast.mode`. What is
+particular to one operation (its parameters, which are positional, which other op it
+needs before it, its own cross-parameter rule) is declared with the op in
+engine/kernel/ (`OpKind`) and only read here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from engine.fixes import NEWEST_KERNEL, SWITCHES, valid_kernel
-from engine.machine import Param
-from engine.ops import OPS
-
-VIOLATIONS = (
-    "lost_write",
-    "use_after_free",
-    "refcount_underflow",
-    "bad_freeze",
-    "data_leak",
-    "kernel_bug",
-    "page_leak",
-    "deadlock",
+from engine.fixes import SWITCHES, valid_kernel
+from engine.invariants import FATES, VIOLATIONS
+from engine.kernel import OPS
+from engine.kernel.machine import Param
+from engine.lang.ir import (
+    ActorSpec,
+    ErrorItem,
+    Expect,
+    Op,
+    Ref,
+    Scenario,
+    ScenarioError,
+    Variant,
+    digest_of,
+    key_path,
+    sha256_of,
 )
-LABELS = ("page_freed", "page_kept", "page_swapped", "page_migrated")
-# What each name means, for the documentation (scripts/gen_docs.py) and anyone reading results.
-VIOLATION_HELP: Mapping[str, str] = {
-    "lost_write": "a read, or the final observation of an address or file, sees a value "
-    "that is not allowed there: a CPU store or DMA write was lost, or a stale page was read",
-    "use_after_free": "a CPU, DMA, GUP or kernel access to a freed page or to a page "
-    "reallocated to another owner (a failed try-get on a freed page is not an access)",
-    "refcount_underflow": "a page's refcount went below zero",
-    "bad_freeze": "folio_ref_freeze succeeded while references other than the expected "
-    "ones were held",
-    "data_leak": "a process observes a value written by or for another process (after fork)",
-    "kernel_bug": "a state the kernel would BUG or warn on, e.g. writeback of a dirty file "
-    "page without buffers",
-    "page_leak": "at the end, a page that is not free has references but nobody holds them",
-    "deadlock": "no actor can take a step, but not every actor has finished",
-}
-LABEL_HELP: Mapping[str, str] = {
-    "page_freed": "the scenario's first page was freed (`page_freed: reused by X` when it "
-    "was then allocated again)",
-    "page_kept": "the page is still in use; the detail says whether it is mapped and what "
-    "it is (`page_kept: mapped, swap-backed anon`, `lazyfree`, `page cache`, `off the cache`)",
-    "page_swapped": "the page was freed after its data reached a swap slot that a PTE still "
-    "points to (`page_swapped: still in the swap cache` while the page stays cached)",
-    "page_migrated": "the page was migrated: its mappings now point to a new page",
-}
+
 MAX_ACTORS = 5
 MAX_OPS = 12
 MAX_SETUP = 12
@@ -83,112 +59,16 @@ TOP_KEYS = (
     "actors",
     "expect",
 )
-DEVICE_OPS = ("dma_write", "dma_read", "set_page_dirty", "put_page", "unpin")
-GUP_OPS = ("gup", "gup_fast", "vmsplice")
-MACROS: dict[str, tuple[str, ...]] = {
-    "dio_read": ("gup_fast", "set_page_dirty", "dma_write", "put_page"),
+# A macro is one line in a document standing for several ops: (op, fixed parameters),
+# with the macro's own `addr`, `value` and `proc` passed to the ops that take them.
+MACROS: dict[str, tuple[tuple[str, Mapping[str, object]], ...]] = {
+    "dio_read": (
+        ("gup_fast", {"mode": "get", "write": True}),
+        ("set_page_dirty", {}),
+        ("dma_write", {}),
+        ("put_page", {}),
+    ),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorItem:
-    path: str
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f" (line {self.line})" if self.line else ""
-        return f"{self.path}{where}: {self.message}"
-
-
-class ScenarioError(ValueError):
-    """A scenario document that does not follow the language; `.errors` lists every problem."""
-
-    def __init__(self, errors: list[ErrorItem]) -> None:
-        super().__init__("; ".join(str(e) for e in errors))
-        self.errors = errors
-
-
-@dataclass(frozen=True, slots=True)
-class Ref:
-    commit: str
-    title: str
-    version: str
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    name: str
-    kernel: str
-    fixes: Mapping[str, bool] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    kind: str
-    params: Mapping[str, object]
-    text: str
-    steps: tuple[str, ...]
-    macro: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ActorSpec:
-    name: str
-    label: str
-    ops: tuple[Op, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Expect:
-    violations: tuple[str, ...]
-    reachable: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    id: str
-    title: str
-    summary: str
-    tags: tuple[str, ...]
-    refs: tuple[Ref, ...]
-    variants: tuple[Variant, ...]
-    files: Mapping[str, str]
-    setup: tuple[Op, ...]
-    actors: tuple[ActorSpec, ...]
-    expect: Mapping[str, Expect]
-    document: Mapping[str, Any]
-    digest: str  # 48 bits, for display and links: collisions are findable in seconds
-    # The full SHA-256 of the canonical document: what every cache keys on.
-    sha256: str = ""
-
-    def variant(self, name: str) -> Variant | None:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        return None
-
-
-def sha256_of(document: Mapping[str, Any]) -> str:
-    """The full SHA-256 of the canonical document (sorted keys, compact)."""
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def digest_of(document: Mapping[str, Any]) -> str:
-    """The short (48-bit) digest shown to people and carried in links' d=."""
-    return sha256_of(document)[:12]
-
-
-PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def key_path(path: str, key: object) -> str:
-    """`path.key`, or `path["key"]` for a key that is not a plain name ("", "a.b", "x[")."""
-    name = str(key)
-    if PLAIN_KEY.match(name):
-        return f"{path}.{name}" if path else name
-    return f"{path}[{json.dumps(name, ensure_ascii=False)}]"
 
 
 class _Checker:
@@ -255,13 +135,15 @@ class _Checker:
 
 
 def op_text(kind: str, params: Mapping[str, object]) -> str:
+    """How an op reads in the UI: `gup_fast(buf, pin, write)`, positional values bare."""
+    positional = {p.name for p in OPS[kind].params if p.positional}
     shown = []
     for key, value in params.items():
         if value is True:
             shown.append(key)
         elif value is False or value is None:
             continue
-        elif key in ("addr", "file", "mode", "value", "child", "owner"):
+        elif key in positional:
             shown.append(str(value))
         else:
             shown.append(f"{key}={value}")
@@ -302,7 +184,7 @@ def _ops(
     setup: bool,
 ) -> tuple[Op, ...]:
     ops: list[Op] = []
-    last_gup: str | None = None
+    held: str | None = None  # what the actor's last GUP op left it holding
     for i, item in enumerate(c.seq(raw, path, limit)):
         p = f"{path}[{i}]"
         if not isinstance(item, dict) or len(item) != 1:
@@ -317,7 +199,7 @@ def _ops(
         if kind in MACROS:
             expanded = _macro(c, kind, args, op_path, files, procs)
             ops.extend(expanded)
-            last_gup = "get"
+            held = OPS[expanded[0].kind].holding(expanded[0].params)
             continue
         spec = OPS.get(kind)
         if spec is None:
@@ -326,7 +208,7 @@ def _ops(
             continue
         if spec.setup_only and not setup:
             c.err(op_path, "is only allowed in setup")
-        if setup and (kind in DEVICE_OPS or kind in GUP_OPS or kind == "read_pipe"):
+        if setup and spec.actor_only:
             c.err(op_path, "needs an actor to hold the page; not allowed in setup")
         names = tuple(s.name for s in spec.params)
         args = c.mapping(args, op_path, names)
@@ -336,43 +218,46 @@ def _ops(
                 params[s.name] = _param(c, s, args[s.name], f"{op_path}.{s.name}", files, procs)
             elif s.required:
                 c.err(f"{op_path}.{s.name}", "is required")
-        if kind == "shrink_folio_list" and ("addr" in params) == ("file" in params):
-            c.err(op_path, "needs exactly one of addr or file")
-        if kind in GUP_OPS:
-            last_gup = "pipe" if kind == "vmsplice" else str(params.get("mode", "get"))
-        need = {"put_page": "get", "unpin": "pin", "read_pipe": "pipe"}.get(kind)
-        if kind in DEVICE_OPS or need:
-            if last_gup is None:
-                c.err(
-                    op_path,
-                    "acts on the page this actor obtained with gup, gup_fast or "
-                    "vmsplice, but no such op comes before it in this actor",
-                )
-            elif need and last_gup != need:
-                c.err(
-                    op_path,
-                    f"the last GUP of this actor used mode {last_gup}; {kind} needs {need}",
-                )
+        problem = spec.rule(params) if spec.rule else None
+        if problem:
+            c.err(op_path, problem)
+        if spec.needs:
+            _check_held(c, op_path, kind, spec.needs, held)
+        if spec.holds:
+            held = spec.holding(params)
         ops.append(Op(kind, params, op_text(kind, params), spec.steps))
     return tuple(ops)
+
+
+def _check_held(c: _Checker, path: str, kind: str, needs: str, held: str | None) -> None:
+    """An op acting on the page its actor obtained must come after the GUP that got it."""
+    if held is None:
+        c.err(
+            path,
+            "acts on the page this actor obtained with gup, gup_fast or "
+            "vmsplice, but no such op comes before it in this actor",
+        )
+    elif needs != "any" and held != needs:
+        c.err(path, f"the last GUP of this actor used mode {held}; {kind} needs {needs}")
 
 
 def _macro(
     c: _Checker, name: str, args: object, path: str, files: Mapping[str, str], procs: set[str]
 ) -> list[Op]:
     args = c.mapping(args, path, ("addr", "value", "proc"))
-    addr = _param(c, Param("addr", "addr"), args.get("addr"), f"{path}.addr", files, procs)
-    value = c.value(args.get("value"), f"{path}.value")
-    gup: dict[str, object] = {"addr": addr, "mode": "get", "write": True}
+    given: dict[str, object] = {
+        "addr": _param(c, Param("addr", "addr"), args.get("addr"), f"{path}.addr", files, procs),
+        "value": c.value(args.get("value"), f"{path}.value"),
+    }
     if "proc" in args:
-        gup["proc"] = _param(c, Param("proc", "proc"), args["proc"], f"{path}.proc", files, procs)
-    parts: list[tuple[str, dict[str, object]]] = [
-        ("gup_fast", gup),
-        ("set_page_dirty", {}),
-        ("dma_write", {"value": value}),
-        ("put_page", {}),
-    ]
-    return [Op(k, p, op_text(k, p), OPS[k].steps, macro=name) for k, p in parts]
+        given["proc"] = _param(c, Param("proc", "proc"), args["proc"], f"{path}.proc", files, procs)
+    ops = []
+    for kind, fixed in MACROS[name]:
+        merged = {**given, **fixed}
+        # The parameters the op takes, in its declared order (the text reads as the op's).
+        params = {p.name: merged[p.name] for p in OPS[kind].params if p.name in merged}
+        ops.append(Op(kind, params, op_text(kind, params), OPS[kind].steps, macro=name))
+    return ops
 
 
 def _procs(doc: Mapping[str, Any]) -> set[str]:
@@ -509,8 +394,8 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
             viols.append(str(v))
         reach = []
         for i, r in enumerate(c.seq(ed.get("reachable"), f"{epath}.reachable", 8)):
-            if not isinstance(r, str) or not r.startswith(LABELS):
-                c.err(f"{epath}.reachable[{i}]", f"must start with {', '.join(LABELS)}")
+            if not isinstance(r, str) or not r.startswith(FATES):
+                c.err(f"{epath}.reachable[{i}]", f"must start with {', '.join(FATES)}")
             reach.append(str(r))
         expect[vname] = Expect(tuple(viols), tuple(reach))
     if c.errors:
@@ -531,109 +416,3 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         digest=digest_of(document),
         sha256=sha256_of(document),
     )
-
-
-def _lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = key_path(path, key.value)
-            out[sub] = key.start_mark.line + 1
-            _lines(value, sub, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _lines(item, f"{path}[{i}]", out)
-
-
-MAX_DOCUMENT = 64 * 1024
-
-
-def _shape_problem(root: yaml.Node) -> str | None:
-    """Why the composed document is not of a scenario's shape, counting aliases expanded."""
-    count = 0
-    ancestors: set[int] = set()
-
-    def walk(node: yaml.Node, depth: int) -> str | None:
-        nonlocal count
-        count += 1
-        if count > MAX_NODES:
-            return f"expands to more than {MAX_NODES} values (through YAML aliases?)"
-        if depth > MAX_DEPTH:
-            return f"is nested more than {MAX_DEPTH} levels deep"
-        if id(node) in ancestors:
-            return "contains an alias to itself (a recursive structure)"
-        if isinstance(node, yaml.MappingNode):
-            children = [child for pair in node.value for child in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            return None
-        ancestors.add(id(node))
-        for child in children:
-            problem = walk(child, depth + 1)
-            if problem:
-                return problem
-        ancestors.discard(id(node))
-        return None
-
-    return walk(root, 0)
-
-
-def _yaml_error(exc: yaml.YAMLError) -> ScenarioError:
-    mark = getattr(exc, "problem_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    problem = getattr(exc, "problem", None) or str(exc)
-    return ScenarioError([ErrorItem("", f"not valid YAML: {problem}", line)])
-
-
-def _compose(text: str) -> tuple[yaml.Node | None, object]:
-    """The YAML node graph (for line numbers) and the document built from it, parsed once."""
-    loader = yaml.SafeLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError:
-            raise ScenarioError([ErrorItem("", "not valid YAML: nested too deeply")]) from None
-        except (ValueError, OverflowError):
-            # PyYAML's scanner calls chr() on a double-quoted "\U0011FFFF" unchecked.
-            bad = "not valid YAML: an escape sequence that is not a character"
-            raise ScenarioError([ErrorItem("", bad, loader.get_mark().line + 1)]) from None
-        if node is None:
-            return None, None
-        problem = _shape_problem(node)
-        if problem:
-            raise ScenarioError(
-                [ErrorItem("", f"the document {problem}", node.start_mark.line + 1)]
-            )
-        try:
-            return node, loader.construct_document(node)
-        except yaml.YAMLError:
-            raise
-        except Exception as exc:
-            # PyYAML's scalar constructors fail in their own ways on an explicitly tagged
-            # value they cannot read: an int of 5000 digits or `!!timestamp 2024-02-31`
-            # (ValueError), `!!timestamp junk` (AttributeError), `!!bool maybe` (KeyError).
-            why = "it has too many digits" if "digits" in str(exc) else "an explicit !!tag?"
-            raise ScenarioError([ErrorItem("", f"a value cannot be read ({why})")]) from None
-    finally:
-        loader.dispose()
-
-
-def load_scenario_text(text: str) -> Scenario:
-    """Parse YAML (or JSON, a subset) text into a Scenario; errors carry line numbers."""
-    if len(text) > MAX_DOCUMENT:
-        raise ScenarioError(
-            [ErrorItem("", f"document is {len(text)} bytes; at most {MAX_DOCUMENT} allowed")]
-        )
-    try:
-        node, doc = _compose(text)
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc) from None
-    lines: dict[str, int] = {}
-    if node is not None:
-        _lines(node, "", lines)
-    return parse_scenario(doc, lines)
-
-
-def default_variant(scenario: Scenario) -> Variant:
-    return scenario.variants[0] if scenario.variants else Variant("default", NEWEST_KERNEL)

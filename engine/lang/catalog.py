@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from engine.scenario import ErrorItem, Scenario, ScenarioError, load_scenario_text
+from engine.lang.ir import ErrorItem, Scenario, ScenarioError
+from engine.lang.loader import load_scenario_text
 
-CATALOG_DIR = Path(__file__).parent / "scenarios"
+CATALOG_DIR = Path(__file__).parent.parent / "scenarios"
 
 
 def load_file(path: Path) -> Scenario:

@@ -10,12 +10,12 @@ handle_mm_fault in between when there is no suitable page yet.
 
 from __future__ import annotations
 
-from engine import oracle, refs
-from engine.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, past_eof, wait_reason
-from engine.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
+from engine.kernel import oracle, refs
+from engine.kernel.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, past_eof, wait_reason
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import ANON_EXCLUSIVE, DIRTY, REFERENCED, ZERO_PAGE, Expected, Pte, page_name
 
-MODE = Param("mode", "choice", choices=("get", "pin"))
+MODE = Param("mode", "choice", choices=("get", "pin"), positional=True)
 GUP_PARAMS = (
     ADDR,
     MODE,
@@ -316,19 +316,20 @@ def run_gup(ctx: Ctx, fast: bool) -> Effect | Blocked:
     "gup_fast",
     (*GUP_PARAMS, Param("fast_only", "bool")),
     FAST_STEPS + SLOW_STEPS,
+    holds="mode",
 )
 def gup_fast_op(ctx: Ctx) -> Effect | Blocked:
     """Lockless GUP (get_user_pages_fast / pin_user_pages_fast), falling back to the slow path."""
     return run_gup(ctx, fast=True)
 
 
-@op("gup", GUP_PARAMS, SLOW_STEPS)
+@op("gup", GUP_PARAMS, SLOW_STEPS, holds="mode")
 def gup_op(ctx: Ctx) -> Effect | Blocked:
     """Slow GUP under mmap_lock: get_user_pages (FOLL_TOUCH) or pin_user_pages."""
     return run_gup(ctx, fast=False)
 
 
-@op("vmsplice", (ADDR, PROC), FAST_STEPS + SLOW_STEPS)
+@op("vmsplice", (ADDR, PROC), FAST_STEPS + SLOW_STEPS, holds="pipe")
 def vmsplice_op(ctx: Ctx) -> Effect | Blocked:
     """vmsplice(2): a read-only GUP reference handed to a pipe (CVE-2020-29374)."""
     if ctx.me.pc == "start" and not ctx.reg("pipe"):

@@ -9,9 +9,9 @@ write_protect_seq is odd for the whole copy so that GUP-fast pins can notice.
 
 from __future__ import annotations
 
-from engine import refs
-from engine.fault import new_anon_page
-from engine.machine import PROC, Blocked, Ctx, Effect, Param, op
+from engine.kernel import refs
+from engine.kernel.fault import new_anon_page
+from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Param, op
 from engine.state import ANON_EXCLUSIVE, ZERO_PAGE, Proc, Pte, page_name
 
 
@@ -133,7 +133,7 @@ STEPS = {"start": start, "copy": copy_pte, "wrprotect": wrprotect}
 
 @op(
     "fork",
-    (Param("child", "name", required=True), PROC),
+    (Param("child", "name", required=True, positional=True), PROC),
     (
         "dup_mmap",
         "copy_pte_range",

@@ -10,17 +10,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import InputError
 from engine.fixes import Config, ConfigError, build_config, check_overrides
-from engine.machine import Blocked, Effect
+from engine.kernel.machine import Blocked, Effect
+from engine.lang.ir import Scenario, default_variant
 from engine.model import Model
-from engine.scenario import Scenario, default_variant
 from engine.state import World
 from engine.views import flat_changes, flatten, state_view
 
 MAX_SCHEDULE = 400
 
 
-class ScheduleError(ValueError):
+class ScheduleError(InputError):
     """A schedule entry that names an unknown or not-enabled actor."""
 
     def __init__(self, index: int, actor: str, enabled: tuple[str, ...], message: str) -> None:

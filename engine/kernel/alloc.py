@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from engine.machine import Ctx, Effect, Param, op
+from engine.kernel.machine import Ctx, Effect, Param, op
 from engine.state import Page, page_name
 
 
 @op(
     "alloc_page",
-    (Param("owner", "name", required=True), Param("value", "value", required=True)),
+    (
+        Param("owner", "name", required=True, positional=True),
+        Param("value", "value", required=True, positional=True),
+    ),
     ("alloc_pages",),
 )
 def alloc_page_op(ctx: Ctx) -> Effect:

@@ -1,0 +1,123 @@
+"""The scenario language's values: what a validated document is made of.
+
+A scenario is data (YAML in the catalog, JSON over the API); nothing in it is ever
+executed. `engine.lang.loader` turns text into a document, `engine.lang.validate`
+turns a document into these frozen values, naming the path of every error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import InputError
+from engine.fixes import NEWEST_KERNEL
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorItem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.path}{where}: {self.message}"
+
+
+class ScenarioError(InputError):
+    """A scenario document that does not follow the language; `.errors` lists every problem."""
+
+    def __init__(self, errors: list[ErrorItem]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    commit: str
+    title: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    kernel: str
+    fixes: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: str
+    params: Mapping[str, object]
+    text: str
+    steps: tuple[str, ...]
+    macro: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorSpec:
+    name: str
+    label: str
+    ops: tuple[Op, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    violations: tuple[str, ...]
+    reachable: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    id: str
+    title: str
+    summary: str
+    tags: tuple[str, ...]
+    refs: tuple[Ref, ...]
+    variants: tuple[Variant, ...]
+    files: Mapping[str, str]
+    setup: tuple[Op, ...]
+    actors: tuple[ActorSpec, ...]
+    expect: Mapping[str, Expect]
+    document: Mapping[str, Any]
+    digest: str  # 48 bits, for display and links: collisions are findable in seconds
+    # The full SHA-256 of the canonical document: what every cache keys on.
+    sha256: str = ""
+
+    def variant(self, name: str) -> Variant | None:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        return None
+
+
+def sha256_of(document: Mapping[str, Any]) -> str:
+    """The full SHA-256 of the canonical document (sorted keys, compact)."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def digest_of(document: Mapping[str, Any]) -> str:
+    """The short (48-bit) digest shown to people and carried in links' d=."""
+    return sha256_of(document)[:12]
+
+
+PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def key_path(path: str, key: object) -> str:
+    """`path.key`, or `path["key"]` for a key that is not a plain name ("", "a.b", "x[")."""
+    name = str(key)
+    if PLAIN_KEY.match(name):
+        return f"{path}.{name}" if path else name
+    return f"{path}[{json.dumps(name, ensure_ascii=False)}]"
+
+
+def default_variant(scenario: Scenario) -> Variant:
+    return scenario.variants[0] if scenario.variants else Variant("default", NEWEST_KERNEL)
