@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_arg(sc, args)
     run = engine.run_schedule(sc, cfg, schedule_arg(args.schedule))
     if args.json:
-        emit(engine.run_to_json(run, sc))
+        emit(engine.run_to_json(run))
         return 0
     print(f"{sc.id} on kernel {cfg.label}")
     for s in run.steps:

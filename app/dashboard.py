@@ -98,8 +98,8 @@ class Dashboard:
     at: int
     total: int
     step: engine.Step | None
-    run: engine.Run  # at step `at`
-    full: engine.Run  # the whole applied schedule
+    run: engine.Trace  # at step `at`
+    full: engine.Trace  # the whole applied schedule
     columns: tuple[Column, ...]
     panel: StatePanel
     narration: str
@@ -198,7 +198,7 @@ def _clamp(link: LinkInput, total: int, notices: list[Notice]) -> int:
 
 
 def _differing(
-    scenario: engine.Scenario, schedule: Sequence[str], now: engine.Run, other: str
+    scenario: engine.Scenario, schedule: Sequence[str], now: engine.Trace, other: str
 ) -> tuple[int, ...]:
     try:
         before = replay_lenient(scenario, engine.make_config(scenario, variant=other), schedule)
@@ -243,7 +243,7 @@ def _op_lines(
 
 
 def _columns(
-    scenario: engine.Scenario, run: engine.Run, params: LinkParams, sid: str, at: int
+    scenario: engine.Scenario, run: engine.Trace, params: LinkParams, sid: str, at: int
 ) -> tuple[Column, ...]:
     executed: dict[tuple[str, int], list[engine.Step]] = defaultdict(list)
     for step in run.steps:
@@ -296,7 +296,7 @@ def _nav(params: LinkParams, sid: str, at: int, total: int) -> Nav:
     )
 
 
-def _status(run: engine.Run, scenario: engine.Scenario) -> str:
+def _status(run: engine.Trace, scenario: engine.Scenario) -> str:
     if run.finished:
         return "all actors finished"
     if not run.enabled:
@@ -359,9 +359,9 @@ def build_dashboard(
     total = len(replay.applied)
     at = _clamp(link, total, notices)
     full = replay.run
-    run = full if at == total else engine.run_schedule(scenario, config, replay.applied[:at])
+    run = full.at(at)  # the same replay, cut at the step shown
     step = full.steps[at - 1] if at else None
-    previous = None if step is None else (full.steps[at - 2].state if at > 1 else full.initial)
+    previous = full.view(at - 1) if step else None
     panel = state_panel(run.state, previous, step.changes if step else ())
     params = LinkParams(config.variant, replay.applied, at, digest, link.custom)
 

@@ -6,7 +6,7 @@ them. Colours are Okabe-Ito (colour-blind safe) and every colour also has a symb
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from html import escape
 from typing import Any
 
@@ -19,22 +19,18 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "hexagon", "star", "pen
 Figure = dict[str, Any]
 
 
-def _first_page_id(states: Sequence[Mapping[str, Any]]) -> str | None:
-    for state in states:
-        for page in state.get("pages") or []:
-            return str(page.get("id"))
-    return None
+def _first_page_id(states: Sequence[engine.StateView]) -> str | None:
+    return next((state.pages[0].id for state in states if state.pages), None)
 
 
-def _page_field(state: Mapping[str, Any], page_id: str, name: str) -> int | None:
-    for page in state.get("pages") or []:
-        if str(page.get("id")) == page_id:
-            value = page.get(name)
-            return int(value) if isinstance(value, int) else None
-    return None
+def _page_field(state: engine.StateView, page_id: str, name: str) -> int | None:
+    page = state.page(page_id)
+    if page is None:
+        return None
+    return {"refcount": page.refcount, "mapcount": page.mapcount, "pins": page.pins}[name]
 
 
-def _lanes(scenario: engine.Scenario, run: engine.Run) -> list[Figure]:
+def _lanes(scenario: engine.Scenario, run: engine.Trace) -> list[Figure]:
     traces: list[Figure] = []
     for number, actor in enumerate(scenario.actors):
         steps = [step for step in run.steps if step.actor == actor.name]
@@ -62,7 +58,7 @@ def _lanes(scenario: engine.Scenario, run: engine.Run) -> list[Figure]:
     return traces
 
 
-def _series(states: Sequence[Mapping[str, Any]], page_id: str, name: str) -> list[int | None]:
+def _series(states: Sequence[engine.StateView], page_id: str, name: str) -> list[int | None]:
     if name != "refcount":
         return [_page_field(state, page_id, name) for state in states]
     # The pin bias (1024 per pin) would flatten every other line: it is plotted apart.
@@ -74,7 +70,7 @@ def _series(states: Sequence[Mapping[str, Any]], page_id: str, name: str) -> lis
     return values
 
 
-def _counts(run: engine.Run) -> list[Figure]:
+def _counts(run: engine.Trace) -> list[Figure]:
     states = [run.initial, *(step.state for step in run.steps)]
     page_id = _first_page_id(states)
     if page_id is None:
@@ -103,7 +99,7 @@ def _counts(run: engine.Run) -> list[Figure]:
     return traces
 
 
-def _violations(run: engine.Run) -> list[Figure]:
+def _violations(run: engine.Trace) -> list[Figure]:
     if not run.violations:
         return []
     last = len(run.steps)
@@ -139,7 +135,7 @@ def _violations(run: engine.Run) -> list[Figure]:
     ]
 
 
-def timeline_figure(scenario: engine.Scenario, run: engine.Run, at: int) -> Figure:
+def timeline_figure(scenario: engine.Scenario, run: engine.Trace, at: int) -> Figure:
     """Lane per actor (top), refcount/mapcount step lines (bottom), cursor at step `at`."""
     lanes = [actor.name for actor in scenario.actors]
     last = max(len(run.steps), 1)

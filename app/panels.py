@@ -1,23 +1,27 @@
-"""The page-state panel as view data: struct page fields, PTEs, and everything else.
+"""The page-state panel as view data: struct page fields, PTEs, and the other sections.
 
-Pages and PTEs get a dedicated layout (they are what a kernel developer has in their head);
-every other key of the engine's state dict is shown generically so new keys never break the
-page. A field is "changed" when the last step's change paths reach it.
+Built from the engine's typed `StateView`. Pages and PTEs get a dedicated layout (they are
+what a kernel developer has in their head); each other section (swap slots, files,
+devices, what a read may see, the node, the processes' locks) is a list of rows, one per
+item. A field is "changed" when the last step's change paths (`pages.P0.refcount`) reach it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from engine.views import PageView as EnginePage
+from engine.views import PteView, StateView
 
 SECTION_TITLES = {
     "swap": "Swap",
     "files": "Files (page cache / disk)",
     "devices": "Devices",
-    "locks": "Locks",
     "expected": "What a read may see",
     "node": "Node (reclaim state)",
+    "procs": "Processes (mmap_lock, PTE lock)",
 }
 ChipKind = Literal["on", "added", "removed", "off"]
 
@@ -95,13 +99,11 @@ def _singular(name: str, count: int) -> str:
     return name[:-1] if count == 1 and name == "mappings" else name
 
 
-def _refcount_row(page: Mapping[str, Any], changes: Changes, prefix: str) -> Row:
-    refcount = int(page.get("refcount", 0))
-    pins = int(page.get("pins", 0))
-    holders = page.get("holders") or {}
+def _refcount_row(page: EnginePage, changes: Changes, prefix: str) -> Row:
+    refcount, pins = page.refcount, page.pins
     # The engine's holders already break the count down, the pin bias included ("pins").
-    parts = [f"{count} {_singular(name, count)}" for name, count in holders.items() if count > 0]
-    held = sum(count for count in holders.values() if count > 0)
+    parts = [f"{count} {_singular(name, count)}" for name, count in page.holders if count > 0]
+    held = sum(count for _, count in page.holders if count > 0)
     value = str(refcount)
     if refcount == 0 and held:
         # folio_ref_freeze() set the count to 0 while its holders still hold it.
@@ -124,120 +126,121 @@ def _flag_chips(
     return tuple(Chip(c.text, c.kind, changed and c.kind != "on") for c in chips)
 
 
-def page_view(
-    page: Mapping[str, Any], before: Mapping[str, Any] | None, changes: Changes
-) -> PageView:
-    page_id = str(page.get("id", "?"))
-    prefix = f"pages.{page_id}"
-    flags = list(page.get("flags") or [])
-    prior_flags = list(before.get("flags") or []) if before is not None else None
+def page_view(page: EnginePage, before: EnginePage | None, changes: Changes) -> PageView:
+    prefix = f"pages.{page.id}"
+    prior_flags = before.flags if before is not None else None
     flags_changed = changes.touched(f"{prefix}.flags")
-    rows = [
+    rows = (
         _refcount_row(page, changes, prefix),
-        Row("mapcount", show(page.get("mapcount")), changes.touched(f"{prefix}.mapcount")),
+        Row("mapcount", show(page.mapcount), changes.touched(f"{prefix}.mapcount")),
         Row(
             "flags",
-            "" if flags or prior_flags else "none",
+            "" if page.flags or prior_flags else "none",
             flags_changed,
-            _flag_chips(flags, prior_flags, flags_changed),
+            _flag_chips(page.flags, prior_flags, flags_changed),
         ),
-        Row(
-            "LRU",
-            show(page.get("lru")) if page.get("lru") else "off LRU",
-            changes.touched(f"{prefix}.lru"),
-        ),
-        Row("data", _quoted(page.get("data", "")), changes.touched(f"{prefix}.data")),
-        Row("owner", show(page.get("owner")), changes.touched(f"{prefix}.owner")),
-    ]
-    known = {"id", "refcount", "pins", "mapcount", "flags", "lru", "data", "owner", "holders"}
-    rows += [
-        Row(str(key), show(value), changes.touched(f"{prefix}.{key}"))
-        for key, value in page.items()
-        if key not in known
-    ]
-    title = f"page {page_id}"
-    return PageView(page_id, title, tuple(rows), changes.touched(prefix))
+        Row("LRU", page.lru or "off LRU", changes.touched(f"{prefix}.lru")),
+        Row("data", _quoted(page.data), changes.touched(f"{prefix}.data")),
+        Row("owner", show(page.owner), changes.touched(f"{prefix}.owner")),
+        Row("locked_by", show(page.locked_by), changes.touched(f"{prefix}.locked_by")),
+    )
+    return PageView(page.id, f"page {page.id}", rows, changes.touched(prefix))
 
 
-def pte_key(pte: Mapping[str, Any]) -> str:
-    return f"{pte.get('proc', '?')}:{pte.get('addr', '?')}"
-
-
-def pte_row(pte: Mapping[str, Any], changes: Changes) -> Row:
-    key = pte_key(pte)
-    prefix = f"ptes.{key}"
-    if pte.get("page"):
-        target = f"→ {pte['page']}"
-    elif pte.get("swap"):
-        target = f"→ swap {pte['swap']}"
-    elif pte.get("file"):
-        target = f"→ file {pte['file']} (not present)"
+def pte_row(pte: PteView, changes: Changes) -> Row:
+    prefix = f"ptes.{pte.key}"
+    if pte.page:
+        target = f"→ {pte.page}"
+    elif pte.swap:
+        target = f"→ swap {pte.swap}"
+    elif pte.file:
+        target = f"→ file {pte.file} (not present)"
     else:
         target = "→ none"
+    bits = {"present": pte.present, "write": pte.write, "dirty": pte.dirty, "young": pte.young}
     chips = tuple(
-        Chip(
-            bit if pte.get(bit) else f"·{bit}",
-            "on" if pte.get(bit) else "off",
-            changes.touched(f"{prefix}.{bit}"),
-        )
-        for bit in ("present", "write", "dirty", "young")
+        Chip(bit if on else f"·{bit}", "on" if on else "off", changes.touched(f"{prefix}.{bit}"))
+        for bit, on in bits.items()
     )
-    changed = changes.touched(prefix)
-    return Row(f"PTE {key}", target, changed, chips)
+    return Row(f"PTE {pte.key}", target, changes.touched(prefix), chips)
 
 
-def _row_key(item: Mapping[str, Any], index: int) -> str:
-    for name in ("id", "name", "actor", "where", "slot"):
-        if name in item:
-            return str(item[name])
-    if "proc" in item and "addr" in item:
-        return pte_key(item)
-    return str(index)
+def _fields(key: str, pairs: Iterable[tuple[str, Any]]) -> str:
+    """`data=A, entries=1, cache=P0`: an item's fields after its key."""
+    return show({name: value for name, value in pairs if str(value) != key})
 
 
-def _generic_rows(key: str, value: Any, changes: Changes) -> tuple[Row, ...]:
-    if isinstance(value, Mapping):
-        return tuple(
-            Row(str(name), show(item), changes.touched(f"{key}.{name}"))
-            for name, item in value.items()
-        )
-    if isinstance(value, list | tuple):
-        rows = []
-        for index, item in enumerate(value):
-            if isinstance(item, Mapping):
-                row_key = _row_key(item, index)
-                rest = {k: v for k, v in item.items() if str(v) != row_key}
-                text = _expected_text(item) if key == "expected" else show(rest)
-                touched = changes.touched(f"{key}.{row_key}", f"{key}.{index}")
-                rows.append(Row(row_key, text, touched))
-            else:
-                rows.append(Row(str(index), show(item), changes.touched(f"{key}.{index}")))
-        return tuple(rows)
-    return (Row(key, show(value), changes.touched(key)),)
-
-
-def _expected_text(item: Mapping[str, Any]) -> str:
-    allowed = [_quoted(value) for value in item.get("allowed") or []]
+def _expected_text(allowed: Sequence[str]) -> str:
     if not allowed:
         return "nothing written yet"
-    return "a read must see " + " or ".join(allowed)
+    return "a read must see " + " or ".join(_quoted(value) for value in allowed)
+
+
+# Each section: the items of the view it lists, and for an item its key and its text.
+SectionRows = Callable[[StateView], Iterable[tuple[str, str]]]
+SECTION_ROWS: dict[str, SectionRows] = {
+    "swap": lambda v: (
+        (s.slot, _fields(s.slot, [("data", s.data), ("entries", s.entries), ("cache", s.cache)]))
+        for s in v.swap
+    ),
+    "files": lambda v: (
+        (
+            f.name,
+            _fields(
+                f.name,
+                [("cache", f.cache), ("disk", f.disk), *([] if f.size else [("size", 0)])],
+            ),
+        )
+        for f in v.files
+    ),
+    "devices": lambda v: (
+        (
+            d.actor,
+            _fields(
+                d.actor,
+                [("pages", d.pages), ("mode", d.mode), ("for", d.held_for), ("wrote", d.wrote)],
+            ),
+        )
+        for d in v.devices
+    ),
+    "expected": lambda v: ((e.where, _expected_text(e.allowed)) for e in v.expected),
+    "node": lambda v: ((n.name, _fields(n.name, [("pgdat_dirty", n.pgdat_dirty)])) for n in v.node),
+    "procs": lambda v: (
+        (
+            p.name,
+            _fields(
+                p.name,
+                [
+                    ("mmap_lock", p.mmap_lock),
+                    ("pte_lock", p.pte_lock),
+                    ("write_protect_seq", p.write_protect_seq),
+                    ("has_pinned", p.has_pinned),
+                ],
+            ),
+        )
+        for p in v.procs
+    ),
+}
 
 
 def state_panel(
-    state: Mapping[str, Any], previous: Mapping[str, Any] | None, change_paths: Iterable[str]
+    state: StateView, previous: StateView | None, change_paths: Iterable[str]
 ) -> StatePanel:
     changes = Changes(change_paths)
-    before_pages = {str(p.get("id")): p for p in (previous or {}).get("pages") or []}
     pages = tuple(
-        page_view(page, before_pages.get(str(page.get("id"))) if previous else None, changes)
-        for page in state.get("pages") or []
+        page_view(page, previous.page(page.id) if previous else None, changes)
+        for page in state.pages
     )
-    ptes = tuple(pte_row(pte, changes) for pte in state.get("ptes") or [])
-    order = [key for key in SECTION_TITLES if key in state]
-    hidden = ("pages", "ptes", "violations")  # violations have their own banner
-    order += [key for key in state if key not in SECTION_TITLES and key not in hidden]
+    ptes = tuple(pte_row(pte, changes) for pte in state.ptes)
     sections = tuple(
-        Section(key, SECTION_TITLES.get(key, key), _generic_rows(key, state[key], changes))
-        for key in order
+        Section(
+            key,
+            title,
+            tuple(
+                Row(item, text, changes.touched(f"{key}.{item}"))
+                for item, text in SECTION_ROWS[key](state)
+            ),
+        )
+        for key, title in SECTION_TITLES.items()
     )
     return StatePanel(pages, ptes, sections)

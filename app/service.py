@@ -59,7 +59,7 @@ def resolve_scenario(catalog: Catalog, ref: ScenarioRef) -> engine.Scenario:
 class Replay:
     """A schedule replayed as far as it applies."""
 
-    run: engine.Run
+    run: engine.Trace
     requested: tuple[str, ...]
     applied: tuple[str, ...]
     error: engine.ScheduleError | None
@@ -70,8 +70,8 @@ def replay_lenient(
 ) -> Replay:
     """Replay `schedule` as far as it applies (links outlive kernels and scenario edits)."""
     wanted = tuple(schedule)
-    run, error = engine.replay(scenario, config, wanted)
-    return Replay(run, wanted, wanted[: len(run.steps)], error)
+    run = engine.replay(scenario, config, wanted)
+    return Replay(run, wanted, wanted[: len(run.steps)], run.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +152,7 @@ class Runner:
         if hit is not None:
             return hit
         result = engine.run_schedule(scenario, config, schedule)
-        body = Body.of(engine.run_to_json(result, scenario))
+        body = Body.of(engine.run_to_json(result))
         self._remember(self.key(scenario, config, schedule), body)
         return body
 

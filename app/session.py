@@ -185,13 +185,13 @@ class RunSession:
         self.budget.charge(spent)
         return result
 
-    async def _replay(self, schedule: list[str]) -> tuple[engine.Run, dict[str, Any]]:
+    async def _replay(self, schedule: list[str]) -> tuple[engine.Trace, dict[str, Any]]:
         """The run of `schedule` and its JSON body, both built off the loop."""
         scenario, config = self._loaded()
 
-        def work() -> tuple[engine.Run, dict[str, Any]]:
+        def work() -> tuple[engine.Trace, dict[str, Any]]:
             run = engine.run_schedule(scenario, config, schedule)
-            return run, engine.run_to_json(run, scenario)
+            return run, engine.run_to_json(run)
 
         return await self._offload(work)
 
@@ -265,7 +265,7 @@ class RunSession:
             run = engine.run_schedule(scenario, config, schedule)  # a bad schedule raises
             if at < len(schedule):
                 run = engine.run_schedule(scenario, config, schedule[:at])
-            return engine.run_to_json(run, scenario)
+            return engine.run_to_json(run)
 
         body = await self._offload(work)
         self.scenario, self.config, self.source = scenario, config, message

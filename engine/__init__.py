@@ -23,14 +23,15 @@ from engine.model import SetupError
 from engine.report import exploration_to_json, run_to_json, scenario_to_json
 from engine.trace import (
     ActorView,
-    Run,
     ScheduleError,
     Step,
+    Trace,
     Violation,
     make_config,
     replay,
     run_schedule,
 )
+from engine.views import StateView
 
 __all__ = [
     "DESIGN_RULES",
@@ -44,12 +45,13 @@ __all__ = [
     "Op",
     "Outcome",
     "Ref",
-    "Run",
     "Scenario",
     "ScenarioError",
     "ScheduleError",
     "SetupError",
+    "StateView",
     "Step",
+    "Trace",
     "Variant",
     "Violation",
     "check_expect",

@@ -8,44 +8,45 @@ and the violations last: the style of memory-barriers.txt and of fixes such as
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.fixes import Config
 from engine.lang.ir import Scenario
-from engine.trace import Run
+from engine.trace import Trace
+from engine.views import StateView
 
 WIDTH = 100
 
 
-def initial_line(state: dict[str, Any]) -> str:
+def initial_line(state: StateView) -> str:
     parts = []
-    for e in state["expected"]:
-        values = " or ".join(f'"{v}"' if v != "0" else "0" for v in e["allowed"])
-        parts.append(f"{e['where']} = {values}")
-    for p in state["pages"]:
-        kind = "lazyfree" if "swapbacked" not in p["flags"] and p["owner"] == "anon" else p["owner"]
-        parts.append(f"{p['id']} ref={p['refcount']} map={p['mapcount']} {kind}")
+    for e in state.expected:
+        values = " or ".join(f'"{v}"' if v != "0" else "0" for v in e.allowed)
+        parts.append(f"{e.where} = {values}")
+    for p in state.pages:
+        kind = "lazyfree" if "swapbacked" not in p.flags and p.owner == "anon" else p.owner
+        parts.append(f"{p.id} ref={p.refcount} map={p.mapcount} {kind}")
     return "{ " + "; ".join(parts) + " }"
 
 
-def step_note(step_changes: tuple[str, ...], state: dict[str, Any]) -> str:
+def step_note(step_changes: tuple[str, ...], state: StateView) -> str:
     """`/* ref=3 map=0 */` for the page fields the step changed."""
     notes = []
-    for page in state["pages"]:
-        pid = page["id"]
-        touched = {c.split(".")[2] for c in step_changes if c.startswith(f"pages.{pid}.")}
-        if page["owner"] == "free" and "owner" in touched:
-            notes.append(f"{pid} freed")
+    for page in state.pages:
+        prefix = f"pages.{page.id}."
+        touched = {c.removeprefix(prefix) for c in step_changes if c.startswith(prefix)}
+        if page.owner == "free" and "owner" in touched:
+            notes.append(f"{page.id} freed")
             continue
         bits = []
         if "refcount" in touched:
-            bits.append(f"ref={page['refcount']}")
+            bits.append(f"ref={page.refcount}")
         if "mapcount" in touched:
-            bits.append(f"map={page['mapcount']}")
+            bits.append(f"map={page.mapcount}")
         if "data" in touched:
-            bits.append(f"data={page['data']}")
+            bits.append(f"data={page.data}")
         if bits:
-            notes.append(" ".join(bits) if len(state["pages"]) == 1 else f"{pid} " + " ".join(bits))
+            notes.append(
+                " ".join(bits) if len(state.pages) == 1 else f"{page.id} " + " ".join(bits)
+            )
     return f"/* {', '.join(notes)} */" if notes else ""
 
 
@@ -54,7 +55,7 @@ def fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def render_diagram(scenario: Scenario, config: Config, run: Run, link: str | None = None) -> str:
+def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | None = None) -> str:
     names = [a.name for a in scenario.actors]
     col = max(24, min(40, WIDTH // max(1, len(names))))
     lines = [

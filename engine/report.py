@@ -7,10 +7,11 @@ from typing import Any
 
 from engine.explore import Exploration
 from engine.lang.ir import Scenario
-from engine.trace import Run
+from engine.trace import Trace
+from engine.views import to_json
 
 
-def run_to_json(run: Run, scenario: Scenario | None = None) -> dict[str, Any]:
+def run_to_json(run: Trace) -> dict[str, Any]:
     return {
         "scenario": run.scenario_id,
         "digest": run.digest,
@@ -25,12 +26,12 @@ def run_to_json(run: Run, scenario: Scenario | None = None) -> dict[str, Any]:
                 "function": s.function,
                 "note": s.note,
                 "changes": list(s.changes),
-                "state": s.state,
+                "state": to_json(s.state),
             }
             for s in run.steps
         ],
-        "initial": run.initial,
-        "state": run.state,
+        "initial": to_json(run.initial),
+        "state": to_json(run.state),
         "enabled": list(run.enabled),
         "finished": run.finished,
         "label": run.label,

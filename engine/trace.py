@@ -1,14 +1,16 @@
-"""Replaying one schedule: the list of actor names chosen at each step.
+"""Replaying one schedule (the actor names chosen at each step) into a typed trace.
 
 Deterministic: the same scenario, kernel and schedule always give the same steps.
-Choosing an actor that is not enabled is an error naming the enabled ones.
+Choosing an actor that is not enabled is an error naming the enabled ones. A `Trace`
+keeps every world it passed through with its `StateView`, so any step's state, the
+actor board at any step (`Trace.at`) and the changes of each step are there without
+replaying again: one replay serves a whole dashboard render.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from engine.errors import InputError
 from engine.fixes import Config, ConfigError, build_config, check_overrides
@@ -16,7 +18,7 @@ from engine.kernel.machine import Blocked, Effect
 from engine.lang.ir import Scenario, default_variant
 from engine.model import Model
 from engine.state import World
-from engine.views import flat_changes, flatten, state_view
+from engine.views import StateView, changes, state_view
 
 MAX_SCHEDULE = 400
 
@@ -39,8 +41,9 @@ class Step:
     op_index: int
     function: str
     note: str
-    changes: tuple[str, ...]
-    state: dict[str, Any]
+    changes: tuple[str, ...]  # dotted paths of the state fields this step changed
+    state: StateView  # the state after the step
+    world: World
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +64,58 @@ class ActorView:
 
 
 @dataclass(frozen=True, slots=True)
-class Run:
+class Trace:
+    """A replayed schedule: its steps, the state before and after, and who can run next."""
+
     scenario_id: str
     digest: str
     kernel: str
     variant: str | None
     steps: tuple[Step, ...]
-    initial: dict[str, Any]
-    state: dict[str, Any]
+    initial: StateView
+    state: StateView  # at the end; after the end-of-run checks when finished
     enabled: tuple[str, ...]
     finished: bool
     violations: tuple[Violation, ...]
     actors: tuple[ActorView, ...]
     label: str | None
+    # The schedule entry that did not apply (a lenient replay stops there), if any.
+    error: ScheduleError | None
+    model: Model
+    start: World
+
+    def world(self, at: int) -> World:
+        """The world after `at` steps (0: after the setup)."""
+        return self.steps[at - 1].world if at > 0 else self.start
+
+    def view(self, at: int) -> StateView:
+        """The state after `at` steps, before any end-of-run check."""
+        return self.steps[at - 1].state if at > 0 else self.initial
+
+    def at(self, at: int) -> Trace:
+        """This trace cut after `at` steps, as a replay of that prefix would give it."""
+        if at >= len(self.steps):
+            return self
+        world = self.world(at)
+        actors = actor_views(self.model, world)
+        return Trace(
+            scenario_id=self.scenario_id,
+            digest=self.digest,
+            kernel=self.kernel,
+            variant=self.variant,
+            steps=self.steps[:at],
+            initial=self.initial,
+            state=self.view(at),
+            # A later step ran, so some actor is enabled here: no end-of-run checks apply.
+            enabled=tuple(a.name for a in actors if a.next_function is not None),
+            finished=False,
+            violations=tuple(v for v in self.violations if 0 < v.step <= at),
+            actors=actors,
+            label=None,
+            error=None,
+            model=self.model,
+            start=self.start,
+        )
 
 
 def make_config(
@@ -123,21 +165,20 @@ def too_long(schedule: Sequence[str]) -> ScheduleError:
     )
 
 
-def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Run:
-    """Replay `schedule` step by step; the end checks run once nothing is enabled."""
+def run_schedule(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace:
+    """Replay all of `schedule` or raise the ScheduleError of the first entry that does not
+    apply; the end checks run once nothing is enabled."""
     if len(schedule) > MAX_SCHEDULE:
         raise too_long(schedule)
-    run, error = replay(scenario, config, schedule)
-    if error is not None:
-        raise error
-    return run
+    trace = replay(scenario, config, schedule)
+    if trace.error is not None:
+        raise trace.error
+    return trace
 
 
-def replay(
-    scenario: Scenario, config: Config, schedule: Sequence[str]
-) -> tuple[Run, ScheduleError | None]:
-    """Replay as much of `schedule` as applies: the run up to the first entry that does not,
-    and the error that entry raises (None when all of it applies).
+def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace:
+    """Replay as much of `schedule` as applies: the trace up to the first entry that does
+    not, with the error that entry raises in `error` (None when all of it applies).
 
     Links outlive kernels and scenario edits, so their schedules are replayed this way.
     """
@@ -145,9 +186,8 @@ def replay(
     schedule = schedule[:MAX_SCHEDULE]
     model = Model(scenario, config)
     names = model.names
-    world = model.initial()
-    initial = state_view(model, world)
-    flat_before = flatten(initial)
+    world = start = model.initial()
+    initial = before = state_view(model, world)
     steps: list[Step] = []
     violations: list[Violation] = []
     for n, name in enumerate(schedule, start=1):
@@ -173,7 +213,6 @@ def replay(
         op_index = world.actors[i].op
         world = result.world
         after = state_view(model, world)
-        flat_after = flatten(after)
         steps.append(
             Step(
                 n,
@@ -182,34 +221,39 @@ def replay(
                 op_index,
                 result.function,
                 result.note,
-                flat_changes(flat_before, flat_after),
+                changes(before, after),
                 after,
+                world,
             )
         )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)
-        flat_before = flat_after
+        before = after
     actors = actor_views(model, world)  # one step attempt per actor serves both
     enabled = tuple(a.name for a in actors if a.next_function is not None)
     label = None
+    end = before
     if not enabled:
         world, events = model.conclude(world)
         violations.extend(Violation(v, 0, msg) for v, msg in events)
         label = model.label(world)
-    run = Run(
+        end = state_view(model, world)
+    return Trace(
         scenario_id=scenario.id,
         digest=scenario.digest,
         kernel=config.kernel,
         variant=config.variant,
         steps=tuple(steps),
         initial=initial,
-        state=state_view(model, world),
+        state=end,
         enabled=enabled,
         finished=not enabled,
         violations=tuple(violations),
         actors=actors,
         label=label,
+        error=error,
+        model=model,
+        start=start,
     )
-    return run, error
 
 
 def enabled_names(model: Model, world: World) -> tuple[str, ...]:

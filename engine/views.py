@@ -1,11 +1,19 @@
-"""Plain-data views of a world for the UI, the API and the diagram (JSON-ready dicts)."""
+"""Typed views of a world, made at the edge: the state panel, the figures, the diagram, JSON.
+
+A `StateView` is a frozen value with one small dataclass per section (pages, PTEs, swap
+slots, files, processes, devices, the oracle's expectations, the node). `to_json` is
+the one place its JSON shape is written (the API's and the CLI's `state`), and
+`changes` names the fields that differ between two views as the dotted paths of that
+shape (`pages.P0.refcount`), which the API reports per step.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from engine.model import Model
-from engine.state import GUP_PIN_COUNTING_BIAS, ZERO_PAGE, World, flag_list, page_name
+from engine.state import GUP_PIN_COUNTING_BIAS, PRIVATE, ZERO_PAGE, World, flag_list, page_name
 
 ISOLATING = ("shrink_folio_list", "migrate")
 SPECULATIVE = {
@@ -23,10 +31,10 @@ def holders(model: Model, world: World, index: int) -> dict[str, int]:
         out["mappings"] = page.mapcount
     if any(f.cache == index for _, f in world.files) or page.swap >= 0:
         out["swap cache" if page.swap >= 0 else "page cache"] = 1
-    if page.has(32):  # PG_private: buffer heads
+    if page.has(PRIVATE):  # buffer heads
         out["buffers"] = 1
     if page.owner.startswith("other:"):
-        out[page.owner[6:]] = 1
+        out[page.owner.removeprefix("other:")] = 1
     for spec, actor in zip(model.scenario.actors, world.actors, strict=False):
         if actor.op < len(spec.ops):
             kind = spec.ops[actor.op].kind
@@ -54,9 +62,9 @@ def owner(world: World, index: int) -> str:
     if page.free:
         return "free"
     if page.owner.startswith("file:"):
-        return "file " + page.owner[5:]
+        return "file " + page.owner.removeprefix("file:")
     if page.owner.startswith("other:"):
-        return "reallocated to " + page.owner[6:]
+        return "reallocated to " + page.owner.removeprefix("other:")
     return "anon"
 
 
@@ -66,98 +74,248 @@ def page_ref(index: int) -> str | None:
     return None if index < 0 else page_name(index)
 
 
-def state_view(model: Model, world: World) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PageView:
+    id: str
+    refcount: int
+    pins: int
+    mapcount: int
+    flags: tuple[str, ...]  # "lru" first when on an LRU list, then the PG_ flags
+    lru: str | None
+    data: str
+    owner: str  # "anon", "file f", "free", "reallocated to X"
+    holders: tuple[tuple[str, int], ...]  # who accounts for the refcount, in order
+    locked_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PteView:
+    proc: str
+    addr: str
+    page: str | None
+    present: bool
+    write: bool
+    dirty: bool
+    young: bool
+    swap: str | None
+    migration: bool
+    file: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.proc}:{self.addr}"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    slot: str
+    data: str | None  # None until written
+    entries: int
+    cache: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileView:
+    name: str
+    cache: str | None
+    disk: str
+    size: int  # in pages: 1, or 0 once truncated to EOF
+
+
+@dataclass(frozen=True, slots=True)
+class ProcView:
+    name: str
+    mmap_lock: str | None
+    pte_lock: str | None
+    write_protect_seq: int
+    has_pinned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    actor: str
+    pages: tuple[str | None, ...]
+    mode: str
+    held_for: str  # the oracle key the GUP was made for ("for" in JSON)
+    wrote: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedView:
+    where: str
+    allowed: tuple[str, ...]
+    dma_in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    name: str
+    # PGDAT_DIRTY: the last kswapd pass saw only dirty file folios the flusher has not
+    # queued, which is what lets a later kswapd pass write one itself (pageout).
+    pgdat_dirty: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StateView:
+    pages: tuple[PageView, ...]
+    ptes: tuple[PteView, ...]
+    swap: tuple[SlotView, ...]
+    files: tuple[FileView, ...]
+    procs: tuple[ProcView, ...]
+    devices: tuple[DeviceView, ...]
+    expected: tuple[ExpectedView, ...]
+    node: tuple[NodeView, ...]
+    violations: tuple[str, ...]
+
+    def page(self, page_id: str) -> PageView | None:
+        return next((p for p in self.pages if p.id == page_id), None)
+
+
+def _mmap_lock(proc_writer: str, readers: tuple[str, ...]) -> str | None:
+    if proc_writer:
+        return f"write: {proc_writer}"
+    return f"read: {', '.join(readers)}" if readers else None
+
+
+def state_view(model: Model, world: World) -> StateView:
     pages = []
     for i, p in enumerate(world.pages):
         flags = flag_list(p.flags)
         if p.lru:
             flags.insert(0, "lru")
         pages.append(
+            PageView(
+                id=page_name(i),
+                refcount=p.ref,
+                pins=p.pins,
+                mapcount=p.mapcount,
+                flags=tuple(flags),
+                lru=p.lru or None,
+                data=p.data,
+                owner=owner(world, i),
+                holders=tuple(holders(model, world, i).items()),
+                locked_by=p.locker or None,
+            )
+        )
+    return StateView(
+        pages=tuple(pages),
+        ptes=tuple(
+            PteView(
+                proc,
+                addr,
+                page_ref(e.page) if (e.present or e.migration) else None,
+                e.present,
+                e.write,
+                e.dirty,
+                e.young,
+                f"S{e.swap}" if e.swap >= 0 else None,
+                e.migration,
+                e.file or None,
+            )
+            for proc, addr, e in world.ptes
+        ),
+        swap=tuple(
+            SlotView(f"S{i}", s.data if s.written else None, s.entries, page_ref(s.cache))
+            for i, s in enumerate(world.swap)
+        ),
+        files=tuple(FileView(n, page_ref(f.cache), f.disk, f.size) for n, f in world.files),
+        procs=tuple(
+            ProcView(
+                proc.name,
+                _mmap_lock(proc.mmap_writer, proc.mmap_readers),
+                proc.ptl or None,
+                proc.seq,
+                proc.has_pinned,
+            )
+            for proc in world.procs
+        ),
+        devices=tuple(
+            DeviceView(
+                spec.name,
+                tuple(page_ref(i) for i, _ in a.held),
+                a.held_mode,
+                a.held_key,
+                a.dma or None,
+            )
+            for spec, a in zip(model.scenario.actors, world.actors, strict=False)
+            if a.held
+        ),
+        expected=tuple(
+            ExpectedView(k, e.allowed, e.inflight) for k, e in world.expect if e.allowed
+        ),
+        node=(NodeView("node0", world.pgdat_dirty),),
+        violations=tuple(world.violations),
+    )
+
+
+def to_json(view: StateView) -> dict[str, Any]:
+    """The JSON shape of a state (product.md: the `state` of a run and of each step)."""
+    return {
+        "pages": [
             {
-                "id": page_name(i),
-                "refcount": p.ref,
+                "id": p.id,
+                "refcount": p.refcount,
                 "pins": p.pins,
                 "mapcount": p.mapcount,
-                "flags": flags,
-                "lru": p.lru or None,
+                "flags": list(p.flags),
+                "lru": p.lru,
                 "data": p.data,
-                "owner": owner(world, i),
-                "holders": holders(model, world, i),
-                "locked_by": p.locker or None,
+                "owner": p.owner,
+                "holders": dict(p.holders),
+                "locked_by": p.locked_by,
             }
-        )
-    ptes = [
-        {
-            "proc": proc,
-            "addr": addr,
-            "page": page_ref(e.page) if (e.present or e.migration) else None,
-            "present": e.present,
-            "write": e.write,
-            "dirty": e.dirty,
-            "young": e.young,
-            "swap": f"S{e.swap}" if e.swap >= 0 else None,
-            "migration": e.migration,
-            "file": e.file or None,
-        }
-        for proc, addr, e in world.ptes
-    ]
-    swap = [
-        {
-            "slot": f"S{i}",
-            "data": s.data if s.written else None,
-            "entries": s.entries,
-            "cache": page_ref(s.cache),
-        }
-        for i, s in enumerate(world.swap)
-    ]
-    files = [
-        {"name": n, "cache": page_ref(f.cache), "disk": f.disk, **({} if f.size else {"size": 0})}
-        for n, f in world.files
-    ]
-    procs = []
-    for proc in world.procs:
-        lock = (
-            f"write: {proc.mmap_writer}"
-            if proc.mmap_writer
-            else (f"read: {', '.join(proc.mmap_readers)}" if proc.mmap_readers else "")
-        )
-        procs.append(
+            for p in view.pages
+        ],
+        "ptes": [
             {
-                "name": proc.name,
-                "mmap_lock": lock or None,
-                "pte_lock": proc.ptl or None,
-                "write_protect_seq": proc.seq,
-                "has_pinned": proc.has_pinned,
+                "proc": e.proc,
+                "addr": e.addr,
+                "page": e.page,
+                "present": e.present,
+                "write": e.write,
+                "dirty": e.dirty,
+                "young": e.young,
+                "swap": e.swap,
+                "migration": e.migration,
+                "file": e.file,
             }
-        )
-    devices = [
-        {
-            "actor": spec.name,
-            "pages": [page_ref(i) for i, _ in a.held],
-            "mode": a.held_mode,
-            "for": a.held_key,
-            "wrote": a.dma or None,
-        }
-        for spec, a in zip(model.scenario.actors, world.actors, strict=False)
-        if a.held
-    ]
-    expected = [
-        {"where": k, "allowed": list(e.allowed), "dma_in_flight": e.inflight}
-        for k, e in world.expect
-        if e.allowed
-    ]
-    return {
-        "pages": pages,
-        "ptes": ptes,
-        "swap": swap,
-        "files": files,
-        "procs": procs,
-        "devices": devices,
-        "expected": expected,
-        # PGDAT_DIRTY: the last kswapd pass saw only dirty file folios the flusher has not
-        # queued, which is what lets a later kswapd pass write one itself (pageout).
-        "node": [{"name": "node0", "pgdat_dirty": world.pgdat_dirty}],
-        "violations": list(world.violations),
+            for e in view.ptes
+        ],
+        "swap": [
+            {"slot": s.slot, "data": s.data, "entries": s.entries, "cache": s.cache}
+            for s in view.swap
+        ],
+        # `size` only once truncated, so states of scenarios without EOF read as before.
+        "files": [
+            {"name": f.name, "cache": f.cache, "disk": f.disk, **({} if f.size else {"size": 0})}
+            for f in view.files
+        ],
+        "procs": [
+            {
+                "name": p.name,
+                "mmap_lock": p.mmap_lock,
+                "pte_lock": p.pte_lock,
+                "write_protect_seq": p.write_protect_seq,
+                "has_pinned": p.has_pinned,
+            }
+            for p in view.procs
+        ],
+        "devices": [
+            {
+                "actor": d.actor,
+                "pages": list(d.pages),
+                "mode": d.mode,
+                "for": d.held_for,
+                "wrote": d.wrote,
+            }
+            for d in view.devices
+        ],
+        "expected": [
+            {"where": e.where, "allowed": list(e.allowed), "dma_in_flight": e.dma_in_flight}
+            for e in view.expected
+        ],
+        "node": [{"name": n.name, "pgdat_dirty": n.pgdat_dirty} for n in view.node],
+        "violations": list(view.violations),
     }
 
 
@@ -173,10 +331,12 @@ KEYS = {
 }
 
 
-def flatten(view: dict[str, Any]) -> dict[str, object]:
+def flatten(view: StateView) -> dict[str, object]:
+    """Every field of the JSON shape under its dotted path (`pages.P0.refcount`)."""
     flat: dict[str, object] = {}
+    data = to_json(view)
     for section, key in KEYS.items():
-        for item in view.get(section, []):
+        for item in data[section]:
             name = item[key] if key else f"{item['proc']}:{item['addr']}"
             for field, value in item.items():
                 flat[f"{section}.{name}.{field}"] = repr(value)
@@ -186,3 +346,8 @@ def flatten(view: dict[str, Any]) -> dict[str, object]:
 def flat_changes(a: dict[str, object], b: dict[str, object]) -> tuple[str, ...]:
     """The fields that differ between two flattened views, sorted."""
     return tuple(k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+
+
+def changes(before: StateView, after: StateView) -> tuple[str, ...]:
+    """The dotted paths of the fields that differ between two views, sorted."""
+    return flat_changes(flatten(before), flatten(after))

@@ -91,7 +91,7 @@ def get_scenario(scenario_id: ScenarioId, catalog: CatalogDep) -> JSONResponse:
     return JSONResponse({**engine.scenario_to_json(scenario), "sha256": scenario.sha256})
 
 
-def _run(body: RunRequest, runner: Runner) -> tuple[engine.Scenario, engine.Config, engine.Run]:
+def _run(body: RunRequest, runner: Runner) -> tuple[engine.Scenario, engine.Config, engine.Trace]:
     scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
     return scenario, config, engine.run_schedule(scenario, config, body.schedule)
 

@@ -71,7 +71,12 @@ def mark_lazyfree(ctx: Ctx) -> Effect:
 @op(
     "madvise_free",
     (ADDR, PROC),
-    ("madvise_free_single_vma", "madvise_free_pte_range", "folio_mark_lazyfree"),
+    (
+        "madvise_free_single_vma",
+        "madvise_free_pte_range",
+        "free_swap_and_cache",
+        "folio_mark_lazyfree",
+    ),
 )
 def madvise_free_op(ctx: Ctx) -> Effect | Blocked:
     """madvise(MADV_FREE): the page may be discarded instead of swapped, until rewritten."""

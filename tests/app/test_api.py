@@ -54,9 +54,7 @@ def test_run_agrees_with_engine(
     response = client.post("/api/run", json={"scenario": SEED, "schedule": list(bug_schedule)})
     assert response.status_code == 200, response.text
     body = RunResponse.model_validate(response.json())
-    expected = engine.run_to_json(
-        engine.run_schedule(seed, engine.make_config(seed), bug_schedule), seed
-    )
+    expected = engine.run_to_json(engine.run_schedule(seed, engine.make_config(seed), bug_schedule))
     assert response.json() == json.loads(json.dumps(expected))
     assert body.digest == seed.digest
     assert len(body.steps) == len(bug_schedule)

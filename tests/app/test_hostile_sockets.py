@@ -33,7 +33,7 @@ def test_every_replay_a_socket_triggers_runs_off_the_event_loop(
     seen: list[bool] = []
     real = engine.run_schedule
 
-    def spy(*args: Any, **kwargs: Any) -> engine.Run:
+    def spy(*args: Any, **kwargs: Any) -> engine.Trace:
         seen.append(on_loop())
         return real(*args, **kwargs)
 

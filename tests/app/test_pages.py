@@ -74,10 +74,10 @@ def test_dashboard_link_renders_that_step_on_the_server(
     assert f'step <strong id="at">{at}</strong> of' in page
     assert str(escape(step.note)) in page
     assert f"<code>{escape(step.function)}</code>" in page
-    first_page = step.state["pages"][0]
-    assert f'data-field="{first_page["id"]}.refcount"' in page
-    refcount_row = page.split(f'data-field="{first_page["id"]}.refcount"')[1][:400]
-    assert f"<dd>{first_page['refcount']}" in refcount_row
+    first_page = step.state.pages[0]
+    assert f'data-field="{first_page.id}.refcount"' in page
+    refcount_row = page.split(f'data-field="{first_page.id}.refcount"')[1][:400]
+    assert f"<dd>{first_page.refcount}" in refcount_row
     if step.changes:
         assert 'class="row changed"' in page
 

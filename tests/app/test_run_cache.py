@@ -20,7 +20,7 @@ SEED = "madv-free-vs-dio"
 
 def fresh(seed: engine.Scenario, schedule: tuple[str, ...]) -> object:
     run = engine.run_schedule(seed, engine.make_config(seed), schedule)
-    return json.loads(json.dumps(engine.run_to_json(run, seed)))
+    return json.loads(json.dumps(engine.run_to_json(run)))
 
 
 def test_cached_body_is_a_fresh_replay_plain_and_gzipped(

@@ -9,6 +9,7 @@ import pytest
 import engine
 from app.figures import VERMILLION, outcomes_figure, timeline_figure
 from app.panels import Changes, state_panel
+from engine.views import NodeView, PageView, PteView, StateView
 
 
 def test_changes_match_prefixes_both_ways() -> None:
@@ -20,23 +21,41 @@ def test_changes_match_prefixes_both_ways() -> None:
     assert not changes.touched("pages.P01")
 
 
+def page(refcount: int, flags: tuple[str, ...], holders: tuple[tuple[str, int], ...]) -> PageView:
+    return PageView("P0", refcount, 0, 1, flags, "inactive_anon", "A", "anon", holders, None)
+
+
+def state(*pages: PageView, ptes: tuple[PteView, ...] = ()) -> StateView:
+    node = (NodeView("node0", pgdat_dirty=False),)
+    return StateView(pages, ptes, (), (), (), (), (), node, ())
+
+
 def test_state_panel_marks_changed_fields_and_flag_diffs() -> None:
-    before = {"pages": [{"id": "P0", "refcount": 1, "flags": ["lru", "dirty"], "holders": {}}]}
-    after = {
-        "pages": [{"id": "P0", "refcount": 2, "flags": ["lru", "locked"], "holders": {"map": 2}}],
-        "ptes": [{"proc": "app", "addr": "buf", "page": "P0", "present": True}],
-        "locks": {"pte": "kswapd"},
-        "new_key": [1, 2],
-    }
+    before = state(page(1, ("lru", "dirty"), (("mappings", 1),)))
+    pte = PteView("app", "buf", "P0", True, True, False, True, None, False, None)
+    after = state(page(2, ("lru", "locked"), (("mappings", 1), ("dio (get)", 1))), ptes=(pte,))
     panel = state_panel(after, before, ["pages.P0.refcount", "pages.P0.flags"])
     rows = {row.label: row for row in panel.pages[0].rows}
     assert rows["refcount"].changed
-    assert rows["refcount"].value.startswith("2 = 2 map")
+    assert rows["refcount"].value == "2 = 1 mapping + 1 dio (get)"
     assert not rows["mapcount"].changed
     chips = {chip.text: chip.kind for chip in rows["flags"].chips}
     assert chips == {"lru": "on", "locked": "added", "dirty": "removed"}
     assert panel.ptes[0].label == "PTE app:buf"
-    assert [section.key for section in panel.sections] == ["locks", "new_key"]
+    assert [chip.text for chip in panel.ptes[0].chips] == ["present", "write", "·dirty", "young"]
+
+
+def test_state_panel_shows_every_section_the_engine_has_under_its_title(
+    seed: engine.Scenario, bug_schedule: tuple[str, ...]
+) -> None:
+    run = engine.run_schedule(seed, engine.make_config(seed), bug_schedule[:2])
+    panel = state_panel(run.state, run.view(1), run.steps[-1].changes)
+    titles = {section.key: section.title for section in panel.sections}
+    assert list(titles) == ["swap", "files", "devices", "expected", "node", "procs"]
+    procs = next(section for section in panel.sections if section.key == "procs")
+    assert titles["procs"] == "Processes (mmap_lock, PTE lock)"
+    assert [row.label for row in procs.rows] == [p.name for p in run.state.procs]
+    assert "write_protect_seq=" in procs.rows[0].value
 
 
 def test_timeline_has_a_lane_per_actor_and_marks_violations(

@@ -108,7 +108,7 @@ def brute_force_outcomes(
     return found
 
 
-def violation_names(run: engine.Run) -> tuple[str, ...]:
+def violation_names(run: engine.Trace) -> tuple[str, ...]:
     """A run's violations as the explorer reports them: distinct names, sorted."""
     return tuple(sorted({v.name for v in run.violations}))
 
@@ -126,5 +126,5 @@ def sequential(sc: engine.Scenario, cfg: engine.Config, *order: str) -> list[str
     return schedule
 
 
-def run_sequential(sc: engine.Scenario, cfg: engine.Config, *order: str) -> engine.Run:
+def run_sequential(sc: engine.Scenario, cfg: engine.Config, *order: str) -> engine.Trace:
     return engine.run_schedule(sc, cfg, sequential(sc, cfg, *order))

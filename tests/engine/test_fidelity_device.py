@@ -74,7 +74,7 @@ def test_a_device_read_racing_a_device_write_may_see_either_value() -> None:
 
 def has_pinned(sc: engine.Scenario, kernel: str, schedule: list[str]) -> bool:
     run = engine.run_schedule(sc, config(sc, kernel), schedule)
-    return bool(next(p for p in run.state["procs"] if p["name"] == "app")["has_pinned"])
+    return bool(next(p for p in run.state.procs if p.name == "app").has_pinned)
 
 
 def test_a_pin_marks_the_mm_pinned_before_it_grabs_the_page() -> None:
@@ -95,7 +95,7 @@ def test_pin_user_pages_does_not_mark_the_page_referenced() -> None:
     def referenced(mode: str) -> bool:
         sc = scenario({"dev": [{"gup": {"addr": "buf", "mode": mode, "write": True}}]})
         run = engine.run_schedule(sc, config(sc, "6.1"), ["dev"])
-        return "referenced" in run.state["pages"][0]["flags"]
+        return "referenced" in run.state.pages[0].flags
 
     assert referenced("get")
     assert not referenced("pin")
@@ -104,8 +104,8 @@ def test_pin_user_pages_does_not_mark_the_page_referenced() -> None:
 def test_a_cpu_load_sets_the_young_bit_but_not_pg_referenced() -> None:
     sc = scenario({"app": [{"read": {"addr": "buf"}}]})
     run = engine.run_schedule(sc, config(sc, "6.1"), ["app"])
-    assert "referenced" not in run.state["pages"][0]["flags"]
-    assert next(p for p in run.state["ptes"] if p["addr"] == "buf")["young"]
+    assert "referenced" not in run.state.pages[0].flags
+    assert next(p for p in run.state.ptes if p.addr == "buf").young
 
 
 SWAPPED_OUT = [
@@ -115,9 +115,9 @@ SWAPPED_OUT = [
 ]
 
 
-def swap_in(kernel: str, op: dict[str, dict[str, str]]) -> tuple[dict[str, object], str]:
+def swap_in(kernel: str, op: dict[str, dict[str, str]]) -> tuple[engine.StateView, str]:
     sc = scenario({"app": [op]}, SWAPPED_OUT)
-    assert engine.run_schedule(sc, config(sc, kernel), []).state["ptes"][0]["swap"] == "S0"
+    assert engine.run_schedule(sc, config(sc, kernel), []).state.ptes[0].swap == "S0"
     run = engine.run_schedule(sc, config(sc, kernel), ["app"])
     return run.state, run.steps[-1].note
 
@@ -127,9 +127,9 @@ def test_a_read_fault_from_swap_maps_the_page_read_only_even_when_exclusive() ->
     # fault makes the PTE writable.
     state, note = swap_in("5.19", {"read": {"addr": "buf"}})
     assert "maps P0 read-only" in note
-    pte = state["ptes"][0]  # type: ignore[index]
-    assert pte["present"] and not pte["write"]
-    assert "anon_exclusive" in state["pages"][0]["flags"]  # type: ignore[index]
+    pte = state.ptes[0]
+    assert pte.present and not pte.write
+    assert "anon_exclusive" in state.pages[0].flags
 
 
 def test_a_write_fault_from_swap_frees_the_swap_copy() -> None:
@@ -138,5 +138,5 @@ def test_a_write_fault_from_swap_frees_the_swap_copy() -> None:
     for kernel in ("5.17", "5.18", "6.1"):
         state, note = swap_in(kernel, {"write": {"addr": "buf", "value": "B"}})
         assert "delete_from_swap_cache" in note, kernel
-        flags = state["pages"][0]["flags"]  # type: ignore[index]
+        flags = state.pages[0].flags
         assert "swapcache" not in flags and "dirty" in flags, kernel

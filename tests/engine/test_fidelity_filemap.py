@@ -38,7 +38,7 @@ def test_after_a_truncate_to_eof_a_fault_gets_sigbus_and_a_read_gets_nothing() -
     assert "SIGBUS" in cpu[0].note
     reader = [s for s in run.steps if s.actor == "reader"]
     assert [s.function for s in reader] == ["xas_load"] and "0 bytes" in reader[0].note
-    assert next(f for f in run.state["files"] if f["name"] == "f")["size"] == 0
+    assert next(f for f in run.state.files if f.name == "f").size == 0
     assert not run.violations
 
 
@@ -78,5 +78,5 @@ def test_redirtying_a_folio_clears_pg_reclaim() -> None:
         files=FILES,
     )
     run = run_sequential(sc, config(sc, "6.1"), "kswapd", "gup")
-    flags = set(run.state["pages"][0]["flags"])
+    flags = set(run.state.pages[0].flags)
     assert "dirty" in flags and "reclaim" not in flags

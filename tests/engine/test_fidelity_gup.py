@@ -25,7 +25,7 @@ def test_gup_fast_binds_the_page_it_read_in_the_pte() -> None:
 
 def flags_after(sc: engine.Scenario, kernel: str, schedule: list[str]) -> set[str]:
     run = engine.run_schedule(sc, config(sc, kernel), schedule)
-    return set(run.state["pages"][0]["flags"])
+    return set(run.state.pages[0].flags)
 
 
 def test_gup_fast_marks_every_page_it_returns_referenced_pins_included() -> None:
@@ -46,7 +46,7 @@ LONGTERM_SETUP = [
 ]
 
 
-def longterm_fallback(kernel: str, longterm: bool) -> engine.Run:
+def longterm_fallback(kernel: str, longterm: bool) -> engine.Trace:
     """A write pin_user_pages_fast of a clean, read-only-mapped file page: GUP-fast falls
     back (the PTE is not writable); the slow path write-faults (page_mkwrite), then
     follow_page_pte takes the page, with or without FOLL_TOUCH."""
@@ -67,7 +67,7 @@ def test_a_longterm_fallback_runs_without_foll_touch_until_6_3() -> None:
     # mark_page_accessed. The non-longterm fallback (get_user_pages_unlocked) has it, and so
     # does every fallback from 6.3 (FOLL_TOUCH | FOLL_UNLOCKABLE).
     def referenced(kernel: str, longterm: bool) -> bool:
-        return "referenced" in longterm_fallback(kernel, longterm).state["pages"][0]["flags"]
+        return "referenced" in longterm_fallback(kernel, longterm).state.pages[0].flags
 
     assert not referenced("6.1", longterm=True)
     assert referenced("6.1", longterm=False)
@@ -80,9 +80,9 @@ def test_6_5_refuses_a_longterm_write_pin_of_a_shared_file_mapping() -> None:
     read-only longterm pin is still allowed."""
     run = longterm_fallback("6.5", longterm=True)
     assert "check_vma_flags" in [s.function for s in run.steps]
-    assert run.state["pages"][0]["pins"] == 0
-    assert longterm_fallback("6.4", longterm=True).state["pages"][0]["pins"] == 1
-    assert longterm_fallback("6.5", longterm=False).state["pages"][0]["pins"] == 1
+    assert run.state.pages[0].pins == 0
+    assert longterm_fallback("6.4", longterm=True).state.pages[0].pins == 1
+    assert longterm_fallback("6.5", longterm=False).state.pages[0].pins == 1
 
     # A writable, present PTE: GUP-fast grabs, then gup_fast_folio_allowed refuses and
     # gup_put_folio drops the pin before the slow path refuses too.
@@ -95,4 +95,4 @@ def test_6_5_refuses_a_longterm_write_pin_of_a_shared_file_mapping() -> None:
     functions = [s.function for s in run.steps]
     assert functions[:3] == ["ptep_get_lockless", "try_grab_folio", "gup_put_folio"]
     assert functions[-1] == "check_vma_flags"
-    assert run.state["pages"][0]["pins"] == 0
+    assert run.state.pages[0].pins == 0

@@ -10,9 +10,8 @@ and a later pass frees it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import engine
+from engine.views import FileView, NodeView, PageView
 from tests.engine.builders import OpDoc, brute_force_outcomes, config, run_sequential, scenario
 
 FILES = {"f": {"data": "A"}}
@@ -27,15 +26,17 @@ SHRINK_FILE: OpDoc = {"shrink_folio_list": {"file": "f"}}
 SHRINK_ANON: OpDoc = {"shrink_folio_list": {"addr": "buf"}}
 
 
-def page(state: dict[str, Any], pid: str = "P0") -> dict[str, Any]:
-    return next(p for p in state["pages"] if p["id"] == pid)
+def page(state: engine.StateView, pid: str = "P0") -> PageView:
+    found = state.page(pid)
+    assert found is not None, pid
+    return found
 
 
-def file(state: dict[str, Any], name: str = "f") -> dict[str, Any]:
-    return next(f for f in state["files"] if f["name"] == name)
+def file(state: engine.StateView, name: str = "f") -> FileView:
+    return next(f for f in state.files if f.name == name)
 
 
-def op_steps(run: engine.Run, actor: str, op_index: int) -> list[engine.Step]:
+def op_steps(run: engine.Trace, actor: str, op_index: int) -> list[engine.Step]:
     return [s for s in run.steps if s.actor == actor and s.op_index == op_index]
 
 
@@ -45,11 +46,11 @@ def test_the_pass_that_first_finds_a_dirty_file_folio_does_not_write_it() -> Non
     functions = [s.function for s in run.steps]
     assert "folio_set_reclaim" in functions
     assert "pageout" not in functions
-    assert file(run.state)["disk"] == "A"
+    assert file(run.state).disk == "A"
     p = page(run.state)
-    assert {"dirty", "reclaim"} <= set(p["flags"])
-    assert p["lru"] == "active_file"
-    assert file(run.state)["cache"] == "P0"
+    assert {"dirty", "reclaim"} <= set(p.flags)
+    assert p.lru == "active_file"
+    assert file(run.state).cache == "P0"
 
 
 def test_kswapd_writes_on_a_later_pass_asynchronously_and_keeps_the_buffers() -> None:
@@ -64,14 +65,14 @@ def test_kswapd_writes_on_a_later_pass_asynchronously_and_keeps_the_buffers() ->
     write = next(s for s in third if s.function == "pageout")
     assert "ext4_writepage writes 'B'" in write.note
     written = page(write.state)
-    assert {"writeback", "private"} <= set(written["flags"])
-    assert "dirty" not in written["flags"]
+    assert {"writeback", "private"} <= set(written.flags)
+    assert "dirty" not in written.flags
     functions = [s.function for s in third]
     assert "filemap_release_folio" not in functions
     assert functions[-2:] == ["folio_putback_lru", "folio_end_writeback"]
     after = third[-1].state
-    assert file(after)["cache"] == "P0" and file(after)["disk"] == "B"
-    assert not {"writeback", "reclaim"} & set(page(after)["flags"])
+    assert file(after).cache == "P0" and file(after).disk == "B"
+    assert not {"writeback", "reclaim"} & set(page(after).flags)
     assert "free_unref_page_list" in [s.function for s in op_steps(run, "kswapd", 2)]
     assert run.label == "page_freed"
 
@@ -84,7 +85,7 @@ def test_direct_reclaim_never_writes_a_file_folio() -> None:
     refused = next(s for s in steps if s.function == "folio_set_reclaim")
     assert "direct reclaim never writes file folios" in refused.note
     assert "pageout" not in [s.function for s in steps]
-    assert file(run.state)["disk"] == "A"
+    assert file(run.state).disk == "A"
 
 
 def test_folioref_reclaim_clean_keeps_a_dirty_folio_referenced_since_the_last_pass() -> None:
@@ -102,8 +103,8 @@ def test_folioref_reclaim_clean_keeps_a_dirty_folio_referenced_since_the_last_pa
     kept = next(s for s in last if "FOLIOREF_RECLAIM_CLEAN: keep" in s.note)
     assert kept.function == "folio_check_references"
     assert "pageout" not in [s.function for s in last]
-    assert file(run.state)["disk"] == "A"
-    assert "reclaim" in page(run.state)["flags"]
+    assert file(run.state).disk == "A"
+    assert "reclaim" in page(run.state).flags
 
 
 def test_ext4_without_writepage_leaves_dirty_folios_to_the_flusher() -> None:
@@ -114,13 +115,13 @@ def test_ext4_without_writepage_leaves_dirty_folios_to_the_flusher() -> None:
     run = run_sequential(sc, config(sc, "6.2"), "kswapd", "flusher")
     refused = next(s for s in op_steps(run, "kswapd", 1) if s.function == "pageout")
     assert "PAGE_ACTIVATE" in refused.note and "dae999602eeb" in refused.note
-    assert file(refused.state)["disk"] == "A"
-    assert page(refused.state)["lru"] is None  # still isolated; activated at putback
+    assert file(refused.state).disk == "A"
+    assert page(refused.state).lru is None  # still isolated; activated at putback
     wrote = next(s for s in op_steps(run, "flusher", 0) if s.function == "writepage")
     assert "ext4_writepages writes 'B'" in wrote.note
     # the flusher's folio_end_writeback clears PG_reclaim as well
-    assert "reclaim" not in page(run.state)["flags"]
-    assert file(run.state)["disk"] == "B"
+    assert "reclaim" not in page(run.state).flags
+    assert file(run.state).disk == "B"
 
 
 def test_swap_out_is_asynchronous_and_a_second_pass_frees_the_page() -> None:
@@ -130,11 +131,11 @@ def test_swap_out_is_asynchronous_and_a_second_pass_frees_the_page() -> None:
     first = op_steps(run, "kswapd", 0)
     write = next(s for s in first if s.function == "pageout")
     assert "swap_writepage" in write.note
-    assert "writeback" in page(write.state)["flags"]
+    assert "writeback" in page(write.state).flags
     functions = [s.function for s in first]
     assert "free_unref_page_list" not in functions
     assert functions[-2:] == ["folio_putback_lru", "folio_end_writeback"]
-    assert "swapcache" in page(first[-1].state)["flags"]
+    assert "swapcache" in page(first[-1].state).flags
     assert "free_unref_page_list" in [s.function for s in op_steps(run, "kswapd", 1)]
     assert run.label == "page_swapped"
 
@@ -161,10 +162,10 @@ def test_the_state_view_shows_pgdat_dirty() -> None:
     # PGDAT_DIRTY; the dashboard's panel must show why a later kswapd pass may write.
     sc = scenario({"kswapd": [SHRINK_FILE]}, FILE_SETUP, files=FILES)
     run = run_sequential(sc, config(sc, "5.17"), "kswapd")
-    assert run.state["node"] == [{"name": "node0", "pgdat_dirty": True}]
+    assert run.state.node == (NodeView("node0", pgdat_dirty=True),)
     # Without a kswapd pass the bit is clear (an anon-only pass sets it: 0 unqueued dirty
     # == 0 file folios taken, shrink_node's test in 5.x).
     plain = scenario({"cpu": [{"read": {"addr": "buf"}}]})
-    assert run_sequential(plain, config(plain, "5.17"), "cpu").state["node"] == [
-        {"name": "node0", "pgdat_dirty": False}
-    ]
+    assert run_sequential(plain, config(plain, "5.17"), "cpu").state.node == (
+        NodeView("node0", pgdat_dirty=False),
+    )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 import engine
 from engine.state import GUP_PIN_COUNTING_BIAS
+from engine.views import PageView, PteView
 from tests.engine.builders import (
     SETUP_LAZYFREE,
     OpDoc,
@@ -24,15 +23,17 @@ GUP_PIN = {"gup_fast": {"addr": "buf", "mode": "pin"}}
 SHRINK = {"shrink_folio_list": {"addr": "buf"}}
 
 
-def page(state: dict[str, Any], pid: str = "P0") -> dict[str, Any]:
-    return next(p for p in state["pages"] if p["id"] == pid)
+def page(state: engine.StateView, pid: str = "P0") -> PageView:
+    found = state.page(pid)
+    assert found is not None, pid
+    return found
 
 
-def pte(state: dict[str, Any], proc: str = "app", addr: str = "buf") -> dict[str, Any]:
-    return next(e for e in state["ptes"] if e["proc"] == proc and e["addr"] == addr)
+def pte(state: engine.StateView, proc: str = "app", addr: str = "buf") -> PteView:
+    return next(e for e in state.ptes if e.proc == proc and e.addr == addr)
 
 
-def functions(run: engine.Run) -> list[str]:
+def functions(run: engine.Trace) -> list[str]:
     return [s.function for s in run.steps]
 
 
@@ -49,21 +50,21 @@ def test_gup_fast_pin_adds_the_bias_and_one_pin() -> None:
         "unpin_user_pages",
     ]
     grabbed = page(run.steps[1].state)
-    assert grabbed["refcount"] == 1 + GUP_PIN_COUNTING_BIAS
-    assert grabbed["pins"] == 1
+    assert grabbed.refcount == 1 + GUP_PIN_COUNTING_BIAS
+    assert grabbed.pins == 1
     assert "pins" in run.steps[1].note
     released = page(run.steps[3].state)
-    assert (released["refcount"], released["pins"]) == (1, 0)
+    assert (released.refcount, released.pins) == (1, 0)
     assert run.finished and not run.violations
 
 
 def test_gup_fast_get_adds_one_reference() -> None:
     sc = scenario({"dio": [GUP_GET, {"put_page": {}}]})
     run = engine.run_schedule(sc, config(sc), ["dio"] * 4)
-    assert page(run.steps[1].state)["refcount"] == 2
-    assert page(run.steps[1].state)["pins"] == 0
+    assert page(run.steps[1].state).refcount == 2
+    assert page(run.steps[1].state).pins == 0
     assert run.steps[3].function == "put_page"
-    assert page(run.state)["refcount"] == 1
+    assert page(run.state).refcount == 1
 
 
 def test_gup_fast_falls_back_to_the_slow_path_without_a_page() -> None:
@@ -91,17 +92,17 @@ def test_slow_gup_with_write_sets_page_dirty_foll_touch() -> None:
 def test_madvise_free_clears_pte_dirty_young_and_swapbacked() -> None:
     sc = scenario({"app": [{"madvise_free": {"addr": "buf"}}]})
     before = run_sequential(sc, config(sc)).initial
-    assert pte(before)["dirty"] and pte(before)["young"]
-    assert "swapbacked" in page(before)["flags"]
+    assert pte(before).dirty and pte(before).young
+    assert "swapbacked" in page(before).flags
     run = run_sequential(sc, config(sc), "app")
     assert functions(run) == ["madvise_free_pte_range", "folio_mark_lazyfree"]
     first = pte(run.steps[0].state)
-    assert (first["dirty"], first["young"], first["write"]) == (False, False, True)
-    assert "swapbacked" in page(run.steps[0].state)["flags"]  # the folio changes in step 2
+    assert (first.dirty, first.young, first.write) == (False, False, True)
+    assert "swapbacked" in page(run.steps[0].state).flags  # the folio changes in step 2
     after = page(run.steps[1].state)
-    assert "swapbacked" not in after["flags"]
-    assert "dirty" not in after["flags"]
-    assert after["lru"] == "inactive_file"
+    assert "swapbacked" not in after.flags
+    assert "dirty" not in after.flags
+    assert after.lru == "inactive_file"
     assert run.label == "page_kept: mapped, lazyfree"
 
 
@@ -110,8 +111,8 @@ def test_write_after_madvise_free_sets_the_pte_dirty() -> None:
     run = run_sequential(sc, config(sc), "app")
     assert functions(run) == ["store"]  # the PTE kept its write permission: no fault
     e = pte(run.steps[0].state)
-    assert e["dirty"] and e["young"]
-    assert page(run.state)["data"] == "B"
+    assert e.dirty and e.young
+    assert page(run.state).data == "B"
 
 
 def test_shrink_of_a_clean_lazyfree_page_frees_it_on_5_18() -> None:
@@ -126,13 +127,13 @@ def test_shrink_of_a_clean_lazyfree_page_frees_it_on_5_18() -> None:
         "folio_ref_freeze",
         "free_unref_page_list",
     ]
-    assert page(run.steps[0].state)["refcount"] == 2  # the isolation reference
-    assert page(run.steps[5].state)["refcount"] == 0
-    assert page(run.state)["owner"] == "free"
+    assert page(run.steps[0].state).refcount == 2  # the isolation reference
+    assert page(run.steps[5].state).refcount == 0
+    assert page(run.state).owner == "free"
     assert run.label == "page_freed"
     assert not run.violations
     # A discarded lazyfree page reads as zero-fill, which MADV_FREE made legal.
-    assert pte(run.state)["present"] is False
+    assert pte(run.state).present is False
 
 
 def test_redirtied_lazyfree_page_is_remapped_as_swap_backed_anon() -> None:
@@ -150,7 +151,7 @@ def test_redirtied_lazyfree_page_is_remapped_as_swap_backed_anon() -> None:
     assert "folio_set_swapbacked" in decide.note
     assert "set_pte_at restores" in decide.note
     assert run.label == "page_kept: mapped, swap-backed anon"
-    assert page(run.state)["data"] == "B"
+    assert page(run.state).data == "B"
     assert not run.violations
 
 
@@ -159,7 +160,7 @@ def test_a_young_page_survives_one_reclaim_pass() -> None:
     run = run_sequential(sc, config(sc), "kswapd")
     assert functions(run)[-1] == "folio_putback_lru"
     assert (run.label or "").startswith("page_kept")
-    assert pte(run.state)["young"] is False
+    assert pte(run.state).young is False
 
 
 # -- references -------------------------------------------------------------------------
@@ -171,11 +172,11 @@ def test_put_page_of_the_last_reference_frees_the_page() -> None:
     )
     run = engine.run_schedule(sc, config(sc), ["dio", "dio", "dio", "app", "dio"])
     assert run.steps[3].function == "zap_pte_range"
-    assert page(run.steps[3].state)["refcount"] == 1  # only the GUP reference is left
+    assert page(run.steps[3].state).refcount == 1  # only the GUP reference is left
     last = run.steps[4]
     assert last.function == "put_page"
     assert "the page is freed" in last.note
-    assert page(last.state)["owner"] == "free"
+    assert page(last.state).owner == "free"
     assert run.label == "page_freed"
     assert not run.violations
 
@@ -190,8 +191,8 @@ def test_folio_ref_freeze_failure_keeps_the_page() -> None:
     freeze = run.steps[7]
     assert (freeze.actor, freeze.function) == ("kswapd", "folio_ref_freeze")
     assert "fails" in freeze.note
-    assert page(freeze.state)["owner"] == "anon"
-    assert page(freeze.state)["refcount"] == 2
+    assert page(freeze.state).owner == "anon"
+    assert page(freeze.state).refcount == 2
     assert run.steps[8].function == "folio_putback_lru"
     assert run.steps[9].function == "gup_put_folio"  # the recheck sees the PTE gone
     assert not run.violations
@@ -235,7 +236,7 @@ def test_a_device_write_into_a_reallocated_page_is_use_after_free() -> None:
     cfg = config(sc, "5.17", lazyfree_freeze=False)
     run = engine.run_schedule(sc, cfg, [*["dio"] * 3, *["kswapd"] * 7, "other", "dio", "dio"])
     assert run.steps[10].function == "alloc_pages"
-    assert page(run.steps[10].state)["owner"] == "reallocated to net"
+    assert page(run.steps[10].state).owner == "reallocated to net"
     by_step = {v.step: v for v in run.violations}
     assert by_step[9].name == "bad_freeze"
     assert by_step[12].name == "use_after_free"
@@ -286,16 +287,16 @@ def test_fork_write_protects_the_parent_pte_in_a_separate_step() -> None:
         "raw_write_seqcount_end",
     ]
     copied = run.steps[1].state
-    assert pte(copied, "kid")["write"] is False
-    assert pte(copied, "app")["write"] is True  # the R5c gap: not yet write-protected
-    assert page(copied)["refcount"] == 2 and page(copied)["mapcount"] == 2
-    assert pte(run.steps[2].state, "app")["write"] is False
-    procs = {p["name"]: p for p in run.steps[0].state["procs"]}
-    assert procs["app"]["write_protect_seq"] % 2 == 1
-    assert procs["app"]["mmap_lock"] == "write: app"
-    procs = {p["name"]: p for p in run.state["procs"]}
-    assert procs["app"]["write_protect_seq"] % 2 == 0
-    assert procs["app"]["mmap_lock"] is None
+    assert pte(copied, "kid").write is False
+    assert pte(copied, "app").write is True  # the R5c gap: not yet write-protected
+    assert page(copied).refcount == 2 and page(copied).mapcount == 2
+    assert pte(run.steps[2].state, "app").write is False
+    procs = {p.name: p for p in run.steps[0].state.procs}
+    assert procs["app"].write_protect_seq % 2 == 1
+    assert procs["app"].mmap_lock == "write: app"
+    procs = {p.name: p for p in run.state.procs}
+    assert procs["app"].write_protect_seq % 2 == 0
+    assert procs["app"].mmap_lock is None
 
 
 def test_fork_copies_a_pinned_page_for_the_child_on_5_9() -> None:
@@ -304,8 +305,8 @@ def test_fork_copies_a_pinned_page_for_the_child_on_5_9() -> None:
     copy = run.steps[4]
     assert copy.function == "copy_present_pte"
     assert "own copy" in copy.note
-    assert pte(run.state, "kid")["page"] == "P1"
-    assert pte(run.state, "app")["write"] is True
+    assert pte(run.state, "kid").page == "P1"
+    assert pte(run.state, "app").write is True
 
 
 # -- schedules ------------------------------------------------------------------------------

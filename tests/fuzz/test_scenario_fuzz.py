@@ -65,8 +65,9 @@ def check_runs(scenario: engine.Scenario, schedule: list[str]) -> None:
             run = engine.run_schedule(scenario, config, outcome.example)
             assert run.finished
             engine.render_diagram(scenario, config, run)
-            json.dumps(engine.run_to_json(run, scenario))
-        run, error = engine.replay(scenario, config, schedule)  # errors are returned, not raised
+            json.dumps(engine.run_to_json(run))
+        run = engine.replay(scenario, config, schedule)  # errors are returned, not raised
+        error = run.error
         assert error is None or isinstance(error, engine.ScheduleError)
         assert len(run.steps) <= len(schedule)
     # Custom scenarios travel in links: the packed document comes back as the same scenario.
