@@ -263,9 +263,7 @@ class RunSession:
 
         def work() -> dict[str, Any]:  # one offload: validated and rendered, or neither
             run = engine.run_schedule(scenario, config, schedule)  # a bad schedule raises
-            if at < len(schedule):
-                run = engine.run_schedule(scenario, config, schedule[:at])
-            return engine.run_to_json(run)
+            return engine.run_to_json(run.at(at))
 
         body = await self._offload(work)
         self.scenario, self.config, self.source = scenario, config, message
