@@ -17,7 +17,6 @@ value positionally.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import NamedTuple
 
 GUP_PIN_COUNTING_BIAS = 1024
@@ -267,8 +266,8 @@ class Actor(NamedTuple):
     """An actor's program counter and registers (the page it holds, snapshots)."""
 
     op: int = 0  # index of the current op; len(ops) when done
-    pc: str = "start"  # label inside the current op
-    regs: tuple[tuple[str, object], ...] = ()  # op-local registers
+    pc: str = "start"  # the name of the op's step this actor runs next
+    regs: tuple[object, ...] = ()  # op-local registers: the op machine's NamedTuple
     held: tuple[tuple[int, int], ...] = ()  # pages obtained by the last GUP: (page, gen)
     held_mode: str = ""  # "get" | "pin" | "pipe"
     held_key: str = ""  # oracle key the GUP was made for
@@ -280,7 +279,7 @@ class Actor(NamedTuple):
         *,
         op: int | None = None,
         pc: str | None = None,
-        regs: tuple[tuple[str, object], ...] | None = None,
+        regs: tuple[object, ...] | None = None,
         held: tuple[tuple[int, int], ...] | None = None,
         held_mode: str | None = None,
         held_key: str | None = None,
@@ -298,20 +297,6 @@ class Actor(NamedTuple):
             self.held_epoch if held_epoch is None else held_epoch,
             self.dma if dma is None else dma,
         )
-
-    def reg(self, name: str, default: object = None) -> object:
-        for key, value in self.regs:
-            if key == name:
-                return value
-        return default
-
-    def at(self, pc: str, regs: Mapping[str, object]) -> Actor:
-        """This actor at label `pc`, with `regs` set on top of its registers."""
-        if not regs:
-            return self.evolve(pc=pc)
-        merged = dict(self.regs)
-        merged.update(regs)
-        return self.evolve(pc=pc, regs=tuple(sorted(merged.items())))
 
 
 class World(NamedTuple):

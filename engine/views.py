@@ -12,15 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.kernel import OPS
 from engine.model import Model
-from engine.state import GUP_PIN_COUNTING_BIAS, PRIVATE, ZERO_PAGE, World, flag_list, page_name
-
-ISOLATING = ("shrink_folio_list", "migrate")
-SPECULATIVE = {
-    "gup_fast": ("recheck",),
-    "vmsplice": ("recheck",),
-    "filemap_lookup": ("reload", "copy"),
-}
+from engine.state import (
+    GUP_PIN_COUNTING_BIAS,
+    NO_PAGE,
+    PRIVATE,
+    ZERO_PAGE,
+    World,
+    flag_list,
+    page_name,
+)
 
 
 def holders(model: Model, world: World, index: int) -> dict[str, int]:
@@ -37,13 +39,13 @@ def holders(model: Model, world: World, index: int) -> dict[str, int]:
         out[page.owner.removeprefix("other:")] = 1
     for spec, actor in zip(model.scenario.actors, world.actors, strict=False):
         if actor.op < len(spec.ops):
-            kind = spec.ops[actor.op].kind
-            mine = actor.reg("page") == index
-            if mine and kind in ISOLATING and actor.pc not in ("start",):
-                out[f"{spec.name} (isolation)"] = 1
-            pin = spec.ops[actor.op].params.get("mode") == "pin"  # counted under "pins"
-            if mine and actor.pc in SPECULATIVE.get(kind, ()) and not pin:
-                out[f"{spec.name} (speculative)"] = 1
+            op = spec.ops[actor.op]
+            ref = OPS[op.kind].refs_held.get(actor.pc)
+            # The ops that hold a reference between steps keep its page in `regs.page`.
+            mine = getattr(actor.regs, "page", NO_PAGE) == index
+            pin = op.params.get("mode") == "pin"  # counted under "pins"
+            if ref and mine and not (pin and ref == "speculative"):
+                out[f"{spec.name} ({ref})"] = 1
         for held, gen in actor.held:
             if held == index and gen == page.gen and actor.held_mode != "pin":
                 out[f"{spec.name} ({actor.held_mode})"] = (

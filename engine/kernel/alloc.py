@@ -20,8 +20,8 @@ def alloc_page_op(ctx: Ctx) -> Effect:
     reused = bool(ctx.w.freed)
     ctx.w, index = ctx.w.new_page(Page(ref=1, owner=f"other:{owner}", data=value))
     ctx.w = ctx.w.add_writer(value, f"other={owner}")
-    ctx.finish()
+    ctx.next_op()
     how = "reuses freed" if reused else "allocates a fresh"
-    return ctx.done(
+    return ctx.effect(
         "alloc_pages", f"the allocator {how} {page_name(index)} for {owner}, who writes {value!r}"
     )

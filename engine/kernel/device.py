@@ -18,8 +18,8 @@ def held_pages(ctx: Ctx) -> tuple[tuple[int, int], ...]:
 
 
 def nothing_held(ctx: Ctx, function: str, what: str) -> Effect:
-    ctx.finish()
-    return ctx.done(function, f"{ctx.name} holds no page: {what} does nothing")
+    ctx.next_op()
+    return ctx.effect(function, f"{ctx.name} holds no page: {what} does nothing")
 
 
 def lock_wait(ctx: Ctx) -> Blocked | None:
@@ -62,8 +62,8 @@ def dma_write_op(ctx: Ctx) -> Effect | Blocked:
     if oracle.counts(ctx.w, key, epoch):
         ctx.w = oracle.write(ctx.w, key, value, oracle.who_of(key))
     ctx.set_me(ctx.me.evolve(dma=value))
-    ctx.finish()
-    return ctx.done("dma_write", f"the device writes {value!r} into {', '.join(notes)}")
+    ctx.next_op()
+    return ctx.effect("dma_write", f"the device writes {value!r} into {', '.join(notes)}")
 
 
 @op("dma_read", (), ("dma_read",), needs="any")
@@ -98,8 +98,8 @@ def dma_read_op(ctx: Ctx) -> Effect | Blocked:
                 stale=f"the device read stale data from {page_name(index)}, "
                 "not the page the process now sees there",
             )
-    ctx.finish()
-    return ctx.done("dma_read", f"the device reads {', '.join(seen)}")
+    ctx.next_op()
+    return ctx.effect("dma_read", f"the device reads {', '.join(seen)}")
 
 
 @op(
@@ -126,8 +126,8 @@ def set_page_dirty_op(ctx: Ctx) -> Effect | Blocked:
             refs.mark_dirty(ctx, index)
             bare = page.owner.startswith("file:") and not page.has(PRIVATE)
             notes.append(page_name(index) + (" (a file page without buffers)" if bare else ""))
-    ctx.finish()
-    return ctx.done(function, f"{ctx.name} marks {', '.join(notes) or 'nothing'} dirty")
+    ctx.next_op()
+    return ctx.effect(function, f"{ctx.name} marks {', '.join(notes) or 'nothing'} dirty")
 
 
 @op("put_page", (), ("put_page",), needs="get")
@@ -141,8 +141,8 @@ def put_page_op(ctx: Ctx) -> Effect | Blocked:
         tail = ": the last reference, the page is freed" if freed else ""
         notes.append(f"{page_name(index)} ({refs.refs_note(ctx, index)}){tail}")
     release(ctx)
-    ctx.finish()
-    return ctx.done("put_page", f"{ctx.name} drops its reference on {', '.join(notes)}")
+    ctx.next_op()
+    return ctx.effect("put_page", f"{ctx.name} drops its reference on {', '.join(notes)}")
 
 
 @op(
@@ -171,8 +171,8 @@ def unpin_op(ctx: Ctx) -> Effect | Blocked:
         tail = ": the last reference, the page is freed" if freed else ""
         notes.append(f"{page_name(index)} ({refs.refs_note(ctx, index)}){tail}")
     release(ctx)
-    ctx.finish()
-    return ctx.done(function, f"{ctx.name} unpins {', '.join(notes)}")
+    ctx.next_op()
+    return ctx.effect(function, f"{ctx.name} unpins {', '.join(notes)}")
 
 
 @op("read_pipe", (PROC, Param("expect", "value")), ("pipe_read",), needs="pipe")
@@ -194,5 +194,5 @@ def read_pipe_op(ctx: Ctx) -> Effect | Blocked:
     if index != ZERO_PAGE:
         refs.put(ctx, index, gen=gen, what="pipe_buf_release")
     release(ctx)
-    ctx.finish()
-    return ctx.done("pipe_read", f"{ctx.proc} reads {value!r} from the pipe")
+    ctx.next_op()
+    return ctx.effect("pipe_read", f"{ctx.proc} reads {value!r} from the pipe")

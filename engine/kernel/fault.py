@@ -8,8 +8,10 @@ fault may reuse in place is exactly where the COW fixes differ by version.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from engine.kernel import oracle, refs
-from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
@@ -30,6 +32,15 @@ from engine.state import (
 # safety net rather than a modelling choice; the retry count in the registers keeps the graph
 # acyclic.
 MAX_FAULT_RETRIES = 16
+
+
+class Faulting(NamedTuple):
+    """A CPU access that took a fault and retries the access."""
+
+    tries: int = 0
+
+
+ACCESS = Machine(Faulting)
 
 
 def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
@@ -321,8 +332,8 @@ def past_eof(ctx: Ctx, proc: str, addr: str, pte: Pte) -> Effect | Blocked | Non
             f"page_mkwrite finds {addr} past the end of {pte.file} (VM_FAULT_NOPAGE): "
             "retries until truncate unmaps it"
         )
-    ctx.finish()
-    return ctx.done(
+    ctx.next_op()
+    return ctx.effect(
         "filemap_fault", f"{addr} is past the end of {pte.file}: VM_FAULT_SIGBUS for {proc}"
     )
 
@@ -333,8 +344,8 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         return Blocked(f"waits for process {proc} to exist")
     pte, _gone = address(ctx, proc, addr)
     if pte is None:
-        ctx.finish()
-        return ctx.done("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")
+        ctx.next_op()
+        return ctx.effect("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")
     reason = wait_reason(ctx, proc, pte)
     if reason:
         return Blocked(reason)
@@ -342,17 +353,29 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         eof = past_eof(ctx, proc, addr, pte)
         if eof:
             return eof
-        tries = ctx.ireg("tries", 0)
+        tries = ctx.regs(Faulting).tries
         if tries >= MAX_FAULT_RETRIES:
             raise RuntimeError(f"{ctx.name}: fault retry bound exceeded at {addr}")
         note = handle_mm_fault(ctx, proc, addr, write)
-        ctx.goto("access", tries=tries + 1)
-        return ctx.done("handle_mm_fault", note)
+        ctx.goto(store_access if write else load_access, tries=tries + 1)
+        return ctx.effect("handle_mm_fault", note)
     pte = ctx.w.pte(proc, addr)
     assert pte is not None
     note = store(ctx, proc, addr, pte, ctx.p("value")) if write else load(ctx, proc, addr, pte)
-    ctx.finish()
-    return ctx.done("store" if write else "load", note)
+    ctx.next_op()
+    return ctx.effect("store" if write else "load", note)
+
+
+@ACCESS.step
+def store_access(ctx: Ctx) -> Effect | Blocked:
+    """A CPU store: fault (and retry) until the PTE allows it, then store."""
+    return _access(ctx, write=True)
+
+
+@ACCESS.step
+def load_access(ctx: Ctx) -> Effect | Blocked:
+    """A CPU load: fault (and retry) until the PTE maps a page, then load."""
+    return _access(ctx, write=False)
 
 
 @op(
@@ -362,7 +385,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
 )
 def write_op(ctx: Ctx) -> Effect | Blocked:
     """CPU store: faults the page in (zero-fill, file + page_mkwrite, swap-in, COW) as needed."""
-    return _access(ctx, write=True)
+    return ACCESS.resume(ctx, store_access)
 
 
 @op(
@@ -372,4 +395,4 @@ def write_op(ctx: Ctx) -> Effect | Blocked:
 )
 def read_op(ctx: Ctx) -> Effect | Blocked:
     """CPU load, checked by the lost-write oracle (and against `expect` if given)."""
-    return _access(ctx, write=False)
+    return ACCESS.resume(ctx, load_access)

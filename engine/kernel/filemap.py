@@ -9,11 +9,48 @@ ext4's rule that a dirty page must have buffers attached (R8).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from engine.kernel import oracle, refs
-from engine.kernel.machine import ADDR, FILE, PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import DIRTY, LOCKED, PRIVATE, RECLAIM, WRITEBACK, Pte, page_name
+from engine.kernel.machine import (
+    ADDR,
+    FILE,
+    PROC,
+    Blocked,
+    Ctx,
+    Effect,
+    Machine,
+    Param,
+    holding,
+    op,
+)
+from engine.state import DIRTY, LOCKED, NO_PAGE, PRIVATE, RECLAIM, WRITEBACK, Pte, page_name
 
 LOOKUP_RETRIES = 2
+
+
+class Lookup(NamedTuple):
+    """filemap_get_read_batch's lookup of one folio, between its steps."""
+
+    page: int = NO_PAGE  # the folio xas_load found
+    legal: tuple[str, ...] = ()  # what a read could return when it found it
+    tries: int = 0  # retries after a failed try-get or a changed slot
+    gen: int = -1  # the folio's generation when the speculative reference was taken
+
+
+class Locked(NamedTuple):
+    """truncate and writeback: the locked folio they work on."""
+
+    page: int = NO_PAGE
+
+
+LOOKUP = Machine(Lookup)
+TRUNCATE = Machine(Locked)
+WRITEBACK_OP = Machine(Locked)
+
+
+def lookup(ctx: Ctx) -> Lookup:
+    return ctx.regs(Lookup)
 
 
 def writepage(ctx: Ctx, index: int) -> tuple[bool, str]:
@@ -45,18 +82,19 @@ def mmap_file_op(ctx: Ctx) -> Effect:
     """Map a file's page MAP_SHARED at `addr` (faulted in on first access)."""
     proc, addr, name = ctx.proc, ctx.p("addr"), ctx.p("file")
     ctx.w = ctx.w.set_pte(proc, addr, Pte(file=name))
-    ctx.finish()
-    return ctx.done("mmap", f"{proc} maps {name} MAP_SHARED at {addr}")
+    ctx.next_op()
+    return ctx.effect("mmap", f"{proc} maps {name} MAP_SHARED at {addr}")
 
 
 def at_eof(ctx: Ctx, name: str, function: str) -> Effect | None:
     """filemap_read: a read at or past i_size returns 0 bytes and observes nothing."""
     if ctx.w.file(name).size > 0:
         return None
-    ctx.finish()
-    return ctx.done(function, f"the read of {name} is past its end (i_size 0): returns 0 bytes")
+    ctx.next_op()
+    return ctx.effect(function, f"the read of {name} is past its end (i_size 0): returns 0 bytes")
 
 
+@LOOKUP.step
 def lookup_load(ctx: Ctx) -> Effect:
     name = ctx.p("file")
     eof = at_eof(ctx, name, "xas_load")
@@ -66,68 +104,76 @@ def lookup_load(ctx: Ctx) -> Effect:
     if index < 0:
         disk = ctx.w.file(name).disk
         oracle.observe(ctx, f"file:{name}", disk, f"a read of {name}:")
-        ctx.finish()
-        return ctx.done("xas_load", f"no page cached for {name}: read {disk!r} from disk")
+        ctx.next_op()
+        return ctx.effect("xas_load", f"no page cached for {name}: read {disk!r} from disk")
     exp = ctx.w.expected(f"file:{name}")
-    ctx.goto("get", page=index, legal=exp.allowed if exp else ())
-    return ctx.done("xas_load", f"{ctx.name} finds {page_name(index)} in the page cache of {name}")
+    ctx.goto(lookup_get, page=index, legal=exp.allowed if exp else ())
+    return ctx.effect(
+        "xas_load", f"{ctx.name} finds {page_name(index)} in the page cache of {name}"
+    )
 
 
+@LOOKUP.step
 def lookup_get(ctx: Ctx) -> Effect:
-    index, tries = ctx.ireg("page"), ctx.ireg("tries", 0)
+    index, tries = lookup(ctx).page, lookup(ctx).tries
     if not refs.try_get(ctx, index):
         if tries + 1 >= LOOKUP_RETRIES:
-            ctx.finish()
-            return ctx.done("folio_try_get", f"{page_name(index)} is frozen or free: give up")
-        ctx.goto("start", tries=tries + 1)
-        return ctx.done("folio_try_get", f"{page_name(index)} is frozen or free: retry")
-    ctx.goto("reload", gen=ctx.w.page(index).gen)
-    return ctx.done(
+            ctx.next_op()
+            return ctx.effect("folio_try_get", f"{page_name(index)} is frozen or free: give up")
+        ctx.goto(lookup_load, tries=tries + 1)
+        return ctx.effect("folio_try_get", f"{page_name(index)} is frozen or free: retry")
+    ctx.goto(lookup_reload, gen=ctx.w.page(index).gen)
+    return ctx.effect(
         "folio_try_get",
         f"speculative reference on {page_name(index)} ({refs.refs_note(ctx, index)})",
     )
 
 
+@LOOKUP.step
 def lookup_reload(ctx: Ctx) -> Effect:
-    name, index, gen = ctx.p("file"), ctx.ireg("page"), ctx.ireg("gen")
+    name, index, gen = ctx.p("file"), lookup(ctx).page, lookup(ctx).gen
     if ctx.cfg.on("pagecache_reload") and ctx.w.file(name).cache != index:
         refs.put(ctx, index, gen=gen, what="folio_put")
-        tries = ctx.ireg("tries", 0) + 1
+        tries = lookup(ctx).tries + 1
         if tries > LOOKUP_RETRIES:
-            ctx.finish()
-            return ctx.done("xas_reload", f"the slot no longer holds {page_name(index)}: give up")
-        ctx.goto("start", tries=tries)
-        return ctx.done("xas_reload", f"the slot no longer holds {page_name(index)}: put it, retry")
-    ctx.goto("copy")
-    return ctx.done("xas_reload", f"the slot still holds {page_name(index)}")
+            ctx.next_op()
+            return ctx.effect("xas_reload", f"the slot no longer holds {page_name(index)}: give up")
+        ctx.goto(lookup_load, tries=tries)
+        return ctx.effect(
+            "xas_reload", f"the slot no longer holds {page_name(index)}: put it, retry"
+        )
+    ctx.goto(lookup_copy)
+    return ctx.effect("xas_reload", f"the slot still holds {page_name(index)}")
 
 
+@LOOKUP.step
 def lookup_copy(ctx: Ctx) -> Effect:
-    name, index, gen = ctx.p("file"), ctx.ireg("page"), ctx.ireg("gen")
+    name, index, gen = ctx.p("file"), lookup(ctx).page, lookup(ctx).gen
     if ctx.w.file(name).size == 0:
         # filemap_read re-reads i_size after it has the folios: truncated meanwhile.
         refs.put(ctx, index, gen=gen, what="folio_put")
-        ctx.finish()
-        return ctx.done(
+        ctx.next_op()
+        return ctx.effect(
             "copy_page_to_iter", f"{name} was truncated to 0 meanwhile: 0 bytes; folio_put"
         )
     value = ctx.w.page(index).data
-    legal = ctx.reg("legal")
     # The read took effect when it found the page: what was legal then is still legal.
-    if not (isinstance(legal, tuple) and value in legal):
+    if value not in lookup(ctx).legal:
         oracle.observe(ctx, f"file:{name}", value, f"a read of {name}:")
     refs.put(ctx, index, gen=gen, what="folio_put")
-    ctx.finish()
-    return ctx.done("copy_page_to_iter", f"the read of {name} returns {value!r}; folio_put")
+    ctx.next_op()
+    return ctx.effect("copy_page_to_iter", f"the read of {name} returns {value!r}; folio_put")
 
 
-LOOKUP = {"start": lookup_load, "get": lookup_get, "reload": lookup_reload, "copy": lookup_copy}
-
-
-@op("filemap_lookup", (FILE,), ("xas_load", "folio_try_get", "xas_reload", "copy_page_to_iter"))
-def filemap_lookup_op(ctx: Ctx) -> Effect:
+@op(
+    "filemap_lookup",
+    (FILE,),
+    ("xas_load", "folio_try_get", "xas_reload", "copy_page_to_iter"),
+    refs_held=holding("speculative", lookup_reload, lookup_copy),
+)
+def filemap_lookup_op(ctx: Ctx) -> Effect | Blocked:
     """Lockless page-cache lookup (a read(2)): xas_load, folio_try_get, xas_reload, copy."""
-    return LOOKUP[ctx.me.pc](ctx)
+    return LOOKUP.resume(ctx, lookup_load)
 
 
 def lock_cached(ctx: Ctx, function: str) -> tuple[int, Effect | Blocked | None]:
@@ -135,14 +181,14 @@ def lock_cached(ctx: Ctx, function: str) -> tuple[int, Effect | Blocked | None]:
     name = ctx.p("file")
     index = ctx.w.file(name).cache
     if index < 0:
-        ctx.finish()
-        return index, ctx.done(function, f"nothing cached for {name}")
+        ctx.next_op()
+        return index, ctx.effect(function, f"nothing cached for {name}")
     p = ctx.w.page(index)
     if p.locker and p.locker != ctx.name:
         return index, Blocked(f"waits for the folio lock of {page_name(index)}, held by {p.locker}")
     if not refs.try_get(ctx, index):
-        ctx.finish()
-        return index, ctx.done(function, f"{page_name(index)} is being freed: skip")
+        ctx.next_op()
+        return index, ctx.effect(function, f"{page_name(index)} is being freed: skip")
     refs.update(ctx, index, ctx.w.page(index).set(LOCKED).evolve(locker=ctx.name))
     return index, None
 
@@ -160,16 +206,17 @@ def truncate_start(ctx: Ctx) -> Effect | Blocked:
         # truncate_setsize: i_size first, then the page cache; a fault in between already
         # gets SIGBUS (filemap_fault checks i_size before it looks the page up).
         ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(size=0))
-        return ctx.done("i_size_write", f"{ctx.name} sets the size of {name} to 0")
+        return ctx.effect("i_size_write", f"{ctx.name} sets the size of {name} to 0")
     index, early = lock_cached(ctx, "find_lock_entries")
     if early:
         return early
-    ctx.goto("remove", page=index)
-    return ctx.done("find_lock_entries", f"{ctx.name} takes and locks {page_name(index)}")
+    ctx.goto(truncate_remove, page=index)
+    return ctx.effect("find_lock_entries", f"{ctx.name} takes and locks {page_name(index)}")
 
 
+@TRUNCATE.step
 def truncate_remove(ctx: Ctx) -> Effect:
-    name, index = ctx.p("file"), ctx.ireg("page")
+    name, index = ctx.p("file"), ctx.regs(Locked).page
     for proc, addr, pte in ctx.w.mappers(index):
         ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
         p = ctx.w.page(index)
@@ -184,23 +231,21 @@ def truncate_remove(ctx: Ctx) -> Effect:
     # A GUP taken before the truncate now holds an orphan: its DMA is no write to the file
     # (the epoch bump, as munmap / MADV_DONTNEED do for an anon address, R13).
     ctx.w = oracle.zap(ctx.w, f"file:{name}", unmapped=False)
-    ctx.goto("unlock")
-    return ctx.done(
+    ctx.goto(truncate_unlock)
+    return ctx.effect(
         "truncate_inode_folio",
         f"{page_name(index)} unmapped and deleted from the page cache of {name} "
         f"({refs.refs_note(ctx, index)})",
     )
 
 
+@TRUNCATE.step
 def truncate_unlock(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = ctx.regs(Locked).page
     freed = unlock_put(ctx, index)
-    ctx.finish()
+    ctx.next_op()
     tail = ": the last reference, freed" if freed else f" ({refs.refs_note(ctx, index)})"
-    return ctx.done("folio_unlock", f"{ctx.name} unlocks and puts {page_name(index)}{tail}")
-
-
-TRUNCATE = {"start": truncate_start, "remove": truncate_remove, "unlock": truncate_unlock}
+    return ctx.effect("folio_unlock", f"{ctx.name} unlocks and puts {page_name(index)}{tail}")
 
 
 @op(
@@ -216,19 +261,20 @@ def truncate_op(ctx: Ctx) -> Effect | Blocked:
     read or fault sees zeros from disk; after a truncate to EOF a fault gets SIGBUS and a
     read(2) returns 0 bytes.
     """
-    return TRUNCATE[ctx.me.pc](ctx)
+    return TRUNCATE.resume(ctx, truncate_start)
 
 
 def wb_start(ctx: Ctx) -> Effect | Blocked:
     index, early = lock_cached(ctx, "folio_lock")
     if early:
         return early
-    ctx.goto("clear", page=index)
-    return ctx.done("folio_lock", f"{ctx.name} locks {page_name(index)} for writeback")
+    ctx.goto(wb_clear, page=index)
+    return ctx.effect("folio_lock", f"{ctx.name} locks {page_name(index)} for writeback")
 
 
+@WRITEBACK_OP.step
 def wb_clear(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = ctx.regs(Locked).page
     dirty_ptes = 0
     for proc, addr, pte in ctx.w.mappers(index):
         dirty_ptes += pte.dirty
@@ -236,40 +282,39 @@ def wb_clear(ctx: Ctx) -> Effect:
     p = ctx.w.page(index)
     if not (p.has(DIRTY) or dirty_ptes):
         unlock_put(ctx, index)
-        ctx.finish()
-        return ctx.done(
+        ctx.next_op()
+        return ctx.effect(
             "folio_clear_dirty_for_io", f"{page_name(index)} is clean: nothing to write"
         )
     refs.update(ctx, index, p.clear(DIRTY))
-    ctx.goto("write")
-    return ctx.done(
+    ctx.goto(wb_write)
+    return ctx.effect(
         "folio_clear_dirty_for_io",
         f"page_mkclean write-protects {page_name(index)}'s PTEs; PG_dirty cleared for I/O",
     )
 
 
+@WRITEBACK_OP.step
 def wb_write(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = ctx.regs(Locked).page
     written, note = writepage(ctx, index)
     if written:
         refs.update(ctx, index, ctx.w.page(index).set(WRITEBACK))
     unlock = ctx.w.page(index)
     refs.update(ctx, index, unlock.clear(LOCKED).evolve(locker=""))
-    ctx.goto("end")
-    return ctx.done("writepage", note)
+    ctx.goto(wb_end)
+    return ctx.effect("writepage", note)
 
 
+@WRITEBACK_OP.step
 def wb_end(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = ctx.regs(Locked).page
     # folio_end_writeback also clears PG_reclaim (folio_rotate_reclaimable).
     refs.update(ctx, index, ctx.w.page(index).clear(WRITEBACK | RECLAIM))
     freed = refs.put(ctx, index, what="folio_put")
-    ctx.finish()
+    ctx.next_op()
     tail = "; the last reference, freed" if freed else ""
-    return ctx.done("folio_end_writeback", f"writeback of {page_name(index)} completes{tail}")
-
-
-WRITEBACK_STEPS = {"start": wb_start, "clear": wb_clear, "write": wb_write, "end": wb_end}
+    return ctx.effect("folio_end_writeback", f"writeback of {page_name(index)} completes{tail}")
 
 
 @op(
@@ -279,4 +324,4 @@ WRITEBACK_STEPS = {"start": wb_start, "clear": wb_clear, "write": wb_write, "end
 )
 def writeback_op(ctx: Ctx) -> Effect | Blocked:
     """Write the file's dirty page back: clear_page_dirty_for_io, writepage, end_page_writeback."""
-    return WRITEBACK_STEPS[ctx.me.pc](ctx)
+    return WRITEBACK_OP.resume(ctx, wb_start)

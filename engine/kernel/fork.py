@@ -9,10 +9,23 @@ write_protect_seq is odd for the whole copy so that GUP-fast pins can notice.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from engine.kernel import refs
 from engine.kernel.fault import new_anon_page
-from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Param, op
+from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Machine, Param, op
 from engine.state import ANON_EXCLUSIVE, ZERO_PAGE, Proc, Pte, page_name
+
+
+class Regs(NamedTuple):
+    """dup_mmap's walk over the parent's mappings."""
+
+    addrs: tuple[str, ...] = ()  # the parent's addresses, taken when the fork starts
+    i: int = 0  # the next one to copy
+    addr: str = ""  # the one whose parent PTE is still to be write-protected
+
+
+FORK = Machine(Regs)
 
 
 def start(ctx: Ctx) -> Effect | Blocked:
@@ -30,8 +43,8 @@ def start(ctx: Ctx) -> Effect | Blocked:
     # and the child runs only once fork returns: nothing of it can fault in the meantime.
     ctx.w = ctx.w.set_proc(Proc(name=child, mmap_writer=ctx.name))
     addrs = tuple(a for pr, a, _ in ctx.w.ptes if pr == parent)
-    ctx.goto("copy", addrs=addrs, i=0)
-    return ctx.done(
+    ctx.goto(copy_pte, addrs=addrs, i=0)
+    return ctx.effect(
         "dup_mmap",
         f"{parent} forks {child}: mmap_lock taken for write, write_protect_seq becomes odd",
     )
@@ -44,24 +57,23 @@ def inherit(ctx: Ctx, addr: str) -> None:
         ctx.w = ctx.w.set_expected(f"{ctx.p('child')}:{addr}", exp.evolve(inflight=0, epoch=0))
 
 
-def copy_pte(ctx: Ctx) -> Effect:
+@FORK.step
+def copy_pte(ctx: Ctx) -> Effect | Blocked:
     parent, child = ctx.proc, ctx.p("child")
-    addrs, i = ctx.reg("addrs"), ctx.ireg("i")
-    assert isinstance(addrs, tuple)
+    addrs, i = ctx.regs(Regs).addrs, ctx.regs(Regs).i
     if i >= len(addrs):
-        return end(ctx)
+        return ctx.then(end)
     addr = addrs[i]
     pte = ctx.w.pte(parent, addr)
     assert pte is not None
     inherit(ctx, addr)
-    nxt = {"i": i + 1}
     if pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
         ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries + 1))
         ctx.w = ctx.w.set_pte(child, addr, pte.evolve(exclusive_swap=False))
         ctx.w = ctx.w.set_pte(parent, addr, pte.evolve(exclusive_swap=False))
-        ctx.goto("copy", **nxt)
-        return ctx.done("copy_nonpresent_pte", f"{child} shares the swap entry of {addr}")
+        ctx.goto(copy_pte, i=i + 1)
+        return ctx.effect("copy_nonpresent_pte", f"{child} shares the swap entry of {addr}")
     if not pte.present or pte.page == ZERO_PAGE or pte.file:
         shared = pte.present and pte.page != ZERO_PAGE
         if shared:
@@ -70,9 +82,9 @@ def copy_pte(ctx: Ctx) -> Effect:
         # copy_present_pte: pte_mkclean for a VM_SHARED mapping, pte_mkold for every one.
         child_pte = pte.evolve(dirty=False, young=False) if pte.file else pte.evolve(young=False)
         ctx.w = ctx.w.set_pte(child, addr, child_pte if pte.present or pte.file else Pte())
-        ctx.goto("copy", **nxt)
+        ctx.goto(copy_pte, i=i + 1)
         what = "shares the MAP_SHARED page" if shared else "gets the same (empty) mapping"
-        return ctx.done("copy_pte_range", f"{child} {what} at {addr}")
+        return ctx.effect("copy_pte_range", f"{child} {what} at {addr}")
     index = pte.page
     page = ctx.w.page(index)
     proc = ctx.w.proc(parent)
@@ -85,8 +97,8 @@ def copy_pte(ctx: Ctx) -> Effect:
         ctx.w = ctx.w.set_pte(
             child, addr, Pte(page=new, present=True, write=pte.write, dirty=pte.dirty)
         )
-        ctx.goto("copy", **nxt)
-        return ctx.done(
+        ctx.goto(copy_pte, i=i + 1)
+        return ctx.effect(
             "copy_present_pte",
             f"{page_name(index)} may be DMA-pinned: {child} gets its own copy {page_name(new)}; "
             f"{parent} keeps {page_name(index)} writable",
@@ -99,21 +111,22 @@ def copy_pte(ctx: Ctx) -> Effect:
     # copy_present_pte: the child's PTE is write-protected and made old (pte_mkold), so the
     # child's mapping alone does not keep the page from reclaim.
     ctx.w = ctx.w.set_pte(child, addr, pte.evolve(write=False, young=False))
-    ctx.goto("wrprotect", addr=addr, **nxt)
-    return ctx.done(
+    ctx.goto(wrprotect, addr=addr, i=i + 1)
+    return ctx.effect(
         "copy_present_pte",
         f"{page_name(index)} does not look pinned: {child} shares it "
         f"({refs.refs_note(ctx, index)})",
     )
 
 
+@FORK.step
 def wrprotect(ctx: Ctx) -> Effect:
-    parent, addr = ctx.proc, str(ctx.reg("addr"))
+    parent, addr = ctx.proc, ctx.regs(Regs).addr
     pte = ctx.w.pte(parent, addr)
     assert pte is not None
     ctx.w = ctx.w.set_pte(parent, addr, pte.evolve(write=False))
-    ctx.goto("copy")
-    return ctx.done("ptep_set_wrprotect", f"{parent}'s PTE at {addr} becomes read-only (COW)")
+    ctx.goto(copy_pte)
+    return ctx.effect("ptep_set_wrprotect", f"{parent}'s PTE at {addr} becomes read-only (COW)")
 
 
 def end(ctx: Ctx) -> Effect:
@@ -122,13 +135,10 @@ def end(ctx: Ctx) -> Effect:
     assert p is not None and child is not None
     ctx.w = ctx.w.set_proc(p.evolve(mmap_writer="", seq=p.seq + 1, ptl=""))
     ctx.w = ctx.w.set_proc(child.evolve(mmap_writer=""))
-    ctx.finish()
-    return ctx.done(
+    ctx.next_op()
+    return ctx.effect(
         "raw_write_seqcount_end", "fork done: write_protect_seq even again, mmap_lock released"
     )
-
-
-STEPS = {"start": start, "copy": copy_pte, "wrprotect": wrprotect}
 
 
 @op(
@@ -145,4 +155,4 @@ STEPS = {"start": start, "copy": copy_pte, "wrprotect": wrprotect}
 )
 def fork_op(ctx: Ctx) -> Effect | Blocked:
     """fork(): copy every mapping to `child`, write-protecting shared anon pages for COW."""
-    return STEPS[ctx.me.pc](ctx)
+    return FORK.resume(ctx, start)

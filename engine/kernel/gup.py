@@ -10,10 +10,21 @@ handle_mm_fault in between when there is no suitable page yet.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from engine.kernel import oracle, refs
 from engine.kernel.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, past_eof, wait_reason
-from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Param, op
-from engine.state import ANON_EXCLUSIVE, DIRTY, REFERENCED, ZERO_PAGE, Expected, Pte, page_name
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, holding, op
+from engine.state import (
+    ANON_EXCLUSIVE,
+    DIRTY,
+    NO_PAGE,
+    REFERENCED,
+    ZERO_PAGE,
+    Expected,
+    Pte,
+    page_name,
+)
 
 MODE = Param("mode", "choice", choices=("get", "pin"), positional=True)
 GUP_PARAMS = (
@@ -33,6 +44,28 @@ FAST_STEPS = (
 SLOW_STEPS = ("check_vma_flags", "follow_page_pte", "handle_mm_fault", "filemap_fault")
 
 
+class Regs(NamedTuple):
+    """What a GUP (fast, slow, or vmsplice's) keeps between its steps."""
+
+    pipe: bool = False  # vmsplice: the reference goes to a pipe
+    fallback: bool = False  # the slow path runs as GUP-fast's fallback
+    page: int = NO_PAGE  # the page GUP-fast read in the PTE
+    pte: Pte | None = None  # that PTE, for the recheck
+    seq: int = 0  # write_protect_seq when the PTE was read
+    bound: int = 0  # the page's generation then: the identity GUP-fast bound
+    gen: int = -1  # its generation once grabbed
+    tries: int = 0  # faults taken by the slow path
+    unshare: bool = False  # the fault is an unshare fault (FAULT_FLAG_UNSHARE)
+    forced: bool = False  # the fault is a write fault forced by the COW break
+
+
+GUP = Machine(Regs)
+
+
+def regs(ctx: Ctx) -> Regs:
+    return ctx.regs(Regs)
+
+
 def mode(ctx: Ctx) -> str:
     return ctx.p("mode") or "get"
 
@@ -46,7 +79,7 @@ def hold(ctx: Ctx, index: int, key: str, gen: int | None = None) -> None:
     """
     if gen is None:
         gen = 0 if index == ZERO_PAGE else ctx.w.page(index).gen
-    held_mode = "pipe" if ctx.reg("pipe") else mode(ctx)
+    held_mode = "pipe" if regs(ctx).pipe else mode(ctx)
     ctx.w, epoch = oracle.gup_begin(ctx.w, key)
     if held_mode == "pipe":
         exp = ctx.w.expected(key)
@@ -98,7 +131,7 @@ def touch(ctx: Ctx) -> bool:
     pin_user_pages_fast adds it (get_user_pages_unlocked), except that a FOLL_LONGTERM
     fallback went through __gup_longterm_locked without it until gup_longterm_touch.
     """
-    if not ctx.reg("fallback"):
+    if not regs(ctx).fallback:
         return mode(ctx) == "get"
     return not ctx.flagp("longterm") or ctx.cfg.on("gup_longterm_touch")
 
@@ -136,12 +169,13 @@ def must_unshare(ctx: Ctx, pte: Pte) -> bool:
 
 def fallback(ctx: Ctx, why: str, function: str) -> Effect:
     if ctx.flagp("fast_only"):
-        ctx.finish()
-        return ctx.done(function, f"{why}; get_user_pages_fast_only gives up, holding nothing")
-    ctx.goto("slow", fallback=True)
-    return ctx.done(function, f"{why}; falls back to the slow path")
+        ctx.next_op()
+        return ctx.effect(function, f"{why}; get_user_pages_fast_only gives up, holding nothing")
+    ctx.goto(slow_follow, fallback=True)
+    return ctx.effect(function, f"{why}; falls back to the slow path")
 
 
+@GUP.step
 def fast_start(ctx: Ctx) -> Effect | Blocked:
     proc, addr, write = ctx.proc, ctx.p("addr"), ctx.flagp("write")
     p = ctx.w.proc(proc)
@@ -160,40 +194,42 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
         return fallback(
             ctx, f"ptep_get_lockless: PTE at {addr} is not writable", "ptep_get_lockless"
         )
-    ctx.goto("grab", page=pte.page, pte=pte, seq=seq, bound=ctx.w.page(pte.page).gen)
-    return ctx.done(
+    ctx.goto(fast_grab, page=pte.page, pte=pte, seq=seq, bound=ctx.w.page(pte.page).gen)
+    return ctx.effect(
         "ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}"
     )
 
 
+@GUP.step
 def fast_grab(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = regs(ctx).page
     if ctx.w.page(index).ref == 0:
         return fallback(
             ctx, f"folio_try_get fails: {page_name(index)} is frozen or free", "try_grab_folio"
         )
     grab(ctx, index)
-    ctx.goto("recheck", gen=ctx.w.page(index).gen)
+    ctx.goto(fast_recheck, gen=ctx.w.page(index).gen)
     what = "pins" if mode(ctx) == "pin" else "takes a reference on"
-    return ctx.done(
+    return ctx.effect(
         "try_grab_folio", f"{ctx.name} {what} {page_name(index)} ({refs.refs_note(ctx, index)})"
     )
 
 
+@GUP.step
 def fast_recheck(ctx: Ctx) -> Effect:
     proc, addr = ctx.proc, ctx.p("addr")
-    index, gen = ctx.ireg("page"), ctx.ireg("gen")
-    snapshot = ctx.reg("pte")
+    r = regs(ctx)
+    index, gen, snapshot = r.page, r.gen, r.pte
     p = ctx.w.proc(proc)
     assert p is not None
     changed = ""
     if ctx.cfg.on("gup_fast_recheck") and ctx.w.pte(proc, addr) != snapshot:
         changed = f"the PTE at {addr} changed"
-    elif mode(ctx) == "pin" and ctx.cfg.on("gup_fast_fork_seqcount") and p.seq != ctx.reg("seq"):
+    elif mode(ctx) == "pin" and ctx.cfg.on("gup_fast_fork_seqcount") and p.seq != r.seq:
         changed = "read_seqcount_retry: fork ran meanwhile"
-    elif isinstance(snapshot, Pte) and must_unshare(ctx, snapshot):
+    elif snapshot is not None and must_unshare(ctx, snapshot):
         changed = f"{page_name(index)} is not exclusive (must unshare)"
-    elif isinstance(snapshot, Pte) and file_write_refused(ctx, snapshot):
+    elif snapshot is not None and file_write_refused(ctx, snapshot):
         changed = "gup_fast_folio_allowed: a long-term write pin of a file folio"
     if changed:
         if mode(ctx) == "pin":
@@ -204,9 +240,9 @@ def fast_recheck(ctx: Ctx) -> Effect:
     if index != ZERO_PAGE:
         # gup_fast_pte_range: folio_set_referenced on every page it returns, pins included.
         refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
-    hold(ctx, index, oracle.key_for(ctx.w, proc, addr), ctx.ireg("bound", gen))
-    ctx.finish()
-    return ctx.done(
+    hold(ctx, index, oracle.key_for(ctx.w, proc, addr), r.bound)
+    ctx.next_op()
+    return ctx.effect(
         "ptep_get",
         f"{ctx.name} re-reads the PTE: unchanged, keeps {page_name(index)} (folio_set_referenced)",
     )
@@ -221,6 +257,7 @@ def leave_mmap_lock(ctx: Ctx) -> None:
         ctx.w = ctx.w.set_proc(p.evolve(mmap_readers=readers))
 
 
+@GUP.step
 def slow_follow(ctx: Ctx) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     p = ctx.w.proc(proc)
@@ -234,12 +271,12 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
         return Blocked(reason)
     mark_has_pinned(ctx)
     if pte is None:
-        ctx.finish()
-        return ctx.done("follow_page_pte", f"-EFAULT: {addr} is not mapped in {proc}")
+        ctx.next_op()
+        return ctx.effect("follow_page_pte", f"-EFAULT: {addr} is not mapped in {proc}")
     if file_write_refused(ctx, pte):
         leave_mmap_lock(ctx)
-        ctx.finish()
-        return ctx.done(
+        ctx.next_op()
+        return ctx.effect(
             "check_vma_flags",
             f"writable_file_mapping_allowed: no FOLL_LONGTERM write pin of the MAP_SHARED "
             f"mapping of {pte.file}: -EFAULT, holding nothing",
@@ -256,8 +293,8 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
     if not ok:
         if p.mmap_readers.count(ctx.name) == 0:
             ctx.w = ctx.w.set_proc(p.evolve(mmap_readers=(*p.mmap_readers, ctx.name)))
-        ctx.goto("fault", unshare=unshare, forced=forced)
-        return ctx.done("follow_page_pte", f"no usable page at {addr} yet: fault it in")
+        ctx.goto(slow_fault, unshare=unshare, forced=forced)
+        return ctx.effect("follow_page_pte", f"no usable page at {addr} yet: fault it in")
     index = pte.page
     grab(ctx, index)
     note = f"{ctx.name} takes {page_name(index)} under the PTE lock ({refs.refs_note(ctx, index)})"
@@ -269,47 +306,42 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
         refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
     leave_mmap_lock(ctx)
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
-    ctx.finish()
-    return ctx.done("follow_page_pte", note)
+    ctx.next_op()
+    return ctx.effect("follow_page_pte", note)
 
 
+@GUP.step
 def slow_fault(ctx: Ctx) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     pte = ctx.w.pte(proc, addr)
     reason = wait_reason(ctx, proc, pte)
     if reason:
         return Blocked(reason)
-    tries = ctx.ireg("tries", 0)
+    tries = regs(ctx).tries
     if tries >= MAX_FAULT_RETRIES:
         raise RuntimeError(f"{ctx.name}: GUP fault retry bound exceeded at {addr}")
     if pte is None:
-        ctx.goto("slow", tries=tries + 1)
-        return ctx.done("handle_mm_fault", f"{addr} vanished; retry")
+        ctx.goto(slow_follow, tries=tries + 1)
+        return ctx.effect("handle_mm_fault", f"{addr} vanished; retry")
     eof = past_eof(ctx, proc, addr, pte)
     if isinstance(eof, Blocked):
         return eof
     if eof:
         leave_mmap_lock(ctx)  # faultin_page: VM_FAULT_SIGBUS is -EFAULT for GUP, holding nothing
         return eof
-    write = ctx.flagp("write") or bool(ctx.reg("forced"))
-    note = handle_mm_fault(ctx, proc, addr, write, unshare=bool(ctx.reg("unshare")))
-    ctx.goto("slow", tries=tries + 1)
-    return ctx.done("handle_mm_fault", note)
+    write = ctx.flagp("write") or regs(ctx).forced
+    note = handle_mm_fault(ctx, proc, addr, write, unshare=regs(ctx).unshare)
+    ctx.goto(slow_follow, tries=tries + 1)
+    return ctx.effect("handle_mm_fault", note)
+
+
+# Between try_grab_folio and the recheck, GUP-fast's reference is speculative: the recheck
+# may still drop it. (A pin shows under "pins" whatever the step.)
+SPECULATIVE = holding("speculative", fast_recheck)
 
 
 def run_gup(ctx: Ctx, fast: bool) -> Effect | Blocked:
-    pc = ctx.me.pc
-    if pc == "start":
-        if fast:
-            return fast_start(ctx)
-        pc = "slow"
-    if pc == "grab":
-        return fast_grab(ctx)
-    if pc == "recheck":
-        return fast_recheck(ctx)
-    if pc == "slow":
-        return slow_follow(ctx)
-    return slow_fault(ctx)
+    return GUP.resume(ctx, fast_start if fast else slow_follow)
 
 
 @op(
@@ -317,6 +349,7 @@ def run_gup(ctx: Ctx, fast: bool) -> Effect | Blocked:
     (*GUP_PARAMS, Param("fast_only", "bool")),
     FAST_STEPS + SLOW_STEPS,
     holds="mode",
+    refs_held=SPECULATIVE,
 )
 def gup_fast_op(ctx: Ctx) -> Effect | Blocked:
     """Lockless GUP (get_user_pages_fast / pin_user_pages_fast), falling back to the slow path."""
@@ -329,9 +362,13 @@ def gup_op(ctx: Ctx) -> Effect | Blocked:
     return run_gup(ctx, fast=False)
 
 
-@op("vmsplice", (ADDR, PROC), FAST_STEPS + SLOW_STEPS, holds="pipe")
+@op("vmsplice", (ADDR, PROC), FAST_STEPS + SLOW_STEPS, holds="pipe", refs_held=SPECULATIVE)
 def vmsplice_op(ctx: Ctx) -> Effect | Blocked:
     """vmsplice(2): a read-only GUP reference handed to a pipe (CVE-2020-29374)."""
-    if ctx.me.pc == "start" and not ctx.reg("pipe"):
-        ctx.goto("start", pipe=True)
-    return run_gup(ctx, fast=True)
+    return GUP.resume(ctx, vmsplice_start)
+
+
+def vmsplice_start(ctx: Ctx) -> Effect | Blocked:
+    """The GUP of vmsplice is GUP-fast whose reference goes to a pipe."""
+    ctx.goto(fast_start, pipe=True)
+    return ctx.then(fast_start)

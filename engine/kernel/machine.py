@@ -1,17 +1,28 @@
 """How an actor runs: operations made of atomic steps, one step per scheduling choice.
 
-An operation (`gup_fast`, `shrink_folio_list`, ...) is a small state machine over
-a label (`pc`) and op-local registers kept in the actor's state. Calling its run
-function performs exactly one atomic step: it returns the new world together with
-the kernel function that step models and one sentence about what it did, or the
-reason the actor is blocked (a blocked actor is not enabled). Steps are pure: they
-read the world and return a new one; the Ctx only collects the result.
+An operation (`gup_fast`, `shrink_folio_list`, ...) is a small state machine: its
+step functions are registered on a `Machine`, the actor's `pc` names the step it runs
+next (the function's own name; "start" before the op's first step), and its op-local
+registers are one typed NamedTuple per machine, kept in the actor's state.
+
+Running an actor performs exactly one atomic step and returns the new world together
+with the kernel function that step models and one sentence about what it did, or the
+reason the actor is blocked (a blocked actor is not enabled). A step function reads
+the world through a `Ctx`, a mutable cursor over immutable worlds, and ends its step in
+one of three ways, each said by a named call:
+
+- `ctx.goto(next_step, **registers)` then `return ctx.effect(...)`: the step ends
+  here, and the actor's next step is `next_step` (the scheduler may run others first);
+- `ctx.next_op()` then `return ctx.effect(...)`: the op is done;
+- `return ctx.then(other_step)`: no step boundary, the same atomic step goes on in
+  `other_step` (a kernel path that holds a lock across both, or a branch of one step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
 
 from engine.fixes import Config
 from engine.state import Actor, World
@@ -32,10 +43,14 @@ class Blocked:
     reason: str
 
 
+START = "start"  # the pc of an actor before its op's first step
+R = TypeVar("R", bound=tuple[object, ...])
+
+
 class Ctx:
     """The one actor taking one step: its parameters, the world it changes, events."""
 
-    __slots__ = ("cfg", "events", "index", "name", "params", "w")
+    __slots__ = ("cfg", "events", "index", "machine", "name", "params", "w")
 
     def __init__(self, cfg: Config, index: int, name: str, params: Params, world: World) -> None:
         self.cfg = cfg
@@ -44,6 +59,7 @@ class Ctx:
         self.params = params
         self.w = world
         self.events: list[tuple[str, str]] = []
+        self.machine: Machine | None = None
 
     # -- the acting actor -------------------------------------------------------
     @property
@@ -53,20 +69,28 @@ class Ctx:
     def set_me(self, actor: Actor) -> None:
         self.w = self.w.set_actor(self.index, actor)
 
-    def reg(self, name: str, default: object = None) -> object:
-        return self.me.reg(name, default)
+    def regs(self, kind: type[R]) -> R:
+        """The op's registers (all defaults before its first `goto` sets any)."""
+        regs = self.me.regs
+        return regs if isinstance(regs, kind) else kind()
 
-    def ireg(self, name: str, default: int = -1) -> int:
-        value = self.me.reg(name, default)
-        assert isinstance(value, int)
-        return value
+    def goto(self, step: StepFn, **changes: object) -> None:
+        """End this atomic step with `step` as the actor's next one, registers updated."""
+        machine = self.machine
+        assert machine is not None and machine.steps.get(step.__name__) is step, step.__name__
+        regs: Any = self.regs(machine.regs)  # a NamedTuple: _replace checks the names
+        if changes:
+            regs = regs._replace(**changes)
+        self.set_me(self.me.evolve(pc=step.__name__, regs=regs))
 
-    def goto(self, label: str, **regs: object) -> None:
-        self.set_me(self.me.at(label, regs))
+    def then(self, step: StepFn) -> Effect | Blocked:
+        """Go on with `step` inside the same atomic step: no other actor runs in between."""
+        return step(self)
 
-    def finish(self) -> None:
+    def next_op(self) -> None:
+        """The op is done: the actor's next step is the first of its next op."""
         me = self.me
-        self.set_me(me.evolve(op=me.op + 1, pc="start", regs=()))
+        self.set_me(me.evolve(op=me.op + 1, pc=START, regs=()))
 
     # -- parameters -----------------------------------------------------------
     def p(self, name: str) -> str:
@@ -85,11 +109,39 @@ class Ctx:
         self.w = self.w.flag(name)
         self.events.append((name, message))
 
-    def done(self, function: str, note: str) -> Effect:
+    def effect(self, function: str, note: str) -> Effect:
+        """What this step did: the kernel function it models and one sentence."""
         return Effect(self.w, function, note, tuple(self.events))
 
 
 StepFn = Callable[[Ctx], "Effect | Blocked"]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class NoRegisters(NamedTuple):
+    """The registers of a machine whose steps keep nothing between them."""
+
+
+class Machine:
+    """The atomic steps of one op (or of ops that share them, like the three GUPs), by name,
+    and the type of its registers."""
+
+    def __init__(self, regs: type[tuple[object, ...]] = NoRegisters) -> None:
+        self.regs = regs
+        self.steps: dict[str, StepFn] = {}
+
+    def step(self, fn: F) -> F:
+        """Register `fn` as a step the actor can stop before (a `goto` target)."""
+        self.steps[fn.__name__] = fn
+        return fn
+
+    def resume(self, ctx: Ctx, entry: StepFn) -> Effect | Blocked:
+        """Run the actor's next step: `entry` when the op starts, else the step its pc names."""
+        ctx.machine = self
+        pc = ctx.me.pc
+        return entry(ctx) if pc == START else self.steps[pc](ctx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +173,9 @@ class OpKind:
     # What the actor must hold from an earlier op of its own: one of HOLDINGS, or "any".
     needs: str | None = None
     rule: Rule | None = None
+    # The reference the actor holds on its registers' `page` while its pc is one of these
+    # steps ("isolation", "speculative"), for the refcount's breakdown by holder.
+    refs_held: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def actor_only(self) -> bool:
@@ -145,15 +200,22 @@ def op(
     holds: str | None = None,
     needs: str | None = None,
     rule: Rule | None = None,
+    refs_held: Mapping[str, str] | None = None,
 ) -> Callable[[StepFn], StepFn]:
     """Register an operation; its docstring is what the UI shows as help."""
 
     def register(fn: StepFn) -> StepFn:
         doc = (fn.__doc__ or "").strip()
-        OPS[name] = OpKind(name, params, steps, doc, fn, setup_only, holds, needs, rule)
+        held = dict(refs_held or {})
+        OPS[name] = OpKind(name, params, steps, doc, fn, setup_only, holds, needs, rule, held)
         return fn
 
     return register
+
+
+def holding(what: str, *steps: StepFn) -> dict[str, str]:
+    """`refs_held` of an op: the actor holds a `what` reference before each of `steps`."""
+    return {step.__name__: what for step in steps}
 
 
 def exactly_one(*names: str) -> Rule:

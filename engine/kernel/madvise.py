@@ -9,10 +9,21 @@ the page alive but not mapped (R13).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from engine.kernel import oracle, refs
 from engine.kernel.fault import wait_reason
-from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, op
-from engine.state import DIRTY, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, op
+from engine.state import DIRTY, NO_PAGE, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
+
+
+class Marking(NamedTuple):
+    """MADV_FREE between clearing the PTE and marking the folio lazyfree."""
+
+    page: int = NO_PAGE
+
+
+MADV_FREE = Machine(Marking)
 
 
 def free_pte_range(ctx: Ctx) -> Effect | Blocked:
@@ -23,46 +34,51 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
         return Blocked(reason)
     key = oracle.key_for(ctx.w, proc, addr)
     if pte is None or pte.file:
-        ctx.finish()
-        return ctx.done("madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping")
+        ctx.next_op()
+        return ctx.effect(
+            "madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping"
+        )
     if pte.swap >= 0:
         slot = ctx.w.swap[pte.swap]
         ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
-        ctx.finish()
-        return ctx.done("free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped")
+        ctx.next_op()
+        return ctx.effect(
+            "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped"
+        )
     if not pte.present or pte.page == ZERO_PAGE:
-        ctx.finish()
-        return ctx.done("madvise_free_pte_range", f"nothing mapped at {addr}")
+        ctx.next_op()
+        return ctx.effect("madvise_free_pte_range", f"nothing mapped at {addr}")
     index = pte.page
     page = ctx.w.page(index)
     if page.has(DIRTY) or page.has(SWAPCACHE):
         if page.locker or page.mapcount != 1:
-            ctx.finish()
-            return ctx.done(
+            ctx.next_op()
+            return ctx.effect(
                 "madvise_free_pte_range",
                 f"{page_name(index)} is shared or locked: skipped, its dirty state stays",
             )
         refs.update(ctx, index, page.clear(DIRTY))
     ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(dirty=False, young=False))
     ctx.w = oracle.lazyfree(ctx.w, key)
-    ctx.goto("mark", page=index)
-    return ctx.done(
+    ctx.goto(mark_lazyfree, page=index)
+    return ctx.effect(
         "madvise_free_pte_range",
         f"clears PG_dirty and the PTE's dirty and young bits of {page_name(index)} "
         "(write permission stays)",
     )
 
 
+@MADV_FREE.step
 def mark_lazyfree(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = ctx.regs(Marking).page
     page = ctx.w.page(index)
-    ctx.finish()
+    ctx.next_op()
     if not (page.anon and page.has(SWAPBACKED) and not page.has(SWAPCACHE) and page.lru):
-        return ctx.done("folio_mark_lazyfree", f"{page_name(index)} cannot become lazyfree now")
+        return ctx.effect("folio_mark_lazyfree", f"{page_name(index)} cannot become lazyfree now")
     refs.update(ctx, index, page.clear(SWAPBACKED).evolve(lru="inactive_file"))
-    return ctx.done(
+    return ctx.effect(
         "folio_mark_lazyfree",
         f"lru_lazyfree: {page_name(index)} loses PG_swapbacked and moves to the inactive file LRU",
     )
@@ -80,9 +96,7 @@ def mark_lazyfree(ctx: Ctx) -> Effect:
 )
 def madvise_free_op(ctx: Ctx) -> Effect | Blocked:
     """madvise(MADV_FREE): the page may be discarded instead of swapped, until rewritten."""
-    if ctx.me.pc == "mark":
-        return mark_lazyfree(ctx)
-    return free_pte_range(ctx)
+    return MADV_FREE.resume(ctx, free_pte_range)
 
 
 def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
@@ -96,8 +110,8 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     if p.mmap_writer and p.mmap_writer != ctx.name:
         return Blocked(f"waits for mmap_lock of {proc}, held for write by {p.mmap_writer}")
     if pte is None:
-        ctx.finish()
-        return ctx.done("zap_pte_range", f"{addr} is not mapped")
+        ctx.next_op()
+        return ctx.effect("zap_pte_range", f"{addr} is not mapped")
     key = oracle.key_for(ctx.w, proc, addr)
     note = f"{addr} had no page"
     if pte.present and pte.page != ZERO_PAGE:
@@ -120,8 +134,8 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     elif unmap:
         # The address is gone; the file keeps its own expectations.
         ctx.w = oracle.zap(ctx.w, f"{proc}:{addr}", unmapped=True)
-    ctx.finish()
-    return ctx.done("zap_pte_range", f"{proc}: {note}")
+    ctx.next_op()
+    return ctx.effect("zap_pte_range", f"{proc}: {note}")
 
 
 @op("madvise_dontneed", (ADDR, PROC), ("zap_pte_range", "free_swap_and_cache"))

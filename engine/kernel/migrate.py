@@ -8,12 +8,15 @@ migration entry; slow GUP and faults wait for it (migration_entry_wait).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from engine.kernel import refs
-from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, op
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, holding, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
     LOCKED,
+    NO_PAGE,
     PRIVATE,
     SWAPCACHE,
     ZERO_PAGE,
@@ -22,33 +25,52 @@ from engine.state import (
 )
 
 
+class Regs(NamedTuple):
+    """What one migrate_pages call keeps between its steps."""
+
+    page: int = NO_PAGE  # the isolated folio
+    lru: str = ""  # the LRU list it came from
+    mapped: tuple[tuple[str, str], ...] = ()  # (proc, addr) now holding migration entries
+    target: int = NO_PAGE  # the folio the entries are restored to (new, or the old on failure)
+    ok: bool = False  # the data moved: the new folio replaces the old
+
+
+MIGRATE = Machine(Regs)
+
+
+def regs(ctx: Ctx) -> Regs:
+    return ctx.regs(Regs)
+
+
 def isolate(ctx: Ctx) -> Effect:
     pte = ctx.w.pte(ctx.proc, ctx.p("addr"))
     index = pte.page if pte is not None and pte.present and pte.page != ZERO_PAGE else -1
     if index < 0 or not ctx.w.page(index).lru or not refs.try_get(ctx, index):
-        ctx.finish()
-        return ctx.done("isolate_lru_folio", "no page on an LRU list there: nothing to migrate")
+        ctx.next_op()
+        return ctx.effect("isolate_lru_folio", "no page on an LRU list there: nothing to migrate")
     p = ctx.w.page(index)
     refs.update(ctx, index, p.evolve(lru=""))
-    ctx.goto("lock", page=index, lru=p.lru)
-    return ctx.done(
+    ctx.goto(lock, page=index, lru=p.lru)
+    return ctx.effect(
         "isolate_lru_folio",
         f"{page_name(index)} isolated for migration ({refs.refs_note(ctx, index)})",
     )
 
 
+@MIGRATE.step
 def lock(ctx: Ctx) -> Effect | Blocked:
-    index = ctx.ireg("page")
+    index = regs(ctx).page
     p = ctx.w.page(index)
     if p.locker and p.locker != ctx.name:
         return Blocked(f"waits for the folio lock of {page_name(index)}, held by {p.locker}")
     refs.update(ctx, index, p.set(LOCKED).evolve(locker=ctx.name))
-    ctx.goto("unmap")
-    return ctx.done("folio_lock", f"{ctx.name} locks {page_name(index)}")
+    ctx.goto(unmap)
+    return ctx.effect("folio_lock", f"{ctx.name} locks {page_name(index)}")
 
 
+@MIGRATE.step
 def unmap(ctx: Ctx) -> Effect | Blocked:
-    index = ctx.ireg("page")
+    index = regs(ctx).page
     p = ctx.w.page(index)
     mappers = ctx.w.mappers(index)
     for proc, _, _ in mappers:
@@ -56,8 +78,8 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         if pr is not None and pr.ptl and pr.ptl != ctx.name:
             return Blocked(f"waits for the PTE lock of {proc}, held by {pr.ptl}")
     if ctx.cfg.on("anon_exclusive") and p.has(ANON_EXCLUSIVE) and p.maybe_dma_pinned():
-        ctx.goto("putback", ok=False)
-        return ctx.done(
+        ctx.goto(putback, ok=False)
+        return ctx.effect(
             "try_to_migrate_one",
             f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned, stays mapped",
         )
@@ -74,8 +96,8 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_migrate_one")
         saved.append((proc, addr))
-    ctx.goto("move", mapped=tuple(saved))
-    return ctx.done(
+    ctx.goto(move, mapped=tuple(saved))
+    return ctx.effect(
         "try_to_migrate_one",
         f"PTE(s) of {page_name(index)} replaced by migration entries "
         f"({refs.refs_note(ctx, index)})",
@@ -98,14 +120,15 @@ def expected_refs(ctx: Ctx, p: Page, cached: str) -> int:
     return 2 + (1 if p.has(PRIVATE) else 0)
 
 
+@MIGRATE.step
 def move(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = regs(ctx).page
     p = ctx.w.page(index)
     cached = cache_of(ctx, index)
     expected = expected_refs(ctx, p, cached)
     if ctx.cfg.on("migrate_refcount_check") and p.ref != expected:
-        ctx.goto("remove_ptes", target=index, ok=False)
-        return ctx.done(
+        ctx.goto(remove_ptes, target=index, ok=False)
+        return ctx.effect(
             "migrate_folio",
             f"ref={p.ref} but {expected} expected: someone holds {page_name(index)}, -EAGAIN",
         )
@@ -113,8 +136,8 @@ def move(ctx: Ctx) -> Effect:
         return move_mapping(ctx, index, p, cached)
     new = Page(ref=1, flags=p.flags & ~(LOCKED | SWAPCACHE), data=p.data, owner=p.owner)
     ctx.w, dst = ctx.w.new_page(new)
-    ctx.goto("remove_ptes", target=dst, ok=True)
-    return ctx.done(
+    ctx.goto(remove_ptes, target=dst, ok=True)
+    return ctx.effect(
         "migrate_folio", f"copies {p.data!r} from {page_name(index)} to new {page_name(dst)}"
     )
 
@@ -144,8 +167,8 @@ def move_mapping(ctx: Ctx, index: int, p: Page, name: str) -> Effect:
     else:
         ctx.w = ctx.w.set_slot(p.swap, ctx.w.swap[p.swap].evolve(cache=dst))
         where = f"the swap cache (slot {p.swap})"
-    ctx.goto("remove_ptes", target=dst, ok=True)
-    return ctx.done(
+    ctx.goto(remove_ptes, target=dst, ok=True)
+    return ctx.effect(
         "migrate_folio",
         f"folio_migrate_mapping: {where} now holds new {page_name(dst)}; "
         f"copies {p.data!r} from {page_name(index)}"
@@ -153,11 +176,10 @@ def move_mapping(ctx: Ctx, index: int, p: Page, name: str) -> Effect:
     )
 
 
+@MIGRATE.step
 def remove_ptes(ctx: Ctx) -> Effect:
-    index, dst = ctx.ireg("page"), ctx.ireg("target")
-    mapped = ctx.reg("mapped")
-    assert isinstance(mapped, tuple)
-    for proc, addr in mapped:
+    index, dst = regs(ctx).page, regs(ctx).target
+    for proc, addr in regs(ctx).mapped:
         pte = ctx.w.pte(proc, addr)
         if pte is None or not pte.migration:
             continue
@@ -165,41 +187,34 @@ def remove_ptes(ctx: Ctx) -> Effect:
         ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(page=dst, present=True, migration=False))
         p = ctx.w.page(dst)
         refs.update(ctx, dst, p.evolve(ref=p.ref + 1, mapcount=p.mapcount + 1))
-    if ctx.reg("ok"):
+    if regs(ctx).ok:
         ctx.w = ctx.w.evolve(migrated=tuple(sorted({*ctx.w.migrated, index})))
-    ctx.goto("putback")
-    return ctx.done("remove_migration_ptes", f"the PTE(s) now map {page_name(dst)}")
+    ctx.goto(putback)
+    return ctx.effect("remove_migration_ptes", f"the PTE(s) now map {page_name(dst)}")
 
 
+@MIGRATE.step
 def putback(ctx: Ctx) -> Effect:
-    index = ctx.ireg("page")
+    index = regs(ctx).page
     p = ctx.w.page(index)
-    lru = str(ctx.reg("lru"))
+    lru = regs(ctx).lru
     p = p.clear(LOCKED).evolve(locker="")
-    if ctx.reg("ok"):
-        dst = ctx.ireg("target")
+    if regs(ctx).ok:
+        dst = regs(ctx).target
         refs.update(ctx, index, p)
         d = ctx.w.page(dst)
         refs.update(ctx, dst, d.evolve(lru=lru))
         refs.put(ctx, dst, what="folio_putback_lru")
         freed = refs.put(ctx, index, what="migrate_folio_done")
-        ctx.finish()
+        ctx.next_op()
         tail = "freed" if freed else f"still alive ({refs.refs_note(ctx, index)})"
-        return ctx.done("migrate_folio_done", f"old {page_name(index)} released: {tail}")
+        return ctx.effect("migrate_folio_done", f"old {page_name(index)} released: {tail}")
     refs.update(ctx, index, p.evolve(lru=lru))
     refs.put(ctx, index, what="folio_putback_lru")
-    ctx.finish()
-    return ctx.done("folio_putback_lru", f"{page_name(index)} back on the {lru} LRU, not migrated")
-
-
-STEPS = {
-    "start": isolate,
-    "lock": lock,
-    "unmap": unmap,
-    "move": move,
-    "remove_ptes": remove_ptes,
-    "putback": putback,
-}
+    ctx.next_op()
+    return ctx.effect(
+        "folio_putback_lru", f"{page_name(index)} back on the {lru} LRU, not migrated"
+    )
 
 
 @op(
@@ -214,7 +229,8 @@ STEPS = {
         "migrate_folio_done",
         "folio_putback_lru",
     ),
+    refs_held=holding("isolation", *MIGRATE.steps.values()),
 )
 def migrate_op(ctx: Ctx) -> Effect | Blocked:
     """migrate_pages on the page mapped at `addr`: isolate, unmap, check refs, copy, remap."""
-    return STEPS[ctx.me.pc](ctx)
+    return MIGRATE.resume(ctx, isolate)

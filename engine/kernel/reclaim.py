@@ -21,13 +21,27 @@ pass frees them.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from engine.kernel import refs
 from engine.kernel.filemap import writepage
-from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Param, exactly_one, op
+from engine.kernel.machine import (
+    PROC,
+    Blocked,
+    Ctx,
+    Effect,
+    Machine,
+    Param,
+    StepFn,
+    exactly_one,
+    holding,
+    op,
+)
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
     LOCKED,
+    NO_PAGE,
     PRIVATE,
     RECLAIM,
     REFERENCED,
@@ -95,51 +109,75 @@ def sets_pgdat_dirty(ctx: Ctx, p: Page, checked: bool) -> bool:
     return checked and not p.anon and p.has(DIRTY) and not p.has(WRITEBACK)
 
 
+class Regs(NamedTuple):
+    """What one pass of shrink_folio_list keeps between its steps."""
+
+    page: int = NO_PAGE  # the folio, once isolated
+    lru: str = ""  # the LRU list it was taken from
+    pgdat: bool = False  # this pass lets shrink_node set PGDAT_DIRTY
+    clean_only: bool = False  # FOLIOREF_RECLAIM_CLEAN
+    proc: str = ""  # the mapping try_to_unmap_one is deciding on
+    addr: str = ""
+    old: Pte | None = None  # its PTE before ptep_get_and_clear
+    activate: bool = False  # putback to the active list
+    io: bool = False  # a write was started: folio_end_writeback is this actor's last step
+    gen: int = -1  # the folio's generation when that write started
+
+
+SHRINK = Machine(Regs)
+
+
+def regs(ctx: Ctx) -> Regs:
+    return ctx.regs(Regs)
+
+
 def end_pass(ctx: Ctx) -> None:
-    if ctx.reg("pgdat"):
+    if regs(ctx).pgdat:
         ctx.w = ctx.w.evolve(pgdat_dirty=True)
 
 
 def page(ctx: Ctx) -> tuple[int, Page]:
-    index = ctx.ireg("page")
+    index = regs(ctx).page
     return index, ctx.w.page(index)
 
 
 def isolate(ctx: Ctx) -> Effect:
     index = target(ctx)
     if index < 0:
-        ctx.finish()
-        return ctx.done("isolate_lru_folio", "no page to reclaim there")
+        ctx.next_op()
+        return ctx.effect("isolate_lru_folio", "no page to reclaim there")
     p = ctx.w.page(index)
     if not p.lru or not refs.try_get(ctx, index):
-        ctx.finish()
-        return ctx.done("isolate_lru_folio", f"{page_name(index)} is not on an LRU list: skipped")
+        ctx.next_op()
+        return ctx.effect("isolate_lru_folio", f"{page_name(index)} is not on an LRU list: skipped")
     refs.update(ctx, index, ctx.w.page(index).evolve(lru=""))
-    ctx.goto("lock", page=index, lru=p.lru, pgdat=sets_pgdat_dirty(ctx, p, checked=False))
-    return ctx.done(
+    ctx.goto(trylock, page=index, lru=p.lru, pgdat=sets_pgdat_dirty(ctx, p, checked=False))
+    return ctx.effect(
         "isolate_lru_folio",
         f"{ctx.name} takes {page_name(index)} off the {p.lru} LRU ({refs.refs_note(ctx, index)})",
     )
 
 
+@SHRINK.step
 def trylock(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     if p.has(LOCKED):
-        ctx.goto("putback", activate=False)
-        return ctx.done("folio_trylock", f"{page_name(index)} is locked by {p.locker}: keep it")
+        ctx.goto(putback, activate=False)
+        return ctx.effect("folio_trylock", f"{page_name(index)} is locked by {p.locker}: keep it")
     refs.update(ctx, index, p.set(LOCKED).evolve(locker=ctx.name))
-    ctx.goto("references", pgdat=sets_pgdat_dirty(ctx, p, checked=True))
-    return ctx.done("folio_trylock", f"{ctx.name} locks {page_name(index)}")
+    ctx.goto(check_references, pgdat=sets_pgdat_dirty(ctx, p, checked=True))
+    return ctx.effect("folio_trylock", f"{ctx.name} locks {page_name(index)}")
 
 
 def set_reclaim_and_activate(ctx: Ctx, index: int, function: str, note: str) -> Effect:
     """folio_set_reclaim, then activate_locked: the folio is kept this pass, and the end of
     its writeback (or the flusher's) rotates it for a later one."""
     refs.update(ctx, index, ctx.w.page(index).set(RECLAIM))
-    ctx.goto("putback", activate=True)
-    return ctx.done(function, note)
+    ctx.goto(putback, activate=True)
+    return ctx.effect(function, note)
 
 
+@SHRINK.step
 def check_references(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     if p.has(WRITEBACK):
@@ -162,14 +200,14 @@ def check_references(ctx: Ctx) -> Effect:
             # folio_set_referenced comes before the activation test, so a file folio keeps
             # the mark (5.x returned for a swap-backed folio before setting it).
             refs.update(ctx, index, p if p.has(SWAPBACKED) else p.set(REFERENCED))
-            ctx.goto("putback", activate=True)
-            return ctx.done(
+            ctx.goto(putback, activate=True)
+            return ctx.effect(
                 "folio_check_references",
                 f"folio_referenced clears {len(young)} young PTE bit(s): recently used, activate",
             )
         refs.update(ctx, index, p.set(REFERENCED))
-        ctx.goto("putback", activate=False)
-        return ctx.done(
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
             "folio_check_references",
             "folio_referenced clears the young PTE bit: used once, keep it for this pass",
         )
@@ -177,45 +215,49 @@ def check_references(ctx: Ctx) -> Effect:
     if referenced and file_lru(p):
         # FOLIOREF_RECLAIM_CLEAN: PG_referenced without a young PTE.
         ctx.goto(next_after_references(ctx), clean_only=True)
-        return ctx.done(
+        return ctx.effect(
             "folio_check_references",
             f"{page_name(index)} has PG_referenced but no young PTE: FOLIOREF_RECLAIM_CLEAN "
             "(reclaim it only if it is clean)",
         )
     ctx.goto(next_after_references(ctx))
-    return ctx.done("folio_check_references", f"{page_name(index)} was not referenced: reclaim it")
+    return ctx.effect(
+        "folio_check_references", f"{page_name(index)} was not referenced: reclaim it"
+    )
 
 
-def next_after_references(ctx: Ctx) -> str:
+def next_after_references(ctx: Ctx) -> StepFn:
     _, p = page(ctx)
     if p.anon and p.has(SWAPBACKED) and not p.has(SWAPCACHE):
-        return "swap"
-    return "unmap" if p.mapcount else "pageout"
+        return add_to_swap
+    return unmap_clear if p.mapcount else pageout
 
 
+@SHRINK.step
 def add_to_swap(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     if ctx.cfg.on("no_swapcache_for_pinned") and p.maybe_dma_pinned():
-        ctx.goto("putback", activate=False)
-        return ctx.done(
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
             "folio_maybe_dma_pinned", f"{page_name(index)} may be DMA-pinned: keep it out of swap"
         )
     slot = len(ctx.w.swap)
     ctx.w = ctx.w.set_slot(slot, Slot(cache=index))
     refs.update(ctx, index, p.set(SWAPCACHE | DIRTY).evolve(ref=p.ref + 1, swap=slot))
-    ctx.goto("unmap" if p.mapcount else "pageout")
-    return ctx.done(
+    ctx.goto(unmap_clear if p.mapcount else pageout)
+    return ctx.effect(
         "add_to_swap",
         f"{page_name(index)} enters the swap cache at slot S{slot}, marked dirty "
         f"({refs.refs_note(ctx, index)})",
     )
 
 
+@SHRINK.step
 def unmap_clear(ctx: Ctx) -> Effect | Blocked:
     index, _ = page(ctx)
     mappers = ctx.w.mappers(index)
     if not mappers:
-        return pageout(ctx)
+        return ctx.then(pageout)
     proc, addr, pte = mappers[0]
     p = ctx.w.proc(proc)
     if p is not None and p.ptl and p.ptl != ctx.name:
@@ -230,24 +272,25 @@ def unmap_clear(ctx: Ctx) -> Effect | Blocked:
         note += "; it was dirty: folio_mark_dirty"
     else:
         note += " (clean)"
-    ctx.goto("decide", proc=proc, addr=addr, old=pte)
-    return ctx.done("ptep_get_and_clear", note)
+    ctx.goto(decide, proc=proc, addr=addr, old=pte)
+    return ctx.effect("ptep_get_and_clear", note)
 
 
 def restore(ctx: Ctx, why: str, swapbacked: bool = False) -> Effect:
     index, p = page(ctx)
-    proc, addr, old = str(ctx.reg("proc")), str(ctx.reg("addr")), ctx.reg("old")
-    assert isinstance(old, Pte)
-    ctx.w = ctx.w.set_pte(proc, addr, old)
+    r = regs(ctx)
+    assert r.old is not None  # set by unmap_clear, the step before decide
+    ctx.w = ctx.w.set_pte(r.proc, r.addr, r.old)
     if swapbacked:
         refs.update(ctx, index, p.set(SWAPBACKED))
-    ctx.goto("putback", activate=True)
-    return ctx.done("try_to_unmap_one", f"{why}: set_pte_at restores the PTE; keep it mapped")
+    ctx.goto(putback, activate=True)
+    return ctx.effect("try_to_unmap_one", f"{why}: set_pte_at restores the PTE; keep it mapped")
 
 
+@SHRINK.step
 def decide(ctx: Ctx) -> Effect:
     index, p = page(ctx)
-    proc, addr = str(ctx.reg("proc")), str(ctx.reg("addr"))
+    proc, addr = regs(ctx).proc, regs(ctx).addr
     owner = ctx.w.proc(proc)
     if owner is not None and owner.ptl == ctx.name:
         ctx.w = ctx.w.set_proc(owner.evolve(ptl=""))
@@ -262,8 +305,8 @@ def decide(ctx: Ctx) -> Effect:
             return restore(ctx, f"lazyfree {page_name(index)} {why}: folio_set_swapbacked", True)
         refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_unmap_one")
-        ctx.goto("unmap")
-        return ctx.done(
+        ctx.goto(unmap_clear)
+        return ctx.effect(
             "try_to_unmap_one",
             f"lazyfree {page_name(index)} may go ({why}): discard; {proc}:{addr} "
             f"stays empty ({refs.refs_note(ctx, index)})",
@@ -276,35 +319,38 @@ def decide(ctx: Ctx) -> Effect:
         ctx.w = ctx.w.set_pte(proc, addr, Pte(swap=p.swap, exclusive_swap=p.has(ANON_EXCLUSIVE)))
         refs.update(ctx, index, p.clear(ANON_EXCLUSIVE).evolve(mapcount=p.mapcount - 1))
         refs.put(ctx, index, what="try_to_unmap_one")
-        ctx.goto("unmap")
-        return ctx.done(
+        ctx.goto(unmap_clear)
+        return ctx.effect(
             "try_to_unmap_one",
             f"{proc}:{addr} now holds swap entry S{p.swap} ({refs.refs_note(ctx, index)})",
         )
     refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
     refs.put(ctx, index, what="try_to_unmap_one")
-    ctx.goto("unmap")
-    return ctx.done("try_to_unmap_one", f"file page {page_name(index)} unmapped from {proc}:{addr}")
+    ctx.goto(unmap_clear)
+    return ctx.effect(
+        "try_to_unmap_one", f"file page {page_name(index)} unmapped from {proc}:{addr}"
+    )
 
 
+@SHRINK.step
 def pageout(ctx: Ctx) -> Effect | Blocked:
     index, p = page(ctx)
     if ctx.cfg.on("keep_pinned_private") and p.maybe_dma_pinned():
-        ctx.goto("putback", activate=True)
-        return ctx.done(
+        ctx.goto(putback, activate=True)
+        return ctx.effect(
             "folio_maybe_dma_pinned",
             f"{page_name(index)} is unmapped but may be DMA-pinned: activate, keep its buffers",
         )
     if not p.has(DIRTY) or p.lazyfree:
-        return release(ctx)
+        return ctx.then(release)
     if not p.has(SWAPCACHE):
         early = defer_dirty_file(ctx, index, p)
         if early:
             return early
     # is_page_cache_freeable: only the isolation and cache references (and buffers).
     if p.ref - p.has(PRIVATE) != 2:
-        ctx.goto("putback", activate=False)
-        return ctx.done(
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
             "pageout",
             f"is_page_cache_freeable: ref={p.ref}, someone else holds {page_name(index)}: "
             "PAGE_KEEP, not written",
@@ -314,8 +360,8 @@ def pageout(ctx: Ctx) -> Effect | Blocked:
         slot = ctx.w.swap[p.swap]
         ctx.w = ctx.w.set_slot(p.swap, slot.evolve(data=p.data, written=True))
         refs.update(ctx, index, p.clear(DIRTY).set(WRITEBACK | RECLAIM))
-        ctx.goto("putback", activate=False, io=True, gen=p.gen)
-        return ctx.done(
+        ctx.goto(putback, activate=False, io=True, gen=p.gen)
+        return ctx.effect(
             "pageout",
             f"folio_clear_dirty_for_io; swap_writepage submits {p.data!r} to slot S{p.swap}: "
             "under writeback, kept for this pass",
@@ -324,11 +370,11 @@ def pageout(ctx: Ctx) -> Effect | Blocked:
     written, note = writepage(ctx, index)
     if not written:
         # No I/O started: PAGE_SUCCESS on a clean folio that is not under writeback.
-        ctx.goto("release")
-        return ctx.done("pageout", f"folio_clear_dirty_for_io; {note}")
+        ctx.goto(release)
+        return ctx.effect("pageout", f"folio_clear_dirty_for_io; {note}")
     refs.update(ctx, index, ctx.w.page(index).set(WRITEBACK | RECLAIM))
-    ctx.goto("putback", activate=False, io=True, gen=p.gen)
-    return ctx.done(
+    ctx.goto(putback, activate=False, io=True, gen=p.gen)
+    return ctx.effect(
         "pageout",
         f"folio_clear_dirty_for_io; {note}: under writeback, kept for this pass (its buffers stay)",
     )
@@ -352,48 +398,50 @@ def defer_dirty_file(ctx: Ctx, index: int, p: Page) -> Effect | None:
             f"dirty file {page_name(index)}, {why}: PG_reclaim, activate; "
             "the flusher is to write it",
         )
-    if ctx.reg("clean_only"):
-        ctx.goto("putback", activate=False)
-        return ctx.done(
+    if regs(ctx).clean_only:
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
             "folio_check_references",
             f"dirty {page_name(index)} and FOLIOREF_RECLAIM_CLEAN: keep it",
         )
     if ctx.cfg.on("ext4_no_writepage"):
-        ctx.goto("putback", activate=True)
-        return ctx.done(
+        ctx.goto(putback, activate=True)
+        return ctx.effect(
             "pageout",
             "ext4 has no ->writepage (dae999602eeb): PAGE_ACTIVATE, only the flusher writes it",
         )
     return None
 
 
+@SHRINK.step
 def release(ctx: Ctx) -> Effect | Blocked:
     index, p = page(ctx)
     if not p.has(PRIVATE):
-        return free(ctx)
+        return ctx.then(free)
     if p.has(DIRTY):
-        ctx.goto("putback", activate=True)
-        return ctx.done("filemap_release_folio", "buffers are dirty: cannot release, activate")
+        ctx.goto(putback, activate=True)
+        return ctx.effect("filemap_release_folio", "buffers are dirty: cannot release, activate")
     refs.update(ctx, index, p.clear(PRIVATE).evolve(ref=p.ref - 1))
-    ctx.goto("free")
-    return ctx.done(
+    ctx.goto(free)
+    return ctx.effect(
         "filemap_release_folio",
         f"try_to_free_buffers drops the buffer heads of {page_name(index)} "
         f"({refs.refs_note(ctx, index)})",
     )
 
 
+@SHRINK.step
 def free(ctx: Ctx) -> Effect | Blocked:
     index, p = page(ctx)
     if p.mapcount:
-        ctx.goto("putback", activate=True)
-        return ctx.done("folio_mapped", f"{page_name(index)} is still mapped: activate")
+        ctx.goto(putback, activate=True)
+        return ctx.effect("folio_mapped", f"{page_name(index)} is still mapped: activate")
     if p.lazyfree:
-        return freeze_lazyfree(ctx)
+        return ctx.then(freeze_lazyfree)
     # __remove_mapping: freeze, then PG_dirty; the "what if" order tests PG_dirty first.
     if ctx.cfg.on("freeze_before_dirty"):
-        return remove_freeze(ctx)
-    return remove_test_dirty(ctx)
+        return ctx.then(remove_freeze)
+    return ctx.then(remove_test_dirty)
 
 
 def freeze_lazyfree(ctx: Ctx) -> Effect:
@@ -406,39 +454,40 @@ def freeze_lazyfree(ctx: Ctx) -> Effect:
                 f"{p.ref - 1} other reference(s) exist",
             )
         refs.update(ctx, index, p.evolve(ref=0))
-        ctx.goto("free_it")
-        return ctx.done(
+        ctx.goto(free_it)
+        return ctx.effect(
             "folio_ref_freeze",
             f"(what if: no freeze) refcount of {page_name(index)} forced from {p.ref} to 0",
         )
     if p.ref != 1:
-        ctx.goto("putback", activate=False)
-        return ctx.done(
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
             "folio_ref_freeze", f"freeze(1) fails: ref={p.ref}, someone else holds it: keep"
         )
     refs.update(ctx, index, p.evolve(ref=0))
     if not ctx.cfg.on("lazyfree_no_dirty_after_freeze") and p.has(DIRTY):
         refs.update(ctx, index, ctx.w.page(index).evolve(ref=1))
-        ctx.goto("putback", activate=False)
-        return ctx.done(
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
             "folio_ref_freeze", "frozen, but PG_dirty is set: folio_ref_unfreeze(1), keep"
         )
-    ctx.goto("free_it")
-    return ctx.done("folio_ref_freeze", f"{page_name(index)} frozen: refcount 1 -> 0")
+    ctx.goto(free_it)
+    return ctx.effect("folio_ref_freeze", f"{page_name(index)} frozen: refcount 1 -> 0")
 
 
+@SHRINK.step
 def remove_freeze(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     expected = 2  # the isolation reference + the page cache / swap cache
     if p.ref != expected:
-        ctx.goto("putback", activate=False)
-        return ctx.done(
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
             "folio_ref_freeze", f"__remove_mapping: freeze({expected}) fails, ref={p.ref}: keep"
         )
     refs.update(ctx, index, p.evolve(ref=0))
     if ctx.cfg.on("freeze_before_dirty"):
-        ctx.goto("test_dirty")
-        return ctx.done(
+        ctx.goto(remove_test_dirty)
+        return ctx.effect(
             "folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}: ref 2 -> 0"
         )
     return delete_from_cache(
@@ -446,19 +495,20 @@ def remove_freeze(ctx: Ctx) -> Effect:
     )
 
 
+@SHRINK.step
 def remove_test_dirty(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     frozen = ctx.cfg.on("freeze_before_dirty")
     if p.has(DIRTY):
         if frozen:
             refs.update(ctx, index, p.evolve(ref=2))
-        ctx.goto("putback", activate=False)
+        ctx.goto(putback, activate=False)
         undo = "folio_ref_unfreeze(2), " if frozen else ""
-        return ctx.done("folio_test_dirty", f"{page_name(index)} is dirty: {undo}keep it")
+        return ctx.effect("folio_test_dirty", f"{page_name(index)} is dirty: {undo}keep it")
     if frozen:
         return delete_from_cache(ctx, "folio_test_dirty", f"{page_name(index)} is clean")
-    ctx.goto("freeze2")
-    return ctx.done("folio_test_dirty", f"(what if: dirty first) {page_name(index)} is clean")
+    ctx.goto(remove_freeze)
+    return ctx.effect("folio_test_dirty", f"(what if: dirty first) {page_name(index)} is clean")
 
 
 def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
@@ -472,72 +522,60 @@ def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
         name = p.owner.removeprefix("file:")
         ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=-1))
         where = f"the page cache of {name}"
-    ctx.goto("free_it")
-    return ctx.done(function, f"{why}: removed from {where}")
+    ctx.goto(free_it)
+    return ctx.effect(function, f"{why}: removed from {where}")
 
 
+@SHRINK.step
 def free_it(ctx: Ctx) -> Effect:
     index, _ = page(ctx)
     ctx.w = ctx.w.free_page(index)
     end_pass(ctx)
-    ctx.finish()
-    return ctx.done("free_unref_page_list", f"try_to_unmap_flush, then {page_name(index)} is freed")
+    ctx.next_op()
+    return ctx.effect(
+        "free_unref_page_list", f"try_to_unmap_flush, then {page_name(index)} is freed"
+    )
 
 
+@SHRINK.step
 def putback(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     if p.locker == ctx.name:
         p = p.clear(LOCKED).evolve(locker="")
-    lru = str(ctx.reg("lru"))
+    r = regs(ctx)
+    lru = r.lru
     if p.anon and p.has(SWAPBACKED):
-        lru = "active_anon" if ctx.reg("activate") else "inactive_anon"
-    elif ctx.reg("activate") and not p.lazyfree:
+        lru = "active_anon" if r.activate else "inactive_anon"
+    elif r.activate and not p.lazyfree:
         lru = lru.replace("inactive", "active")
     refs.update(ctx, index, p.evolve(lru=lru))
     freed = refs.put(ctx, index, what="folio_putback_lru")
     end_pass(ctx)
-    if ctx.reg("io"):
-        ctx.goto("end_io")
+    if r.io:
+        ctx.goto(end_io)
     else:
-        ctx.finish()
+        ctx.next_op()
     tail = ": that was the last reference, freed" if freed else ""
-    return ctx.done(
+    return ctx.effect(
         "folio_putback_lru",
         f"{page_name(index)} unlocked, back on the {lru} LRU ({refs.refs_note(ctx, index)}){tail}",
     )
 
 
+@SHRINK.step
 def end_io(ctx: Ctx) -> Effect:
     """The write reclaim started completes (end_swap_bio_write / ext4_end_bio)."""
     index, p = page(ctx)
-    gen = ctx.ireg("gen")
-    ctx.finish()
+    gen = regs(ctx).gen
+    ctx.next_op()
     if p.gen != gen or not p.has(WRITEBACK):
-        return ctx.done("folio_end_writeback", f"the write of {page_name(index)} completes")
+        return ctx.effect("folio_end_writeback", f"the write of {page_name(index)} completes")
     refs.update(ctx, index, p.clear(WRITEBACK | RECLAIM))
-    return ctx.done(
+    return ctx.effect(
         "folio_end_writeback",
         f"the write of {page_name(index)} completes: PG_writeback and PG_reclaim cleared, "
         "folio_rotate_reclaimable moves it to the inactive tail; a later pass can free it",
     )
-
-
-STEP = {
-    "start": isolate,
-    "lock": trylock,
-    "references": check_references,
-    "swap": add_to_swap,
-    "unmap": unmap_clear,
-    "decide": decide,
-    "pageout": pageout,
-    "release": release,
-    "free": free,
-    "test_dirty": remove_test_dirty,
-    "freeze2": remove_freeze,
-    "free_it": free_it,
-    "putback": putback,
-    "end_io": end_io,
-}
 
 
 @op(
@@ -550,8 +588,10 @@ STEP = {
     ),
     STEPS,
     rule=exactly_one("addr", "file"),
+    # From the isolation to the putback; the write's completion comes after it.
+    refs_held=holding("isolation", *(s for s in SHRINK.steps.values() if s is not end_io)),
 )
 def shrink_folio_list_op(ctx: Ctx) -> Effect | Blocked:
     """One reclaim pass over the page at `addr` (or the page cache page of `file`), by kswapd
     or, with `direct: true`, by direct reclaim (which never writes file folios)."""
-    return STEP[ctx.me.pc](ctx)
+    return SHRINK.resume(ctx, isolate)

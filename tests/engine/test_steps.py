@@ -401,3 +401,16 @@ def test_cpu_write_racing_lazyfree_reclaim_never_loses_data(kernel: str) -> None
     exp = engine.explore(sc, config(sc, kernel))
     assert not exp.truncated
     assert all(not o.violations for o in exp.outcomes)
+
+
+def test_the_isolation_reference_leaves_the_holders_at_putback_before_the_write_completes() -> None:
+    # The second pass swaps the page out: pageout starts the write, folio_putback_lru drops
+    # the isolation reference, and folio_end_writeback is the actor's last step. Between the
+    # two the refcount's breakdown must not count the isolation (it read "other: -1").
+    shrink = {"shrink_folio_list": {"addr": "buf"}}
+    sc = scenario({"kswapd": [shrink, shrink]})
+    run = run_sequential(sc, config(sc, "5.18"), "kswapd")
+    putback = next(s for s in run.steps if s.function == "folio_putback_lru" and s.op_index == 1)
+    assert run.steps[putback.index].function == "folio_end_writeback"
+    holders = dict(page(putback.state).holders)
+    assert holders == {"swap cache": 1} and page(putback.state).refcount == 1
