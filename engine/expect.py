@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.explore import Exploration
+from engine.invariants import fate_of
 from engine.lang.ir import Scenario
 
 
@@ -23,8 +24,9 @@ def check_expect(
 ) -> tuple[ExpectCheck, ...]:
     """One line per promise of `expect[variant]` (or "default"); () when it promises nothing.
 
-    Every expected violation must be reachable and no other one; every expected label must
-    start some outcome's label.
+    Every expected violation must be reachable and no other one; every expected fate
+    ("page_kept", or with the start of its detail, "page_kept: mapped") must be some
+    outcome's.
     """
     want = scenario.expect.get(variant or "default")
     if want is None:
@@ -37,9 +39,9 @@ def check_expect(
     ]
     if not want.violations and not found:
         lines.append(ExpectCheck(True, "no invariant breaks"))
-    labels = [o.label for o in result.outcomes]
+    fates = [fate for o in result.outcomes if (fate := fate_of(o.label)) is not None]
     lines += [
-        ExpectCheck(any(label.startswith(reach) for label in labels), f"{reach} is reachable")
+        ExpectCheck(any(fate.matches(reach) for fate in fates), f"{reach} is reachable")
         for reach in want.reachable
     ]
     return tuple(lines)
