@@ -444,10 +444,11 @@ class World(NamedTuple):
         actors[index] = actor
         return self.evolve(actors=tuple(actors))
 
-    def flag(self, name: str) -> World:
-        if name in self.violations:
+    def record(self, violation: str) -> World:
+        """This world with `violation` among those the run has broken (a set, sorted)."""
+        if violation in self.violations:
             return self
-        return self.evolve(violations=tuple(sorted((*self.violations, name))))
+        return self.evolve(violations=tuple(sorted((*self.violations, violation))))
 
 
 def page_name(index: int) -> str:

@@ -106,7 +106,7 @@ class Ctx:
 
     # -- results ---------------------------------------------------------------
     def violate(self, name: str, message: str) -> None:
-        self.w = self.w.flag(name)
+        self.w = self.w.record(name)
         self.events.append((name, message))
 
     def effect(self, function: str, note: str) -> Effect:
