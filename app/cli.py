@@ -16,6 +16,7 @@ from typing import Any
 
 import engine
 from app.logs import LEVELS
+from engine.bisect import describe
 from engine.fixes import Config
 from engine.lang.catalog import load_file, load_folder
 
@@ -127,6 +128,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         "finished: " + (run.label or "") if run.finished else f"enabled: {', '.join(run.enabled)}"
     )
     print(state)
+    return 0
+
+
+def runs(
+    verdicts: Sequence[tuple[str, engine.Verdict]],
+) -> list[tuple[str, str, engine.Verdict]]:
+    """(first, last, verdict) for each run of consecutive releases with one verdict."""
+    out: list[tuple[str, str, engine.Verdict]] = []
+    for release, verdict in verdicts:
+        if out and out[-1][2] == verdict:
+            out[-1] = (out[-1][0], release, verdict)
+        else:
+            out.append((release, release, verdict))
+    return out
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    sc = scenario_arg(args.scenario)
+    result = engine.bisect(sc, max_states=args.max_states, time_limit_s=args.time_limit)
+    if args.json:
+        emit(engine.bisection_to_json(result))
+        return 0
+    print(f"{sc.id}: the verdict on every modelled release (mainline X.Y.0)")
+    changes = {c.release: c for c in result.changes}
+    for first, last, verdict in runs(result.verdicts):
+        change = changes.get(first)
+        why = f"   <- {describe(change)}" if change else ""
+        releases = first if first == last else f"{first}-{last}"
+        print(f"  {releases:<11} {verdict.text}{why}")
+    if not result.changes:
+        print("the verdict is the same on every release")
+    if not result.complete:
+        print(f"stopped after {len(result.verdicts)} releases: --time-limit ran out")
     return 0
 
 
@@ -313,6 +347,24 @@ def parser() -> argparse.ArgumentParser:
         help="log a line per request (off by default: it costs about a fifth of throughput)",
     )
     s.set_defaults(fn=cmd_serve)
+    doc = "the verdict on every modelled release, and the fix switch where it changes"
+    s = sub.add_parser("bisect", help=doc, description=doc, epilog=EXIT_CODES, formatter_class=fmt)
+    s.add_argument("scenario", help="catalog id or path to a YAML/JSON scenario")
+    s.add_argument(
+        "--max-states",
+        type=int,
+        default=200_000,
+        help="per release: stop (the verdict marked cut off) after this many states "
+        "(default %(default)s)",
+    )
+    s.add_argument(
+        "--time-limit",
+        type=float,
+        default=120.0,
+        help="for the whole bisection, in seconds (default %(default)s)",
+    )
+    s.add_argument("--json", action="store_true", help="print the verdicts and changes as JSON")
+    s.set_defaults(fn=cmd_bisect)
     s = sub.add_parser("list", help="list the catalog", epilog=EXIT_CODES, formatter_class=fmt)
     s.add_argument("--json", action="store_true", help="print the /api/scenarios JSON body")
     s.set_defaults(fn=cmd_list)

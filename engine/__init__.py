@@ -3,6 +3,7 @@
 No web imports here: the dashboard and the CLI are clients of this package.
 """
 
+from engine.bisect import Attribution, Bisection, Verdict, attribute, bisect
 from engine.diagram import render_diagram
 from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
@@ -20,7 +21,7 @@ from engine.lang import (
 )
 from engine.lang.catalog import load_catalog
 from engine.model import SetupError
-from engine.report import exploration_to_json, run_to_json, scenario_to_json
+from engine.report import bisection_to_json, exploration_to_json, run_to_json, scenario_to_json
 from engine.trace import (
     ActorView,
     ScheduleError,
@@ -37,6 +38,8 @@ __all__ = [
     "DESIGN_RULES",
     "FIXES",
     "ActorView",
+    "Attribution",
+    "Bisection",
     "Config",
     "ConfigError",
     "ErrorItem",
@@ -53,7 +56,11 @@ __all__ = [
     "Step",
     "Trace",
     "Variant",
+    "Verdict",
     "Violation",
+    "attribute",
+    "bisect",
+    "bisection_to_json",
     "check_expect",
     "exploration_to_json",
     "explore",

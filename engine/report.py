@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from engine.bisect import Bisection, describe
 from engine.explore import Exploration
 from engine.lang.ir import Scenario
 from engine.trace import Trace
@@ -65,3 +66,24 @@ def exploration_to_json(exp: Exploration) -> dict[str, Any]:
 
 def scenario_to_json(scenario: Scenario) -> dict[str, Any]:
     return {**scenario.document, "digest": scenario.digest}
+
+
+def bisection_to_json(b: Bisection) -> dict[str, Any]:
+    return {
+        "scenario": b.scenario_id,
+        "verdicts": [
+            {"kernel": release, "violations": list(v.violations), "complete": v.complete}
+            for release, v in b.verdicts
+        ],
+        "changes": [
+            {
+                "before": c.before,
+                "kernel": c.release,
+                "changed": list(c.changed),
+                "switches": list(c.switches),
+                "text": describe(c),
+            }
+            for c in b.changes
+        ],
+        "complete": b.complete,
+    }
