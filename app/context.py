@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import engine
+from app.verdict_strip import ReleaseRun
 from engine.invariants import INVARIANTS
 
 Role = Literal["introduced", "fixed", "design", "reverted", "related"]
@@ -95,6 +96,7 @@ class About:
     refs: tuple[RefView, ...]
     verdicts: tuple[VariantVerdict, ...]
     watch: str
+    strip: tuple[ReleaseRun, ...] = ()  # the verdict on every release (catalog scenarios)
 
 
 def ref_view(ref: engine.Ref) -> RefView:
@@ -140,11 +142,12 @@ def _watch(verdicts: Sequence[VariantVerdict]) -> str:
     return text
 
 
-def about(scenario: engine.Scenario) -> About:
+def about(scenario: engine.Scenario, strip: tuple[ReleaseRun, ...] = ()) -> About:
     verdicts = _verdicts(scenario)
     return About(
         summary=scenario.summary,
         refs=tuple(ref_view(ref) for ref in scenario.refs),
         verdicts=verdicts,
         watch=_watch(verdicts),
+        strip=strip,
     )

@@ -19,6 +19,7 @@ from app.context import About, about
 from app.links import LinkParams, dashboard_path, frame_path, join_names, step_schedule
 from app.panels import StatePanel, state_panel
 from app.service import Replay, replay_lenient
+from app.verdict_strip import STRIPS
 
 LineStatus = Literal["done", "next", "todo"]
 OpStatus = Literal["done", "current", "todo"]
@@ -420,7 +421,7 @@ def build_dashboard(
         page_url=dashboard_path(sid, params),
         frame_url=frame_path(sid, params),
         differing=differing,
-        about=about(scenario),
+        about=about(scenario, () if link.custom else STRIPS.of(scenario)),
     )
     dashboard.data.update(_island(dashboard, sid))
     return dashboard

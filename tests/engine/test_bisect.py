@@ -15,8 +15,8 @@ from engine.fixes import NEWEST_KERNEL, OLDEST_KERNEL
 def test_releases_cover_every_mainline_release_of_the_model_in_order() -> None:
     found = releases()
     assert found[0] == OLDEST_KERNEL and found[-1] == NEWEST_KERNEL
-    assert ("4.20", "5.0") == found[found.index("4.20") : found.index("4.20") + 2]
-    assert ("5.19", "6.0") == found[found.index("5.19") : found.index("5.19") + 2]
+    assert found[found.index("4.20") : found.index("4.20") + 2] == ("4.20", "5.0")
+    assert found[found.index("5.19") : found.index("5.19") + 2] == ("5.19", "6.0")
     assert len(found) == len(set(found)) == 9 + 20 + int(NEWEST_KERNEL.split(".")[1]) + 1
 
 
