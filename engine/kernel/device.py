@@ -32,6 +32,14 @@ def lock_wait(ctx: Ctx) -> Blocked | None:
     return None
 
 
+def before_held(ctx: Ctx, function: str, what: str, locked: bool) -> Effect | Blocked | None:
+    """What an op on the held pages does before touching them: nothing held ends it, and
+    the _lock variants first wait for each page's lock (folio_lock)."""
+    if not held_pages(ctx):
+        return nothing_held(ctx, function, what)
+    return lock_wait(ctx) if locked else None
+
+
 def release(ctx: Ctx) -> None:
     """Forget the GUP: the address is no longer the target of an in-flight DMA."""
     ctx.w = oracle.gup_end(ctx.w, ctx.me.held_key, ctx.me.held_epoch)
@@ -111,12 +119,9 @@ def dma_read_op(ctx: Ctx) -> Effect | Blocked:
 def set_page_dirty_op(ctx: Ctx) -> Effect | Blocked:
     """set_page_dirty (bio_set_pages_dirty) or set_page_dirty_lock on the held page."""
     function = "set_page_dirty_lock" if ctx.flagp("lock") else "set_page_dirty"
-    if not held_pages(ctx):
-        return nothing_held(ctx, function, function)
-    if ctx.flagp("lock"):
-        wait = lock_wait(ctx)
-        if wait:
-            return wait
+    early = before_held(ctx, function, function, locked=ctx.flagp("lock"))
+    if early:
+        return early
     notes = []
     for index, gen in held_pages(ctx):
         if index == ZERO_PAGE:
@@ -155,12 +160,9 @@ def unpin_op(ctx: Ctx) -> Effect | Blocked:
     """unpin_user_pages[_dirty_lock]: dirty the page under its lock if asked, then unpin."""
     dirty = ctx.flagp("dirty")
     function = "unpin_user_pages_dirty_lock" if dirty else "unpin_user_pages"
-    if not held_pages(ctx):
-        return nothing_held(ctx, function, "unpin")
-    if dirty:
-        wait = lock_wait(ctx)
-        if wait:
-            return wait
+    early = before_held(ctx, function, "unpin", locked=dirty)
+    if early:
+        return early
     notes = []
     for index, gen in held_pages(ctx):
         if index == ZERO_PAGE:
