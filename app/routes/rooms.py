@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -60,6 +59,7 @@ from app.session import (
     drive,
     error_message,
 )
+from app.wire import encode_off_loop
 
 router = APIRouter()
 RoomId = Annotated[str, Path(pattern=ROOM_ID_PATTERN, examples=["k7m2xq9p"])]
@@ -291,7 +291,7 @@ class Outbox:
             await self.websocket.send_text(text)
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        await self.text(await encode_off_loop(message))
 
 
 @router.websocket("/ws/rooms/{room}")

@@ -12,6 +12,7 @@ from app.deps import CatalogDep, ExplorerDep, SettingsDep
 from app.security import WS_POLICY, same_origin
 from app.service import client_of
 from app.session import RunSession, drive
+from app.wire import encode_off_loop
 
 router = APIRouter()
 
@@ -27,8 +28,9 @@ async def ws_run(
     lock = asyncio.Lock()
 
     async def send(message: dict[str, Any]) -> None:
+        text = await encode_off_loop(message)
         async with lock:
-            await websocket.send_json(message)
+            await websocket.send_text(text)
 
     with suppress(WebSocketDisconnect):
         client = client_of(websocket)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
+import app.wire
 import engine
 
 SEED = "madv-free-vs-dio"
@@ -129,3 +131,24 @@ def test_bad_messages_are_errors_not_disconnects(client: TestClient) -> None:
         ws.send_text("x" * 300_000)
         assert ws.receive_json()["type"] == "error"
         assert load(ws)["type"] == "state"
+
+
+def test_a_state_message_is_encoded_off_the_event_loop(
+    client: TestClient, bug_schedule: tuple[str, ...], monkeypatch: Any
+) -> None:
+    threads: list[tuple[str, str]] = []
+    real = app.wire.encode
+
+    def spy(message: dict[str, Any]) -> str:
+        threads.append((str(message.get("type")), threading.current_thread().name))
+        return real(message)
+
+    monkeypatch.setattr(app.wire, "encode", spy)
+    with client.websocket_connect("/ws/run") as ws:
+        assert load(ws, schedule=list(bug_schedule))["type"] == "state"
+        loop_thread = next(name for kind, name in threads if kind == "state")
+        ws.send_json({"type": "no-such-command"})
+        assert ws.receive_json()["type"] == "error"
+    # The loop's own thread encodes the small error; the state went to a worker thread.
+    small = [name for kind, name in threads if kind != "state"]
+    assert small and loop_thread not in small, threads
