@@ -1,29 +1,126 @@
-"""Bad input becomes a 4xx JSON body that names the offending field; never a 500.
+"""Bad input becomes a 4xx answer that names the offending field; never a 500.
 
-Every error body has the same shape (`ErrorResponse`): a one-line `detail` and a list of
-`errors`, each with the `path` of the problem and a message that says what is allowed.
+One table (`answer`) says, for every input error of the engine and the app (each derives from
+`engine.InputError`) and for a refused exploration, what the user is told: the HTTP status, a
+one-line `detail`, the `errors` (each with the `path` of the problem and a message that says
+what is allowed), the heading and lines of the HTML error page, and any headers. The HTTP
+handlers, the socket's `error` message and the HTML error page all read it. Any other
+exception is a bug: logged with its traceback, answered as a 500 (a socket gets the same
+message with status 500 and is closed with 1011).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import engine
-from app.links import NumberTooLong, loads_bounded
+from app.links import LinkError, LinkScenarioError, LinkTooLarge, NumberTooLong, loads_bounded
 from app.security import security_headers
 from app.service import CLIENT_GONE, BadInput, ClientGone, ExploreBusy, UnknownScenario
+
+log = logging.getLogger("pagerace.errors")
+INTERNAL = "internal error: this is a bug in pagerace, please report it"
 
 
 def error_body(detail: str, errors: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     return {"detail": detail, "errors": list(errors)}
+
+
+def error_message(message: str, errors: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A socket's `error` message (product.md 5.3)."""
+    return {"type": "error", "message": message, "errors": list(errors)}
+
+
+class PageError(engine.InputError):
+    """A page that cannot be shown as asked (a bad link, an unknown room): its own heading and
+    lines on the HTML error page, never a 500."""
+
+    def __init__(self, status: int, title: str, items: Sequence[str] = ()) -> None:
+        super().__init__(title)
+        self.status, self.title, self.items = status, title, tuple(items)
+
+
+class BadMessage(engine.InputError):
+    """A socket message that does not validate against the client message models."""
+
+    def __init__(self, err: ValidationError) -> None:
+        self.items = [{"path": loc_to_path(e["loc"]), "message": e["msg"]} for e in err.errors()]
+        super().__init__(self.items[0]["message"])
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a user is told about one error, on every transport."""
+
+    status: int
+    detail: str
+    errors: tuple[dict[str, Any], ...]
+    title: str  # the HTML error page's heading
+    items: tuple[str, ...] = ()  # its lines (default: the detail)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    retry_after: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.detail, self.errors)
+
+    def message(self) -> dict[str, Any]:
+        """The socket's `error` message: the HTTP detail and errors, and the status when it is
+        not the usual 422 (a refused exploration's 503/429 with `retry_after`, a bug's 500)."""
+        out = error_message(self.detail, self.errors)
+        if self.status not in (400, 404, 422):
+            out["status"] = self.status
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        return out
+
+    def lines(self) -> tuple[str, ...]:
+        return self.items or (self.detail,)
+
+
+E = TypeVar("E", bound=BaseException)
+_TABLE: dict[type[BaseException], Callable[[Any], Answer]] = {}
+
+
+def _answers(kind: type[E]) -> Callable[[Callable[[E], Answer]], Callable[[E], Answer]]:
+    def register(fn: Callable[[E], Answer]) -> Callable[[E], Answer]:
+        _TABLE[kind] = fn
+        return fn
+
+    return register
+
+
+def answer(exc: BaseException) -> Answer | None:
+    """The table's answer for `exc` (its most specific class listed), None when it is not an
+    input error or a refusal: a bug."""
+    for kind in type(exc).__mro__:
+        fn = _TABLE.get(kind)
+        if fn is not None:
+            return fn(exc)
+    return None
+
+
+def internal_error() -> Answer:
+    return Answer(500, INTERNAL, (), "Something went wrong")
+
+
+def answer_or_log(exc: BaseException, where: str) -> Answer:
+    """`answer(exc)`, or, for a bug, a log line with the traceback and the 500 answer."""
+    known = answer(exc)
+    if known is not None:
+        return known
+    log.error("unexpected error in %s", where, exc_info=exc)
+    return internal_error()
 
 
 def loc_to_path(loc: Sequence[int | str]) -> str:
@@ -106,53 +203,126 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(f"invalid request: {summary}", items), status_code=422)
 
 
-async def on_scenario_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, engine.ScenarioError)
+@_answers(engine.ScenarioError)
+def _scenario(exc: engine.ScenarioError) -> Answer:
     items = scenario_error_items(exc)
-    return JSONResponse(error_body(f"invalid scenario: {exc}", items), status_code=422)
+    lines = tuple(f"{i['path']}: {i['message']}" for i in items)
+    title = "This scenario is not valid"
+    return Answer(422, f"invalid scenario: {exc}", tuple(items), title, lines)
 
 
-async def on_config_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, engine.ConfigError)
-    items = [{"path": str(exc.field), "message": str(exc)}]
-    return JSONResponse(error_body(f"invalid configuration: {exc}", items), status_code=422)
+@_answers(engine.ConfigError)
+def _config(exc: engine.ConfigError) -> Answer:
+    items = ({"path": str(exc.field), "message": str(exc)},)
+    return Answer(422, f"invalid configuration: {exc}", items, "This kernel is not valid")
 
 
-async def on_schedule_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, engine.ScheduleError)
-    body = error_body(f"invalid schedule: {exc}", [schedule_error_item(exc)])
-    return JSONResponse(body, status_code=422)
+@_answers(engine.ScheduleError)
+def _schedule(exc: engine.ScheduleError) -> Answer:
+    items = (schedule_error_item(exc),)
+    return Answer(422, f"invalid schedule: {exc}", items, "This schedule cannot run")
 
 
-async def on_setup_error(request: Request, exc: Exception) -> JSONResponse:
+@_answers(engine.SetupError)
+def _setup(exc: engine.SetupError) -> Answer:
     # A setup that cannot run on its own (a blocked setup op) is the scenario's fault.
-    items = [{"path": "setup", "message": str(exc)}]
-    return JSONResponse(error_body(f"invalid scenario: {exc}", items), status_code=422)
+    items = ({"path": "setup", "message": str(exc)},)
+    return Answer(422, f"invalid scenario: {exc}", items, "This scenario is not valid")
 
 
-async def on_unknown_scenario(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, UnknownScenario)
-    items = [{"path": "scenario", "message": str(exc)}]
-    return JSONResponse(error_body(str(exc), items), status_code=404)
+@_answers(UnknownScenario)
+def _unknown(exc: UnknownScenario) -> Answer:
+    items = ({"path": "scenario", "message": str(exc)},)
+    return Answer(404, str(exc), items, f"No scenario called “{exc.scenario_id}”")
 
 
-async def on_bad_input(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, BadInput)
-    items = [{"path": exc.path, "message": str(exc)}]
-    return JSONResponse(error_body(f"invalid {exc.path}: {exc}", items), status_code=422)
+@_answers(BadInput)
+def _bad_input(exc: BadInput) -> Answer:
+    items = ({"path": exc.path, "message": str(exc)},)
+    return Answer(422, f"invalid {exc.path}: {exc}", items, "This request is not valid")
 
 
-async def on_explore_busy(request: Request, exc: Exception) -> Response:
+@_answers(BadMessage)
+def _bad_message(exc: BadMessage) -> Answer:
+    return Answer(422, f"invalid message: {exc}", tuple(exc.items), "This message is not valid")
+
+
+@_answers(NumberTooLong)
+def _number(exc: NumberTooLong) -> Answer:
+    items = ({"path": exc.path, "message": str(exc)},)
+    return Answer(422, f"invalid {exc.path}: {exc}", items, "This request is not valid")
+
+
+@_answers(LinkError)
+def _link(exc: LinkError) -> Answer:
+    hint = (
+        "s: the scenario text in this link is incomplete or damaged; the link was probably "
+        "cut or wrapped by a mail client: copy the whole link (it is one line) and try again"
+    )
+    items = ({"path": "s", "message": str(exc)},)
+    title = "This link's custom scenario cannot be read"
+    return Answer(400, f"invalid s: {exc}", items, title, (hint, f"s: {exc}"))
+
+
+@_answers(LinkTooLarge)
+def _link_too_large(exc: LinkTooLarge) -> Answer:
+    items = ({"path": "s", "message": str(exc)},)
+    title = "This link's custom scenario is too large"
+    return Answer(422, f"invalid s: {exc}", items, title, (f"s: {exc}",))
+
+
+@_answers(LinkScenarioError)
+def _link_scenario(exc: LinkScenarioError) -> Answer:
+    err = exc.scenario_error
+    items = scenario_error_items(err)
+    lines = tuple(f"{item.path}: {item.message}" for item in err.errors) or (str(err),)
+    title = "This link's custom scenario is not valid"
+    return Answer(400, f"invalid s: {err}", tuple(items), title, lines)
+
+
+@_answers(engine.InputError)
+def _input(exc: engine.InputError) -> Answer:
+    return Answer(422, str(exc), (), "This request is not valid")
+
+
+@_answers(PageError)
+def _page(exc: PageError) -> Answer:
+    return Answer(exc.status, exc.title, (), exc.title, exc.items)
+
+
+@_answers(ExploreBusy)
+def _busy(exc: ExploreBusy) -> Answer:
     """No room for another exploration: 503 (queue full) or 429 (this client's share), with
-    Retry-After; a page for a browser that followed a link, JSON for the API and htmx."""
-    assert isinstance(exc, ExploreBusy)
+    Retry-After."""
+    items = ({"path": "explore", "message": str(exc)},)
     headers = {"Retry-After": str(exc.retry_after_s)}
+    title = "Too many explorations right now"
+    return Answer(exc.status, str(exc), items, title, (), headers, exc.retry_after_s)
+
+
+def error_page(request: Request, exc: BaseException) -> Response:
+    """The HTML error page for an input error met while making a page (whatever the client
+    accepts: the URL was a page's)."""
+    known = answer_or_log(exc, request.url.path)
+    response = html_error(request, known.status, known.title, known.lines())
+    response.headers.update(known.headers)
+    return response
+
+
+def respond(request: Request, known: Answer) -> Response:
+    """The answer as a page for a browser that followed a link, JSON for the API and htmx."""
     if wants_html(request):
-        response = html_error(request, exc.status, "Too many explorations right now", [str(exc)])
-        response.headers.update(headers)
-        return response
-    items = [{"path": "explore", "message": str(exc)}]
-    return JSONResponse(error_body(str(exc), items), exc.status, headers=headers)
+        response = html_error(request, known.status, known.title, known.lines())
+    else:
+        response = JSONResponse(known.body(), known.status)
+    response.headers.update(known.headers)
+    return response
+
+
+async def on_input_error(request: Request, exc: Exception) -> Response:
+    known = answer(exc)
+    assert known is not None  # registered for InputError and ExploreBusy only
+    return respond(request, known)
 
 
 async def on_client_gone(request: Request, exc: Exception) -> Response:
@@ -223,13 +393,9 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_server_error(request: Request, exc: Exception) -> Response:
-    """A bug: a plain message, never a traceback. This handler runs outside every middleware,
-    so it adds the security headers itself."""
-    detail = "internal error: this is a bug in pagerace, please report it"
-    if wants_html(request):
-        response = html_error(request, 500, "Something went wrong", [detail])
-    else:
-        response = JSONResponse(error_body(detail), 500)
+    """A bug: a plain message, never a traceback (uvicorn logs that). This handler runs outside
+    every middleware, so it adds the security headers itself."""
+    response = respond(request, internal_error())
     security_headers(response.headers)
     return response
 
@@ -238,13 +404,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_server_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(engine.ScenarioError, on_scenario_error)
-    app.add_exception_handler(engine.ConfigError, on_config_error)
-    app.add_exception_handler(engine.ScheduleError, on_schedule_error)
-    app.add_exception_handler(engine.SetupError, on_setup_error)
-    app.add_exception_handler(UnknownScenario, on_unknown_scenario)
-    app.add_exception_handler(BadInput, on_bad_input)
-    app.add_exception_handler(ExploreBusy, on_explore_busy)
+    app.add_exception_handler(engine.InputError, on_input_error)
+    app.add_exception_handler(ExploreBusy, on_input_error)
     app.add_exception_handler(ClientGone, on_client_gone)
 
 

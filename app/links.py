@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 import engine
 
 
-class LinkError(ValueError):
+class LinkError(engine.InputError):
     """The `s=` parameter could not be turned back into a scenario document."""
 
 
@@ -30,7 +30,15 @@ class LinkTooLarge(LinkError):
     with more digits than Python reads into an int."""
 
 
-class NumberTooLong(ValueError):
+class LinkScenarioError(LinkError):
+    """The `s=` parameter holds a document that is not a valid scenario: the link's fault."""
+
+    def __init__(self, err: engine.ScenarioError) -> None:
+        super().__init__(str(err))
+        self.scenario_error = err
+
+
+class NumberTooLong(engine.InputError):
     """A JSON integer longer than Python's int-string limit (4,300 digits by default): json
     refuses to read it, and we say where it is instead of failing with a 500."""
 

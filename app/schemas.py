@@ -255,3 +255,20 @@ class RoomCreated(Response):
         description="the presenter's dashboard in presenter mode driving this room (token in "
         "the #fragment), when the room was created with a scenario",
     )
+
+
+# The error bodies every route may answer, for the OpenAPI document.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "unknown scenario"},
+    413: {"model": ErrorResponse, "description": "request body too large"},
+    422: {"model": ErrorResponse, "description": "invalid request, scenario or schedule"},
+}
+# The same errors for a route whose success is text/plain: FastAPI would document a `model`
+# under the route's media type, but errors are JSON on every route.
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": error["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for status, error in ERRORS.items()
+}

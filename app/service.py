@@ -28,7 +28,7 @@ Catalog = Mapping[str, engine.Scenario]
 ScenarioRef = str | Mapping[str, Any]
 
 
-class UnknownScenario(LookupError):
+class UnknownScenario(engine.InputError, LookupError):
     """A catalog id that does not exist; the message lists what does."""
 
     def __init__(self, scenario_id: str, known: Sequence[str]) -> None:
@@ -37,7 +37,7 @@ class UnknownScenario(LookupError):
         self.scenario_id = scenario_id
 
 
-class BadInput(ValueError):
+class BadInput(engine.InputError):
     """Input the engine never sees because the app's own bounds reject it first."""
 
     def __init__(self, path: str, message: str) -> None:

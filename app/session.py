@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 
 import engine
 from app.config import MIN_PLAY_DELAY_MS, Settings
-from app.errors import loc_to_path, scenario_error_items, schedule_error_item
+from app.errors import Answer, BadMessage, answer, answer_or_log, error_message
 from app.links import NumberTooLong, loads_bounded, step_schedule
 from app.schemas import (
     CLIENT_MESSAGE,
@@ -41,7 +41,6 @@ from app.service import (
     Catalog,
     ExploreBusy,
     Explorer,
-    UnknownScenario,
     resolve_scenario,
 )
 
@@ -51,31 +50,6 @@ PROGRESS_EVERY_S = 0.1
 # What one socket may send: bursts for quick key presses, but not a flood.
 MESSAGES_PER_S = 20.0
 MESSAGE_BURST = 40
-
-
-def error_message(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"type": "error", "message": message, "errors": errors or []}
-
-
-def describe(exc: Exception) -> dict[str, Any]:
-    """The error message for an exception raised by a command; paths name the bad field."""
-    if isinstance(exc, ValidationError):
-        items = [{"path": loc_to_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return error_message("invalid message: " + items[0]["message"], items)
-    if isinstance(exc, engine.ScenarioError):
-        return error_message(f"invalid scenario: {exc}", scenario_error_items(exc))
-    if isinstance(exc, engine.ScheduleError):
-        return error_message(str(exc), [schedule_error_item(exc)])
-    if isinstance(exc, engine.ConfigError):
-        return error_message(str(exc), [{"path": str(exc.field), "message": str(exc)}])
-    if isinstance(exc, UnknownScenario):
-        return error_message(str(exc), [{"path": "scenario", "message": str(exc)}])
-    if isinstance(exc, BadInput):
-        return error_message(str(exc), [{"path": exc.path, "message": str(exc)}])
-    if isinstance(exc, ExploreBusy):  # what HTTP says with 503/429 and Retry-After
-        busy = error_message(str(exc), [{"path": "type", "message": str(exc)}])
-        return {**busy, "status": exc.status, "retry_after": exc.retry_after_s}
-    return error_message(str(exc))
 
 
 class ReplayBudget:
@@ -250,8 +224,8 @@ class RunSession:
         async def guarded() -> None:
             try:
                 await work
-            except (ValueError, LookupError, ExploreBusy) as exc:
-                await self.send(describe(exc))
+            except Exception as exc:  # a bug is logged and answered as a 500, never dropped
+                await self.send(answer_or_log(exc, "a socket's play or explore").message())
 
         self.job = asyncio.create_task(guarded())
 
@@ -346,7 +320,10 @@ def parse(text: str, settings: Settings) -> ClientMessage:
         raise BadInput(err.path, str(err)) from err
     except (json.JSONDecodeError, RecursionError) as err:
         raise BadInput("message", f"malformed JSON: {err}") from err
-    return CLIENT_MESSAGE.validate_python(raw)
+    try:
+        return CLIENT_MESSAGE.validate_python(raw)
+    except ValidationError as err:
+        raise BadMessage(err) from err
 
 
 class RateLimit:
@@ -381,10 +358,23 @@ async def drive(websocket: WebSocket, session: RunSession, reply: Send) -> None:
                 continue
             try:
                 await session.handle(parse(frame_text(frame), session.settings))
-            except (ValueError, LookupError) as exc:  # anything else (a room gone) ends it
-                await reply(describe(exc))
+            except (engine.InputError, ExploreBusy) as exc:  # anything else ends the socket
+                await reply(known_answer(exc).message())
     finally:
         await session.stop_job()
+
+
+def known_answer(exc: engine.InputError | ExploreBusy) -> Answer:
+    known = answer(exc)
+    assert known is not None  # the table lists every input error and ExploreBusy
+    return known
+
+
+async def close_on_bug(websocket: WebSocket, reply: Send, exc: BaseException) -> None:
+    """A bug met while serving a socket: logged with its traceback, told to the client as a
+    500 `error` message, and the socket closed with 1011 (internal error)."""
+    await reply(answer_or_log(exc, websocket.url.path).message())
+    await websocket.close(1011)
 
 
 def frame_text(frame: Mapping[str, Any]) -> str:

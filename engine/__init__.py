@@ -5,6 +5,7 @@ No web imports here: the dashboard and the CLI are clients of this package.
 
 from engine.bisect import Attribution, Bisection, Verdict, attribute, bisect
 from engine.diagram import render_diagram
+from engine.errors import InputError
 from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
 from engine.first import find_first
@@ -45,6 +46,7 @@ __all__ = [
     "ErrorItem",
     "ExpectCheck",
     "Exploration",
+    "InputError",
     "Op",
     "Outcome",
     "Ref",

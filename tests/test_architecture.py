@@ -113,7 +113,6 @@ def test_the_layer_scanner_sees_a_forbidden_import(tmp_path: Path) -> None:
 
 
 ROUTES = sorted((ROOT / "app" / "routes").glob("*.py"))
-ROUTE_IMPORTS_MENDED_LATER = {"rooms.py"}  # its error helpers move to app/errors.py (issue 10)
 
 
 def route_imports(path: Path) -> list[int]:
@@ -133,12 +132,7 @@ def route_imports(path: Path) -> list[int]:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True))
-        if p.name in ROUTE_IMPORTS_MENDED_LATER
-        else p
-        for p in ROUTES
-    ],
+    ROUTES,
     ids=[p.name for p in ROUTES],
 )
 def test_routes_import_no_other_route(path: Path) -> None:

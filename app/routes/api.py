@@ -15,6 +15,8 @@ from app.config import MAX_SCHEDULE
 from app.deps import CatalogDep, ExplorerDep, RunnerDep
 from app.links import dashboard_path, link_params
 from app.schemas import (
+    ERRORS,
+    JSON_ERRORS,
     SCENARIO_ID,
     ErrorResponse,
     ExploreRequest,
@@ -35,20 +37,6 @@ from app.service import (
     resolve_scenario,
 )
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "unknown scenario"},
-    413: {"model": ErrorResponse, "description": "request body too large"},
-    422: {"model": ErrorResponse, "description": "invalid request, scenario or schedule"},
-}
-# The same errors for a route whose success is text/plain: FastAPI would document a `model`
-# under the route's media type, but errors are JSON on every route.
-JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {
-        "description": error["description"],
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
-    }
-    for status, error in ERRORS.items()
-}
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
 

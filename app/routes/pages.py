@@ -30,10 +30,10 @@ from app.dashboard import (
     variant_for_kernel,
 )
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
+from app.errors import PageError, error_page
 from app.links import (
-    LinkError,
     LinkParams,
-    LinkTooLarge,
+    LinkScenarioError,
     dashboard_path,
     decode_doc,
     frame_path,
@@ -45,7 +45,6 @@ from app.service import (
     CLIENT_GONE,
     Catalog,
     Explorer,
-    UnknownScenario,
     client_of,
     disconnected,
     resolve_scenario,
@@ -61,19 +60,6 @@ def is_htmx(request: Request) -> bool:
         request.headers.get("HX-Request") == "true"
         and request.headers.get("HX-History-Restore-Request") != "true"
     )
-
-
-class PageError(Exception):
-    """A page that cannot be shown; rendered as an HTML error page, never a 500."""
-
-    def __init__(self, status: int, title: str, items: Sequence[str] = ()) -> None:
-        super().__init__(title)
-        self.status, self.title, self.items = status, title, tuple(items)
-
-
-def error_page(request: Request, templates: TemplatesDep, err: PageError) -> Response:
-    ctx = {"title": err.title, "items": err.items, "status": err.status}
-    return templates.TemplateResponse(request, "error.html", ctx, status_code=err.status)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -104,25 +90,12 @@ def _scenario(
     catalog: Catalog, settings: Settings, scenario_id: str, s: str | None
 ) -> engine.Scenario:
     if not s:
-        try:
-            return resolve_scenario(catalog, scenario_id)
-        except UnknownScenario as err:
-            raise PageError(404, f"No scenario called “{scenario_id}”", [str(err)]) from err
+        return resolve_scenario(catalog, scenario_id)
+    document = decode_doc(s, settings.max_doc_bytes)
     try:
-        return engine.parse_scenario(decode_doc(s, settings.max_doc_bytes))
-    except LinkTooLarge as err:
-        raise PageError(422, "This link's custom scenario is too large", [f"s: {err}"]) from err
-    except LinkError as err:
-        hint = (
-            "s: the scenario text in this link is incomplete or damaged; the link was probably "
-            "cut or wrapped by a mail client: copy the whole link (it is one line) and try again"
-        )
-        raise PageError(
-            400, "This link's custom scenario cannot be read", [hint, f"s: {err}"]
-        ) from err
-    except engine.ScenarioError as err:
-        items = [f"{item.path}: {item.message}" for item in err.errors] or [str(err)]
-        raise PageError(400, "This link's custom scenario is not valid", items) from err
+        return engine.parse_scenario(document)
+    except engine.ScenarioError as err:  # the link's fault (a 400 page), not an API call's
+        raise LinkScenarioError(err) from err
 
 
 def _bounded(params: Mapping[str, str], settings: Settings) -> None:
@@ -202,8 +175,8 @@ def dashboard_page(
 ) -> Response:
     try:
         dash = _dashboard(_target(request, catalog, settings, scenario_id), scenario_id)
-    except PageError as err:
-        return error_page(request, templates, err)
+    except engine.InputError as err:
+        return error_page(request, err)
     present = request.query_params.get("present") == "1"
     return templates.TemplateResponse(request, "dashboard.html", {"d": dash, "present": present})
 
@@ -271,8 +244,8 @@ def frame(
         found = following and request.query_params.get("found") == "1"
         summary = _found_again(explorer, target) if found else []
         dash = _dashboard(target, scenario_id, summary)
-    except PageError as err:
-        return error_page(request, templates, err)
+    except engine.InputError as err:
+        return error_page(request, err)
     response = _frame(request, templates, dash)
     # A found=1 frame without its summary depends on the explorer's cache, which may fill
     # later: only frames that are a pure function of their URL are kept.
@@ -306,12 +279,12 @@ async def _explored(
             "Explorations start from this site only",
             ["another site's page asked for this exploration; open the link itself instead"],
         )
-        return error_page(request, templates, refused)
+        return error_page(request, refused)
     try:
         # Inflating and validating an s= document is CPU work: off the event loop.
         target = await anyio.to_thread.run_sync(_target, request, catalog, settings, scenario_id)
-    except PageError as err:
-        return error_page(request, templates, err)
+    except engine.InputError as err:
+        return error_page(request, err)
     notices: list[Notice] = []
     config = config_for(target.scenario, target.link.variant, notices)
     gone = partial(disconnected, request.receive)

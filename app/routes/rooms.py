@@ -29,6 +29,7 @@ import engine
 from app.config import Settings
 from app.dashboard import Dashboard, LinkInput, build_dashboard
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
+from app.errors import PageError, error_message, error_page
 from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
@@ -45,19 +46,17 @@ from app.rooms import (
     token_hash,
     token_matches,
 )
-from app.routes.api import ERRORS
-from app.routes.pages import PageError, error_page
-from app.schemas import LoadMessage, RoomCreated, RoomRequest
+from app.schemas import ERRORS, LoadMessage, RoomCreated, RoomRequest
 from app.security import WS_POLICY, same_origin, site_url
-from app.service import Catalog, Explorer, client_of, resolve_scenario
+from app.service import Catalog, ExploreBusy, Explorer, client_of, resolve_scenario
 from app.session import (
     MESSAGE_BURST,
     MESSAGES_PER_S,
     RateLimit,
     RunSession,
-    describe,
+    close_on_bug,
     drive,
-    error_message,
+    known_answer,
 )
 from app.wire import encode_off_loop
 
@@ -227,9 +226,7 @@ async def live_page(
     wait = guessing_wait(request)
     if wait > 0:
         page = error_page(
-            request,
-            templates,
-            PageError(429, "Too many unknown rooms", [too_many_misses(request, wait)]),
+            request, PageError(429, "Too many unknown rooms", [too_many_misses(request, wait)])
         )
         page.headers["Retry-After"] = str(math.ceil(wait))
         return page
@@ -240,12 +237,12 @@ async def live_page(
             missed(request)
             gone = await broker.missing(room) if _valid_room(room) else None
     except StoreDown as err:
-        page = error_page(request, templates, PageError(503, "Live rooms are down", [str(err)]))
+        page = error_page(request, PageError(503, "Live rooms are down", [str(err)]))
         page.headers["Retry-After"] = str(STORE_DOWN_RETRY_S)
         return page
     if record is None:
         gone = gone or RoomGone(room[:40], broker.settings.idle_s)
-        return error_page(request, templates, PageError(404, "No such live room", [str(gone)]))
+        return error_page(request, PageError(404, "No such live room", [str(gone)]))
     ctx: dict[str, Any] = {"room": room, "follow_url": follow_url(request, room), "d": None}
     snapshot = record.snapshot
 
@@ -253,7 +250,7 @@ async def live_page(
         if snapshot.loaded:
             try:
                 ctx["d"] = _live_dashboard(catalog, snapshot)
-            except (ValueError, LookupError) as err:
+            except engine.InputError as err:
                 ctx["problem"] = str(err)
         response: Response = templates.TemplateResponse(request, "live.html", ctx)
         if request.app.state.settings.public_url is None:
@@ -348,6 +345,9 @@ async def ws_room(
     except RoomError as err:
         with contextlib.suppress(Exception):
             await refuse(err)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await close_on_bug(websocket, out.send, exc)
 
 
 async def _present(websocket: WebSocket, room: str, broker: Broker, session: RunSession) -> None:
@@ -370,8 +370,8 @@ async def _present(websocket: WebSocket, room: str, broker: Broker, session: Run
     if record is not None and record.snapshot.loaded:
         try:
             await session.load(_load_message(record.snapshot))
-        except (ValueError, LookupError) as exc:
-            await reply(describe(exc))
+        except (engine.InputError, ExploreBusy) as exc:
+            await reply(known_answer(exc).message())
 
     async def left() -> None:
         # Followers are told the presenter went (the room stays: they may come back, and
@@ -418,8 +418,8 @@ async def _follow(
             try:
                 await catch_up.load(_load_message(record.snapshot))
                 await out.send({"seq": seen, **state, **room_links(catch_up)})
-            except (ValueError, LookupError) as exc:
-                await out.send(describe(exc))
+            except (engine.InputError, ExploreBusy) as exc:
+                await out.send(known_answer(exc).message())
 
         async def forward() -> None:
             nonlocal seen

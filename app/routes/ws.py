@@ -11,7 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from app.deps import CatalogDep, ExplorerDep, SettingsDep
 from app.security import WS_POLICY, same_origin
 from app.service import client_of
-from app.session import RunSession, drive
+from app.session import RunSession, close_on_bug, drive
 from app.wire import encode_off_loop
 
 router = APIRouter()
@@ -36,4 +36,9 @@ async def ws_run(
         client = client_of(websocket)
         budget = websocket.app.state.replay_budgets.of(client)
         session = RunSession(catalog, settings, explorer, send, client, budget)
-        await drive(websocket, session, send)
+        try:
+            await drive(websocket, session, send)
+        except WebSocketDisconnect:
+            raise
+        except Exception as exc:
+            await close_on_bug(websocket, send, exc)
