@@ -14,7 +14,6 @@ from starlette.websockets import WebSocketDisconnect
 import app.errors
 import app.links
 import app.service
-import app.session
 import engine
 from app.errors import INTERNAL, answer
 
@@ -78,22 +77,22 @@ def boom(*args: Any, **kwargs: Any) -> Any:
 def test_a_bug_in_a_socket_is_logged_and_a_server_error(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(app.session.engine, "run_schedule", boom)
-    with caplog.at_level(logging.ERROR, logger="pagerace.errors"):
-        with client.websocket_connect("/ws/run") as ws:
-            ws.send_json({"type": "load", "scenario": SEED})
-            message = ws.receive_json()
-            with pytest.raises(WebSocketDisconnect) as closed:
-                ws.receive_json()
+    monkeypatch.setattr(engine, "run_schedule", boom)
+    with (
+        caplog.at_level(logging.ERROR, logger="pagerace.errors"),
+        client.websocket_connect("/ws/run") as ws,
+    ):
+        ws.send_json({"type": "load", "scenario": SEED})
+        message = ws.receive_json()
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
     assert message == {"type": "error", "message": INTERNAL, "errors": [], "status": 500}
     assert closed.value.code == 1011
     assert any("a bug inside a step" in (r.exc_text or "") for r in caplog.records)
 
 
 def test_a_bug_in_an_http_request_is_a_500(monkeypatch: pytest.MonkeyPatch, app: Any) -> None:
-    import app.routes.api as api
-
-    monkeypatch.setattr(api.engine, "run_schedule", boom)
+    monkeypatch.setattr(engine, "run_schedule", boom)
     client = TestClient(app, raise_server_exceptions=False)
     response = client.post("/api/run", json={"scenario": SEED})
     assert response.status_code == 500
