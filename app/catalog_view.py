@@ -26,7 +26,6 @@ class Card:
     tags: tuple[str, ...]
     refs: tuple[Badge, ...]
     verdicts: tuple[Badge, ...]
-    url: str
 
 
 def verdicts(scenario: engine.Scenario) -> tuple[Badge, ...]:
@@ -60,7 +59,6 @@ def card(scenario: engine.Scenario) -> Card:
         tuple(scenario.tags),
         refs,
         verdicts(scenario),
-        f"/s/{scenario.id}",
     )
 
 

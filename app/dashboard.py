@@ -7,18 +7,22 @@ odd link: problems become notices and the schedule is replayed as far as it stil
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 import engine
 from app import figures
 from app.context import About, about
-from app.links import LinkParams, dashboard_path, frame_path, join_names, step_schedule
+from app.links import join_names
 from app.panels import StatePanel, state_panel
-from app.service import Replay, replay_lenient
+from app.runref import RunRef
+from app.service import replay_lenient
+from app.urls import APP, Urls
 from app.verdict_strip import STRIPS
 
 LineStatus = Literal["done", "next", "todo"]
@@ -47,6 +51,23 @@ class OpView:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """A dashboard position as the page's address (an href: no script, a new tab) and its frame
+    fragment (the hx-get that swaps it in place)."""
+
+    page: str
+    frame: str
+    # What a presenter's room is told when this link is followed (a /ws/run message, as JSON
+    # text for a data attribute); None: the frame's own `load`.
+    intent: str | None = None
+
+    @classmethod
+    def to(cls, urls: Urls, sid: str, ref: RunRef, **intent: str | int) -> Link:
+        told = json.dumps(intent, separators=(",", ":")) if intent else None
+        return cls(urls.page(sid, ref), urls.frame(sid, ref), told)
+
+
+@dataclass(frozen=True, slots=True)
 class Column:
     number: int
     name: str
@@ -55,8 +76,7 @@ class Column:
     enabled: bool
     done: bool
     blocked: str | None
-    step_url: str | None
-    page_url: str | None
+    step: Link | None  # its Step button, when the actor can run
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,28 +84,15 @@ class VariantChoice:
     name: str
     kernel: str
     active: bool
-    frame_url: str
-    page_url: str
+    link: Link
 
 
 @dataclass(frozen=True, slots=True)
 class Nav:
-    first: str | None
-    back: str | None
-    forward: str | None
-    last: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LinkInput:
-    """The dashboard link's query parameters, as given (not yet checked)."""
-
-    variant: str | None = None
-    schedule: tuple[str, ...] = ()
-    at: int | None = None
-    digest: str | None = None
-    custom: str | None = None
-    compare: str | None = None  # the variant the user switched from
+    first: Link | None
+    back: Link | None
+    forward: Link | None
+    last: Link | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +115,13 @@ class Dashboard:
     status: str
     notices: tuple[Notice, ...]
     nav: Nav
-    params: LinkParams
+    ref: RunRef  # the link of the step shown
     page_url: str
     frame_url: str
+    find_bug_url: str
+    outcomes_url: str
+    edit_url: str  # the editor on a copy of this scenario
+    present_url: str  # this step in presenter mode
     differing: tuple[int, ...] = ()
     about: About | None = None  # what the scenario is, for the page header
     data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
@@ -158,12 +169,12 @@ DIGEST = re.compile(r"[0-9a-f]{12}|[0-9a-f]{64}")
 
 
 def _replay(
-    scenario: engine.Scenario, config: engine.Config, link: LinkInput, notices: list[Notice]
-) -> Replay:
+    scenario: engine.Scenario, config: engine.Config, link: RunRef, notices: list[Notice]
+) -> engine.Trace:
     replay = replay_lenient(scenario, config, link.schedule)
     if replay.error is not None:
-        applied = len(replay.applied)
-        wanted = replay.requested[applied] if applied < len(replay.requested) else "?"
+        applied = len(replay.steps)
+        wanted = link.schedule[applied] if applied < len(link.schedule) else "?"
         if link.compare and link.compare != config.variant:
             # The user switched kernels: no link is involved, and the engine's "schedule step
             # N:" prefix only repeats the step number.
@@ -173,7 +184,7 @@ def _replay(
                     "warn",
                     f"On kernel {config.kernel} the schedule stops after step {applied}: "
                     f"step {applied + 1} ({wanted}) cannot run here ({why}). Switching back "
-                    f"keeps all {len(replay.requested)} steps.",
+                    f"keeps all {len(link.schedule)} steps.",
                 )
             )
             return replay
@@ -188,7 +199,7 @@ def _replay(
     return replay
 
 
-def _clamp(link: LinkInput, total: int, notices: list[Notice]) -> int:
+def _clamp(link: RunRef, total: int, notices: list[Notice]) -> int:
     if link.at is None:
         return total
     if link.at > total:
@@ -205,7 +216,7 @@ def _differing(
         before = replay_lenient(scenario, engine.make_config(scenario, variant=other), schedule)
     except engine.ConfigError:
         return ()
-    old = {s.index: (s.actor, s.function, s.note) for s in before.run.steps}
+    old = {s.index: (s.actor, s.function, s.note) for s in before.steps}
     new = {s.index: (s.actor, s.function, s.note) for s in now.steps}
     return tuple(sorted(i for i in old.keys() | new.keys() if old.get(i) != new.get(i)))
 
@@ -244,7 +255,7 @@ def _op_lines(
 
 
 def _columns(
-    scenario: engine.Scenario, run: engine.Trace, params: LinkParams, sid: str, at: int
+    scenario: engine.Scenario, run: engine.Trace, ref: RunRef, to: Callable[..., Link]
 ) -> tuple[Column, ...]:
     executed: dict[tuple[str, int], list[engine.Step]] = defaultdict(list)
     for step in run.steps:
@@ -263,11 +274,7 @@ def _columns(
             lines = _op_lines(op, status, executed[(actor.name, index)], upcoming)
             ops.append(OpView(op.text, status, lines))
         enabled = actor.name in run.enabled
-        step_url = page_url = None
-        if enabled:
-            schedule = step_schedule(params.schedule, at, actor.name)
-            moved = LinkParams(params.variant, schedule, at + 1, params.digest, params.custom)
-            step_url, page_url = frame_path(sid, moved), dashboard_path(sid, moved)
+        move = to(ref.stepped(actor.name), type="step", actor=actor.name) if enabled else None
         columns.append(
             Column(
                 number,
@@ -277,23 +284,19 @@ def _columns(
                 enabled,
                 bool(view and view.done),
                 view.blocked if view else None,
-                step_url,
-                page_url,
+                move,
             )
         )
     return tuple(columns)
 
 
-def _nav(params: LinkParams, sid: str, at: int, total: int) -> Nav:
-    def to(step: int) -> str:
-        moved = LinkParams(params.variant, params.schedule, step, params.digest, params.custom)
-        return frame_path(sid, moved)
-
+def _nav(ref: RunRef, to: Callable[..., Link], at: int, total: int) -> Nav:
+    ahead = ref.schedule[at] if at < total else ""
     return Nav(
-        first=to(0) if at > 0 else None,
-        back=to(at - 1) if at > 0 else None,
-        forward=to(at + 1) if at < total else None,
-        last=to(total) if at < total else None,
+        first=to(ref.at_step(0), type="goto", index=0) if at > 0 else None,
+        back=to(ref.at_step(at - 1), type="back") if at > 0 else None,
+        forward=to(ref.at_step(at + 1), type="step", actor=ahead) if at < total else None,
+        last=to(ref.at_step(total), type="goto", index=total) if at < total else None,
     )
 
 
@@ -327,12 +330,14 @@ def digest_matches(digest: str, scenario: engine.Scenario) -> bool:
 
 def build_dashboard(
     scenario: engine.Scenario,
-    link: LinkInput,
+    link: RunRef,
     sid: str | None = None,
     extra: Sequence[Notice] = (),
+    urls: Urls = APP,
 ) -> Dashboard:
-    """All the view data for `/s/{id}` at the link's step."""
+    """All the view data for `/s/{id}` at the link's step; its links made by `urls`."""
     sid = sid or scenario.id
+    to = partial(Link.to, urls, sid)
     notices: list[Notice] = list(extra)
     digest = scenario.digest
     if link.digest and not DIGEST.fullmatch(link.digest):
@@ -356,15 +361,15 @@ def build_dashboard(
         # Links made from this page keep the old digest: rewriting it would drop the warning.
         digest = link.digest
     config = config_for(scenario, link.variant, notices)
-    replay = _replay(scenario, config, link, notices)
-    total = len(replay.applied)
+    full = _replay(scenario, config, link, notices)
+    applied = link.schedule[: len(full.steps)]
+    total = len(applied)
     at = _clamp(link, total, notices)
-    full = replay.run
     run = full.at(at)  # the same replay, cut at the step shown
     step = full.steps[at - 1] if at else None
     previous = full.view(at - 1) if step else None
     panel = state_panel(run.state, previous, step.changes if step else ())
-    params = LinkParams(config.variant, replay.applied, at, digest, link.custom)
+    ref = RunRef(variant=config.variant, schedule=applied, at=at, digest=digest, packed=link.packed)
 
     differing: tuple[int, ...] = ()
     if link.compare and link.compare != config.variant:
@@ -381,20 +386,19 @@ def build_dashboard(
 
     # A kernel switch that cut the schedule (a step that cannot run on this kernel) keeps the
     # whole schedule in the way back, so A -> B -> A lands where it started.
-    cut_by_switch = bool(link.compare) and len(link.schedule) > len(replay.applied)
-    kept = link.schedule if cut_by_switch else replay.applied
+    cut_by_switch = bool(link.compare) and len(link.schedule) > len(applied)
+    kept = link.schedule if cut_by_switch else applied
     kept_at = link.at if cut_by_switch and link.at is not None else at
+    switchable = RunRef(schedule=kept, at=kept_at, digest=digest, packed=link.packed)
     variants = tuple(
         VariantChoice(
             v.name,
             v.kernel,
             v.name == config.variant,
-            frame_path(
-                sid,
-                LinkParams(v.name, kept, kept_at, digest, link.custom),
-                cmp=config.variant,
+            Link(
+                urls.page(sid, switchable.on_variant(v.name)),
+                urls.frame(sid, switchable.on_variant(v.name, coming_from=config.variant)),
             ),
-            dashboard_path(sid, LinkParams(v.name, kept, kept_at, digest, link.custom)),
         )
         for v in scenario.variants
     )
@@ -404,50 +408,56 @@ def build_dashboard(
         kernel=config.kernel,
         variant=config.variant,
         variants=variants,
-        schedule=replay.applied,
+        schedule=applied,
         at=at,
         total=total,
         step=step,
         run=run,
         full=full,
-        columns=_columns(scenario, run, params, sid, at),
+        columns=_columns(scenario, run, ref, to),
         panel=panel,
         narration=_narration(step, scenario),
         violations=run.violations,
         status=_status(run, scenario),
         notices=tuple(notices),
-        nav=_nav(params, sid, at, total),
-        params=params,
-        page_url=dashboard_path(sid, params),
-        frame_url=frame_path(sid, params),
+        nav=_nav(ref, to, at, total),
+        ref=ref,
+        page_url=urls.page(sid, ref),
+        frame_url=urls.frame(sid, ref),
+        find_bug_url=urls.find_bug(sid, ref),
+        outcomes_url=urls.outcomes(sid, ref),
+        edit_url=urls.edit(ref.packed, config.variant, copy=scenario.id),
+        present_url=urls.present(sid, ref),
         differing=differing,
-        about=about(scenario, () if link.custom else STRIPS.of(scenario)),
+        about=about(scenario, () if link.packed else STRIPS.of(scenario)),
     )
-    dashboard.data.update(_island(dashboard, sid))
+    dashboard.data.update(_island(dashboard, sid, urls))
     return dashboard
 
 
-def _island(d: Dashboard, sid: str) -> dict[str, Any]:
-    """The JSON the page's scripts read: the timeline figure and what to send to the API."""
+def _island(d: Dashboard, sid: str, urls: Urls) -> dict[str, Any]:
+    """The JSON the page's scripts read: the timeline figure, the URLs they fetch (made here:
+    a script never builds one) and the messages they send, as the server would word them."""
     scenario_ref: str | dict[str, Any] = (
-        d.scenario.id if not d.params.custom else dict(d.scenario.document)
+        d.scenario.id if not d.ref.packed else dict(d.scenario.document)
     )
+    position = {
+        "scenario": scenario_ref,
+        "variant": d.variant,
+        "schedule": list(d.schedule),
+        "at": d.at,
+    }
     return {
         "id": sid,
         "at": d.at,
         "total": d.total,
-        "query": {
-            "v": d.variant,
-            "t": ",".join(d.schedule),
-            "d": d.params.digest,
-            "s": d.params.custom,
-        },
         "page_url": d.page_url,
+        "present_url": d.present_url,
+        # The frame at another step of this schedule: the timeline adds `at`.
+        "goto_url": urls.frame(sid, replace(d.ref, at=None)),
+        "diagram_url": urls.path("/api/diagram"),
+        "rooms_url": urls.path("/api/rooms"),
         "timeline": figures.timeline_figure(d.scenario, d.full, d.at),
-        "diagram_request": {
-            "scenario": scenario_ref,
-            "variant": d.variant,
-            "schedule": list(d.schedule),
-            "at": d.at,
-        },
+        "diagram_request": position,
+        "load": {"type": "load", **position},  # a presenter's room is told this frame
     }

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import yaml
 
 import engine
-from app.links import LinkError, LinkParams, dashboard_path, encode_doc, unpack_json
+from app.links import LinkError, encode_doc, unpack_json
+from app.runref import RunRef
+from app.urls import APP, Urls
 from engine.fixes import DESIGN_RULES, FIXES, NEWEST_KERNEL, OLDEST_KERNEL
 from engine.invariants import FATES, VIOLATIONS
 from engine.kernel import OPS
@@ -167,21 +168,18 @@ def unpack(value: str, max_bytes: int) -> str | dict[str, Any]:
     raise LinkError("the link holds neither a scenario text nor a scenario document")
 
 
-def editor_path(text: str, variant: str | None = None) -> str:
-    pairs = [("s", pack_text(text))]
-    if variant:
-        pairs.append(("v", variant))
-    return "/edit?" + urlencode(pairs)
+def editor_path(text: str, variant: str | None = None, urls: Urls = APP) -> str:
+    return urls.edit(pack_text(text), variant)
 
 
-def _links(text: str, scenario: engine.Scenario | None, variant: str | None) -> Links:
-    editor = editor_path(text, variant)
+def _links(text: str, scenario: engine.Scenario | None, variant: str | None, urls: Urls) -> Links:
+    editor = editor_path(text, variant, urls)
     dashboard: str | None = None
     packed_doc: str | None = None
     if scenario is not None:
         packed_doc = encode_doc(scenario.document)
-        params = LinkParams(variant, digest=scenario.digest, custom=packed_doc)
-        dashboard = dashboard_path(scenario.id, params)
+        params = RunRef(variant=variant, digest=scenario.digest, packed=packed_doc)
+        dashboard = urls.page(scenario.id, params)
     return Links(
         editor=editor if len(editor) <= LINK_LIMIT else None,
         dashboard=dashboard if dashboard and len(dashboard) <= LINK_LIMIT else None,
@@ -192,12 +190,22 @@ def _links(text: str, scenario: engine.Scenario | None, variant: str | None) -> 
 
 
 def example_path(
-    scenario: engine.Scenario, packed_doc: str, variant: str | None, schedule: Sequence[str]
+    scenario: engine.Scenario,
+    packed_doc: str,
+    variant: str | None,
+    schedule: Sequence[str],
+    urls: Urls = APP,
 ) -> str | None:
     """The dashboard at the end of `schedule`, or None when that link would be too long."""
     example = tuple(schedule)
-    params = LinkParams(variant, example, len(example), scenario.digest, packed_doc)
-    path = dashboard_path(scenario.id, params)
+    params = RunRef(
+        variant=variant,
+        schedule=example,
+        at=len(example),
+        digest=scenario.digest,
+        packed=packed_doc,
+    )
+    path = urls.page(scenario.id, params)
     return path if len(path) <= LINK_LIMIT else None
 
 
@@ -302,8 +310,10 @@ def _oversize(size: int, limit: int) -> Problem:
     )
 
 
-def check_text(text: str, max_doc_bytes: int, variant: str | None = None) -> Check:
-    """Check `text` as a scenario and work out its links; never raises."""
+def check_text(
+    text: str, max_doc_bytes: int, variant: str | None = None, urls: Urls = APP
+) -> Check:
+    """Check `text` as a scenario and work out its links (made by `urls`); never raises."""
     text = normalise(text)
     size, limit = len(text.encode()), text_limit(max_doc_bytes)
     scenario: engine.Scenario | None = None
@@ -315,7 +325,7 @@ def check_text(text: str, max_doc_bytes: int, variant: str | None = None) -> Che
         scenario, problems = _parse(text)
     wanted = variant if variant and NAME.match(variant) else None
     chosen, kernel = _variant(scenario, wanted)
-    links = _links(text, scenario, chosen or wanted) if size <= limit else NO_LINKS
+    links = _links(text, scenario, chosen or wanted, urls) if size <= limit else NO_LINKS
     return Check(text, size, limit, scenario, problems, chosen, kernel, links, chosen or wanted)
 
 

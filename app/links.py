@@ -12,11 +12,7 @@ import json
 import sys
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
-
-from starlette.requests import HTTPConnection
 
 import engine
 
@@ -126,48 +122,6 @@ def decode_doc(text: str, max_bytes: int) -> dict[str, Any]:
     return doc
 
 
-@dataclass(frozen=True, slots=True)
-class LinkParams:
-    """Everything a dashboard URL carries besides the scenario id."""
-
-    variant: str | None = None
-    schedule: tuple[str, ...] = ()
-    at: int | None = None
-    digest: str | None = None
-    custom: str | None = None  # the packed document, for custom scenarios
-
-    def query(self, **extra: str | int | None) -> str:
-        """The query string, in a stable order, commas left readable in `t=`."""
-        pairs: list[tuple[str, str]] = []
-        if self.variant:
-            pairs.append(("v", self.variant))
-        if self.schedule:
-            pairs.append(("t", ",".join(self.schedule)))
-        if self.at is not None:
-            pairs.append(("at", str(self.at)))
-        if self.digest:
-            pairs.append(("d", self.digest))
-        if self.custom:
-            pairs.append(("s", self.custom))
-        pairs.extend((key, str(value)) for key, value in extra.items() if value is not None)
-        return urlencode(pairs, safe=",")
-
-
-def link_params(
-    scenario: engine.Scenario,
-    config: engine.Config,
-    ref: str | Mapping[str, Any],
-    schedule: Sequence[str],
-    at: int,
-) -> LinkParams:
-    """The link to step `at` of `schedule`, for a scenario given as `ref`: a catalog id, or a
-    document, which then travels in the link. A kernel given by version alone (no variant)
-    links to the scenario's default variant: links name variants only."""
-    custom = None if isinstance(ref, str) else encode_doc(scenario.document)
-    variant = config.variant if config.variant and scenario.variant(config.variant) else None
-    return LinkParams(variant, tuple(schedule), at, scenario.digest, custom)
-
-
 def parse_schedule(text: str | None) -> tuple[str, ...]:
     """`a,b,,c` -> ("a", "b", "c"): empty entries are dropped, names are trimmed."""
     if not text:
@@ -175,35 +129,5 @@ def parse_schedule(text: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-def step_schedule(schedule: Sequence[str], at: int, actor: str) -> tuple[str, ...]:
-    """The schedule after stepping `actor` at step `at`.
-
-    Stepping the actor the schedule runs next keeps the rest of the schedule (a user walking
-    forward through a shared link); any other actor starts a new branch from here.
-    """
-    if tuple(schedule[at : at + 1]) == (actor,):
-        return tuple(schedule)
-    return (*schedule[:at], actor)
-
-
-def dashboard_path(scenario_id: str, params: LinkParams) -> str:
-    query = params.query()
-    return f"/s/{scenario_id}?{query}" if query else f"/s/{scenario_id}"
-
-
-def frame_path(scenario_id: str, params: LinkParams, **extra: str | int | None) -> str:
-    return f"/s/{scenario_id}/frame?{params.query(**extra)}"
-
-
 def join_names(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
-
-
-def root_path(conn: HTTPConnection) -> str:
-    """The sub-path the app is served under (`serve --root-path`), '' at the top of a site.
-
-    Links are built root-relative (`/s/...`) everywhere, and this prefix goes in front where
-    a link reaches the browser: in templates as `{{ root }}`, in JS from `<body data-root>`.
-    """
-    root: str = conn.scope.get("root_path", "")
-    return root.rstrip("/")

@@ -17,7 +17,6 @@ from app import __version__
 from app.assets import find_assets
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
 from app.errors import BodySizeLimit, install_error_handlers
-from app.links import root_path
 from app.rooms import CreationLimit, RoomSettings, make_broker
 from app.routes import api, editor, pages, rooms, ws
 from app.routes.pages import FrameCache
@@ -25,6 +24,7 @@ from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 from app.session import ClientBudgets
 from app.static_files import DynamicGZip, StaticDirectory
+from app.urls import Urls, root_path
 from engine.lang.catalog import load_folder
 
 
@@ -39,8 +39,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await app.state.rooms.close()
 
 
-def url_root(request: Request) -> dict[str, str]:
-    return {"root": root_path(request)}
+def url_builder(request: Request) -> dict[str, Urls]:
+    """Every template's URL builder (`urls`), with the sub-path this request was served under."""
+    return {"urls": Urls.of(request)}
 
 
 def serve_catalog(settings: Settings) -> dict[str, engine.Scenario]:
@@ -87,7 +88,7 @@ def create_app(
     app.state.explorer = Explorer(settings)
     app.state.runner = Runner(app.state.catalog, settings)
     assets = find_assets(STATIC_DIR)
-    templates = Jinja2Templates(directory=TEMPLATES_DIR, context_processors=[url_root])
+    templates = Jinja2Templates(directory=TEMPLATES_DIR, context_processors=[url_builder])
     templates.env.globals["assets"] = assets
     app.state.templates = templates
 

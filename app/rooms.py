@@ -1,7 +1,7 @@
 """Live rooms (product.md 5.3): a presenter drives one run and every follower mirrors it.
 
 A room is a small record, who may drive (the hash of a presenter token) and where the run
-stands (a `Snapshot`: scenario, kernel, schedule, step), plus a stream of numbered messages.
+stands (a `RunRef`: scenario, kernel, schedule, step), plus a stream of numbered messages.
 A broker keeps both: `MemoryBroker` inside this process, `RedisBroker` in Redis (a hash with
 an idle TTL, and pub/sub) so that the presenter and the followers may be served by different
 workers or hosts.
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from app.config import env_float, env_int, env_url
+from app.runref import RunRef
 
 # Lower-case letters and digits without the look-alikes (0/o, 1/l/i): typed from a projector.
 ROOM_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -185,51 +186,10 @@ class TooManyRooms(RoomError):
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Where a room's run stands: what a `load` message would need to get there again."""
-
-    scenario: str | dict[str, Any] | None = None  # a catalog id or a whole document
-    variant: str | None = None
-    kernel: str | None = None
-    fixes: dict[str, bool] | None = None
-    schedule: tuple[str, ...] = ()
-    at: int = 0
-
-    @property
-    def loaded(self) -> bool:
-        return self.scenario is not None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "scenario": self.scenario,
-                "variant": self.variant,
-                "kernel": self.kernel,
-                "fixes": self.fixes,
-                "schedule": list(self.schedule),
-                "at": self.at,
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Snapshot:
-        raw = json.loads(text)
-        return cls(
-            scenario=raw.get("scenario"),
-            variant=raw.get("variant"),
-            kernel=raw.get("kernel"),
-            fixes=raw.get("fixes"),
-            schedule=tuple(raw.get("schedule") or ()),
-            at=int(raw.get("at") or 0),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class RoomRecord:
     room: str
     token_hash: str
-    snapshot: Snapshot
+    snapshot: RunRef
     seq: int = 0
 
 
@@ -335,7 +295,7 @@ class Broker(Protocol):
     settings: RoomSettings
     fanout: Fanout
 
-    async def create(self, room: str, token_hash: str, snapshot: Snapshot) -> None: ...
+    async def create(self, room: str, token_hash: str, snapshot: RunRef) -> None: ...
 
     async def get(self, room: str) -> RoomRecord | None:
         """The room, its idle timer restarted; None when it does not exist (or expired)."""
@@ -353,7 +313,7 @@ class Broker(Protocol):
         """Why a room someone asked for is not there (it may never have existed)."""
         ...
 
-    async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
+    async def publish(self, room: str, snapshot: RunRef, message: Mapping[str, Any]) -> int:
         """Store the snapshot and send the message to every follower; returns its seq."""
         ...
 
@@ -383,7 +343,7 @@ class MemoryBroker:
     def _touch(self, room: str) -> None:
         self.expires[room] = time.monotonic() + self.settings.idle_s
 
-    async def create(self, room: str, token_hash: str, snapshot: Snapshot) -> None:
+    async def create(self, room: str, token_hash: str, snapshot: RunRef) -> None:
         self._purge()
         if len(self.records) >= self.settings.max_rooms:
             raise TooManyRooms(self.settings.max_rooms)
@@ -407,7 +367,7 @@ class MemoryBroker:
     async def missing(self, room: str) -> RoomError:
         return RoomGone(room, self.settings.idle_s)
 
-    async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
+    async def publish(self, room: str, snapshot: RunRef, message: Mapping[str, Any]) -> int:
         record = await self.get(room)
         if record is None:
             raise await self.ended(room)
@@ -519,7 +479,7 @@ class RedisBroker:
     def _channel(self, room: str) -> str:
         return self.PREFIX + room + ":events"
 
-    async def create(self, room: str, token_hash: str, snapshot: Snapshot) -> None:
+    async def create(self, room: str, token_hash: str, snapshot: RunRef) -> None:
         async with self._store():
             await self._remember_epoch()
             created = await self.redis.eval(
@@ -550,7 +510,7 @@ class RedisBroker:
         return RoomRecord(
             room,
             fields["token"],
-            Snapshot.from_json(fields.get("snapshot") or "{}"),
+            RunRef.from_json(fields.get("snapshot") or "{}"),
             int(fields.get("seq") or 0),
         )
 
@@ -576,7 +536,7 @@ class RedisBroker:
             return room_lost(room)
         return RoomGone(room, self.settings.idle_s)
 
-    async def publish(self, room: str, snapshot: Snapshot, message: Mapping[str, Any]) -> int:
+    async def publish(self, room: str, snapshot: RunRef, message: Mapping[str, Any]) -> int:
         async with self._store():
             seq = int(
                 await self.redis.eval(

@@ -23,9 +23,9 @@ from starlette.requests import HTTPConnection
 import engine
 from app.config import Settings
 from app.explore_pool import Job, SlotPool, WorkerLost
+from app.runref import ScenarioRef
 
 Catalog = Mapping[str, engine.Scenario]
-ScenarioRef = str | Mapping[str, Any]
 
 
 class UnknownScenario(engine.InputError, LookupError):
@@ -55,23 +55,12 @@ def resolve_scenario(catalog: Catalog, ref: ScenarioRef) -> engine.Scenario:
     return engine.parse_scenario(dict(ref))
 
 
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """A schedule replayed as far as it applies."""
-
-    run: engine.Trace
-    requested: tuple[str, ...]
-    applied: tuple[str, ...]
-    error: engine.ScheduleError | None
-
-
 def replay_lenient(
     scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
-) -> Replay:
-    """Replay `schedule` as far as it applies (links outlive kernels and scenario edits)."""
-    wanted = tuple(schedule)
-    run = engine.replay(scenario, config, wanted)
-    return Replay(run, wanted, wanted[: len(run.steps)], run.error)
+) -> engine.Trace:
+    """Replay `schedule` as far as it applies (links outlive kernels and scenario edits): the
+    trace's `error` says why it stopped early, its steps are the ones that applied."""
+    return engine.replay(scenario, config, tuple(schedule))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -24,7 +25,8 @@ from starlette.websockets import WebSocket
 import engine
 from app.config import MIN_PLAY_DELAY_MS, Settings
 from app.errors import Answer, BadMessage, answer, answer_or_log, error_message
-from app.links import NumberTooLong, loads_bounded, step_schedule
+from app.links import NumberTooLong, loads_bounded
+from app.runref import RunRef
 from app.schemas import (
     CLIENT_MESSAGE,
     BackMessage,
@@ -125,11 +127,13 @@ class RunSession:
         self.client = client  # the socket's address: explorations are limited per client
         self.scenario: engine.Scenario | None = None
         self.config: engine.Config | None = None
-        self.source: LoadMessage | None = None  # the load that set scenario and config
-        self.schedule: list[str] = []
-        self.at = 0
+        self.ref = RunRef()  # where the run stands: set by a `load`, moved by every command
         self.job: asyncio.Task[None] | None = None
         self.cancelled = threading.Event()
+
+    @property
+    def at(self) -> int:
+        return self.ref.step
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -170,7 +174,7 @@ class RunSession:
         return await self._offload(work)
 
     async def _state(self) -> dict[str, Any]:
-        at, schedule = self.at, list(self.schedule)
+        at, schedule = self.at, list(self.ref.schedule)
         _, body = await self._replay(schedule[:at])
         return {"type": "state", "at": at, "schedule": schedule, **body}
 
@@ -180,7 +184,7 @@ class RunSession:
             "type": "transition",
             **step,
             "at": self.at,
-            "schedule": list(self.schedule),
+            "schedule": list(self.ref.schedule),
             "enabled": body["enabled"],
             "finished": body["finished"],
             "violations": body["violations"],
@@ -240,32 +244,34 @@ class RunSession:
             return engine.run_to_json(run.at(at))
 
         body = await self._offload(work)
-        self.scenario, self.config, self.source = scenario, config, message
-        self.schedule, self.at = schedule, at
+        self.scenario, self.config = scenario, config
+        self.ref = replace(RunRef.from_load(message), at=at)
         await self.send({"type": "state", "at": at, "schedule": list(schedule), **body})
 
     async def step(self, actor: str) -> None:
         self._loaded()
         if self.at >= self.settings.max_schedule:
             raise BadInput("actor", f"at most {self.settings.max_schedule} steps")
-        candidate = list(step_schedule(self.schedule, self.at, actor))
-        _, body = await self._replay(candidate[: self.at + 1])
-        self.schedule, self.at = candidate, self.at + 1
+        moved = self.ref.stepped(actor)
+        _, body = await self._replay(list(moved.schedule[: moved.step]))
+        self.ref = moved
         await self.send(self._transition(body))
 
     async def goto(self, index: int) -> None:
         self._loaded()
-        if index > len(self.schedule):
-            raise BadInput("index", f"step {index} is past the end ({len(self.schedule)} steps)")
-        self.at = index
+        steps = len(self.ref.schedule)
+        if index > steps:
+            raise BadInput("index", f"step {index} is past the end ({steps} steps)")
+        self.ref = self.ref.at_step(index)
         await self.send(await self._state())
 
     async def play(self, delay_s: float) -> None:
-        if self.at >= len(self.schedule):
-            self.at = 0  # at the end, play starts again from the beginning
-        while self.at < len(self.schedule):
-            _, body = await self._replay(self.schedule[: self.at + 1])
-            self.at += 1
+        schedule = list(self.ref.schedule)
+        if self.at >= len(schedule):
+            self.ref = self.ref.at_step(0)  # at the end, play starts again from the beginning
+        while self.at < len(schedule):
+            _, body = await self._replay(schedule[: self.at + 1])
+            self.ref = self.ref.at_step(self.at + 1)
             await self.send(self._transition(body))
             await asyncio.sleep(delay_s)
         await self.send(await self._state())

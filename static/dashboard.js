@@ -8,9 +8,8 @@
   // and its address stays the room's. Presenter mode (?present=1) keeps its own parameters.
   var LIVE = document.body.classList.contains("live");
   var PRESENT = document.body.classList.contains("present");
-  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
-  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
-  var ROOT = document.body.getAttribute("data-root") || "";
+  // Every URL this file fetches or shows comes from the server (the frame's JSON island),
+  // already under the sub-path it is served at: nothing here builds or rewrites one.
   var playing = false;
   var playTimer = null;
   // The control the user acted on, to focus its successor after the frame is swapped: the
@@ -31,7 +30,7 @@
     if (el) { el.textContent = text; }
   }
 
-  function absolute(path) { return window.location.origin + ROOT + path; }
+  function absolute(path) { return window.location.origin + path; }
 
   // The page's colours (dark mode included) and, on a projector, its larger type: plotly's
   // defaults are white-background grid lines and 12 px labels.
@@ -94,18 +93,13 @@
   function goto(at) {
     var data = frameData();
     if (!data || !window.htmx) { return; }
-    var params = new URLSearchParams();
-    Object.keys(data.query).forEach(function (key) {
-      if (data.query[key]) { params.set(key, data.query[key]); }
+    var step = Math.max(0, Math.min(at, data.total));
+    window.htmx.ajax("GET", data.goto_url, {
+      source: $("#frame"), target: "#frame", swap: "innerHTML", values: { at: step }
     });
-    params.set("at", String(Math.max(0, Math.min(at, data.total))));
-    var url = ROOT + "/s/" + encodeURIComponent(data.id) + "/frame?" + params.toString().replace(/%2C/g, ",");
-    window.htmx.ajax("GET", url, { source: $("#frame"), target: "#frame", swap: "innerHTML" });
   }
 
-  function presentHref(pageUrl) {
-    return PRESENT ? pageUrl : pageUrl + (pageUrl.indexOf("?") < 0 ? "?" : "&") + "present=1";
-  }
+  function presentHref(data) { return PRESENT ? data.page_url : data.present_url; }
 
   // What identifies a control across swaps: its id, its actor's key or its kernel variant.
   function focusKey(el) {
@@ -146,12 +140,13 @@
     if (!data) { return; }
     restoreFocus();
     announce();
-    // The address bar is always a link to what is on screen (present.js adds its room).
-    if (!LIVE) { window.history.replaceState(null, "", ROOT + data.page_url); }
+    // The address bar is always a link to what is on screen (in presenter mode, present.js
+    // writes the room's own, as the room's socket tells it).
+    if (!LIVE && !PRESENT) { window.history.replaceState(null, "", data.page_url); }
     var share = $("#share-link");
     if (share) { share.value = absolute(data.page_url); }
     var present = $("#btn-present");
-    if (present) { present.setAttribute("href", presentHref(ROOT + data.page_url)); }
+    if (present) { present.setAttribute("href", presentHref(data)); }
     drawTimeline();
     if (playing) { playTimer = window.setTimeout(playTick, PLAY_DELAY_MS); }
   }
@@ -220,7 +215,7 @@
   function copyDiagram() {
     var data = frameData();
     if (!data) { return; }
-    fetch(ROOT + "/api/diagram", {
+    fetch(data.diagram_url, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(data.diagram_request)
@@ -356,9 +351,9 @@
   if (initial && !LIVE) {
     // Canonical link (variant and digest included) from the first paint on; in presenter
     // mode present.js writes it, keeping the room (read from this very address) in it.
-    if (!PRESENT) { window.history.replaceState(null, "", ROOT + initial.page_url); }
+    if (!PRESENT) { window.history.replaceState(null, "", initial.page_url); }
     $("#share-link").value = absolute(initial.page_url);
-    $("#btn-present").setAttribute("href", presentHref(ROOT + initial.page_url));
+    $("#btn-present").setAttribute("href", presentHref(initial));
   }
   drawTimeline();
 }());

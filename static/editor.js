@@ -3,9 +3,7 @@
 // text (htmx posts it as you type); this file only glues and draws.
 (function () {
   "use strict";
-  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
-  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
-  var ROOT = document.body.getAttribute("data-root") || "";
+  // Every URL here comes from the server, already under the sub-path it is served at.
 
   var text = document.getElementById("ed-text");
   var gutter = document.getElementById("ed-gutter");
@@ -147,7 +145,7 @@
 
   // --- links, copy, save ----------------------------------------------------------------------
 
-  function absolute(path) { return window.location.origin + ROOT + path; }
+  function absolute(path) { return window.location.origin + path; }
 
   function absoluteLinks() {
     document.querySelectorAll("#share input[data-path]").forEach(function (input) {
@@ -230,7 +228,7 @@
     if (size) { size.textContent = data.getAttribute("data-size"); }
     // The address bar is always a link to what is on screen (when it fits in a link).
     var link = data.getAttribute("data-editor");
-    if (link) { window.history.replaceState(null, "", ROOT + link); }
+    if (link) { window.history.replaceState(null, "", link); }
     absoluteLinks();
     markStale();
   }

@@ -1,11 +1,10 @@
 // pagerace live room, follower side (/live/{room}): mirrors the presenter over
 // /ws/rooms/{room}. Every numbered message is logged in order; the frame shows the latest
 // step, fetched from the server (the same rendering as the dashboard), one fetch at a time.
+// Every URL comes from the server, and so does what a message means for the frame: a kernel
+// switch's A/B frame (cmp=) and a found bug's summary (found=1) are in the frame_url it sends.
 (function () {
   "use strict";
-  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
-  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
-  var ROOT = document.body.getAttribute("data-root") || "";
 
   var dash = document.getElementById("dash");
   if (!dash || !document.body.classList.contains("live")) { return; }
@@ -19,10 +18,7 @@
   var retries = 0;
   var wanted = null;
   var fetching = false;
-  var shownPath = currentPath();
-  // The kernel variant (v=) of the last state shown, to tell a kernel switch from a jump.
-  var shownVariant = variantOf(initialUrl());
-  var shownSchedule = null;
+  var shownId = currentId();
 
   function $(sel) { return document.querySelector(sel); }
 
@@ -38,25 +34,11 @@
     if (el) { el.textContent = text; }
   }
 
-  // The scenario page (/s/{id}) the frame on screen belongs to.
-  function currentPath() {
+  // The scenario the frame on screen belongs to.
+  function currentId() {
     var el = document.getElementById("frame-data");
-    if (!el) { return null; }
-    return "/s/" + JSON.parse(el.getAttribute("data-json")).id;
+    return el ? JSON.parse(el.getAttribute("data-json")).id : null;
   }
-
-  function initialUrl() {
-    var el = document.getElementById("frame-data");
-    return el ? JSON.parse(el.getAttribute("data-json")).page_url : null;
-  }
-
-  function variantOf(url) {
-    if (!url) { return null; }
-    var query = url.indexOf("?") < 0 ? "" : url.slice(url.indexOf("?") + 1);
-    return new URLSearchParams(query).get("v");
-  }
-
-  function pathOf(url) { return url ? url.split("?")[0].replace(/\/(frame|outcomes)$/, "") : null; }
 
   function logLine(msg) {
     var list = $("#live-log");
@@ -94,16 +76,16 @@
   // Show the latest wanted frame; frames in between are skipped (the log keeps every step).
   function pump() {
     if (fetching || !wanted) { return; }
-    var url = wanted;
+    var next = wanted;
     wanted = null;
-    if (pathOf(url) !== shownPath) {
+    if (next.scenario !== shownId) {
       // Another scenario (or the first one): the server renders the room's page afresh.
       window.location.reload();
       return;
     }
     fetching = true;
     var done = function () { fetching = false; pump(); };
-    window.htmx.ajax("GET", ROOT + url, { target: "#frame", swap: "innerHTML" }).then(done, done);
+    window.htmx.ajax("GET", next.url, { target: "#frame", swap: "innerHTML" }).then(done, done);
   }
 
   function onMessage(msg) {
@@ -129,45 +111,22 @@
     }
     if (msg.type === "state" || msg.type === "transition") {
       say("");
-      var variant = variantOf(msg.page_url && ROOT + msg.page_url);
-      var schedule = msg.schedule || [];
-      // The same schedule, give or take the steps that cannot run on one of the kernels.
-      var same = shownSchedule !== null &&
-        schedule.slice(0, shownSchedule.length).every(function (actor, i) {
-          return actor === shownSchedule[i];
-        });
-      if (msg.type === "state" && msg.frame_url && variant && shownVariant && same &&
-          variant !== shownVariant && pathOf(msg.frame_url) === shownPath) {
-        // A kernel switch on the same schedule: the A/B view (≠ marks, "steps 8, 11-13
-        // differ") is the frame's, asked for with cmp= just as the presenter's toggle does.
-        msg.switched = variant;
-        msg.frame_url += "&cmp=" + encodeURIComponent(shownVariant);
-      }
-      var jumped = shownSchedule === null || schedule.join(",") !== shownSchedule.join(",");
-      if (msg.type === "state" && msg.frame_url && !msg.switched && jumped) {
-        // A new schedule, as "Find a bug" gives (landing on its point of no return, before
-        // the violation shows): the server adds its summary ("200 of 1918 interleavings end
-        // this way") if the schedule is that exploration's example, and nothing otherwise.
-        msg.frame_url += "&found=1";
-      }
-      if (variant) { shownVariant = variant; }
-      shownSchedule = schedule;
       logLine(msg);
-      if (msg.page_url && $("#open-own")) { $("#open-own").setAttribute("href", ROOT + msg.page_url); }
-      if (msg.frame_url) { wanted = msg.frame_url; pump(); }
+      if (msg.page_url && $("#open-own")) { $("#open-own").setAttribute("href", msg.page_url); }
+      if (msg.frame_url) { wanted = { url: msg.frame_url, scenario: msg.scenario_id }; pump(); }
     } else if (msg.type === "progress") {
       say("exploring every interleaving… " + msg.states + " states");
     } else if (msg.type === "outcomes") {
       say("explored: " + msg.states + " states, " + msg.interleavings + " interleavings");
       if (msg.outcomes_url) {
-        window.htmx.ajax("GET", ROOT + msg.outcomes_url, { target: "#outcomes", swap: "innerHTML" });
+        window.htmx.ajax("GET", msg.outcomes_url, { target: "#outcomes", swap: "innerHTML" });
       }
     }
   }
 
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + window.location.host + ROOT + "/ws/rooms/" + room);
+    var socket = new WebSocket(scheme + window.location.host + dash.getAttribute("data-socket"));
     socket.onmessage = function (ev) {
       // The backoff resets only once a connection has carried a message: a server that
       // accepts and then drops every socket (its store down) is not retried every second.
@@ -204,7 +163,7 @@
     say("This page follows the presenter; “open this step” gives you your own copy.");
   }, true);
   document.body.addEventListener("htmx:afterSettle", function (ev) {
-    if (ev.target && ev.target.id === "frame") { shownPath = currentPath(); }
+    if (ev.target && ev.target.id === "frame") { shownId = currentId(); }
   });
   connect();
 }());

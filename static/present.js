@@ -1,16 +1,17 @@
 // pagerace presenter mode (?present=1): opens a live room and drives it from this dashboard.
 //
 // The dashboard keeps working as it always does (server-rendered frames over htmx). After
-// each frame this file tells the room what changed, in /ws/run's own words: `step` when the
-// presenter took one step, `back` / `goto` when they moved along the same schedule, `load`
-// for anything else (another kernel, a found bug, an edited schedule), `explore` for
-// "Explore all". The token lives in sessionStorage, never in the URL, so the address bar
-// can be shared.
+// each frame this file tells the room what changed, in /ws/run's own words, as the server
+// wrote them: the control that asked for the frame carries its message (`data-intent`: a
+// `step`, `back` or `goto`), and any other frame (another kernel, a found bug, a timeline
+// click) sends the frame's own `load` from its JSON island; "Explore all" sends `explore`.
+// Nothing here works out a schedule or a URL. The token lives in sessionStorage, never in
+// the URL, so the address bar can be shared.
 (function () {
   "use strict";
-  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
-  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
-  var ROOT = document.body.getAttribute("data-root") || "";
+  var dash = document.getElementById("dash");
+  // The room socket's path (root included), from the server; the room id is appended.
+  var SOCKETS = dash ? dash.getAttribute("data-room-sockets") : "";
 
   if (!document.body.classList.contains("present")) { return; }
   var KEY = "pagerace.room-token.";
@@ -45,7 +46,7 @@
   if (!room && last0) { room = last0.room; token = last0.token; }
   var reused = Boolean(room && token);
   var socket = null;
-  var last = null;
+  var pending = null;  // the intent of the control whose frame is on its way
   var retries = 0;
 
   function $(sel) { return document.querySelector(sel); }
@@ -65,61 +66,22 @@
     if (el) { el.textContent = text; }
   }
 
-  function view(data) {
-    return {
-      id: data.id,
-      scenario: data.diagram_request.scenario,
-      variant: data.query.v || null,
-      schedule: data.query.t ? data.query.t.split(",") : [],
-      at: data.at
-    };
-  }
-
-  function same(a, b) { return a.length === b.length && a.every(function (x, i) { return x === b[i]; }); }
-
-  // The schedule after stepping `actor` at `at`: app.links.step_schedule, mirrored.
-  function stepped(schedule, at, actor) {
-    if (schedule[at] === actor) { return schedule; }
-    return schedule.slice(0, at).concat([actor]);
-  }
-
-  function loadOf(v) {
-    return { type: "load", scenario: v.scenario, variant: v.variant, schedule: v.schedule, at: v.at };
-  }
-
-  // What the room must be told to go from `a` to `b`.
-  function diff(a, b) {
-    if (!a || a.id !== b.id || a.variant !== b.variant ||
-        JSON.stringify(a.scenario) !== JSON.stringify(b.scenario)) { return loadOf(b); }
-    if (b.at === a.at + 1 && b.at <= b.schedule.length) {
-      var actor = b.schedule[a.at];
-      if (same(stepped(a.schedule, a.at, actor), b.schedule)) { return { type: "step", actor: actor }; }
-    }
-    if (same(a.schedule, b.schedule)) {
-      if (b.at === a.at) { return null; }
-      return b.at === a.at - 1 ? { type: "back" } : { type: "goto", index: b.at };
-    }
-    return loadOf(b);
-  }
-
   function send(message) {
     if (!message) { return; }
     if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(message)); }
   }
 
-  // The address bar keeps presenter mode and the room (but never the token).
-  function keepUrl() {
-    var data = frameData();
-    if (!data || !room) { return; }
-    var url = ROOT + data.page_url + (data.page_url.indexOf("?") < 0 ? "?" : "&") + "present=1&room=" + room;
-    window.history.replaceState(null, "", url);
+  // The address bar keeps presenter mode and the room (but never the token): the room's
+  // socket says where each step is (`present_url`).
+  function keepUrl(url) {
+    if (url) { window.history.replaceState(null, "", url); }
   }
 
-  function showCorner(followUrl) {
+  function showCorner(followUrl, qrUrl) {
     var link = $("#follow-url");
     if (link) { link.textContent = followUrl.replace(/^https?:\/\//, ""); link.href = followUrl; }
     var qr = $("#follow-qr");
-    if (qr) { qr.src = ROOT + "/live/" + room + "/qr.svg"; qr.hidden = false; }
+    if (qr && qrUrl) { qr.src = qrUrl; qr.hidden = false; }
     // A QR code of 127.0.0.1 sends every phone in the room to itself: say so on the slide.
     var host = "";
     try { host = new URL(followUrl).hostname; } catch (e) { host = ""; }
@@ -129,13 +91,12 @@
 
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + ROOT + "/ws/rooms/" + room +
+    socket = new WebSocket(scheme + window.location.host + SOCKETS + room +
       "?token=" + encodeURIComponent(token));
     socket.onopen = function () {
       roomStatus("● live: followers see every step", "on");
       // Whatever the room had, it now shows what is on this screen.
-      last = view(frameData());
-      send(loadOf(last));
+      send(frameData().load);
     };
     socket.onmessage = function (ev) {
       var msg = JSON.parse(ev.data);
@@ -143,6 +104,10 @@
       // socket (its room store down) is not retried every half second.
       retries = 0;
       if (msg.type === "error") { say("⚠ room: " + msg.message); }
+      if (msg.type === "room" && msg.follow_url) {
+        showCorner(new URL(msg.follow_url, window.location.href).href, msg.qr_url);
+      }
+      keepUrl(msg.present_url);
     };
     socket.onclose = function (ev) {
       if (ev.code === 1013) {  // try again later: the room store (Redis) is down
@@ -179,8 +144,6 @@
     if (room && token) {
       window.sessionStorage.setItem(KEY + room, token);
       remember(room, token);
-      keepUrl();
-      showCorner(window.location.origin + ROOT + "/live/" + room);
       connect();
       return;
     }
@@ -190,11 +153,10 @@
   function createRoom() {
     var data = frameData();
     if (!data) { return; }
-    var v = view(data);
-    fetch(ROOT + "/api/rooms", {
+    fetch(data.rooms_url, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ scenario: v.scenario, variant: v.variant, schedule: v.schedule, at: v.at })
+      body: JSON.stringify(data.diagram_request)  // where this frame stands
     }).then(function (res) {
       return res.json().then(function (body) {
         if (!res.ok) { throw new Error(body.detail || res.statusText); }
@@ -205,19 +167,25 @@
       token = created.presenter_token;
       window.sessionStorage.setItem(KEY + room, token);
       remember(room, token);
-      keepUrl();
+      keepUrl(created.present_url.split("#")[0]);  // the token stays out of the address bar
       showCorner(created.follow_url);
       connect();
     }).catch(function (err) { roomStatus("✖ no live room: " + err.message, "off"); });
   }
 
+  // The control that asked for a frame (a click, or a key that activates it) says what the
+  // room is told; a frame nobody's control asked for (a timeline click) is loaded as shown.
+  document.body.addEventListener("htmx:beforeRequest", function (ev) {
+    var elt = ev.detail && ev.detail.elt;
+    var intent = elt && elt.getAttribute ? elt.getAttribute("data-intent") : null;
+    pending = intent ? JSON.parse(intent) : null;
+  });
   document.body.addEventListener("htmx:afterSettle", function (ev) {
     var id = ev.target && ev.target.id;
     if (id === "frame") {
-      keepUrl();
-      var next = view(frameData());
-      send(diff(last, next));
-      last = next;
+      var data = frameData();
+      send(pending || (data && data.load));
+      pending = null;
     } else if (id === "outcomes") {
       send({ type: "explore" });
     }

@@ -13,7 +13,7 @@ from pydantic import Field
 import engine
 from app.config import MAX_SCHEDULE
 from app.deps import CatalogDep, ExplorerDep, RunnerDep
-from app.links import dashboard_path, link_params
+from app.runref import RunRef
 from app.schemas import (
     ERRORS,
     JSON_ERRORS,
@@ -36,6 +36,7 @@ from app.service import (
     disconnected,
     resolve_scenario,
 )
+from app.urls import Urls
 
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
@@ -163,10 +164,10 @@ def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainT
     scenario, config, result = _run(body, runner)
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
-    params = link_params(scenario, config, body.scenario, body.schedule, at)
+    params = RunRef.for_link(scenario, config, body.scenario, body.schedule, at)
     settings = request.app.state.settings
     base = site_url(
         request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
     )
-    link = base + dashboard_path(scenario.id, params)
+    link = Urls(base).page(scenario.id, params)  # the site's address (root included) in front
     return PlainTextResponse(f"{text}\n\nreplay: {link}\n")

@@ -36,6 +36,7 @@ from app.editor import (
 )
 from app.links import LinkError, LinkTooLarge
 from app.service import Catalog, ClientGone, Explorer, client_of
+from app.urls import Urls
 
 router = APIRouter(include_in_schema=False)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -57,10 +58,10 @@ async def _form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-async def _check(form: dict[str, str], max_doc_bytes: int) -> Check:
+async def _check(form: dict[str, str], max_doc_bytes: int, urls: Urls) -> Check:
     # Parsing up to 64 KB of YAML is CPU work: keep it off the event loop.
     text, variant = form.get("text", ""), form.get("v") or None
-    return await anyio.to_thread.run_sync(check_text, text, max_doc_bytes, variant)
+    return await anyio.to_thread.run_sync(check_text, text, max_doc_bytes, variant, urls)
 
 
 def _check_context(check: Check) -> dict[str, Any]:
@@ -132,7 +133,9 @@ async def editor_page(
     params = request.query_params
     from_id, s = params.get("from") or None, params.get("s") or None
     text, notices, status = _initial_text(catalog, settings.max_doc_bytes, from_id, s)
-    check = await _check({"text": text, "v": params.get("v", "")[:64]}, settings.max_doc_bytes)
+    check = await _check(
+        {"text": text, "v": params.get("v", "")[:64]}, settings.max_doc_bytes, Urls.of(request)
+    )
     shown = from_id if from_id in catalog and not s else None
     return _page(request, templates, catalog, check, notices, status=status, from_id=shown)
 
@@ -149,10 +152,10 @@ async def editor_post(
     try:
         form = await _form(request)
     except BadForm as err:
-        check = await _check({"text": STARTER}, settings.max_doc_bytes)
+        check = await _check({"text": STARTER}, settings.max_doc_bytes, Urls.of(request))
         notice = Notice("warn", f"The form could not be read: {err}.")
         return _page(request, templates, catalog, check, [notice], status=400)
-    check = await _check(form, settings.max_doc_bytes)
+    check = await _check(form, settings.max_doc_bytes, Urls.of(request))
     outcomes = None
     if form.get("do") == "explore" and check.scenario is not None:
         outcomes = await _outcomes(request, explorer, check)
@@ -172,7 +175,7 @@ async def check(request: Request, settings: SettingsDep, templates: TemplatesDep
         form = await _form(request)
     except BadForm as err:
         return _bad_form(request, templates, err)
-    result = await _check(form, settings.max_doc_bytes)
+    result = await _check(form, settings.max_doc_bytes, Urls.of(request))
     ctx = {**_check_context(result), "oob": True}
     status = 413 if result.size > result.limit else 200
     return templates.TemplateResponse(request, "_editor_check.html", ctx, status_code=status)
@@ -187,7 +190,7 @@ async def explore(
         form = await _form(request)
     except BadForm as err:
         return _bad_form(request, templates, err)
-    result = await _check(form, settings.max_doc_bytes)
+    result = await _check(form, settings.max_doc_bytes, Urls.of(request))
     if result.scenario is None:
         status = 413 if result.size > result.limit else 422
         ctx: dict[str, Any] = {"c": result, "outcomes": None}
@@ -219,7 +222,10 @@ async def _outcomes(request: Request, explorer: Explorer, check: Check) -> dict[
     result = await _explore(request, explorer, scenario, config)
     packed = check.links.packed_doc or ""
     rows = [
-        {"outcome": o, "url": example_path(scenario, packed, check.variant, o.example)}
+        {
+            "outcome": o,
+            "url": example_path(scenario, packed, check.variant, o.example, Urls.of(request)),
+        }
         for o in result.outcomes
     ]
     return {

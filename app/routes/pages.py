@@ -23,7 +23,7 @@ from app.catalog_view import all_tags, cards
 from app.config import MAX_PARAM_CHARS, Settings
 from app.dashboard import (
     Dashboard,
-    LinkInput,
+    Link,
     Notice,
     build_dashboard,
     config_for,
@@ -32,14 +32,11 @@ from app.dashboard import (
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.errors import PageError, error_page
 from app.links import (
-    LinkParams,
     LinkScenarioError,
-    dashboard_path,
     decode_doc,
-    frame_path,
     parse_schedule,
-    root_path,
 )
+from app.runref import RunRef
 from app.security import cross_site_subresource
 from app.service import (
     CLIENT_GONE,
@@ -50,6 +47,7 @@ from app.service import (
     resolve_scenario,
     shortest_violation,
 )
+from app.urls import Urls
 
 router = APIRouter(include_in_schema=False)
 
@@ -82,8 +80,9 @@ def catalog_page(
 @dataclass(frozen=True, slots=True)
 class Target:
     scenario: engine.Scenario
-    link: LinkInput
+    link: RunRef  # as the URL gave it (not yet checked)
     notices: tuple[Notice, ...]
+    urls: Urls  # the request's: its links keep the sub-path it was served under
 
 
 def _scenario(
@@ -142,26 +141,27 @@ def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id:
     variant = params.get("v") or None
     if variant is None and (kernel := params.get("kernel")):
         variant = variant_for_kernel(scenario, kernel, notices)
-    link = LinkInput(
+    link = RunRef(
         variant=variant,
         schedule=parse_schedule(params.get("t")),
         at=_step_number(params.get("at"), notices),
         digest=params.get("d") or None,
-        custom=s,
+        packed=s,
         compare=params.get("cmp") or None,
     )
-    return Target(scenario, link, tuple(notices))
+    return Target(scenario, link, tuple(notices), Urls.of(request))
 
 
 def _dashboard(target: Target, scenario_id: str, extra: Sequence[Notice] = ()) -> Dashboard:
-    sid = target.scenario.id if target.link.custom else scenario_id
-    return build_dashboard(target.scenario, target.link, sid, [*target.notices, *extra])
+    sid = target.scenario.id if target.link.packed else scenario_id
+    notices = [*target.notices, *extra]
+    return build_dashboard(target.scenario, target.link, sid, notices, target.urls)
 
 
 def _frame(request: Request, templates: TemplatesDep, dash: Dashboard) -> Response:
     # A live room's follower fetches frames too, but its address stays /live/{room}.
     following = request.query_params.get("live") == "1"
-    headers = {} if following else {"HX-Replace-Url": root_path(request) + dash.page_url}
+    headers = {} if following else {"HX-Replace-Url": dash.page_url}
     return templates.TemplateResponse(request, "_frame_response.html", {"d": dash}, headers=headers)
 
 
@@ -364,16 +364,18 @@ async def find_bug(
         # Land where the run is already lost, not on the free at its end: the step a reviewer
         # points at (the bad outcome's last step when the search could not tell).
         at = outcome.no_return if outcome.no_return > 0 else steps
-        link = LinkInput(
-            config.variant,
-            tuple(outcome.example),
-            at,
-            target.scenario.digest,
-            target.link.custom,
+        link = RunRef(
+            variant=config.variant,
+            schedule=tuple(outcome.example),
+            at=at,
+            digest=target.scenario.digest,
+            packed=target.link.packed,
         )
 
     def render() -> Response:  # a replay and a page render: off the event loop
-        dash = _dashboard(Target(target.scenario, link, target.notices), scenario_id, notices)
+        dash = _dashboard(
+            Target(target.scenario, link, target.notices, target.urls), scenario_id, notices
+        )
         return _frame(request, templates, dash)
 
     return await anyio.to_thread.run_sync(render)
@@ -393,20 +395,18 @@ async def outcomes(
     if isinstance(explored, Response):
         return explored
     target, config, result, notices = explored
-    sid = target.scenario.id if target.link.custom else scenario_id
+    sid = target.scenario.id if target.link.packed else scenario_id
     rows: list[dict[str, Any]] = []
     for outcome in result.outcomes:
         example = tuple(outcome.example)
-        params = LinkParams(
-            config.variant, example, len(example), target.scenario.digest, target.link.custom
+        params = RunRef(
+            variant=config.variant,
+            schedule=example,
+            at=len(example),
+            digest=target.scenario.digest,
+            packed=target.link.packed,
         )
-        rows.append(
-            {
-                "outcome": outcome,
-                "frame_url": frame_path(sid, params),
-                "page_url": dashboard_path(sid, params),
-            }
-        )
+        rows.append({"outcome": outcome, "link": Link.to(target.urls, sid, params)})
     ctx = {
         "result": result,
         "rows": rows,

@@ -27,10 +27,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 import engine
 from app.config import Settings
-from app.dashboard import Dashboard, LinkInput, build_dashboard
+from app.dashboard import Dashboard, build_dashboard
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.errors import PageError, error_message, error_page
-from app.links import dashboard_path, frame_path, link_params
 from app.rooms import (
     ROOM_ID_PATTERN,
     STORE_DOWN_RETRY_S,
@@ -39,14 +38,14 @@ from app.rooms import (
     RoomEnded,
     RoomError,
     RoomGone,
-    Snapshot,
     StoreDown,
     new_room_id,
     new_token,
     token_hash,
     token_matches,
 )
-from app.schemas import ERRORS, LoadMessage, RoomCreated, RoomRequest
+from app.runref import RunRef
+from app.schemas import ERRORS, RoomCreated, RoomRequest
 from app.security import WS_POLICY, same_origin, site_url
 from app.service import Catalog, ExploreBusy, Explorer, client_of, resolve_scenario
 from app.session import (
@@ -58,6 +57,7 @@ from app.session import (
     drive,
     known_answer,
 )
+from app.urls import Urls
 from app.wire import encode_off_loop
 
 router = APIRouter()
@@ -79,44 +79,44 @@ def get_broker(conn: Request | WebSocket) -> Broker:
     return broker
 
 
-def _load_message(snapshot: Snapshot) -> LoadMessage:
-    return LoadMessage(
-        type="load",
-        scenario=snapshot.scenario or "",
-        variant=snapshot.variant,
-        kernel=snapshot.kernel,
-        fixes=snapshot.fixes,
-        schedule=list(snapshot.schedule),
-        at=snapshot.at,
-    )
+def room_links(
+    session: RunSession, urls: Urls, shown: RunRef | None = None, kind: str = ""
+) -> dict[str, Any]:
+    """The dashboard URLs of where the session stands: followers fetch these frames.
 
-
-def snapshot_of(session: RunSession) -> Snapshot:
-    source = session.source
-    if source is None:
-        return Snapshot()
-    return Snapshot(
-        scenario=source.scenario,
-        variant=source.variant,
-        kernel=source.kernel,
-        fixes=dict(source.fixes) if source.fixes else None,
-        schedule=tuple(session.schedule),
-        at=session.at,
-    )
-
-
-def room_links(session: RunSession) -> dict[str, str]:
-    """The dashboard URLs of where the session stands: followers fetch these frames."""
+    `shown` is what followers show now (the last published position). A `state` on the same
+    schedule on another kernel asks for the A/B frame (`cmp=`, and `switched` names the new
+    variant for the followers' log); a `state` on a new schedule, as "Find a bug" gives, asks
+    for the frame with `found=1` (the server adds the search's summary when the schedule is
+    that exploration's example)."""
     scenario, config = session.scenario, session.config
-    if scenario is None or config is None or session.source is None:
+    if scenario is None or config is None or not session.ref.loaded:
         return {}
-    params = link_params(scenario, config, session.source.scenario, session.schedule, session.at)
-    frame = frame_path(scenario.id, params, live=1)
+    now = session.ref.link(scenario, config)
+    links: dict[str, Any] = {"scenario_id": scenario.id}
+    extra: dict[str, str | int] = {"live": 1}
+    if kind == "state" and shown is not None and shown.scenario == now.scenario:
+        # The same schedule, give or take the steps that cannot run on one of the kernels.
+        common = min(len(now.schedule), len(shown.schedule))
+        kept = now.schedule[:common] == shown.schedule[:common]
+        if now.variant and shown.variant and kept and now.variant != shown.variant:
+            extra["cmp"] = shown.variant
+            links["switched"] = now.variant
+    if kind == "state" and "cmp" not in extra and (shown is None or now.schedule != shown.schedule):
+        extra["found"] = 1
     return {
-        "page_url": dashboard_path(scenario.id, params),
-        "frame_url": frame,
-        "outcomes_url": frame.replace("/frame?", "/outcomes?", 1),
+        **links,
+        "page_url": urls.page(scenario.id, now),
+        "frame_url": urls.frame(scenario.id, now, **extra),
+        "outcomes_url": urls.outcomes(scenario.id, now, live=1),
     }
+
+
+def shown_by(session: RunSession) -> RunRef | None:
+    """The position a published message leaves followers at (as a link)."""
+    if session.scenario is None or session.config is None or not session.ref.loaded:
+        return None
+    return session.ref.link(session.scenario, session.config)
 
 
 def guessing_wait(conn: Request | WebSocket) -> float:
@@ -143,7 +143,7 @@ def follow_url(request: Request | WebSocket, room: str) -> str:
     base = site_url(
         request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
     )
-    return base + f"/live/{room}"
+    return Urls(base).live(room)  # the site's own address (root included) in front
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -175,28 +175,27 @@ async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) 
             status_code=429,
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    snapshot = Snapshot()
-    present_url = None
+    snapshot, link = RunRef(), None
     if body.scenario is not None:
         scenario = resolve_scenario(catalog, body.scenario)
         config = engine.make_config(scenario, body.variant, body.kernel, body.fixes)
         engine.run_schedule(scenario, config, body.schedule)  # a bad schedule is a 422 now
         at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
-        snapshot = Snapshot(
+        snapshot = RunRef(
             body.scenario, body.variant, body.kernel, body.fixes, tuple(body.schedule), at
         )
-        params = link_params(scenario, config, body.scenario, body.schedule, at)
-        present_url = dashboard_path(scenario.id, params)
+        link = (scenario.id, snapshot.link(scenario, config))
     room, token = new_room_id(), new_token()
     try:
         await get_broker(request).create(room, token_hash(token), snapshot)
     except RoomError as err:  # too many rooms, or the store (Redis) is down
         headers = {"Retry-After": str(STORE_DOWN_RETRY_S)} if isinstance(err, StoreDown) else {}
         return JSONResponse({"detail": str(err), "errors": []}, status_code=503, headers=headers)
-    if present_url is not None:
+    present_url = None
+    if link is not None:
         # The token rides in the #fragment, which browsers never send to a server or log;
         # present.js moves it into sessionStorage and drops it from the address bar.
-        present_url += f"&present=1&room={room}#token={token}"
+        present_url = Urls.of(request).present(*link, room=room, token=token)
     created = RoomCreated(
         room=room,
         presenter_token=token,
@@ -249,7 +248,7 @@ async def live_page(
     def render() -> Response:  # a replay and a page render: off the event loop
         if snapshot.loaded:
             try:
-                ctx["d"] = _live_dashboard(catalog, snapshot)
+                ctx["d"] = _live_dashboard(catalog, snapshot, Urls.of(request))
             except engine.InputError as err:
                 ctx["problem"] = str(err)
         response: Response = templates.TemplateResponse(request, "live.html", ctx)
@@ -264,13 +263,10 @@ def _valid_room(room: str) -> bool:
     return re.fullmatch(ROOM_ID_PATTERN, room) is not None
 
 
-def _live_dashboard(catalog: Catalog, snapshot: Snapshot) -> Dashboard:
+def _live_dashboard(catalog: Catalog, snapshot: RunRef, urls: Urls) -> Dashboard:
     scenario = resolve_scenario(catalog, snapshot.scenario or "")
     config = engine.make_config(scenario, snapshot.variant, snapshot.kernel, snapshot.fixes)
-    ref = snapshot.scenario or ""
-    params = link_params(scenario, config, ref, snapshot.schedule, snapshot.at)
-    link = LinkInput(params.variant, params.schedule, params.at, None, params.custom)
-    return build_dashboard(scenario, link, scenario.id)
+    return build_dashboard(scenario, snapshot.link(scenario, config), scenario.id, (), urls)
 
 
 # --- WebSocket -------------------------------------------------------------------------------
@@ -353,30 +349,50 @@ async def ws_room(
 async def _present(websocket: WebSocket, room: str, broker: Broker, session: RunSession) -> None:
     """The presenter: every command's resulting messages are published to the room."""
     reply = session.send
+    urls = Urls.of(websocket)
     publishing = False
 
+    shown: RunRef | None = None  # what followers show: the last published position
+
     async def publish(message: dict[str, Any]) -> None:
+        nonlocal shown
         if not publishing or message.get("type") == "error":
             await reply(message)  # errors, and the catch-up state, are the presenter's own
             return
-        body = {**message, **room_links(session)}
-        seq = await broker.publish(room, snapshot_of(session), body)
-        await reply({"seq": seq, **body})
+        kind = str(message.get("type", ""))
+        body = {**message, **room_links(session, urls, shown, kind)}
+        seq = await broker.publish(room, session.ref, body)
+        own: dict[str, str] = {}
+        if kind in ("state", "transition"):
+            shown = shown_by(session)
+            if shown is not None and session.scenario is not None:
+                # The presenter's address bar: this step, in presenter mode, in this room.
+                own["present_url"] = urls.present(session.scenario.id, shown, room)
+        await reply({"seq": seq, **body, **own})
 
     session.send = publish
-    await reply({"type": "room", "room": room, "role": "presenter"})
+    await reply(
+        {
+            "type": "room",
+            "room": room,
+            "role": "presenter",
+            "follow_url": urls.live(room),  # the page resolves it against its own address
+            "qr_url": urls.live_qr(room),
+        }
+    )
     record = await broker.get(room)
-    kept = record.snapshot if record is not None else Snapshot()
+    kept = record.snapshot if record is not None else RunRef()
     if record is not None and record.snapshot.loaded:
         try:
-            await session.load(_load_message(record.snapshot))
+            await session.load(record.snapshot.to_load())
+            shown = shown_by(session)  # the room's step, which followers show on joining
         except (engine.InputError, ExploreBusy) as exc:
             await reply(known_answer(exc).message())
 
     async def left() -> None:
         # Followers are told the presenter went (the room stays: they may come back, and
         # their next step clears the note). The room's step is unchanged.
-        snapshot = snapshot_of(session) if session.source is not None else kept
+        snapshot = session.ref if session.ref.loaded else kept
         message = {"type": "presenter", "connected": False, "message": PRESENTER_LEFT}
         await broker.publish(room, snapshot, message)
 
@@ -398,6 +414,7 @@ async def _follow(
     out: Outbox,
 ) -> None:
     """A follower: the current state, then every numbered message after it, in order."""
+    urls = Urls.of(websocket)
     if broker.fanout.count(room) >= broker.settings.max_followers:
         raise RoomError(f"this room is full ({broker.settings.max_followers} followers)", 4409)
     async with broker.subscribe(room) as sub:
@@ -416,8 +433,9 @@ async def _follow(
 
             catch_up = RunSession(catalog, settings, explorer, keep)
             try:
-                await catch_up.load(_load_message(record.snapshot))
-                await out.send({"seq": seen, **state, **room_links(catch_up)})
+                await catch_up.load(record.snapshot.to_load())
+                links = room_links(catch_up, urls, None, "state")
+                await out.send({"seq": seen, **state, **links})
             except (engine.InputError, ExploreBusy) as exc:
                 await out.send(known_answer(exc).message())
 

@@ -94,7 +94,7 @@ def test_a_bug_in_a_socket_is_logged_and_a_server_error(
 def test_a_bug_in_an_http_request_is_a_500(monkeypatch: pytest.MonkeyPatch, app: Any) -> None:
     monkeypatch.setattr(engine, "run_schedule", boom)
     client = TestClient(app, raise_server_exceptions=False)
-    response = client.post("/api/run", json={"scenario": SEED})
+    response = client.post("/api/diagram", json={"scenario": SEED})
     assert response.status_code == 500
     assert response.json()["detail"] == INTERNAL
 

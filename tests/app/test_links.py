@@ -7,7 +7,8 @@ import zlib
 
 import pytest
 
-from app.links import LinkError, LinkParams, decode_doc, encode_doc, parse_schedule
+from app.links import LinkError, decode_doc, encode_doc, parse_schedule
+from app.runref import RunRef
 
 
 def test_round_trip_is_url_safe() -> None:
@@ -40,6 +41,23 @@ def _encode_list() -> str:
 
 
 def test_query_keeps_commas_readable() -> None:
-    params = LinkParams("buggy", ("dio", "kswapd"), 2, "abc123", None)
+    params = RunRef(variant="buggy", schedule=("dio", "kswapd"), at=2, digest="abc123")
     assert params.query() == "v=buggy&t=dio,kswapd&at=2&d=abc123"
+    assert params.on_variant("fixed", coming_from="buggy").query() == (
+        "v=fixed&t=dio,kswapd&at=2&d=abc123&cmp=buggy"
+    )
+
+
+def test_a_step_keeps_the_schedule_or_branches() -> None:
+    ref = RunRef(schedule=("dio", "kswapd", "dio"), at=1)
+    assert ref.stepped("kswapd") == RunRef(schedule=("dio", "kswapd", "dio"), at=2)
+    assert ref.stepped("dio") == RunRef(schedule=("dio", "dio"), at=2)
+    assert RunRef(schedule=("dio",)).stepped("kswapd").schedule == ("dio", "kswapd")
+
+
+def test_a_snapshot_survives_its_json() -> None:
+    ref = RunRef({"id": "x"}, "buggy", "6.1", {"a": True}, ("dio",), 1)
+    assert RunRef.from_json(ref.to_json()) == ref
+    assert RunRef.from_json(RunRef().to_json()) == RunRef()
+    assert RunRef.from_load(ref.to_load()) == ref
     assert parse_schedule(" dio, ,kswapd,") == ("dio", "kswapd")

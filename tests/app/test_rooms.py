@@ -14,8 +14,9 @@ from starlette.websockets import WebSocketDisconnect
 
 import engine
 from app.main import create_app
-from app.rooms import RoomSettings, Snapshot, with_seq
+from app.rooms import RoomSettings, with_seq
 from app.routes.rooms import FOLLOWER_REFUSED
+from app.runref import RunRef
 
 SEED = "madv-free-vs-dio"
 
@@ -94,7 +95,13 @@ def test_followers_mirror_every_step_in_order(
         live.websocket_connect(path) as f1,
         live.websocket_connect(path) as f2,
     ):
-        assert receive(presenter) == {"type": "room", "room": room["room"], "role": "presenter"}
+        assert receive(presenter) == {
+            "type": "room",
+            "room": room["room"],
+            "role": "presenter",
+            "follow_url": f"/live/{room['room']}",
+            "qr_url": f"/live/{room['room']}/qr.svg",
+        }
         for follower in (f1, f2):
             hello = receive(follower)
             assert hello["role"] == "follower"
@@ -308,8 +315,8 @@ def test_frame_for_followers_does_not_move_the_address_bar(live: TestClient) -> 
 def test_with_seq_numbers_encoded_messages() -> None:
     assert with_seq(7, '{"type":"state"}') == '{"seq":7,"type":"state"}'
     assert with_seq(1, "{}") == '{"seq":1}'
-    snap = Snapshot({"id": "x"}, "buggy", None, {"a": True}, ("dio", "kswapd"), 1)
-    assert Snapshot.from_json(snap.to_json()) == snap
+    snap = RunRef({"id": "x"}, "buggy", None, {"a": True}, ("dio", "kswapd"), 1)
+    assert RunRef.from_json(snap.to_json()) == snap
 
 
 def test_followers_share_one_render_of_a_frame(live: TestClient) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from app.rooms import RedisBroker, RoomSettings, Snapshot, token_hash
+from app.rooms import RedisBroker, RoomSettings, token_hash
+from app.runref import RunRef
 from scripts.servers import PAGERACE_SERVE, app_server, redis_server
 
 pytestmark = pytest.mark.redis
@@ -115,14 +116,14 @@ def test_redis_broker_order_expiry_and_token(redis_url: str) -> None:
     async def scenario() -> None:
         broker = RedisBroker(RoomSettings(idle_s=1.0, max_rooms=1000), redis_url)
         try:
-            await broker.create("abcdefgh", token_hash("secret"), Snapshot(SEED, "buggy"))
+            await broker.create("abcdefgh", token_hash("secret"), RunRef(SEED, "buggy"))
             record = await broker.get("abcdefgh")
             assert record is not None
             assert record.token_hash == token_hash("secret")
-            assert record.snapshot == Snapshot(SEED, "buggy")
+            assert record.snapshot == RunRef(SEED, "buggy")
             async with broker.subscribe("abcdefgh") as sub:
                 for n in range(1, 51):
-                    snap = Snapshot(SEED, "buggy", schedule=("dio",) * n, at=n)
+                    snap = RunRef(SEED, "buggy", schedule=("dio",) * n, at=n)
                     assert await broker.publish("abcdefgh", snap, {"type": "state", "n": n}) == n
                 got = [await asyncio.wait_for(sub.next(), 5) for _ in range(50)]
             assert [item[0] for item in got if item] == list(range(1, 51))
