@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs
+from engine.kernel import oracle, refs, swap
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -224,7 +224,8 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
     # reuse_swap_page (up to 5.17) counts mappings and swap entries before this fault's
     # page_add_anon_rmap and swap_free: this PTE's own entry is the 1 it allows.
     swap_users = ctx.w.page(index).mapcount + slot.entries
-    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))  # swap_free
+    ctx.w = ctx.w.set_slot(pte.swap, slot)
+    swap.swap_free(ctx, pte.swap)
     refs.get(ctx, index)
     page = ctx.w.page(index)
     refs.update(ctx, index, page.evolve(mapcount=page.mapcount + 1))
@@ -269,7 +270,7 @@ def free_swap(ctx: Ctx, index: int) -> str:
     slot = ctx.w.swap[page.swap]
     if slot.entries > 0 or page.has(WRITEBACK):
         return ""
-    ctx.w = ctx.w.set_slot(page.swap, slot.evolve(cache=NO_PAGE))
+    swap.uncache(ctx, page.swap)
     refs.update(ctx, index, page.clear(SWAPCACHE).set(DIRTY).evolve(ref=page.ref - 1, swap=-1))
     return "; delete_from_swap_cache: the page is dirty, the slot free"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs
+from engine.kernel import oracle, refs, swap
 from engine.kernel.fault import wait_reason
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, op
 from engine.state import DIRTY, NO_PAGE, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
@@ -39,8 +39,7 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
             "madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping"
         )
     if pte.swap >= 0:
-        slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
+        swap.swap_free(ctx, pte.swap)
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
         ctx.next_op()
@@ -125,8 +124,7 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         if freed:
             note += ": the last reference, the page is freed"
     elif pte.swap >= 0:
-        slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
+        swap.swap_free(ctx, pte.swap)
         note = f"drops the swap entry of {addr}"
     ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
     if not pte.file:
