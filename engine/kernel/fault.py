@@ -67,13 +67,6 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
         cached = ctx.w.swap[pte.swap].cache
     elif pte is not None and pte.file and not pte.present:
         cached = ctx.w.file(pte.file).cache
-    if pte is not None and pte.swap >= 0 and cached < 0 and ctx.w.swap[pte.swap].has_cache:
-        # swapcache_prepare: -EEXIST; do_swap_page sleeps a tick and the fault is retried
-        # (13ddaf26be32; a wait queue since 01626a182302) until the owner clears the pin.
-        return (
-            f"waits: S{pte.swap} is pinned by a swap-in that skips the swap cache "
-            "(swapcache_prepare -EEXIST, retry)"
-        )
     if cached >= 0 and ctx.w.page(cached).ref == 0:
         # The lookup's folio_try_get fails on a frozen page: it retries until reclaim is done.
         return f"waits: {page_name(cached)} is frozen by reclaim (folio_try_get fails, retry)"
@@ -83,6 +76,22 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
         if locker and locker != ctx.name:
             return f"waits for the folio lock of {page_name(cached)}, held by {locker}"
     return None
+
+
+def swapin_wait(ctx: Ctx, pte: Pte) -> str | None:
+    """Why a swap-in of this PTE's entry must wait: another swap-in that skips the swap
+    cache has pinned it (swapcache_prepare gives -EEXIST; do_swap_page sleeps a tick and
+    the fault is retried, 13ddaf26be32, a wait queue since 01626a182302; a swap-cache
+    swap-in loops in __read_swap_cache_async) until the owner clears SWAP_HAS_CACHE."""
+    if pte.present or pte.swap < 0:
+        return None
+    slot = ctx.w.swap[pte.swap]
+    if slot.cache >= 0 or not slot.has_cache:
+        return None
+    return (
+        f"waits: S{pte.swap} is pinned by a swap-in that skips the swap cache "
+        "(swapcache_prepare -EEXIST, retry)"
+    )
 
 
 def needs_fault(pte: Pte, write: bool) -> bool:
@@ -365,6 +374,9 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     if reason:
         return Blocked(reason)
     if needs_fault(pte, write):
+        pinned = swapin_wait(ctx, pte)
+        if pinned:
+            return Blocked(pinned)
         eof = past_eof(ctx, proc, addr, pte)
         if eof:
             return eof
@@ -451,7 +463,7 @@ def swapin_lookup(ctx: Ctx) -> Effect | Blocked:
     slot = ctx.w.swap[entry]
     skip = ctx.cfg.on("swap_skip_swapcache") and slot.cache < 0 and slot.entries == 1
     if not skip:
-        reason = wait_reason(ctx, proc, pte)
+        reason = wait_reason(ctx, proc, pte) or swapin_wait(ctx, pte)
         if reason:
             return Blocked(reason)
         note = do_swap_page(ctx, proc, addr, pte, _writing(ctx))

@@ -165,3 +165,19 @@ def test_reclaim_allocates_no_slot_once_swapoff_has_begun() -> None:
     notes = [s.note for s in run.steps]
     assert any("folio_alloc_swap fails" in n for n in notes), notes
     assert run.steps[-1].world.swap == ()
+
+
+def test_a_zap_does_not_wait_for_a_pinned_entry_and_the_swap_in_backs_off() -> None:
+    # MADV_DONTNEED drops the swap entry while a skip-swapcache swap-in holds SWAP_HAS_CACHE
+    # (zap_pte_range never waits for it); the swap-in's pte_same then fails, and the slot is
+    # freed only when swapcache_clear drops the pin.
+    sc = synchronous(
+        {"cpu": [{"read": {"addr": "buf"}}], "zap": [{"madvise_dontneed": {"addr": "buf"}}]}
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu", "cpu", "zap"])
+    world = run.steps[-1].world
+    assert world.swap[0].has_cache and world.swap[0].entries == 0 and world.swap_free == ()
+    end = engine.run_schedule(sc, config(sc, "6.8"), ["cpu", "cpu", "zap", *["cpu"] * 4])
+    assert "pte_same fails" in end.steps[4].note, [s.note for s in end.steps]
+    assert end.steps[4].world.swap_free == (0,)
+    assert end.finished and end.violations == ()
