@@ -39,12 +39,12 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
             "madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping"
         )
     if pte.swap >= 0:
-        swap.swap_free(ctx, pte.swap)
+        freed = swap.free_swap_and_cache(ctx, pte.swap)
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
         ctx.next_op()
         return ctx.effect(
-            "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped"
+            "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped{freed}"
         )
     if not pte.present or pte.page == ZERO_PAGE:
         ctx.next_op()
@@ -124,8 +124,7 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         if freed:
             note += ": the last reference, the page is freed"
     elif pte.swap >= 0:
-        swap.swap_free(ctx, pte.swap)
-        note = f"drops the swap entry of {addr}"
+        note = f"drops the swap entry of {addr}{swap.free_swap_and_cache(ctx, pte.swap)}"
     ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
     if not pte.file:
         ctx.w = oracle.zap(ctx.w, key, unmapped=unmap)

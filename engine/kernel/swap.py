@@ -18,8 +18,9 @@ get_swap_device (synchronize_rcu before 5.14, the percpu_ref after) and frees sw
 
 from __future__ import annotations
 
+from engine.kernel import refs
 from engine.kernel.machine import Ctx
-from engine.state import NO_PAGE, Slot
+from engine.state import DIRTY, NO_PAGE, SWAPCACHE, WRITEBACK, Slot, page_name
 
 ON = ""
 CLOSING = "closing"  # swapoff cleared SWP_WRITEOK: folio_alloc_swap fails
@@ -57,6 +58,26 @@ def swap_free(ctx: Ctx, index: int) -> None:
     slot = ctx.w.swap[index]
     ctx.w = ctx.w.set_slot(index, slot.evolve(entries=slot.entries - 1))
     settle(ctx, index)
+
+
+def free_swap_and_cache(ctx: Ctx, index: int) -> str:
+    """zap_pte_range / MADV_FREE on a swap PTE: swap_free, and if only the swap cache is
+    left (count == SWAP_HAS_CACHE), __try_to_reclaim_swap: under a successful trylock, an
+    unmapped folio not under writeback leaves the swap cache (folio_free_swap) and the
+    lookup's reference is dropped. Returns what it did beyond swap_free, for the note."""
+    swap_free(ctx, index)
+    slot = ctx.w.swap[index]
+    folio = slot.cache
+    if slot.entries or folio < 0:
+        return ""
+    page = ctx.w.page(folio)
+    if page.ref == 0 or page.locker or page.mapcount or page.has(WRITEBACK):
+        return ""
+    refs.update(ctx, folio, page.clear(SWAPCACHE).set(DIRTY).evolve(swap=-1))
+    uncache(ctx, index)
+    freed = refs.put(ctx, folio, what="free_swap_and_cache")
+    tail = ": the last reference, freed" if freed else ""
+    return f"; __try_to_reclaim_swap: {page_name(folio)} leaves the swap cache{tail}"
 
 
 def uncache(ctx: Ctx, index: int) -> None:

@@ -181,3 +181,15 @@ def test_a_zap_does_not_wait_for_a_pinned_entry_and_the_swap_in_backs_off() -> N
     assert "pte_same fails" in end.steps[4].note, [s.note for s in end.steps]
     assert end.steps[4].world.swap_free == (0,)
     assert end.finished and end.violations == ()
+
+
+def test_zapping_the_last_swap_entry_frees_the_swap_cache_folio() -> None:
+    # free_swap_and_cache: count == SWAP_HAS_CACHE after swap_free, so __try_to_reclaim_swap
+    # takes the unmapped, written folio out of the swap cache, and the slot is free.
+    sc = engine.parse_scenario(
+        doc({"zap": [{"madvise_dontneed": {"addr": "buf"}}]}, SWAPPED_OUT[:3])
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["zap"])
+    assert "__try_to_reclaim_swap: P0 leaves the swap cache" in run.steps[0].note
+    world = run.steps[0].world
+    assert world.page(0).free and world.swap_free == (0,)
