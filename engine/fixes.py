@@ -166,6 +166,16 @@ FIXES: dict[str, Fix] = {
             "the entry cannot be freed and reused under it (ABA behind pte_same)",
         ),
         Fix(
+            "free_swap_and_cache_get_swap_device",
+            # Ryan Roberts, 6 Mar 2024 into mm-stable; the mainline hash was seen in a
+            # commit list of the 6.9 merge window (release derived, not read in a tag).
+            "82b1c07a0af6",
+            "6.9",
+            "free_swap_and_cache holds get_swap_device, so swapoff cannot free swap_map "
+            "between __swap_entry_free and swap_page_trans_huge_swapped / "
+            "__try_to_reclaim_swap",
+        ),
+        Fix(
             "gup_longterm_touch",
             # Jason Gunthorpe's GUP interface rework for 6.3 ("mm/gup: remove the
             # restriction on locked with FOLL_LONGTERM"); its mainline hash was not

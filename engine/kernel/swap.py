@@ -66,6 +66,17 @@ def free_swap_and_cache(ctx: Ctx, index: int) -> str:
     unmapped folio not under writeback leaves the swap cache (folio_free_swap) and the
     lookup's reference is dropped. Returns what it did beyond swap_free, for the note."""
     swap_free(ctx, index)
+    return try_to_reclaim_swap(ctx, index)
+
+
+def only_cache_left(ctx: Ctx, index: int) -> bool:
+    """free_swap_and_cache's test after __swap_entry_free: count == SWAP_HAS_CACHE."""
+    slot = ctx.w.swap[index]
+    return not slot.entries and (slot.cache >= 0 or slot.has_cache)
+
+
+def try_to_reclaim_swap(ctx: Ctx, index: int) -> str:
+    """__try_to_reclaim_swap(TTRS_UNMAPPED | TTRS_FULL) of the slot's swap-cache folio."""
     slot = ctx.w.swap[index]
     folio = slot.cache
     if slot.entries or folio < 0:

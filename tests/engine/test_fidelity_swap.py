@@ -177,9 +177,9 @@ def test_a_zap_does_not_wait_for_a_pinned_entry_and_the_swap_in_backs_off() -> N
     run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu", "cpu", "zap"])
     world = run.steps[-1].world
     assert world.swap[0].has_cache and world.swap[0].entries == 0 and world.swap_free == ()
-    end = engine.run_schedule(sc, config(sc, "6.8"), ["cpu", "cpu", "zap", *["cpu"] * 4])
-    assert "pte_same fails" in end.steps[4].note, [s.note for s in end.steps]
-    assert end.steps[4].world.swap_free == (0,)
+    end = engine.run_schedule(sc, config(sc, "6.8"), ["cpu", "cpu", "zap", "zap", *["cpu"] * 4])
+    assert "pte_same fails" in end.steps[5].note, [s.note for s in end.steps]
+    assert end.steps[5].world.swap_free == (0,)
     assert end.finished and end.violations == ()
 
 
@@ -189,7 +189,24 @@ def test_zapping_the_last_swap_entry_frees_the_swap_cache_folio() -> None:
     sc = engine.parse_scenario(
         doc({"zap": [{"madvise_dontneed": {"addr": "buf"}}]}, SWAPPED_OUT[:3])
     )
-    run = engine.run_schedule(sc, config(sc, "6.8"), ["zap"])
-    assert "__try_to_reclaim_swap: P0 leaves the swap cache" in run.steps[0].note
-    world = run.steps[0].world
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["zap", "zap"])
+    assert "only SWAP_HAS_CACHE is left of S0" in run.steps[0].note
+    assert "__try_to_reclaim_swap: P0 leaves the swap cache" in run.steps[1].note
+    world = run.steps[1].world
     assert world.page(0).free and world.swap_free == (0,)
+
+
+def test_swapoff_under_free_swap_and_cache() -> None:
+    # 82b1c07a0af6: zap leaves only SWAP_HAS_CACHE; swapoff frees that swap cache itself and
+    # the device, under free_swap_and_cache's swap_page_trans_huge_swapped. A plain device.
+    sc = engine.parse_scenario(
+        doc(
+            {"app": [{"madvise_dontneed": {"addr": "buf"}}], "admin": [{"swapoff": {}}]},
+            SWAPPED_OUT[:3],
+        )
+    )
+    assert violations(sc, "6.8") == {"use_after_free"}
+    assert violations(sc, "6.9") == set()
+    run = engine.run_schedule(sc, config(sc, "6.9"), ["app", *["admin"] * 3])
+    admin = next(a for a in run.actors if a.name == "admin")
+    assert admin.blocked and "get_swap_device of app" in admin.blocked
