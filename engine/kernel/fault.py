@@ -400,10 +400,22 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
 # swap cache serialize it against every path modelled here.
 
 
+def mmap_read(ctx: Ctx, take: bool) -> None:
+    """The fault holds mmap_lock for read (the VMA lock from 6.4) across its steps: fork,
+    which takes it for write, waits."""
+    p = ctx.w.proc(ctx.proc)
+    assert p is not None
+    readers = tuple(r for r in p.mmap_readers if r != ctx.name)
+    ctx.w = ctx.w.set_proc(
+        p.evolve(mmap_readers=tuple(sorted((*readers, ctx.name))) if take else readers)
+    )
+
+
 def retry(ctx: Ctx) -> None:
     """The fault is done (or gave up): the access is retried, do_swap_page's state cleared."""
     if ctx.regs(Faulting).device:
         swap.put_swap_device(ctx)
+    mmap_read(ctx, take=False)
     ctx.goto(
         store_access if _writing(ctx) else load_access,
         tries=ctx.regs(Faulting).tries + 1,
@@ -431,6 +443,7 @@ def swapin_start(ctx: Ctx, pte: Pte, tries: int) -> Effect | Blocked:
             )
         note += "; get_swap_device holds off swapoff"
     held = ctx.cfg.on("do_swap_page_get_swap_device")
+    mmap_read(ctx, take=True)
     ctx.goto(swapin_lookup, tries=tries, entry=entry, device=held)
     return ctx.effect("do_swap_page", note)
 
@@ -442,6 +455,7 @@ def swapin_lookup(ctx: Ctx) -> Effect | Blocked:
     proc, addr, entry = ctx.proc, ctx.p("addr"), r.entry
     if ctx.w.swap_dev == swap.OFF and not ctx.cfg.on("get_swap_device"):
         swap.device_gone(ctx, f"do_swap_page of S{entry} (__swap_count, swapcache_prepare)")
+        mmap_read(ctx, take=False)  # the oops: the model lets the task's locks go
         ctx.next_op()
         return ctx.effect(
             "swap_cache_get_folio",
@@ -490,6 +504,7 @@ def swapin_read(ctx: Ctx) -> Effect | Blocked:
     if ctx.w.swap_dev == swap.OFF:
         swap.device_gone(ctx, f"swap_read_folio of S{r.entry} (sis->swap_file)")
         refs.put(ctx, r.page, what="do_swap_page")
+        mmap_read(ctx, take=False)  # the oops: the model lets the task's locks go
         ctx.next_op()
         return ctx.effect(
             "swap_read_folio", f"the swap device is gone under the read: {ctx.name} oopses"

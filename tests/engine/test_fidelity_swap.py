@@ -210,3 +210,12 @@ def test_swapoff_under_free_swap_and_cache() -> None:
     run = engine.run_schedule(sc, config(sc, "6.9"), ["app", *["admin"] * 3])
     admin = next(a for a in run.actors if a.name == "admin")
     assert admin.blocked and "get_swap_device of app" in admin.blocked
+
+
+def test_fork_waits_for_a_swap_in_in_progress() -> None:
+    # The fault holds mmap_lock for read across do_swap_page's steps; fork takes it for write.
+    sc = synchronous({"cpu": [{"read": {"addr": "buf"}}], "parent": [{"fork": {"child": "kid"}}]})
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu"])
+    parent = next(a for a in run.actors if a.name == "parent")
+    assert parent.blocked and "cpu" in parent.blocked
+    assert violations(sc, "6.8") == set()
