@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from engine.kernel import refs, swap
 from engine.kernel.machine import Blocked, Ctx, Effect, Machine, NoRegisters, op
-from engine.state import ANON_EXCLUSIVE, DIRTY, SWAPBACKED, SWAPCACHE, Page, Pte, page_name
+from engine.state import (
+    ANON_EXCLUSIVE,
+    DIRTY,
+    SWAPBACKED,
+    SWAPCACHE,
+    WRITEBACK,
+    Page,
+    Pte,
+    page_name,
+)
 
 SWAPOFF = Machine(NoRegisters)
 
@@ -87,6 +96,8 @@ def unuse(ctx: Ctx) -> Effect | Blocked:
                 )
             if page.ref == 0:
                 return Blocked(f"waits: {page_name(index)} is frozen by reclaim")
+            if page.has(WRITEBACK):
+                return Blocked(f"folio_wait_writeback: {page_name(index)} is under writeback")
             refs.update(ctx, index, page.clear(SWAPCACHE).set(DIRTY).evolve(swap=-1))
             swap.uncache(ctx, entry)
             refs.put(ctx, index, what="folio_free_swap")
