@@ -180,7 +180,19 @@ def _expected_text(allowed: Sequence[str]) -> str:
 SectionRows = Callable[[StateView], Iterable[tuple[str, str]]]
 SECTION_ROWS: dict[str, SectionRows] = {
     "swap": lambda v: (
-        (s.slot, _fields(s.slot, [("data", s.data), ("entries", s.entries), ("cache", s.cache)]))
+        (
+            s.slot,
+            _fields(
+                s.slot,
+                [
+                    ("data", s.data),
+                    ("entries", s.entries),
+                    ("cache", s.cache),
+                    *([("has_cache", "pinned")] if s.has_cache else []),
+                    *([("free", "yes")] if s.free else []),
+                ],
+            ),
+        )
         for s in v.swap
     ),
     "files": lambda v: (

@@ -131,6 +131,51 @@ FIXES: dict[str, Fix] = {
             "(only when no swap entry is left) and then requires refcount == 1",
         ),
         Fix(
+            "swap_skip_swapcache",
+            # Minchan Kim, "mm, swap: skip swapcache for swapin of synchronous device"
+            # (commit dated 15 Nov 2017, the 4.15 merge window); the release is derived
+            # from that date, not read in a tag.
+            "0bcac06f27d7",
+            "4.15",
+            "on a SWP_SYNCHRONOUS_IO device (zram) do_swap_page reads an entry with one "
+            "user straight into a new page, skipping the swap cache",
+        ),
+        Fix(
+            "get_swap_device",
+            "eb085574a752",
+            "5.1",
+            "swap-cache lookups and swapcache_prepare (and __swap_count) take "
+            "get_swap_device: once swapoff cleared SWP_VALID they fail instead of "
+            "reading the freed swap_map, and swapoff waits (synchronize_rcu) for holders",
+        ),
+        Fix(
+            "do_swap_page_get_swap_device",
+            # Miaohe Lin, "swap: fix do_swap_page() race with swapoff" (v6 posted
+            # 26 Apr 2021, after 5.13-rc1 opened; merged with 63d8620ecf93 for 5.14).
+            "2799e77529c2",
+            "5.14",
+            "do_swap_page holds get_swap_device from the PTE read to the end, so swapoff "
+            "cannot free the device under a swap-in that skips the swap cache",
+        ),
+        Fix(
+            "skip_swapcache_swapcache_prepare",
+            "13ddaf26be32",
+            "6.8",
+            "a swap-in that skips the swap cache first pins the entry with "
+            "swapcache_prepare (SWAP_HAS_CACHE); a racing fault gets -EEXIST and waits, so "
+            "the entry cannot be freed and reused under it (ABA behind pte_same)",
+        ),
+        Fix(
+            "free_swap_and_cache_get_swap_device",
+            # Ryan Roberts, 6 Mar 2024 into mm-stable; the mainline hash was seen in a
+            # commit list of the 6.9 merge window (release derived, not read in a tag).
+            "82b1c07a0af6",
+            "6.9",
+            "free_swap_and_cache holds get_swap_device, so swapoff cannot free swap_map "
+            "between __swap_entry_free and swap_page_trans_huge_swapped / "
+            "__try_to_reclaim_swap",
+        ),
+        Fix(
             "gup_longterm_touch",
             # Jason Gunthorpe's GUP interface rework for 6.3 ("mm/gup: remove the
             # restriction on locked with FOLL_LONGTERM"); its mainline hash was not

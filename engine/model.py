@@ -63,6 +63,7 @@ class Model:
             ),
             writers=(),
             actors=(*tuple(Actor() for _ in sc.actors), Actor()),
+            swap_sync=sc.swap_sync,
         )
         setup = len(sc.actors)
         for op in sc.setup:

@@ -160,12 +160,19 @@ class Pte(NamedTuple):
 
 
 class Slot(NamedTuple):
-    """A swap slot: what was written to it, and its swap-cache page if any."""
+    """A swap slot: what was written to it, and its swap-map entry (mm/swapfile.c).
+
+    The swap map's count is `entries` (swap PTEs pointing at it) plus SWAP_HAS_CACHE,
+    which is set while a swap-cache folio (`cache`) holds the slot, or, with no folio,
+    while a swap-in that skips the swap cache owns it (`has_cache`: swapcache_prepare,
+    13ddaf26be32). A slot whose count is 0 is free, and the allocator hands it out again.
+    """
 
     data: str = ""
     written: bool = False
     entries: int = 0  # swap entries (PTEs) that point at it
     cache: int = NO_PAGE
+    has_cache: bool = False  # SWAP_HAS_CACHE without a swap-cache folio
 
     def evolve(
         self,
@@ -174,6 +181,7 @@ class Slot(NamedTuple):
         written: bool | None = None,
         entries: int | None = None,
         cache: int | None = None,
+        has_cache: bool | None = None,
     ) -> Slot:
         """This slot with the given fields changed."""
         return Slot(
@@ -181,7 +189,13 @@ class Slot(NamedTuple):
             self.written if written is None else written,
             self.entries if entries is None else entries,
             self.cache if cache is None else cache,
+            self.has_cache if has_cache is None else has_cache,
         )
+
+    @property
+    def in_use(self) -> bool:
+        """A nonzero swap-map count: a swap entry, or SWAP_HAS_CACHE."""
+        return self.entries > 0 or self.cache >= 0 or self.has_cache
 
 
 class File(NamedTuple):
@@ -315,6 +329,14 @@ class World(NamedTuple):
     # allows kswapd to write dirty file folios itself (shrink_node); never cleared here,
     # since the node is never balanced within a scenario.
     pgdat_dirty: bool = False
+    # The swap device: its free slots (most recently freed last, the next one handed out),
+    # whether it is synchronous (SWP_SYNCHRONOUS_IO, zram), its life ("" swapped on;
+    # "closing" once swapoff cleared SWP_WRITEOK; "invalid" once it cleared SWP_VALID, when
+    # get_swap_device fails; "off" once swap_map is freed) and who holds get_swap_device.
+    swap_free: tuple[int, ...] = ()
+    swap_sync: bool = False
+    swap_dev: str = ""
+    swap_users: tuple[str, ...] = ()
 
     def evolve(
         self,
@@ -331,6 +353,10 @@ class World(NamedTuple):
         violations: tuple[str, ...] | None = None,
         migrated: tuple[int, ...] | None = None,
         pgdat_dirty: bool | None = None,
+        swap_free: tuple[int, ...] | None = None,
+        swap_sync: bool | None = None,
+        swap_dev: str | None = None,
+        swap_users: tuple[str, ...] | None = None,
     ) -> World:
         """This world with the given parts changed."""
         return World(
@@ -346,6 +372,10 @@ class World(NamedTuple):
             self.violations if violations is None else violations,
             self.migrated if migrated is None else migrated,
             self.pgdat_dirty if pgdat_dirty is None else pgdat_dirty,
+            self.swap_free if swap_free is None else swap_free,
+            self.swap_sync if swap_sync is None else swap_sync,
+            self.swap_dev if swap_dev is None else swap_dev,
+            self.swap_users if swap_users is None else swap_users,
         )
 
     # -- pages ---------------------------------------------------------------

@@ -114,6 +114,10 @@ class SlotView:
     data: str | None  # None until written
     entries: int
     cache: str | None
+    # SWAP_HAS_CACHE held with no swap-cache folio: a swap-in that skips the swap cache
+    # pinned the slot (swapcache_prepare).
+    has_cache: bool = False
+    free: bool = False  # the swap-map count is 0: the allocator may hand it out again
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +221,14 @@ def state_view(model: Model, world: World) -> StateView:
             for proc, addr, e in world.ptes
         ),
         swap=tuple(
-            SlotView(f"S{i}", s.data if s.written else None, s.entries, page_ref(s.cache))
+            SlotView(
+                f"S{i}",
+                s.data if s.written else None,
+                s.entries,
+                page_ref(s.cache),
+                s.has_cache and s.cache < 0,
+                i in world.swap_free,
+            )
             for i, s in enumerate(world.swap)
         ),
         files=tuple(FileView(n, page_ref(f.cache), f.disk, f.size) for n, f in world.files),
@@ -284,7 +295,15 @@ def to_json(view: StateView) -> dict[str, Any]:
             for e in view.ptes
         ],
         "swap": [
-            {"slot": s.slot, "data": s.data, "entries": s.entries, "cache": s.cache}
+            # `has_cache` and `free` only when set, so states without them read as before.
+            {
+                "slot": s.slot,
+                "data": s.data,
+                "entries": s.entries,
+                "cache": s.cache,
+                **({"has_cache": True} if s.has_cache else {}),
+                **({"free": True} if s.free else {}),
+            }
             for s in view.swap
         ],
         # `size` only once truncated, so states of scenarios without EOF read as before.

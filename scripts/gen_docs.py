@@ -89,6 +89,9 @@ def scenario_language() -> str:
         "true|false}}`; the first is the default. Without variants the scenario runs on "
         f"kernel {NEWEST_KERNEL}, the newest modelled, with every fix on",
         "files": f"up to {lang.MAX_FILES} `NAME: {{data: VALUE}}` (the data on disk; default `0`)",
+        "swap": "the swap device: `{synchronous: true}` for a SWP_SYNCHRONOUS_IO device "
+        "(zram), whose swap-in of an entry with one user skips the swap cache (from 4.15) and "
+        "discards a slot's content when the slot is freed; default: a plain swap device",
         "setup": f"up to {lang.MAX_SETUP} operations run in order, alone, before the race",
         "actors": f"1 to {lang.MAX_ACTORS} `{{name, label, ops}}`; `name` is used in schedules "
         f"and links; `ops` holds up to {lang.MAX_OPS} operations, interleaved with the other "

@@ -5,9 +5,20 @@ imported. The modules here import only `engine.state`, `engine.fixes` and each o
 they know neither the scenario language nor the checker (tests/test_architecture.py).
 """
 
-from engine.kernel import alloc, device, fault, filemap, fork, gup, madvise, migrate, reclaim
+from engine.kernel import (
+    alloc,
+    device,
+    fault,
+    filemap,
+    fork,
+    gup,
+    madvise,
+    migrate,
+    reclaim,
+    swapfile,
+)
 from engine.kernel.machine import OPS
 
-PATHS = (alloc, device, fault, filemap, fork, gup, madvise, migrate, reclaim)
+PATHS = (alloc, device, fault, filemap, fork, gup, madvise, migrate, reclaim, swapfile)
 
 __all__ = ["OPS", "PATHS"]

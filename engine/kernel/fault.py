@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs
+from engine.kernel import oracle, refs, swap
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -32,12 +32,19 @@ from engine.state import (
 # safety net rather than a modelling choice; the retry count in the registers keeps the graph
 # acyclic.
 MAX_FAULT_RETRIES = 16
+# The steps of do_swap_page on a synchronous device (SWP_SYNCHRONOUS_IO).
+SWAPIN_STEPS = ("do_swap_page", "swap_cache_get_folio", "swap_read_folio", "pte_same")
 
 
 class Faulting(NamedTuple):
-    """A CPU access that took a fault and retries the access."""
+    """A CPU access that took a fault and retries the access; on a synchronous swap
+    device, do_swap_page's own state between its steps."""
 
     tries: int = 0
+    entry: int = -1  # the swap entry do_swap_page read from the PTE (vmf->orig_pte)
+    page: int = NO_PAGE  # the folio a swap-in that skips the swap cache allocated
+    pinned: bool = False  # need_clear_cache: this swap-in holds SWAP_HAS_CACHE
+    device: bool = False  # this fault holds get_swap_device
 
 
 ACCESS = Machine(Faulting)
@@ -69,6 +76,22 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
         if locker and locker != ctx.name:
             return f"waits for the folio lock of {page_name(cached)}, held by {locker}"
     return None
+
+
+def swapin_wait(ctx: Ctx, pte: Pte) -> str | None:
+    """Why a swap-in of this PTE's entry must wait: another swap-in that skips the swap
+    cache has pinned it (swapcache_prepare gives -EEXIST; do_swap_page sleeps a tick and
+    the fault is retried, 13ddaf26be32, a wait queue since 01626a182302; a swap-cache
+    swap-in loops in __read_swap_cache_async) until the owner clears SWAP_HAS_CACHE."""
+    if pte.present or pte.swap < 0:
+        return None
+    slot = ctx.w.swap[pte.swap]
+    if slot.cache >= 0 or not slot.has_cache:
+        return None
+    return (
+        f"waits: S{pte.swap} is pinned by a swap-in that skips the swap cache "
+        "(swapcache_prepare -EEXIST, retry)"
+    )
 
 
 def needs_fault(pte: Pte, write: bool) -> bool:
@@ -224,7 +247,8 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
     # reuse_swap_page (up to 5.17) counts mappings and swap entries before this fault's
     # page_add_anon_rmap and swap_free: this PTE's own entry is the 1 it allows.
     swap_users = ctx.w.page(index).mapcount + slot.entries
-    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))  # swap_free
+    ctx.w = ctx.w.set_slot(pte.swap, slot)
+    swap.swap_free(ctx, pte.swap)
     refs.get(ctx, index)
     page = ctx.w.page(index)
     refs.update(ctx, index, page.evolve(mapcount=page.mapcount + 1))
@@ -269,7 +293,7 @@ def free_swap(ctx: Ctx, index: int) -> str:
     slot = ctx.w.swap[page.swap]
     if slot.entries > 0 or page.has(WRITEBACK):
         return ""
-    ctx.w = ctx.w.set_slot(page.swap, slot.evolve(cache=NO_PAGE))
+    swap.uncache(ctx, page.swap)
     refs.update(ctx, index, page.clear(SWAPCACHE).set(DIRTY).evolve(ref=page.ref - 1, swap=-1))
     return "; delete_from_swap_cache: the page is dirty, the slot free"
 
@@ -350,12 +374,17 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     if reason:
         return Blocked(reason)
     if needs_fault(pte, write):
+        pinned = swapin_wait(ctx, pte)
+        if pinned:
+            return Blocked(pinned)
         eof = past_eof(ctx, proc, addr, pte)
         if eof:
             return eof
         tries = ctx.regs(Faulting).tries
         if tries >= MAX_FAULT_RETRIES:
             raise RuntimeError(f"{ctx.name}: fault retry bound exceeded at {addr}")
+        if pte.swap >= 0 and not pte.present and ctx.w.swap_sync:
+            return swapin_start(ctx, pte, tries)
         note = handle_mm_fault(ctx, proc, addr, write)
         ctx.goto(store_access if write else load_access, tries=tries + 1)
         return ctx.effect("handle_mm_fault", note)
@@ -364,6 +393,163 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     note = store(ctx, proc, addr, pte, ctx.p("value")) if write else load(ctx, proc, addr, pte)
     ctx.next_op()
     return ctx.effect("store" if write else "load", note)
+
+
+# do_swap_page on a synchronous device, in its steps (mm/memory.c). The plain swap device's
+# swap-in stays one step (handle_mm_fault above): the folio lock and SWAP_HAS_CACHE of the
+# swap cache serialize it against every path modelled here.
+
+
+def mmap_read(ctx: Ctx, take: bool) -> None:
+    """The fault holds mmap_lock for read (the VMA lock from 6.4) across its steps: fork,
+    which takes it for write, waits."""
+    p = ctx.w.proc(ctx.proc)
+    assert p is not None
+    readers = tuple(r for r in p.mmap_readers if r != ctx.name)
+    ctx.w = ctx.w.set_proc(
+        p.evolve(mmap_readers=tuple(sorted((*readers, ctx.name))) if take else readers)
+    )
+
+
+def retry(ctx: Ctx) -> None:
+    """The fault is done (or gave up): the access is retried, do_swap_page's state cleared."""
+    if ctx.regs(Faulting).device:
+        swap.put_swap_device(ctx)
+    mmap_read(ctx, take=False)
+    ctx.goto(
+        store_access if _writing(ctx) else load_access,
+        tries=ctx.regs(Faulting).tries + 1,
+        entry=-1,
+        page=NO_PAGE,
+        pinned=False,
+        device=False,
+    )
+
+
+def _writing(ctx: Ctx) -> bool:
+    """The access is a store (the `write` op), not a load."""
+    return "value" in ctx.params
+
+
+def swapin_start(ctx: Ctx, pte: Pte, tries: int) -> Effect | Blocked:
+    """handle_pte_fault read the PTE without its lock (orig_pte): a swap entry."""
+    entry = pte.swap
+    note = f"do_swap_page: the PTE holds swap entry S{entry} (read without the PTE lock)"
+    if ctx.cfg.on("do_swap_page_get_swap_device"):
+        if not swap.get_swap_device(ctx):
+            retry(ctx)
+            return ctx.effect(
+                "do_swap_page", f"{note}; get_swap_device fails (swapoff): return, retry"
+            )
+        note += "; get_swap_device holds off swapoff"
+    held = ctx.cfg.on("do_swap_page_get_swap_device")
+    mmap_read(ctx, take=True)
+    ctx.goto(swapin_lookup, tries=tries, entry=entry, device=held)
+    return ctx.effect("do_swap_page", note)
+
+
+@ACCESS.step
+def swapin_lookup(ctx: Ctx) -> Effect | Blocked:
+    """swap_cache_get_folio, then the swap cache path or the one that skips it."""
+    r = ctx.regs(Faulting)
+    proc, addr, entry = ctx.proc, ctx.p("addr"), r.entry
+    if ctx.w.swap_dev == swap.OFF and not ctx.cfg.on("get_swap_device"):
+        swap.device_gone(ctx, f"do_swap_page of S{entry} (__swap_count, swapcache_prepare)")
+        mmap_read(ctx, take=False)  # the oops: the model lets the task's locks go
+        ctx.next_op()
+        return ctx.effect(
+            "swap_cache_get_folio",
+            f"swap_map of the swapped-off device is gone: NULL pointer access, {ctx.name} oopses",
+        )
+    if ctx.w.swap_dev in (swap.INVALID, swap.OFF):
+        retry(ctx)
+        return ctx.effect(
+            "swap_cache_get_folio",
+            "get_swap_device fails (swapoff): no folio; pte_same fails, the fault returns",
+        )
+    pte = ctx.w.pte(proc, addr)
+    if pte is None or pte.present or pte.swap != entry:
+        retry(ctx)
+        return ctx.effect(
+            "swap_cache_get_folio",
+            f"S{entry} is no longer behind {addr} (another path mapped it): the fault returns",
+        )
+    slot = ctx.w.swap[entry]
+    skip = ctx.cfg.on("swap_skip_swapcache") and slot.cache < 0 and slot.entries == 1
+    if not skip:
+        reason = wait_reason(ctx, proc, pte) or swapin_wait(ctx, pte)
+        if reason:
+            return Blocked(reason)
+        note = do_swap_page(ctx, proc, addr, pte, _writing(ctx))
+        retry(ctx)
+        return ctx.effect("swap_cache_get_folio", f"through the swap cache: {note}")
+    note = "swap_cache_get_folio misses; SWP_SYNCHRONOUS_IO and __swap_count == 1"
+    pinned = False
+    if ctx.cfg.on("skip_swapcache_swapcache_prepare"):
+        if not swap.swapcache_prepare(ctx, entry):
+            return Blocked(f"swapcache_prepare(S{entry}): -EEXIST, another swap-in owns it; retry")
+        pinned = True
+        note += f"; swapcache_prepare pins S{entry} (SWAP_HAS_CACHE)"
+    ctx.w, index = ctx.w.new_page(Page(ref=1, flags=SWAPBACKED, owner="anon"))
+    ctx.goto(swapin_read, page=index, pinned=pinned)
+    return ctx.effect(
+        "swap_cache_get_folio", f"{note}: skip the swap cache, allocate {page_name(index)}"
+    )
+
+
+@ACCESS.step
+def swapin_read(ctx: Ctx) -> Effect | Blocked:
+    """swap_read_folio: a synchronous read of the slot into the new folio."""
+    r = ctx.regs(Faulting)
+    if ctx.w.swap_dev == swap.OFF:
+        swap.device_gone(ctx, f"swap_read_folio of S{r.entry} (sis->swap_file)")
+        refs.put(ctx, r.page, what="do_swap_page")
+        mmap_read(ctx, take=False)  # the oops: the model lets the task's locks go
+        ctx.next_op()
+        return ctx.effect(
+            "swap_read_folio", f"the swap device is gone under the read: {ctx.name} oopses"
+        )
+    slot = ctx.w.swap[r.entry]
+    data = slot.data if slot.written else "0"
+    refs.update(ctx, r.page, ctx.w.page(r.page).evolve(data=data))
+    ctx.goto(swapin_map)
+    what = f"{data!r}" if slot.written else "zeros (the slot was freed and discarded)"
+    return ctx.effect("swap_read_folio", f"reads S{r.entry} into {page_name(r.page)}: {what}")
+
+
+@ACCESS.step
+def swapin_map(ctx: Ctx) -> Effect | Blocked:
+    """Under the PTE lock: pte_same, then map the folio and swap_free the entry."""
+    r = ctx.regs(Faulting)
+    proc, addr, entry, index = ctx.proc, ctx.p("addr"), r.entry, r.page
+    p = ctx.w.proc(proc)
+    if p is not None and p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PTE lock of {proc}, held by {p.ptl}")
+    pte = ctx.w.pte(proc, addr)
+    same = pte is not None and not pte.present and pte.swap == entry
+    clear = ""
+    if same:
+        assert pte is not None
+        write = _writing(ctx)
+        exclusive = ANON_EXCLUSIVE if ctx.cfg.on("anon_exclusive") else 0
+        page = ctx.w.page(index)
+        refs.update(ctx, index, page.set(exclusive).evolve(mapcount=1, lru="inactive_anon"))
+        ctx.w = ctx.w.set_pte(
+            proc, addr, Pte(page=index, present=True, write=write, dirty=write, young=True)
+        )
+        swap.swap_free(ctx, entry)
+        note = (
+            f"pte_same: {addr} still holds S{entry}: set_pte_at maps {page_name(index)} "
+            f"{'writable' if write else 'read-only'}, swap_free(S{entry})"
+        )
+    else:
+        refs.put(ctx, index, what="do_swap_page")
+        note = f"pte_same fails: {addr} changed; {page_name(index)} is dropped"
+    if r.pinned:
+        swap.swapcache_clear(ctx, entry)
+        clear = f"; swapcache_clear unpins S{entry}"
+    retry(ctx)
+    return ctx.effect("pte_same", note + clear)
 
 
 @ACCESS.step
@@ -381,7 +567,7 @@ def load_access(ctx: Ctx) -> Effect | Blocked:
 @op(
     "write",
     (ADDR, Param("value", "value", required=True, positional=True), PROC),
-    ("handle_mm_fault", "filemap_fault", "store", "SIGSEGV"),
+    ("handle_mm_fault", "filemap_fault", *SWAPIN_STEPS, "store", "SIGSEGV"),
 )
 def write_op(ctx: Ctx) -> Effect | Blocked:
     """CPU store: faults the page in (zero-fill, file + page_mkwrite, swap-in, COW) as needed."""
@@ -391,7 +577,7 @@ def write_op(ctx: Ctx) -> Effect | Blocked:
 @op(
     "read",
     (ADDR, PROC, Param("expect", "value")),
-    ("handle_mm_fault", "filemap_fault", "load", "SIGSEGV"),
+    ("handle_mm_fault", "filemap_fault", *SWAPIN_STEPS, "load", "SIGSEGV"),
 )
 def read_op(ctx: Ctx) -> Effect | Blocked:
     """CPU load, checked by the lost-write oracle (and against `expect` if given)."""

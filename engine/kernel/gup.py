@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from engine.kernel import oracle, refs
-from engine.kernel.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, past_eof, wait_reason
+from engine.kernel.fault import (
+    MAX_FAULT_RETRIES,
+    address,
+    handle_mm_fault,
+    past_eof,
+    swapin_wait,
+    wait_reason,
+)
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, holding, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -323,6 +330,9 @@ def slow_fault(ctx: Ctx) -> Effect | Blocked:
     if pte is None:
         ctx.goto(slow_follow, tries=tries + 1)
         return ctx.effect("handle_mm_fault", f"{addr} vanished; retry")
+    pinned = swapin_wait(ctx, pte)
+    if pinned:
+        return Blocked(pinned)
     eof = past_eof(ctx, proc, addr, pte)
     if isinstance(eof, Blocked):
         return eof

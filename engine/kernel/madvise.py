@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs
+from engine.kernel import oracle, refs, swap
 from engine.kernel.fault import wait_reason
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, op
 from engine.state import DIRTY, NO_PAGE, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
@@ -39,13 +39,12 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
             "madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping"
         )
     if pte.swap >= 0:
-        slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
+        freed = swap.free_swap_and_cache(ctx, pte.swap)
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
         ctx.next_op()
         return ctx.effect(
-            "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped"
+            "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped{freed}"
         )
     if not pte.present or pte.page == ZERO_PAGE:
         ctx.next_op()
@@ -124,9 +123,12 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         note = f"unmaps {page_name(index)} ({refs.refs_note(ctx, index)})"
         if freed:
             note += ": the last reference, the page is freed"
-    elif pte.swap >= 0:
-        slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries - 1))
+    entry, held = -1, False
+    if not pte.present and pte.swap >= 0:
+        # free_swap_and_cache: get_swap_device from 6.9 (82b1c07a0af6), __swap_entry_free.
+        entry = pte.swap
+        held = ctx.cfg.on("free_swap_and_cache_get_swap_device") and swap.get_swap_device(ctx)
+        swap.swap_free(ctx, entry)
         note = f"drops the swap entry of {addr}"
     ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
     if not pte.file:
@@ -134,17 +136,59 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     elif unmap:
         # The address is gone; the file keeps its own expectations.
         ctx.w = oracle.zap(ctx.w, f"{proc}:{addr}", unmapped=True)
+    if entry >= 0 and swap.only_cache_left(ctx, entry):
+        ctx.goto(reclaim_swap, entry=entry, device=held)
+        return ctx.effect(
+            "zap_pte_range", f"{proc}: {note}; only SWAP_HAS_CACHE is left of S{entry}"
+        )
+    if held:
+        swap.put_swap_device(ctx)
     ctx.next_op()
     return ctx.effect("zap_pte_range", f"{proc}: {note}")
+
+
+class Zapping(NamedTuple):
+    """free_swap_and_cache between __swap_entry_free and __try_to_reclaim_swap."""
+
+    entry: int = -1
+    device: bool = False  # holds get_swap_device (82b1c07a0af6)
+
+
+ZAP = Machine(Zapping)
+
+
+@ZAP.step
+def reclaim_swap(ctx: Ctx) -> Effect:
+    """swap_page_trans_huge_swapped reads swap_map, then __try_to_reclaim_swap."""
+    r = ctx.regs(Zapping)
+    ctx.next_op()
+    if swap.device_gone(ctx, f"free_swap_and_cache of S{r.entry} (swap_map)"):
+        return ctx.effect(
+            "free_swap_and_cache", "swap_page_trans_huge_swapped reads the freed swap_map"
+        )
+    note = swap.try_to_reclaim_swap(ctx, r.entry).removeprefix("; ")
+    if r.device:
+        swap.put_swap_device(ctx)
+    return ctx.effect(
+        "free_swap_and_cache", note or f"__try_to_reclaim_swap: S{r.entry}'s folio stays"
+    )
+
+
+def dontneed(ctx: Ctx) -> Effect | Blocked:
+    return zap(ctx, unmap=False)
+
+
+def unmap(ctx: Ctx) -> Effect | Blocked:
+    return zap(ctx, unmap=True)
 
 
 @op("madvise_dontneed", (ADDR, PROC), ("zap_pte_range", "free_swap_and_cache"))
 def madvise_dontneed_op(ctx: Ctx) -> Effect | Blocked:
     """madvise(MADV_DONTNEED): zap the mapping; the address reads zero-fill (anon) or the file."""
-    return zap(ctx, unmap=False)
+    return ZAP.resume(ctx, dontneed)
 
 
 @op("munmap", (ADDR, PROC), ("zap_pte_range", "free_swap_and_cache"))
 def munmap_op(ctx: Ctx) -> Effect | Blocked:
     """munmap: zap the mapping and remove the address from the process."""
-    return zap(ctx, unmap=True)
+    return ZAP.resume(ctx, unmap)

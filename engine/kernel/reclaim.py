@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs
+from engine.kernel import refs, swap
 from engine.kernel.filemap import writepage
 from engine.kernel.machine import (
     PROC,
@@ -51,7 +51,6 @@ from engine.state import (
     ZERO_PAGE,
     Page,
     Pte,
-    Slot,
     page_name,
 )
 
@@ -241,8 +240,12 @@ def add_to_swap(ctx: Ctx) -> Effect:
         return ctx.effect(
             "folio_maybe_dma_pinned", f"{page_name(index)} may be DMA-pinned: keep it out of swap"
         )
-    slot = len(ctx.w.swap)
-    ctx.w = ctx.w.set_slot(slot, Slot(cache=index))
+    slot = swap.alloc_slot(ctx, index)
+    if slot is None:
+        ctx.goto(putback, activate=True)
+        return ctx.effect(
+            "add_to_swap", "folio_alloc_swap fails: the swap device is going away (swapoff)"
+        )
     refs.update(ctx, index, p.set(SWAPCACHE | DIRTY).evolve(ref=p.ref + 1, swap=slot))
     ctx.goto(unmap_clear if p.mapcount else pageout)
     return ctx.effect(
@@ -514,8 +517,7 @@ def remove_test_dirty(ctx: Ctx) -> Effect:
 def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
     index, p = page(ctx)
     if p.has(SWAPCACHE):
-        slot = ctx.w.swap[p.swap]
-        ctx.w = ctx.w.set_slot(p.swap, slot.evolve(cache=-1))
+        swap.uncache(ctx, p.swap)
         refs.update(ctx, index, p.clear(SWAPCACHE).evolve(swap=-1))
         where = f"the swap cache (S{p.swap} keeps the data)"
     else:

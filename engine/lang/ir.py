@@ -89,6 +89,7 @@ class Scenario:
     digest: str  # 48 bits, for display and links: collisions are findable in seconds
     # The full SHA-256 of the canonical document: what every cache keys on.
     sha256: str = ""
+    swap_sync: bool = False  # `swap: {synchronous: true}`: SWP_SYNCHRONOUS_IO (zram)
 
     def variant(self, name: str) -> Variant | None:
         for v in self.variants:

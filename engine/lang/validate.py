@@ -55,6 +55,7 @@ TOP_KEYS = (
     "refs",
     "variants",
     "files",
+    "swap",
     "setup",
     "actors",
     "expect",
@@ -362,6 +363,14 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         if not NAME.match(str(fname)):
             c.err(fpath, "file names must be lowercase names")
         files[str(fname)] = c.value(fd.get("data", "0"), f"{fpath}.data")
+    sd = c.mapping(d.get("swap"), "swap", ("synchronous",))
+    synchronous = sd.get("synchronous", False)
+    if not isinstance(synchronous, bool):
+        c.err(
+            "swap.synchronous",
+            "must be true or false (true: a SWP_SYNCHRONOUS_IO device such as zram)",
+        )
+        synchronous = False
     procs = _procs(d)
     setup = _ops(c, d.get("setup"), "setup", files, procs, MAX_SETUP, setup=True)
     actors = []
@@ -409,6 +418,7 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         refs=tuple(refs),
         variants=tuple(variants),
         files=files,
+        swap_sync=synchronous,
         setup=setup,
         actors=tuple(actors),
         expect=expect,

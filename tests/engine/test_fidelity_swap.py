@@ -1,0 +1,221 @@
+"""Kernel fidelity (issue 13): the swap slot's life, do_swap_page in steps, swapoff.
+
+Every scenario here is written from the ops alone (no catalog file).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import engine
+from engine.lang.ir import ScenarioError
+from tests.engine.builders import config, doc
+
+SWAPPED_OUT = [
+    {"write": {"addr": "buf", "value": "A"}},
+    {"shrink_folio_list": {"addr": "buf"}},  # clears the young bit
+    {"shrink_folio_list": {"addr": "buf"}},  # add_to_swap, unmap, pageout
+    {"shrink_folio_list": {"addr": "buf"}},  # frees the written page: buf holds S0
+]
+RACE: dict[str, list[dict[str, Any]]] = {
+    "cpu0": [{"read": {"addr": "buf"}}],
+    "cpu1": [{"write": {"addr": "buf", "value": "B"}}],
+    "kswapd": [{"shrink_folio_list": {"addr": "buf"}}, {"shrink_folio_list": {"addr": "buf"}}],
+}
+# The interleaving of 13ddaf26be32's message: CPU0 allocates page A and reads it, then
+# stalls; CPU1 swaps in page B, maps it, swap_free()s the entry, writes B, and kswapd
+# swaps B out again to the same (reused) entry; CPU0's pte_same passes.
+COMMIT_SCHEDULE = [
+    *["cpu0"] * 3,  # do_swap_page, swap_cache_get_folio (allocate A), swap_read_folio
+    *["cpu1"] * 5,  # the same three, pte_same + set_pte_at + swap_free, the store of B
+    *["kswapd"] * 4,  # pass 1: the young PTE keeps the page
+    *["kswapd"] * 9,  # pass 2: add_to_swap (S0 again), unmap, pageout of B, end of I/O
+    *["cpu0"] * 2,  # pte_same passes, set_pte_at(A), swap_free; the load
+]
+
+
+def synchronous(
+    actors: dict[str, list[dict[str, Any]]], setup: list[dict[str, Any]] = SWAPPED_OUT
+) -> engine.Scenario:
+    d = doc(actors, setup)
+    d["swap"] = {"synchronous": True}
+    return engine.parse_scenario(d)
+
+
+def violations(sc: engine.Scenario, kernel: str) -> set[str]:
+    exp = engine.explore(sc, config(sc, kernel))
+    return {v for o in exp.outcomes for v in o.violations}
+
+
+def test_two_faults_on_one_zram_entry_lose_a_write_until_6_8() -> None:
+    # Acceptance: the kernel's verdict before and after 13ddaf26be32, from the ops alone.
+    sc = synchronous(RACE)
+    assert violations(sc, "6.7") == {"lost_write"}
+    assert violations(sc, "6.8") == set()
+    # Before 0bcac06f27d7 (4.15) every swap-in goes through the swap cache: no race.
+    assert violations(sc, "4.14") == set()
+    # A plain device never skips the swap cache; its swap-in stays one atomic step.
+    plain = engine.parse_scenario(doc(RACE, SWAPPED_OUT))
+    assert violations(plain, "6.7") == set()
+    run = engine.run_schedule(plain, config(plain, "6.7"), ["cpu0", "cpu0"])
+    assert [s.function for s in run.steps] == ["handle_mm_fault", "load"]
+
+
+def test_the_commit_message_interleaving_installs_the_stale_page() -> None:
+    sc = synchronous(RACE)
+    run = engine.run_schedule(sc, config(sc, "6.7"), COMMIT_SCHEDULE)
+    notes = [s.note for s in run.steps]
+    assert run.error is None, notes
+    assert "skip the swap cache" in notes[1] and "skip the swap cache" in notes[4]
+    assert "enters the swap cache at slot S0" in " ".join(notes[8:21])  # the entry is reused
+    assert "pte_same: buf still holds S0" in notes[-2]
+    assert {v.name for v in run.violations} == {"lost_write"}  # at the load and at the end
+    assert "'A'" in run.violations[0].message and "'B'" in run.violations[0].message
+
+
+def test_from_6_8_the_racer_gets_eexist_and_waits() -> None:
+    sc = synchronous(RACE)
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu0", "cpu0"])
+    assert "swapcache_prepare pins S0" in run.steps[1].note
+    cpu1 = next(a for a in run.actors if a.name == "cpu1")
+    assert cpu1.blocked and "-EEXIST" in cpu1.blocked
+    done = engine.run_schedule(sc, config(sc, "6.8"), ["cpu0"] * 4 + ["cpu1"] * 2)
+    assert "swapcache_clear unpins S0" in done.steps[3].note
+    assert "already writable" in done.steps[4].note or "do_wp_page" in done.steps[4].note
+
+
+def test_a_freed_slot_is_discarded_by_zram_and_handed_out_again() -> None:
+    sc = synchronous({"cpu": [{"write": {"addr": "buf", "value": "B"}}], **{"r": []}})
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu"] * 4)
+    world = run.steps[-1].world
+    assert world.swap_free == (0,) and world.swap[0] == engine.state.Slot()
+    # Plain device: the freed slot keeps its stale content on disk, and is still reused.
+    plain = engine.parse_scenario(
+        doc(
+            {
+                "cpu": [{"write": {"addr": "buf", "value": "B"}}],
+                "kswapd": [{"shrink_folio_list": {"addr": "buf"}}] * 2,
+            },
+            SWAPPED_OUT,
+        )
+    )
+    cfg = config(plain, "6.8")
+    run = engine.run_schedule(plain, cfg, ["cpu", "cpu", *["kswapd"] * 8])
+    notes = [s.note for s in run.steps]
+    assert "delete_from_swap_cache" in notes[0], notes
+    assert any("enters the swap cache at slot S0" in n for n in notes), notes
+    assert len(run.steps[-1].world.swap) == 1
+
+
+@pytest.mark.parametrize(
+    ("swap", "path", "words"),
+    [
+        ({"synchronous": "yes"}, "swap.synchronous", "true or false"),
+        ({"sync": True}, "swap.sync", "allowed: synchronous"),
+        (True, "swap", "must be a mapping"),
+    ],
+)
+def test_the_swap_device_attribute_is_validated(swap: object, path: str, words: str) -> None:
+    d = doc({"cpu": [{"read": {"addr": "buf"}}]})
+    d["swap"] = swap
+    with pytest.raises(ScenarioError) as err:
+        engine.parse_scenario(d)
+    assert [(e.path, words in e.message) for e in err.value.errors] == [(path, True)]
+
+
+SWAPOFF: dict[str, list[dict[str, Any]]] = {
+    "app": [{"read": {"addr": "buf", "expect": "A"}}],
+    "admin": [{"swapoff": {}}],
+}
+
+
+def test_swapoff_under_a_swap_in_that_skips_the_swap_cache() -> None:
+    # 2799e77529c2: until 5.13 the skip-swapcache read can run after swapoff freed the device.
+    sc = synchronous(SWAPOFF)
+    assert violations(sc, "5.13") == {"use_after_free"}
+    assert violations(sc, "5.14") == set()
+    cfg = config(sc, "5.14")
+    run = engine.run_schedule(sc, cfg, ["app", "app", *["admin"] * 4])
+    admin = next(a for a in run.actors if a.name == "admin")
+    assert admin.blocked and "get_swap_device of app" in admin.blocked
+    end = engine.run_schedule(sc, cfg, ["app", "app", *["admin"] * 4, *["app"] * 3, "admin"])
+    assert end.finished and end.violations == ()
+
+
+def test_swapoff_under_a_swap_in_through_the_swap_cache() -> None:
+    # eb085574a752: a forked entry (two users) goes through the swap cache; before 5.1 its
+    # swapcache_prepare reads the freed swap_map.
+    sc = synchronous(SWAPOFF, [*SWAPPED_OUT, {"fork": {"child": "kid"}}])
+    assert violations(sc, "5.0") == {"use_after_free"}
+    assert violations(sc, "5.1") == set()
+
+
+def test_reclaim_allocates_no_slot_once_swapoff_has_begun() -> None:
+    sc = engine.parse_scenario(
+        doc(
+            {
+                "admin": [{"swapoff": {}}],
+                "kswapd": [{"shrink_folio_list": {"addr": "buf"}}] * 2,
+            }
+        )
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["admin", *["kswapd"] * 8])
+    notes = [s.note for s in run.steps]
+    assert any("folio_alloc_swap fails" in n for n in notes), notes
+    assert run.steps[-1].world.swap == ()
+
+
+def test_a_zap_does_not_wait_for_a_pinned_entry_and_the_swap_in_backs_off() -> None:
+    # MADV_DONTNEED drops the swap entry while a skip-swapcache swap-in holds SWAP_HAS_CACHE
+    # (zap_pte_range never waits for it); the swap-in's pte_same then fails, and the slot is
+    # freed only when swapcache_clear drops the pin.
+    sc = synchronous(
+        {"cpu": [{"read": {"addr": "buf"}}], "zap": [{"madvise_dontneed": {"addr": "buf"}}]}
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu", "cpu", "zap"])
+    world = run.steps[-1].world
+    assert world.swap[0].has_cache and world.swap[0].entries == 0 and world.swap_free == ()
+    end = engine.run_schedule(sc, config(sc, "6.8"), ["cpu", "cpu", "zap", "zap", *["cpu"] * 4])
+    assert "pte_same fails" in end.steps[5].note, [s.note for s in end.steps]
+    assert end.steps[5].world.swap_free == (0,)
+    assert end.finished and end.violations == ()
+
+
+def test_zapping_the_last_swap_entry_frees_the_swap_cache_folio() -> None:
+    # free_swap_and_cache: count == SWAP_HAS_CACHE after swap_free, so __try_to_reclaim_swap
+    # takes the unmapped, written folio out of the swap cache, and the slot is free.
+    sc = engine.parse_scenario(
+        doc({"zap": [{"madvise_dontneed": {"addr": "buf"}}]}, SWAPPED_OUT[:3])
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["zap", "zap"])
+    assert "only SWAP_HAS_CACHE is left of S0" in run.steps[0].note
+    assert "__try_to_reclaim_swap: P0 leaves the swap cache" in run.steps[1].note
+    world = run.steps[1].world
+    assert world.page(0).free and world.swap_free == (0,)
+
+
+def test_swapoff_under_free_swap_and_cache() -> None:
+    # 82b1c07a0af6: zap leaves only SWAP_HAS_CACHE; swapoff frees that swap cache itself and
+    # the device, under free_swap_and_cache's swap_page_trans_huge_swapped. A plain device.
+    sc = engine.parse_scenario(
+        doc(
+            {"app": [{"madvise_dontneed": {"addr": "buf"}}], "admin": [{"swapoff": {}}]},
+            SWAPPED_OUT[:3],
+        )
+    )
+    assert violations(sc, "6.8") == {"use_after_free"}
+    assert violations(sc, "6.9") == set()
+    run = engine.run_schedule(sc, config(sc, "6.9"), ["app", *["admin"] * 3])
+    admin = next(a for a in run.actors if a.name == "admin")
+    assert admin.blocked and "get_swap_device of app" in admin.blocked
+
+
+def test_fork_waits_for_a_swap_in_in_progress() -> None:
+    # The fault holds mmap_lock for read across do_swap_page's steps; fork takes it for write.
+    sc = synchronous({"cpu": [{"read": {"addr": "buf"}}], "parent": [{"fork": {"child": "kid"}}]})
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu"])
+    parent = next(a for a in run.actors if a.name == "parent")
+    assert parent.blocked and "cpu" in parent.blocked
+    assert violations(sc, "6.8") == set()
