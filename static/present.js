@@ -6,12 +6,9 @@
 // for anything else (another kernel, a found bug, an edited schedule), `explore` for
 // "Explore all". The token lives in sessionStorage, never in the URL, so the address bar
 // can be shared.
-(function () {
-  "use strict";
-  // The sub-path the server is mounted under (`pagerace serve --root-path`), "" at the top:
-  // the server's links are root-relative ("/s/..."), so every one built or replayed here gets it.
-  var ROOT = document.body.getAttribute("data-root") || "";
+import { $, ROOT, UNAVAILABLE, badge, frameData, openSocket, say } from "./core.js";
 
+(function () {
   if (!document.body.classList.contains("present")) { return; }
   var KEY = "pagerace.room-token.";
   var room = new URLSearchParams(window.location.search).get("room");
@@ -46,24 +43,8 @@
   var reused = Boolean(room && token);
   var socket = null;
   var last = null;
-  var retries = 0;
 
-  function $(sel) { return document.querySelector(sel); }
-
-  function frameData() {
-    var el = document.getElementById("frame-data");
-    return el ? JSON.parse(el.getAttribute("data-json")) : null;
-  }
-
-  function roomStatus(text, kind) {
-    var el = $("#room-status");
-    if (el) { el.textContent = text; el.className = "room-status " + (kind || ""); }
-  }
-
-  function say(text) {
-    var el = $("#status-msg");
-    if (el) { el.textContent = text; }
-  }
+  function roomStatus(text, kind) { badge("room-status", text, kind); }
 
   function view(data) {
     return {
@@ -104,7 +85,7 @@
 
   function send(message) {
     if (!message) { return; }
-    if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(message)); }
+    if (socket) { socket.send(message); }
   }
 
   // The address bar keeps presenter mode and the room (but never the token).
@@ -128,32 +109,20 @@
   }
 
   function connect() {
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + ROOT + "/ws/rooms/" + room +
-      "?token=" + encodeURIComponent(token));
-    socket.onopen = function () {
-      roomStatus("● live: followers see every step", "on");
-      // Whatever the room had, it now shows what is on this screen.
-      last = view(frameData());
-      send(loadOf(last));
-    };
-    socket.onmessage = function (ev) {
-      var msg = JSON.parse(ev.data);
-      // Reset only once the server has answered: one that accepts and then drops every
-      // socket (its room store down) is not retried every half second.
-      retries = 0;
-      if (msg.type === "error") { say("⚠ room: " + msg.message); }
-    };
-    socket.onclose = function (ev) {
-      if (ev.code === 1013) {  // try again later: the room store (Redis) is down
-        retries += 1;
-        var wait = Math.min(30000, 2000 * Math.pow(2, retries));
-        roomStatus("○ " + (ev.reason || "live rooms are down") + " · retrying in " +
-          Math.round(wait / 1000) + " s", "off");
-        window.setTimeout(connect, wait);
-        return;
-      }
-      if (ev.code === 4404 || ev.code === 4403) {
+    socket = openSocket(function () {
+      return "/ws/rooms/" + room + "?token=" + encodeURIComponent(token);
+    }, {
+      open: function () {
+        roomStatus("● live: followers see every step", "on");
+        // Whatever the room had, it now shows what is on this screen.
+        last = view(frameData());
+        send(loadOf(last));
+      },
+      message: function (msg) {
+        if (msg.type === "error") { say("⚠ room: " + msg.message); }
+      },
+      close: function (ev) {
+        if (ev.code !== 4404 && ev.code !== 4403) { return false; }
         forget(room);
         if (reused) {
           // The remembered room expired (or is another presenter's): open a fresh one.
@@ -161,16 +130,20 @@
           room = null;
           token = null;
           createRoom();
-          return;
+          return true;
         }
         roomStatus("✖ the room is gone: press p twice for a new one", "off");
-        return;
+        return true;
+      },
+      retry: function (ev, wait) {
+        if (ev.code === UNAVAILABLE) {  // the room store (Redis) is down
+          roomStatus("○ " + (ev.reason || "live rooms are down") + " · retrying in " +
+            Math.round(wait / 1000) + " s", "off");
+        } else {
+          roomStatus("○ reconnecting…", "off");
+        }
       }
-      retries += 1;
-      var delay = Math.min(10000, 500 * Math.pow(2, retries));
-      roomStatus("○ reconnecting…", "off");
-      window.setTimeout(connect, delay);
-    };
+    });
   }
 
   function start() {

@@ -67,7 +67,7 @@ def test_default_page_is_a_valid_starter(client: TestClient) -> None:
     assert VALID in page
     assert 'hx-post="/edit/check"' in page
     assert 'hx-trigger="input changed delay:300ms"' in page
-    assert '<script src="/static/editor.js' in page
+    assert '<script type="module" src="/static/editor.js' in page
     assert "<script>" not in page  # the CSP allows no inline scripts
     assert response.headers["content-security-policy"].count("script-src 'self'") == 1
     # One gutter number per textarea row (the last, empty one included).
