@@ -36,6 +36,11 @@ export function frameData() { return readJSON("frame-data"); }
 
 export function absolute(path) { return window.location.origin + ROOT + path; }
 
+// A number the server gave the page on <body> (data-NAME), e.g. the play delay.
+export function bodyNumber(name) {
+  return Number(document.body.getAttribute("data-" + name));
+}
+
 // Copy `text`, saying `done` (or `failed`) in the status line. The clipboard API needs a
 // secure context; elsewhere (plain http on a LAN) a hidden textarea and execCommand do it.
 export function copyText(text, done, failed) {

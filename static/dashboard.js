@@ -1,9 +1,10 @@
 // pagerace dashboard: draws the plotly charts, wires the keyboard, play, copy link/diagram.
 // The server renders every state; htmx swaps #frame. This file only glues and draws.
-import { $, ROOT, absolute, copyText, drawFigure, frameData, readJSON, say } from "./core.js";
+import { $, ROOT, absolute, bodyNumber, copyText, drawFigure, frameData, readJSON, say } from "./core.js";
 
 (function () {
-  var PLAY_DELAY_MS = 700;
+  // The autoplay step interval: the server's setting (play_delay_ms), on <body>.
+  var PLAY_DELAY_MS = bodyNumber("play-delay");
   // A live room's follower (/live/{room}) only watches: no keys, no clicks that navigate,
   // and its address stays the room's. Presenter mode (?present=1) keeps its own parameters.
   var LIVE = document.body.classList.contains("live");
