@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -18,7 +18,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 import engine
-from app import figures
 from app.catalog_view import all_tags, cards
 from app.config import MAX_PARAM_CHARS, Settings
 from app.dashboard import (
@@ -32,14 +31,12 @@ from app.dashboard import (
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.errors import PageError, error_page
 from app.links import (
-    LinkParams,
     LinkScenarioError,
-    dashboard_path,
     decode_doc,
-    frame_path,
     parse_schedule,
     root_path,
 )
+from app.outcomes import dashboard_outcomes
 from app.security import cross_site_subresource
 from app.service import (
     CLIENT_GONE,
@@ -394,24 +391,5 @@ async def outcomes(
         return explored
     target, config, result, notices = explored
     sid = target.scenario.id if target.link.custom else scenario_id
-    rows: list[dict[str, Any]] = []
-    for outcome in result.outcomes:
-        example = tuple(outcome.example)
-        params = LinkParams(
-            config.variant, example, len(example), target.scenario.digest, target.link.custom
-        )
-        rows.append(
-            {
-                "outcome": outcome,
-                "frame_url": frame_path(sid, params),
-                "page_url": dashboard_path(sid, params),
-            }
-        )
-    ctx = {
-        "result": result,
-        "rows": rows,
-        "kernel": config.kernel,
-        "notices": notices,
-        "figure": figures.outcomes_figure(result),
-    }
-    return templates.TemplateResponse(request, "_outcomes.html", ctx)
+    view = dashboard_outcomes(sid, target.scenario, config, result, target.link.custom, notices)
+    return templates.TemplateResponse(request, "_outcomes.html", {"outcomes": view})
