@@ -1,7 +1,8 @@
 """Plotly figure specs as plain dicts: the run timeline and the outcomes bar chart.
 
-Pure functions of engine results, so they are easy to test; static/timeline.js only draws
-them. Colours are Okabe-Ito (colour-blind safe) and every colour also has a symbol or word.
+Pure functions of engine results, so they are easy to test; the browser only draws them
+(static/core.js drawFigure, which adds the page's theme). Colours are Okabe-Ito (colour-blind
+safe) and every colour also has a symbol or word.
 """
 
 from __future__ import annotations

@@ -52,6 +52,12 @@ def serve_catalog(settings: Settings) -> dict[str, engine.Scenario]:
     return catalog
 
 
+def page_settings(request: Request) -> dict[str, int]:
+    """The settings the page scripts read from <body>: the autoplay step interval."""
+    settings: Settings = request.app.state.settings
+    return {"play_delay_ms": settings.play_delay_ms}
+
+
 SWAGGER_UI = "swagger-ui-5.35.0"  # static/vendor/VENDOR.md
 
 
@@ -88,7 +94,9 @@ def create_app(
     app.state.explorer = Explorer(settings)
     app.state.runner = Runner(app.state.catalog, settings)
     assets = find_assets(STATIC_DIR)
-    templates = Jinja2Templates(directory=TEMPLATES_DIR, context_processors=[url_builder])
+    templates = Jinja2Templates(
+        directory=TEMPLATES_DIR, context_processors=[url_builder, page_settings]
+    )
     templates.env.globals["assets"] = assets
     app.state.templates = templates
 

@@ -10,6 +10,10 @@ server CPU per new visitor (issue 14). Here each file is read and gzipped once p
 - the app's own files (dashboard.js, app.css, ...) change with a deploy: an ETag and
   `no-cache`, so a browser revalidates (a 304 without a body). Pages link them with
   `?v=<version>` (app/assets.py); a request carrying the current version is immutable too;
+- the app's own scripts are ES modules whose relative imports (`from "./core.js"`) resolve
+  against the importing file's URL, without its query: the version is stamped into them as
+  they are served (`"./core.js?v=<version>"`), so an import is as immutable as its page's
+  `<script src="...?v=...">` and changes with the same deploy;
 - gzip is sent when the request's Accept-Encoding allows it (`Vary: Accept-Encoding` always);
   brotli is not offered: no brotli package is a dependency.
 """
@@ -20,6 +24,7 @@ import functools
 import gzip
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,8 @@ REVALIDATE = "no-cache"  # cache it, but ask (If-None-Match) before each use
 # Text formats gain from gzip; fonts and images are compressed already.
 COMPRESSIBLE = ("text/", "application/javascript", "application/json", "image/svg+xml")
 MIN_GZIP_BYTES = 1024  # below this the header costs more than it saves (as the middleware)
+# A module's static import of a sibling: `from "./core.js"`, `import "./x.js"`.
+RELATIVE_IMPORT = re.compile(rb"""(\b(?:from|import)\s*)(["'])(\./[\w.-]+\.js)\2""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +51,19 @@ class StaticFile:
     etag: str  # of the plain content: the gzipped one has its own (RFC 9110 8.8.3)
 
 
+def stamp_imports(source: bytes, version: str) -> bytes:
+    """`source` with `?v=version` on each relative module import."""
+    stamp = b"?v=" + version.encode()
+    return RELATIVE_IMPORT.sub(lambda m: m[1] + m[2] + m[3] + stamp + m[2], source)
+
+
 @functools.lru_cache(maxsize=512)
-def _load(path: str, mtime_ns: int, size: int) -> StaticFile:
-    """Keyed on the file's mtime and size too: an edited file is read again (in development)."""
+def _load(path: str, mtime_ns: int, size: int, version: str) -> StaticFile:
+    """Keyed on the file's mtime and size too: an edited file is read again (in development).
+    A `version` stamps the file's module imports (our own scripts; "" for anything else)."""
     plain = Path(path).read_bytes()
+    if version:
+        plain = stamp_imports(plain, version)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     if media_type == "text/javascript" or media_type.endswith("/javascript"):
         media_type = "text/javascript"
@@ -59,9 +75,9 @@ def _load(path: str, mtime_ns: int, size: int) -> StaticFile:
     return StaticFile(plain, gzipped, media_type, etag)
 
 
-def load(path: Path) -> StaticFile:
+def load(path: Path, version: str = "") -> StaticFile:
     stat = path.stat()
-    return _load(str(path), stat.st_mtime_ns, stat.st_size)
+    return _load(str(path), stat.st_mtime_ns, stat.st_size, version)
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -107,17 +123,22 @@ class StaticDirectory:
     def immutable(name: str) -> bool:
         return name.startswith("vendor/")
 
+    def stamp(self, name: str) -> str:
+        """The version our own modules' imports carry; "" for files that are not ours or not JS."""
+        return "" if self.immutable(name) or not name.endswith(".js") else self.version
+
     def warm(self) -> None:
         """Read and compress every file now (startup), not on each file's first request."""
-        for path in self.files.values():
-            load(path)
+        for name, path in self.files.items():
+            load(path, self.stamp(name))
 
     def respond(self, request: Request, name: str) -> Response:
         path = self.files.get(name)
         if path is None:
             raise HTTPException(404, "Not Found")
         versioned = self.immutable(name) or request.query_params.get("v") == self.version
-        return serve_file(request, load(path), IMMUTABLE if versioned else REVALIDATE)
+        file = load(path, self.stamp(name))
+        return serve_file(request, file, IMMUTABLE if versioned else REVALIDATE)
 
 
 def serve_file(request: Request, file: StaticFile, cache_control: str) -> Response:

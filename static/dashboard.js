@@ -1,60 +1,19 @@
 // pagerace dashboard: draws the plotly charts, wires the keyboard, play, copy link/diagram.
 // The server renders every state; htmx swaps #frame. This file only glues and draws.
-(function () {
-  "use strict";
+import { $, absolute, bodyNumber, copyText, drawFigure, frameData, readJSON, say } from "./core.js";
 
-  var PLAY_DELAY_MS = 700;
+(function () {
+  // The autoplay step interval: the server's setting (play_delay_ms), on <body>.
+  var PLAY_DELAY_MS = bodyNumber("play-delay");
   // A live room's follower (/live/{room}) only watches: no keys, no clicks that navigate,
   // and its address stays the room's. Presenter mode (?present=1) keeps its own parameters.
   var LIVE = document.body.classList.contains("live");
   var PRESENT = document.body.classList.contains("present");
-  // Every URL this file fetches or shows comes from the server (the frame's JSON island),
-  // already under the sub-path it is served at: nothing here builds or rewrites one.
   var playing = false;
   var playTimer = null;
   // The control the user acted on, to focus its successor after the frame is swapped: the
   // swap replaces it, and focus falling back to <body> sends Tab back to the page's start.
   var refocus = null;
-
-  function $(sel) { return document.querySelector(sel); }
-
-  function readJSON(id) {
-    var el = document.getElementById(id);
-    return el ? JSON.parse(el.getAttribute("data-json")) : null;
-  }
-
-  function frameData() { return readJSON("frame-data"); }
-
-  function say(text) {
-    var el = $("#status-msg");
-    if (el) { el.textContent = text; }
-  }
-
-  function absolute(path) { return window.location.origin + path; }
-
-  // The page's colours (dark mode included) and, on a projector, its larger type: plotly's
-  // defaults are white-background grid lines and 12 px labels.
-  function themed(layout) {
-    var copy = Object.assign({}, layout);
-    var grid = getComputedStyle(document.documentElement).getPropertyValue("--line").trim();
-    copy.font = { color: getComputedStyle(document.body).color };
-    if (PRESENT) { copy.font.size = 18; }
-    Object.keys(copy).forEach(function (key) {
-      if (/^[xy]axis\d*$/.test(key) && grid) {
-        copy[key] = Object.assign({ gridcolor: grid, zerolinecolor: grid }, copy[key]);
-      }
-    });
-    if (grid && !copy.yaxis) { copy.yaxis = { gridcolor: grid, zerolinecolor: grid }; }
-    return copy;
-  }
-
-  // Plotly's responsive resize sizes a chart from its container, and an empty container is
-  // only as tall as its CSS min-height: after a window resize (a projector plugged in) the
-  // chart was drawn over the controls below it. The container keeps the figure's height.
-  function sized(el, layout) {
-    if (layout && layout.height) { el.style.height = layout.height + "px"; }
-    return el;
-  }
 
   function drawTimeline() {
     var data = frameData();
@@ -66,24 +25,13 @@
     var traces = fig.data.map(function (trace) {
       return bad && trace.textfont ? Object.assign({}, trace, { textfont: { color: bad } }) : trace;
     });
-    window.Plotly.react(sized(el, fig.layout), traces, themed(fig.layout), { displayModeBar: false, responsive: true });
-    if (!el.dataset.bound) {
-      el.dataset.bound = "1";
-      el.on("plotly_click", function (ev) {
-        var point = ev.points && ev.points[0];
-        if (!LIVE && point && typeof point.x === "number") { goto(Math.round(point.x)); }
-      });
-    }
+    drawFigure(el, fig, traces, function (point) {
+      if (!LIVE && typeof point.x === "number") { goto(Math.round(point.x)); }
+    });
   }
 
   function drawOutcomes() {
-    var fig = readJSON("outcomes-data");
-    var el = $("#outcomes-chart");
-    if (!fig || !el || !window.Plotly) { return; }
-    window.Plotly.newPlot(sized(el, fig.layout), fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
-    el.on("plotly_click", function (ev) {
-      var point = ev.points && ev.points[0];
-      if (!point) { return; }
+    drawFigure($("#outcomes-chart"), readJSON("outcomes-data"), null, function (point) {
       var btn = document.querySelector('.load-example[data-outcome="' + point.customdata + '"]');
       if (btn) { activate(btn); }
     });
@@ -185,23 +133,7 @@
 
   // --- copy link / diagram -------------------------------------------------------------------
 
-  function copyText(text, done) {
-    var fallback = function () {
-      var area = document.createElement("textarea");
-      area.value = text;
-      document.body.appendChild(area);
-      area.select();
-      var ok = false;
-      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
-      area.remove();
-      say(ok ? done : "Copy failed: select the text below and copy it yourself.");
-    };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(function () { say(done); }, fallback);
-    } else {
-      fallback();
-    }
-  }
+  var COPY_FAILED = "Copy failed: select the text below and copy it yourself.";
 
   function copyLink() {
     var data = frameData();
@@ -209,7 +141,7 @@
     var link = absolute(data.page_url);
     var share = $("#share-link");
     if (share) { share.value = link; }
-    copyText(link, "✓ Link copied");
+    copyText(link, "✓ Link copied", COPY_FAILED);
   }
 
   function copyDiagram() {
@@ -227,7 +159,7 @@
     }).then(function (text) {
       $("#diagram-text").textContent = text;
       $("#diagram-box").open = true;
-      copyText(text, "✓ Diagram copied");
+      copyText(text, "✓ Diagram copied", COPY_FAILED);
     }).catch(function (err) { say("Diagram failed: " + err.message); });
   }
 

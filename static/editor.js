@@ -1,10 +1,9 @@
 // pagerace scenario editor: line numbers, jumping to a problem's line, YAML-friendly Tab and
 // Enter, Ctrl+Enter to explore, copy/share/save, and the outcomes chart. The server checks the
 // text (htmx posts it as you type); this file only glues and draws.
-(function () {
-  "use strict";
-  // Every URL here comes from the server, already under the sub-path it is served at.
+import { $, absolute, copyText, drawFigure, readJSON, say } from "./core.js";
 
+(function () {
   var text = document.getElementById("ed-text");
   var gutter = document.getElementById("ed-gutter");
   if (!text || !gutter) { return; }
@@ -12,13 +11,6 @@
   var escArmed = false; // Esc, then Tab, leaves the textarea instead of indenting
   var shownRows = -1;
   var shownBad = "";
-
-  function $(sel) { return document.querySelector(sel); }
-
-  function say(message) {
-    var el = $("#status-msg");
-    if (el) { el.textContent = message; }
-  }
 
   // --- gutter ---------------------------------------------------------------------------------
 
@@ -145,30 +137,10 @@
 
   // --- links, copy, save ----------------------------------------------------------------------
 
-  function absolute(path) { return window.location.origin + path; }
-
   function absoluteLinks() {
     document.querySelectorAll("#share input[data-path]").forEach(function (input) {
       input.value = absolute(input.getAttribute("data-path"));
     });
-  }
-
-  function copyText(value, done) {
-    var fallback = function () {
-      var area = document.createElement("textarea");
-      area.value = value;
-      document.body.appendChild(area);
-      area.select();
-      var ok = false;
-      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
-      area.remove();
-      say(ok ? done : "Copy failed: select the link and copy it yourself.");
-    };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(value).then(function () { say(done); }, fallback);
-    } else {
-      fallback();
-    }
   }
 
   function copyFrom(id) {
@@ -176,7 +148,7 @@
     if (!input || input.tagName !== "INPUT") { return; }
     input.select();
     var what = id === "share-editor" ? "Editor link" : "Dashboard link";
-    copyText(input.value, "✓ " + what + " copied");
+    copyText(input.value, "✓ " + what + " copied", "Copy failed: select the link and copy it yourself.");
   }
 
   function download(name) {
@@ -243,12 +215,6 @@
     if (note) { note.hidden = !stale; }
   }
 
-  function themed(layout) {
-    var copy = Object.assign({}, layout);
-    copy.font = { color: window.getComputedStyle(document.body).color };
-    return copy;
-  }
-
   var plotlyLoading = false;
 
   // plotly.js is most of a page's weight and only the outcomes need it: load it on first use.
@@ -269,16 +235,7 @@
   }
 
   function drawChart() {
-    var el = $("#ed-outcomes-chart");
-    var data = $("#ed-outcomes-data");
-    if (!el || !data || !window.Plotly) { return; }
-    var fig = JSON.parse(data.getAttribute("data-json"));
-    // As on the dashboard: a resize must not shrink the chart over the table below it.
-    if (fig.layout && fig.layout.height) { el.style.height = fig.layout.height + "px"; }
-    window.Plotly.newPlot(el, fig.data, themed(fig.layout), { displayModeBar: false, responsive: true });
-    el.on("plotly_click", function (ev) {
-      var point = ev.points && ev.points[0];
-      if (!point) { return; }
+    drawFigure($("#ed-outcomes-chart"), readJSON("ed-outcomes-data"), null, function (point) {
       var link = document.querySelector('.load-example[data-outcome="' + point.customdata + '"]');
       if (link) { window.location.assign(link.href); }
     });

@@ -3,41 +3,26 @@
 // step, fetched from the server (the same rendering as the dashboard), one fetch at a time.
 // Every URL comes from the server, and so does what a message means for the frame: a kernel
 // switch's A/B frame (cmp=) and a found bug's summary (found=1) are in the frame_url it sends.
-(function () {
-  "use strict";
+import { $, UNAVAILABLE, badge, frameData, openSocket, say } from "./core.js";
 
+(function () {
   var dash = document.getElementById("dash");
   if (!dash || !document.body.classList.contains("live")) { return; }
   var room = dash.getAttribute("data-room");
   // Close codes after which reconnecting cannot help (4429: too many unknown rooms).
   var FINAL = { 4403: true, 4404: true, 4409: true, 4429: true, 1008: true };
-  // 1013 "try again later": the live-room store is down; retry, but slowly.
-  var UNAVAILABLE = 1013;
   var ended = false;
   var seen = -1;
-  var retries = 0;
   var wanted = null;
   var fetching = false;
   var shownId = currentId();
 
-  function $(sel) { return document.querySelector(sel); }
-
-  function status(text, kind) {
-    var el = $("#live-status");
-    if (!el) { return; }
-    el.textContent = text;
-    el.className = "live-status " + (kind || "");
-  }
-
-  function say(text) {
-    var el = $("#status-msg");
-    if (el) { el.textContent = text; }
-  }
+  function status(text, kind) { badge("live-status", text, kind); }
 
   // The scenario the frame on screen belongs to.
   function currentId() {
-    var el = document.getElementById("frame-data");
-    return el ? JSON.parse(el.getAttribute("data-json")).id : null;
+    var data = frameData();
+    return data ? data.id : null;
   }
 
   function logLine(msg) {
@@ -125,33 +110,28 @@
   }
 
   function connect() {
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + window.location.host + dash.getAttribute("data-socket"));
-    socket.onmessage = function (ev) {
-      // The backoff resets only once a connection has carried a message: a server that
-      // accepts and then drops every socket (its store down) is not retried every second.
-      retries = 0;
-      onMessage(JSON.parse(ev.data));
-    };
-    socket.onclose = function (ev) {
-      if (ended) { return; }
-      if (ev.code === UNAVAILABLE) {
-        retries += 1;
-        var wait = Math.min(30000, 2000 * Math.pow(2, retries));
-        status("○ " + (ev.reason || "the server cannot reach its room store") +
-          " · retrying in " + Math.round(wait / 1000) + " s", "off");
-        window.setTimeout(connect, wait);
-        return;
+    openSocket(function () {
+      return dash.getAttribute("data-socket");
+    }, {
+      message: onMessage,
+      close: function (ev) {
+        if (ended) { return true; }
+        if (FINAL[ev.code]) {
+          status("✖ " + (ev.reason || "this room is closed") + " (" + ev.code + ")", "off");
+          return true;
+        }
+        return false;
+      },
+      retry: function (ev, wait) {
+        var secs = Math.round(wait / 1000);
+        if (ev.code === UNAVAILABLE) {
+          status("○ " + (ev.reason || "the server cannot reach its room store") +
+            " · retrying in " + secs + " s", "off");
+        } else {
+          status("○ reconnecting in " + secs + " s…", "off");
+        }
       }
-      if (FINAL[ev.code]) {
-        status("✖ " + (ev.reason || "this room is closed") + " (" + ev.code + ")", "off");
-        return;
-      }
-      retries += 1;
-      var delay = Math.min(10000, 500 * Math.pow(2, retries));
-      status("○ reconnecting in " + Math.round(delay / 1000) + " s…", "off");
-      window.setTimeout(connect, delay);
-    };
+    });
   }
 
   // Followers watch: clicks on the run's controls would only make this page diverge.

@@ -7,12 +7,9 @@
 // click) sends the frame's own `load` from its JSON island; "Explore all" sends `explore`.
 // Nothing here works out a schedule or a URL. The token lives in sessionStorage, never in
 // the URL, so the address bar can be shared.
-(function () {
-  "use strict";
-  var dash = document.getElementById("dash");
-  // The room socket's path (root included), from the server; the room id is appended.
-  var SOCKETS = dash ? dash.getAttribute("data-room-sockets") : "";
+import { $, UNAVAILABLE, badge, frameData, openSocket, say } from "./core.js";
 
+(function () {
   if (!document.body.classList.contains("present")) { return; }
   var KEY = "pagerace.room-token.";
   var room = new URLSearchParams(window.location.search).get("room");
@@ -47,28 +44,15 @@
   var reused = Boolean(room && token);
   var socket = null;
   var pending = null;  // the intent of the control whose frame is on its way
-  var retries = 0;
+  var dash = document.getElementById("dash");
+  // The room sockets' path (root included), from the server; the room id is appended.
+  var SOCKETS = dash ? dash.getAttribute("data-room-sockets") : "";
 
-  function $(sel) { return document.querySelector(sel); }
-
-  function frameData() {
-    var el = document.getElementById("frame-data");
-    return el ? JSON.parse(el.getAttribute("data-json")) : null;
-  }
-
-  function roomStatus(text, kind) {
-    var el = $("#room-status");
-    if (el) { el.textContent = text; el.className = "room-status " + (kind || ""); }
-  }
-
-  function say(text) {
-    var el = $("#status-msg");
-    if (el) { el.textContent = text; }
-  }
+  function roomStatus(text, kind) { badge("room-status", text, kind); }
 
   function send(message) {
     if (!message) { return; }
-    if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(message)); }
+    if (socket) { socket.send(message); }
   }
 
   // The address bar keeps presenter mode and the room (but never the token): the room's
@@ -90,35 +74,23 @@
   }
 
   function connect() {
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + window.location.host + SOCKETS + room +
-      "?token=" + encodeURIComponent(token));
-    socket.onopen = function () {
-      roomStatus("● live: followers see every step", "on");
-      // Whatever the room had, it now shows what is on this screen.
-      send(frameData().load);
-    };
-    socket.onmessage = function (ev) {
-      var msg = JSON.parse(ev.data);
-      // Reset only once the server has answered: one that accepts and then drops every
-      // socket (its room store down) is not retried every half second.
-      retries = 0;
-      if (msg.type === "error") { say("⚠ room: " + msg.message); }
-      if (msg.type === "room" && msg.follow_url) {
-        showCorner(new URL(msg.follow_url, window.location.href).href, msg.qr_url);
-      }
-      keepUrl(msg.present_url);
-    };
-    socket.onclose = function (ev) {
-      if (ev.code === 1013) {  // try again later: the room store (Redis) is down
-        retries += 1;
-        var wait = Math.min(30000, 2000 * Math.pow(2, retries));
-        roomStatus("○ " + (ev.reason || "live rooms are down") + " · retrying in " +
-          Math.round(wait / 1000) + " s", "off");
-        window.setTimeout(connect, wait);
-        return;
-      }
-      if (ev.code === 4404 || ev.code === 4403) {
+    socket = openSocket(function () {
+      return SOCKETS + room + "?token=" + encodeURIComponent(token);
+    }, {
+      open: function () {
+        roomStatus("● live: followers see every step", "on");
+        // Whatever the room had, it now shows what is on this screen.
+        send(frameData().load);
+      },
+      message: function (msg) {
+        if (msg.type === "error") { say("⚠ room: " + msg.message); }
+        if (msg.type === "room" && msg.follow_url) {
+          showCorner(new URL(msg.follow_url, window.location.href).href, msg.qr_url);
+        }
+        keepUrl(msg.present_url);
+      },
+      close: function (ev) {
+        if (ev.code !== 4404 && ev.code !== 4403) { return false; }
         forget(room);
         if (reused) {
           // The remembered room expired (or is another presenter's): open a fresh one.
@@ -126,16 +98,20 @@
           room = null;
           token = null;
           createRoom();
-          return;
+          return true;
         }
         roomStatus("✖ the room is gone: press p twice for a new one", "off");
-        return;
+        return true;
+      },
+      retry: function (ev, wait) {
+        if (ev.code === UNAVAILABLE) {  // the room store (Redis) is down
+          roomStatus("○ " + (ev.reason || "live rooms are down") + " · retrying in " +
+            Math.round(wait / 1000) + " s", "off");
+        } else {
+          roomStatus("○ reconnecting…", "off");
+        }
       }
-      retries += 1;
-      var delay = Math.min(10000, 500 * Math.pow(2, retries));
-      roomStatus("○ reconnecting…", "off");
-      window.setTimeout(connect, delay);
-    };
+    });
   }
 
   function start() {

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 import engine
-from app import figures
 from app.dashboard import Notice
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.editor import (
@@ -26,7 +25,6 @@ from app.editor import (
     Check,
     check_text,
     document_text,
-    example_path,
     naming_reference,
     op_reference,
     source_text,
@@ -35,6 +33,7 @@ from app.editor import (
     unpack,
 )
 from app.links import LinkError, LinkTooLarge
+from app.outcomes import OutcomesView, editor_outcomes
 from app.service import Catalog, ClientGone, Explorer, client_of
 from app.urls import Urls
 
@@ -79,7 +78,7 @@ def _page(
     catalog: Catalog,
     check: Check,
     notices: Sequence[Notice] = (),
-    outcomes: dict[str, Any] | None = None,
+    outcomes: OutcomesView | None = None,
     status: int = 200,
     from_id: str | None = None,
 ) -> Response:
@@ -193,10 +192,12 @@ async def explore(
     result = await _check(form, settings.max_doc_bytes, Urls.of(request))
     if result.scenario is None:
         status = 413 if result.size > result.limit else 422
-        ctx: dict[str, Any] = {"c": result, "outcomes": None}
-        return templates.TemplateResponse(request, "_editor_outcomes.html", ctx, status_code=status)
+        ctx: dict[str, Any] = {"c": result}
+        return templates.TemplateResponse(
+            request, "_editor_unexplored.html", ctx, status_code=status
+        )
     ctx = {"c": result, "outcomes": await _outcomes(request, explorer, result)}
-    return templates.TemplateResponse(request, "_editor_outcomes.html", ctx)
+    return templates.TemplateResponse(request, "_outcomes.html", ctx)
 
 
 async def _explore(
@@ -215,25 +216,11 @@ async def _explore(
     return result
 
 
-async def _outcomes(request: Request, explorer: Explorer, check: Check) -> dict[str, Any]:
+async def _outcomes(request: Request, explorer: Explorer, check: Check) -> OutcomesView:
     scenario = check.scenario
     assert scenario is not None
     config = engine.make_config(scenario, variant=check.variant)
     result = await _explore(request, explorer, scenario, config)
     packed = check.links.packed_doc or ""
-    rows = [
-        {
-            "outcome": o,
-            "url": example_path(scenario, packed, check.variant, o.example, Urls.of(request)),
-        }
-        for o in result.outcomes
-    ]
-    return {
-        "result": result,
-        "rows": rows,
-        "kernel": config.kernel,
-        "variant": check.variant,
-        "digest": scenario.digest,
-        "expect": engine.check_expect(scenario, check.variant, result),
-        "figure": figures.outcomes_figure(result),
-    }
+    urls = Urls.of(request)
+    return editor_outcomes(scenario, check.variant, config.kernel, result, packed, urls)

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -18,7 +18,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 import engine
-from app import figures
 from app.catalog_view import all_tags, cards
 from app.config import MAX_PARAM_CHARS, Settings
 from app.dashboard import (
@@ -36,6 +35,7 @@ from app.links import (
     decode_doc,
     parse_schedule,
 )
+from app.outcomes import dashboard_outcomes
 from app.runref import RunRef
 from app.security import cross_site_subresource
 from app.service import (
@@ -396,22 +396,7 @@ async def outcomes(
         return explored
     target, config, result, notices = explored
     sid = target.scenario.id if target.link.packed else scenario_id
-    rows: list[dict[str, Any]] = []
-    for outcome in result.outcomes:
-        example = tuple(outcome.example)
-        params = RunRef(
-            variant=config.variant,
-            schedule=example,
-            at=len(example),
-            digest=target.scenario.digest,
-            packed=target.link.packed,
-        )
-        rows.append({"outcome": outcome, "link": Link.to(target.urls, sid, params)})
-    ctx = {
-        "result": result,
-        "rows": rows,
-        "kernel": config.kernel,
-        "notices": notices,
-        "figure": figures.outcomes_figure(result),
-    }
-    return templates.TemplateResponse(request, "_outcomes.html", ctx)
+    view = dashboard_outcomes(
+        sid, target.scenario, config, result, target.link.packed, notices, target.urls
+    )
+    return templates.TemplateResponse(request, "_outcomes.html", {"outcomes": view})

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import engine
+from app.config import TEMPLATES_DIR
 from app.editor import (
     LINK_LIMIT,
     STARTER,
@@ -67,7 +68,7 @@ def test_default_page_is_a_valid_starter(client: TestClient) -> None:
     assert VALID in page
     assert 'hx-post="/edit/check"' in page
     assert 'hx-trigger="input changed delay:300ms"' in page
-    assert '<script src="/static/editor.js' in page
+    assert '<script type="module" src="/static/editor.js' in page
     assert "<script>" not in page  # the CSP allows no inline scripts
     assert response.headers["content-security-policy"].count("script-src 'self'") == 1
     # One gutter number per textarea row (the last, empty one included).
@@ -346,3 +347,19 @@ def test_the_reference_lists_every_switch_with_its_mainline_releases(client: Tes
     assert row and "5.8 (reverted in 5.9)" in row.group(0) and "17839856fd58" in row.group(0)
     for name in [*engine.FIXES, *engine.DESIGN_RULES]:
         assert f"<code>{name}</code>" in page
+
+
+def test_the_editor_and_the_dashboard_share_one_outcomes_fragment(client: TestClient) -> None:
+    dash = client.get(f"/s/{SEED}/outcomes")
+    edit = client.post("/edit/explore", data={"text": SEED_FILE.read_text(), "v": "buggy"})
+    page = client.post("/edit", data={"text": SEED_FILE.read_text(), "do": "explore"})
+    assert dash.status_code == edit.status_code == page.status_code == 200
+    assert not (TEMPLATES_DIR / "_editor_outcomes.html").exists()
+    # The same rows, the same chart; each page's links and ids as before.
+    assert 'id="outcomes-chart"' in dash.text and 'hx-get="/s/' in dash.text
+    assert 'id="ed-outcomes-chart"' in edit.text and "hx-get" not in edit.text
+    assert 'class="ed-outcomes" data-key="' in edit.text and "ed-expect" in edit.text
+    assert dash.text.count("<tr class=") == edit.text.count("<tr class=")
+    # The page includes the very fragment Explore swaps in (but for the time it took).
+    took = re.compile(r"\d+ ms")
+    assert took.sub("", edit.text) in took.sub("", page.text)

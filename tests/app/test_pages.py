@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from urllib.parse import quote
 
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
 import engine
+from app.config import Settings
 from app.links import encode_doc
 from app.main import create_app
 
@@ -239,3 +241,10 @@ def test_follower_frame_repeats_find_a_bug_only_from_the_cache(
     assert "Found lost_write" in after and "interleavings end this way" in after
     other = link(bug_schedule[:-1], len(bug_schedule) - 1).replace("?", "/frame?", 1)
     assert "Found" not in client.get(other + "&live=1&found=1").text  # not the shortest one
+
+
+def test_the_play_delay_comes_from_the_settings(catalog: Mapping[str, engine.Scenario]) -> None:
+    # dashboard.js steps at the server's interval (the /ws/run play uses the same setting).
+    client = TestClient(create_app(catalog, replace(Settings(), play_delay_ms=250)))
+    for path in (f"/s/{SEED}", f"/s/{SEED}?present=1", "/edit", "/"):
+        assert re.search(r'<body [^>]*data-play-delay="250"', client.get(path).text), path

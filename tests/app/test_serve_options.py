@@ -289,9 +289,11 @@ def test_the_scripts_build_no_url() -> None:
     static = Path(__file__).resolve().parents[2] / "static"
     path = re.compile(r'"/(?:s|api|ws|live|edit|static)/|"/frame|"/outcomes')
     query = re.compile(r'\+ *"[?&][a-z]+=')
-    socket = '"?token=" + encodeURIComponent(token));'
-    for script in ("dashboard.js", "editor.js", "live.js", "present.js"):
+    socket = 'return SOCKETS + room + "?token=" + encodeURIComponent(token);'
+    for script in ("core.js", "dashboard.js", "editor.js", "live.js", "present.js"):
         text = (static / script).read_text()
+        if script != "core.js":
+            assert re.search(r'^import \{[^}]*\} from "\./core\.js";$', text, re.M), script
         assert "ROOT" not in text and "data-root" not in text, script
         for line in text.splitlines():
             code = line.strip()

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app import static_files
 from app.config import STATIC_DIR
-from app.static_files import IMMUTABLE, REVALIDATE, accepts_gzip
+from app.static_files import IMMUTABLE, REVALIDATE, accepts_gzip, stamp_imports
 
 PLOTLY = "/static/vendor/plotly-basic-4.1.1.min.js"
 APP_JS = "/static/dashboard.js"
@@ -66,7 +66,9 @@ def test_app_files_revalidate_with_an_etag(client: TestClient, app: FastAPI) -> 
     plain = client.get(APP_JS, headers={"accept-encoding": "identity", "if-none-match": etag})
     assert plain.status_code == 304
     stale = client.get(APP_JS, headers={"if-none-match": '"0123"'})
-    assert stale.status_code == 200 and stale.content == (STATIC_DIR / "dashboard.js").read_bytes()
+    raw = (STATIC_DIR / "dashboard.js").read_bytes()
+    assert stale.status_code == 200
+    assert stale.content == stamp_imports(raw, app.state.static.version)
     # Pages link the current version (?v=): that URL never changes its content.
     current = client.get(f"{APP_JS}?v={app.state.static.version}")
     assert current.headers["cache-control"] == IMMUTABLE
@@ -76,6 +78,36 @@ def test_app_files_revalidate_with_an_etag(client: TestClient, app: FastAPI) -> 
 def test_pages_link_the_versioned_urls(client: TestClient, app: FastAPI) -> None:
     page = client.get("/s/madv-free-vs-dio").text
     assert f"/static/dashboard.js?v={app.state.static.version}" in page
+
+
+def test_module_imports_carry_the_version_of_the_page_that_loads_them(
+    client: TestClient, app: FastAPI
+) -> None:
+    # An import resolves against the importing file's URL without its query: the server
+    # stamps the version in, so core.js is as cacheable (and as fresh) as dashboard.js?v=.
+    version = app.state.static.version
+    for script in ("dashboard.js", "editor.js", "live.js", "present.js"):
+        served = client.get(f"/static/{script}?v={version}")
+        assert served.headers["content-type"].startswith("text/javascript"), script
+        assert f'from "./core.js?v={version}";' in served.text, script
+        assert 'from "./core.js";' in (STATIC_DIR / script).read_text(), script
+    core = client.get(f"/static/core.js?v={version}")
+    assert core.headers["content-type"].startswith("text/javascript")
+    assert core.headers["cache-control"] == IMMUTABLE
+    assert core.content == (STATIC_DIR / "core.js").read_bytes()  # no imports of its own
+    # Vendor files are never rewritten.
+    assert client.get(PLOTLY).content == (STATIC_DIR / PLOTLY.removeprefix("/static/")).read_bytes()
+
+
+def test_stamp_imports_touches_only_relative_module_imports() -> None:
+    source = (
+        b"""import { a } from "./core.js";\nimport './side.js';\n"""
+        b"""import x from "/abs.js";\n// see "./core.js"\n"""
+    )
+    assert stamp_imports(source, "abc") == (
+        b"""import { a } from "./core.js?v=abc";\nimport './side.js?v=abc';\n"""
+        b"""import x from "/abs.js";\n// see "./core.js"\n"""
+    )
 
 
 def test_only_files_under_static_are_served(client: TestClient) -> None:

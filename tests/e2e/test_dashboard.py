@@ -192,3 +192,15 @@ def test_play_advances_through_the_schedule(page: Page) -> None:
     expect(page.locator("#btn-play")).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#at")).to_have_text(str(total), timeout=5_000 + 1_000 * total)
     expect(page.locator("#btn-play")).to_have_attribute("aria-pressed", "false", timeout=3_000)
+
+
+def test_the_page_modules_and_their_shared_import_carry_the_page_version(page: Page) -> None:
+    # Module imports resolve without the importing URL's query: the server stamps ?v= into
+    # them, so core.js is fetched once, at the version dashboard.js and present.js carry.
+    scripts: list[str] = []
+    page.on("request", lambda r: scripts.append(r.url) if r.resource_type == "script" else None)
+    page.goto(f"/s/{SEED}")
+    expect(page.locator("#timeline .main-svg").first).to_be_attached()
+    ours = [u.split("/static/")[1] for u in scripts if "/static/" in u and "/vendor/" not in u]
+    assert sorted(u.split("?")[0] for u in ours) == ["core.js", "dashboard.js", "present.js"]
+    assert len({u.partition("?v=")[2] for u in ours}) == 1 and "?v=" in ours[0]
