@@ -22,7 +22,6 @@ from app.catalog_view import all_tags, cards
 from app.config import MAX_PARAM_CHARS, Settings
 from app.dashboard import (
     Dashboard,
-    Link,
     Notice,
     build_dashboard,
     config_for,
