@@ -137,3 +137,39 @@ def route_imports(path: Path) -> list[int]:
 )
 def test_routes_import_no_other_route(path: Path) -> None:
     assert not route_imports(path), f"{path.name} imports another route"
+
+
+# --- one URL builder (app/urls.py) -----------------------------------------------------------
+
+TEMPLATES = sorted((ROOT / "templates").glob("*.html"))
+APP_SOURCES = sorted((ROOT / "app").rglob("*.py"))
+# A literal app path in a template attribute, a URL rewritten with `replace`, or a root
+# prefix added by hand: every one of these is a URL made outside app/urls.py.
+HAND_MADE_IN_TEMPLATE = (
+    '="/',
+    "{{ root }}",
+    "|replace('/",
+    '|replace("/',
+)
+# In Python, an f-string or string starting a dashboard, frame, live or edit path.
+HAND_MADE_IN_PYTHON = ('f"/s/', "f'/s/", '"/s/', 'f"/live/', '"/edit?', "/frame?", "/outcomes?")
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=[p.name for p in TEMPLATES])
+def test_templates_make_no_url(path: Path) -> None:
+    text = path.read_text()
+    for made in HAND_MADE_IN_TEMPLATE:
+        assert made not in text, f"{path.name} makes a URL by hand ({made!r}): use `urls`"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in APP_SOURCES if p.name != "urls.py"],
+    ids=[str(p.relative_to(ROOT)) for p in APP_SOURCES if p.name != "urls.py"],
+)
+def test_only_urls_py_makes_paths(path: Path) -> None:
+    # Route declarations name their own paths; that is where paths are defined, not made.
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("@")]
+    for made in HAND_MADE_IN_PYTHON:
+        for line in lines:
+            assert made not in line, f"{path.relative_to(ROOT)} makes a path by hand: {line}"

@@ -36,7 +36,7 @@ from app.service import (
     disconnected,
     resolve_scenario,
 )
-from app.urls import Urls
+from app.urls import APP, Urls
 
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
@@ -63,7 +63,7 @@ def summary(scenario: engine.Scenario) -> dict[str, Any]:
         "actors": [actor.name for actor in scenario.actors],
         "digest": scenario.digest,
         "sha256": scenario.sha256,
-        "url": f"/s/{scenario.id}",
+        "url": APP.page(scenario.id),  # app-relative, as product.md's API documents it
     }
 
 
