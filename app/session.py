@@ -379,8 +379,10 @@ def known_answer(exc: engine.InputError | ExploreBusy) -> Answer:
 async def close_on_bug(websocket: WebSocket, reply: Send, exc: BaseException) -> None:
     """A bug met while serving a socket: logged with its traceback, told to the client as a
     500 `error` message, and the socket closed with 1011 (internal error)."""
-    await reply(answer_or_log(exc, websocket.url.path).message())
-    await websocket.close(1011)
+    told = answer_or_log(exc, websocket.url.path).message()  # logged first, whatever follows
+    with suppress(Exception):  # the socket may be the thing that broke
+        await reply(told)
+        await websocket.close(1011)
 
 
 def frame_text(frame: Mapping[str, Any]) -> str:
