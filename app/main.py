@@ -24,7 +24,7 @@ from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 from app.session import ClientBudgets
 from app.static_files import DynamicGZip, StaticDirectory
-from app.urls import Urls, root_path
+from app.urls import Urls
 from engine.lang.catalog import load_folder
 
 
@@ -126,12 +126,12 @@ def create_app(
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
-        root = root_path(request)
+        urls = Urls.of(request)
         return get_swagger_ui_html(
-            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            openapi_url=urls.path(app.openapi_url or "/openapi.json"),
             title="pagerace API",
-            swagger_js_url=f"{root}/static/vendor/{SWAGGER_UI}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}/static/vendor/{SWAGGER_UI}/swagger-ui.css",
+            swagger_js_url=urls.path(f"/static/vendor/{SWAGGER_UI}/swagger-ui-bundle.js"),
+            swagger_css_url=urls.path(f"/static/vendor/{SWAGGER_UI}/swagger-ui.css"),
             swagger_favicon_url="data:,",
         )
 
