@@ -330,3 +330,47 @@ def test_followers_share_one_render_of_a_frame(live: TestClient) -> None:
     assert "step 2 · dio" in again.text
     live.get(f"/s/{SEED}/frame?v=buggy&t=dio,dio&at=2", headers={"HX-Request": "true"})
     assert list(cache.frames) == [url], "only followers' frames are kept"
+
+
+def test_the_server_says_what_a_followers_frame_is(
+    live: TestClient, bug_schedule: tuple[str, ...]
+) -> None:
+    """A follower's frame URL carries cmp= for a kernel switch on the same schedule and
+    found=1 for a new schedule; a step along the schedule carries neither."""
+    schedule = list(bug_schedule[:4])  # runs on both kernels
+    room = create(live, scenario=SEED, variant="buggy", schedule=schedule, at=2)
+    with (
+        present(live, room) as presenter,
+        live.websocket_connect(f"/ws/rooms/{room['room']}") as follower,
+    ):
+        assert receive(presenter)["type"] == "room"
+        receive(presenter)  # the room's own step, loaded for the presenter
+        assert receive(follower)["type"] == "room"
+        receive(follower)  # catch-up
+
+        def published(message: dict[str, Any]) -> dict[str, Any]:
+            presenter.send_json(message)
+            mine = receive(presenter)
+            theirs = receive(follower)
+            assert theirs["frame_url"] == mine["frame_url"]
+            assert mine["present_url"].endswith(f"&present=1&room={room['room']}")
+            return theirs
+
+        switched = published(
+            {"type": "load", "scenario": SEED, "variant": "fixed", "schedule": schedule, "at": 2}
+        )
+        assert switched["switched"] == "fixed"
+        assert switched["frame_url"].endswith("&live=1&cmp=buggy")
+        stepped = published({"type": "goto", "index": 1})
+        assert "cmp=" not in stepped["frame_url"] and "found=" not in stepped["frame_url"]
+        found = published(
+            {
+                "type": "load",
+                "scenario": SEED,
+                "variant": "fixed",
+                "schedule": schedule[:3],
+                "at": 1,
+            }
+        )
+        assert found["frame_url"].endswith("&live=1&found=1") and "switched" not in found
+        assert found["scenario_id"] == SEED
