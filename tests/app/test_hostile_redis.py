@@ -168,3 +168,29 @@ def test_rooms_lost_in_a_redis_restart_are_reported_as_lost(app: str, redis: Red
     assert "was lost" in got[-1]["message"] and "idle" not in got[-1]["message"]
     status, text, _ = http("GET", app + f"/live/{room}")
     assert status == 404 and "was lost" in text
+
+
+def test_a_frozen_redis_mid_command_tells_the_presenter(app: str, redis: Redis) -> None:
+    """The presenter steps while Redis does not answer: the step cannot be published, so the
+    presenter is told why and the socket closes with 1013 (try again later), within bounded
+    time; Redis back, the same room takes the presenter again."""
+    created = json.loads(http("POST", app + "/api/rooms", {"scenario": SEED})[1])
+    room, token = created["room"], created["presenter_token"]
+    url = app.replace("http://", "ws://") + f"/ws/rooms/{room}?token={token}"
+    with connect(url, open_timeout=10) as presenter:
+        assert json.loads(presenter.recv(timeout=10))["role"] == "presenter"
+        presenter.send(json.dumps({"type": "load", "scenario": SEED}))
+        assert json.loads(presenter.recv(timeout=10))["type"] == "state"
+        redis.signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            presenter.send(json.dumps({"type": "step", "actor": "dio"}))
+            got, code = closing(presenter)
+            took = time.monotonic() - started
+        finally:
+            redis.signal(signal.SIGCONT)
+    assert code == 1013, (code, got)
+    assert got and "not answering" in got[-1]["message"], got
+    assert took < 6 * TIMEOUT_S + 2, took
+    with connect(url, open_timeout=10) as again:
+        assert json.loads(again.recv(timeout=10))["role"] == "presenter"
