@@ -214,6 +214,16 @@ DESIGN_RULES: dict[str, Fix] = {
             "GUP-fast re-reads the PTE after taking the reference",
         ),
         Fix(
+            "fork_swap_pte_shared",
+            # David Hildenbrand, "mm/swap: remember PG_anon_exclusive via a swp pte bit"
+            # (5.19): the bit and this rule came in together.
+            "1493a1913e34",
+            "",
+            "fork's copy_nonpresent_pte clears the exclusive bit of a swap PTE it shares "
+            "(pte_swp_clear_exclusive in parent and child), so neither swap-in may map the "
+            "page writable without the refcount check",
+        ),
+        Fix(
             "freeze_before_dirty",
             "",
             "",

@@ -286,3 +286,30 @@ def test_folio_free_swap_under_a_swap_in_sends_it_back() -> None:
     assert "no longer the swap cache of S0" in notes[5], notes
     assert "loads 'A'" in notes[6] and run.violations == ()
     assert violations(sc, "6.8") == set()
+
+
+def test_fork_shares_an_exclusive_swap_entry_and_clears_its_bit() -> None:
+    # copy_nonpresent_pte: swap_duplicate, and from 5.19 (1493a1913e34) pte_swp_clear_exclusive
+    # in parent and child. With the bit kept (what if), the parent's swap-in trusts it, maps
+    # the swap-cache page writable and its store reaches the page the child swaps in.
+    sc = engine.parse_scenario(
+        doc(
+            {
+                "parent": [{"fork": {"child": "kid"}}, {"write": {"addr": "buf", "value": "B"}}],
+                "kid": [{"read": {"addr": "buf", "proc": "kid", "expect": "A"}}],
+            },
+            SWAPPED_OUT,
+        )
+    )
+    run = engine.run_schedule(sc, config(sc, "5.19"), ["parent"] * 2)
+    note = run.steps[1].note
+    assert "swap_duplicate(S0)" in note and "pte_swp_clear_exclusive" in note, note
+    world = run.steps[1].world
+    assert world.swap[0].entries == 2
+    assert not any(pte.exclusive_swap for _, _, pte in world.ptes)
+    before = engine.run_schedule(sc, config(sc, "5.18"), ["parent"] * 2)
+    assert "pte_swp_clear_exclusive" not in before.steps[1].note  # no exclusive bit before 5.19
+    for kernel in ("5.18", "5.19", "6.8"):
+        assert violations(sc, kernel) == set(), kernel
+    kept = engine.explore(sc, config(sc, "5.19", fork_swap_pte_shared=False))
+    assert {v for o in kept.outcomes for v in o.violations} == {"data_leak"}
