@@ -675,7 +675,8 @@ def swapin_lock(ctx: Ctx) -> Effect | Blocked:
             f"folio_lock_or_retry: waits for the lock of {page_name(r.page)}, held by {page.locker}"
         )
     refs.update(ctx, r.page, page.set(LOCKED).evolve(locker=ctx.name))
-    if not page.has(SWAPCACHE) or page.swap != r.entry:
+    moved = page.swap != r.entry and ctx.cfg.on("swapin_recheck_swap_entry")
+    if not page.has(SWAPCACHE) or moved:
         drop_folio(ctx, r.page, locked=True)
         retry(ctx)
         return ctx.effect(
@@ -684,6 +685,12 @@ def swapin_lock(ctx: Ctx) -> Effect | Blocked:
             "(folio_free_swap or swapoff released it): out_page, the fault returns",
         )
     ctx.goto(swapin_map_cached)
+    if page.swap != r.entry:
+        return ctx.effect(
+            "folio_lock",
+            f"locks {page_name(r.page)}: (what if) only PageSwapCache is checked, and it is "
+            f"in the swap cache, of S{page.swap} now, not S{r.entry}",
+        )
     return ctx.effect(
         "folio_lock", f"locks {page_name(r.page)}, still the swap cache of S{r.entry}"
     )

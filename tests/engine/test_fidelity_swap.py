@@ -313,3 +313,29 @@ def test_fork_shares_an_exclusive_swap_entry_and_clears_its_bit() -> None:
         assert violations(sc, kernel) == set(), kernel
     kept = engine.explore(sc, config(sc, "5.19", fork_swap_pte_shared=False))
     assert {v for o in kept.outcomes for v in o.violations} == {"data_leak"}
+
+
+def test_the_further_swapin_race_of_31c4a3d3a0f8() -> None:
+    # The commit message's interleaving (catalog: swapin-swap-entry-changed): B holds page1
+    # from the swap cache while A copies on write, C reuses page1 (swap1 freed), kswapd
+    # gives swap1 to A+B's page2 and swap2 to page1; B's pte_same passes.
+    sc = engine.load_catalog()["swapin-swap-entry-changed"]
+    schedule = [
+        *["thread_b"] * 4,  # do_swap_page, swapcache_prepare, add_to_swap_cache, the read
+        *["others"] * 11,  # A: swap-in from the cache, COW, store; C: swap-in, reuse, store
+        *["kswapd"] * 25,  # page2 to S0 (swap1, reused), page1 to S1 (kept: B's reference)
+        *["thread_b"] * 3,  # folio_lock, pte_same, the load
+    ]
+    buggy = engine.run_schedule(sc, engine.make_config(sc, "buggy"), schedule)
+    notes = [s.note for s in buggy.steps]
+    assert "delete_from_swap_cache" in notes[13], notes
+    assert "P1 enters the swap cache at slot S0" in notes[22], notes
+    assert "P0 enters the swap cache at slot S1" in notes[35], notes
+    assert "of S1 now, not S0" in notes[40], notes
+    assert "kid loads 'C'" in notes[42] and {v.name for v in buggy.violations} == {"data_leak"}
+    fixed = engine.run_schedule(sc, engine.make_config(sc, "fixed"), schedule[:-2])
+    assert "no longer the swap cache of S0" in fixed.steps[-1].note
+    end = engine.run_schedule(
+        sc, engine.make_config(sc, "fixed"), [*schedule[:-2], *["thread_b"] * 5]
+    )
+    assert "loads 'B'" in end.steps[-1].note and end.violations == ()
