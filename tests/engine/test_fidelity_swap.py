@@ -323,7 +323,7 @@ def test_the_further_swapin_race_of_31c4a3d3a0f8() -> None:
     schedule = [
         *["thread_b"] * 4,  # do_swap_page, swapcache_prepare, add_to_swap_cache, the read
         *["others"] * 11,  # A: swap-in from the cache, COW, store; C: swap-in, reuse, store
-        *["kswapd"] * 25,  # page2 to S0 (swap1, reused), page1 to S1 (kept: B's reference)
+        *["others"] * 25,  # reclaim: page2 to S0 (swap1, reused), page1 to S1 (B's reference)
         *["thread_b"] * 3,  # folio_lock, pte_same, the load
     ]
     buggy = engine.run_schedule(sc, engine.make_config(sc, "buggy"), schedule)
