@@ -214,6 +214,29 @@ DESIGN_RULES: dict[str, Fix] = {
             "GUP-fast re-reads the PTE after taking the reference",
         ),
         Fix(
+            "swapin_recheck_swap_entry",
+            # Hugh Dickins, "mm: further fix swapin race condition": posted against
+            # 2.6.36-rc4 on 19 Sep 2010, signed off by Linus (mainline hash read on a
+            # googlesource mirror of linux), so 2.6.36, older than every kernel modelled
+            # here (4.12+): a design rule, off only as a what-if.
+            "31c4a3d3a0f8",
+            "",
+            "do_swap_page, once it holds the folio lock, checks that the swap-cache folio is "
+            "still the swap cache of the entry it read from the PTE (page_private == "
+            "entry.val), not only PageSwapCache: a folio that left the swap cache and came "
+            "back on another slot is not mapped where the old slot was reused",
+        ),
+        Fix(
+            "fork_swap_pte_shared",
+            # David Hildenbrand, "mm/swap: remember PG_anon_exclusive via a swp pte bit"
+            # (5.19): the bit and this rule came in together.
+            "1493a1913e34",
+            "",
+            "fork's copy_nonpresent_pte clears the exclusive bit of a swap PTE it shares "
+            "(pte_swp_clear_exclusive in parent and child), so neither swap-in may map the "
+            "page writable without the refcount check",
+        ),
+        Fix(
             "freeze_before_dirty",
             "",
             "",

@@ -4,6 +4,14 @@ handle_mm_fault is modelled as one atomic step under the PTE lock: it picks the
 handler the kernel would (do_anonymous_page, do_wp_page, do_swap_page,
 filemap_fault + do_page_mkwrite) and applies it. Which anonymous pages a write
 fault may reuse in place is exactly where the COW fixes differ by version.
+
+A CPU access's do_swap_page runs in its steps on every swap device: the PTE read
+(orig_pte), swap_cache_get_folio, then either the swap cache's protocol
+(__read_swap_cache_async: swapcache_prepare, add_to_swap_cache, swap_read_folio;
+folio_lock and the check that the folio is still the entry's swap cache) or, on a
+synchronous device, the path that skips the swap cache; and last the pte_same recheck
+under the PTE lock, swap_free and the reuse rules. GUP's fault (handle_mm_fault from
+gup.py) still swaps in in one step.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from engine.kernel import oracle, refs, swap
-from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, op
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, holding, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
@@ -32,26 +40,37 @@ from engine.state import (
 # safety net rather than a modelling choice; the retry count in the registers keeps the graph
 # acyclic.
 MAX_FAULT_RETRIES = 16
-# The steps of do_swap_page on a synchronous device (SWP_SYNCHRONOUS_IO).
-SWAPIN_STEPS = ("do_swap_page", "swap_cache_get_folio", "swap_read_folio", "pte_same")
+# The steps of do_swap_page: both devices, the swap cache's protocol, the skip path.
+SWAPIN_STEPS = (
+    "do_swap_page",
+    "swap_cache_get_folio",
+    "swapcache_prepare",
+    "add_to_swap_cache",
+    "swap_read_folio",
+    "folio_lock",
+    "pte_same",
+)
 
 
 class Faulting(NamedTuple):
-    """A CPU access that took a fault and retries the access; on a synchronous swap
-    device, do_swap_page's own state between its steps."""
+    """A CPU access that took a fault and retries the access; do_swap_page's own state
+    between its steps."""
 
     tries: int = 0
     entry: int = -1  # the swap entry do_swap_page read from the PTE (vmf->orig_pte)
-    page: int = NO_PAGE  # the folio a swap-in that skips the swap cache allocated
+    page: int = NO_PAGE  # the folio this swap-in holds a reference on
     pinned: bool = False  # need_clear_cache: this swap-in holds SWAP_HAS_CACHE
     device: bool = False  # this fault holds get_swap_device
+    cached: bool = False  # the folio is (or was) the entry's swap cache (swapcache == folio)
 
 
 ACCESS = Machine(Faulting)
 
 
-def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
-    """Why a fault on this PTE must wait, if it must."""
+def wait_reason(ctx: Ctx, proc: str, pte: Pte | None, lookup: bool = True) -> str | None:
+    """Why a fault on this PTE must wait, if it must. With `lookup` false the fault's own
+    steps look the folio up (do_swap_page in steps): a frozen or locked swap-cache folio is
+    waited for there, not before the fault begins."""
     p = ctx.w.proc(proc)
     if p is None:
         return f"waits for process {proc} to exist"
@@ -63,6 +82,8 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
     if pte is not None and pte.migration:
         return f"waits for the migration of {page_name(pte.page)} (migration_entry_wait)"
     cached = -1
+    if not lookup:
+        return None
     if pte is not None and pte.swap >= 0:
         cached = ctx.w.swap[pte.swap].cache
     elif pte is not None and pte.file and not pte.present:
@@ -79,18 +100,20 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None) -> str | None:
 
 
 def swapin_wait(ctx: Ctx, pte: Pte) -> str | None:
-    """Why a swap-in of this PTE's entry must wait: another swap-in that skips the swap
-    cache has pinned it (swapcache_prepare gives -EEXIST; do_swap_page sleeps a tick and
-    the fault is retried, 13ddaf26be32, a wait queue since 01626a182302; a swap-cache
-    swap-in loops in __read_swap_cache_async) until the owner clears SWAP_HAS_CACHE."""
+    """Why a swap-in of this PTE's entry must wait: another swap-in owns SWAP_HAS_CACHE
+    with no folio in the swap cache yet, one that skips the swap cache (13ddaf26be32) or
+    one between swapcache_prepare and add_to_swap_cache. swapcache_prepare gives -EEXIST:
+    do_swap_page's skip path sleeps a tick and the fault is retried (a wait queue since
+    01626a182302), __read_swap_cache_async loops, until the owner adds its folio or
+    clears SWAP_HAS_CACHE."""
     if pte.present or pte.swap < 0:
         return None
     slot = ctx.w.swap[pte.swap]
     if slot.cache >= 0 or not slot.has_cache:
         return None
     return (
-        f"waits: S{pte.swap} is pinned by a swap-in that skips the swap cache "
-        "(swapcache_prepare -EEXIST, retry)"
+        f"waits: S{pte.swap} is claimed by another swap-in (SWAP_HAS_CACHE, no folio yet: "
+        "swapcache_prepare -EEXIST, retry)"
     )
 
 
@@ -229,12 +252,15 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
 
 
 def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
+    """do_swap_page in one step (GUP's fault): the swap cache's folio, or a new one read
+    from the slot into the swap cache, mapped by map_swapped_in."""
     slot = ctx.w.swap[pte.swap]
     if slot.cache >= 0:
         index, how = slot.cache, "finds it in the swap cache"
+        refs.get(ctx, index)
     else:
         page = Page(
-            ref=1,
+            ref=2,  # the swap cache's and this fault's
             flags=SWAPBACKED | SWAPCACHE,
             lru="inactive_anon",
             data=slot.data,
@@ -242,14 +268,20 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
             swap=pte.swap,
         )
         ctx.w, index = ctx.w.new_page(page)
-        slot = slot.evolve(cache=index)
+        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(cache=index))
         how = "reads it from swap"
+    return f"do_swap_page: {how}, {map_swapped_in(ctx, proc, addr, pte, index, write)}"
+
+
+def map_swapped_in(ctx: Ctx, proc: str, addr: str, pte: Pte, index: int, write: bool) -> str:
+    """Under the PTE lock, pte_same passed: swap_free, the reuse rules of the kernel's
+    version, and set_pte_at. The fault's reference on the folio becomes the mapping's.
+    Returns the end of the step's sentence."""
+    slot = ctx.w.swap[pte.swap]
     # reuse_swap_page (up to 5.17) counts mappings and swap entries before this fault's
     # page_add_anon_rmap and swap_free: this PTE's own entry is the 1 it allows.
     swap_users = ctx.w.page(index).mapcount + slot.entries
-    ctx.w = ctx.w.set_slot(pte.swap, slot)
     swap.swap_free(ctx, pte.swap)
-    refs.get(ctx, index)
     page = ctx.w.page(index)
     refs.update(ctx, index, page.evolve(mapcount=page.mapcount + 1))
     freed = ""
@@ -281,9 +313,7 @@ def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
         Pte(page=index, present=True, write=writable, dirty=write and writable, young=True),
     )
     ro = "writable" if writable else "read-only"
-    return (
-        f"do_swap_page: {how}, maps {page_name(index)} {ro}{freed} ({refs.refs_note(ctx, index)})"
-    )
+    return f"maps {page_name(index)} {ro}{freed} ({refs.refs_note(ctx, index)})"
 
 
 def free_swap(ctx: Ctx, index: int) -> str:
@@ -370,7 +400,8 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     if pte is None:
         ctx.next_op()
         return ctx.effect("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")
-    reason = wait_reason(ctx, proc, pte)
+    in_steps = pte.swap >= 0 and not pte.present and swapin_in_steps(ctx)
+    reason = wait_reason(ctx, proc, pte, lookup=not in_steps)
     if reason:
         return Blocked(reason)
     if needs_fault(pte, write):
@@ -383,7 +414,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         tries = ctx.regs(Faulting).tries
         if tries >= MAX_FAULT_RETRIES:
             raise RuntimeError(f"{ctx.name}: fault retry bound exceeded at {addr}")
-        if pte.swap >= 0 and not pte.present and ctx.w.swap_sync:
+        if in_steps:
             return swapin_start(ctx, pte, tries)
         note = handle_mm_fault(ctx, proc, addr, write)
         ctx.goto(store_access if write else load_access, tries=tries + 1)
@@ -395,9 +426,12 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     return ctx.effect("store" if write else "load", note)
 
 
-# do_swap_page on a synchronous device, in its steps (mm/memory.c). The plain swap device's
-# swap-in stays one step (handle_mm_fault above): the folio lock and SWAP_HAS_CACHE of the
-# swap cache serialize it against every path modelled here.
+# do_swap_page in its steps (mm/memory.c, mm/swap_state.c).
+
+
+def swapin_in_steps(ctx: Ctx) -> bool:
+    """Whether a CPU access swaps in in do_swap_page's steps (else one handle_mm_fault)."""
+    return True
 
 
 def mmap_read(ctx: Ctx, take: bool) -> None:
@@ -423,6 +457,7 @@ def retry(ctx: Ctx) -> None:
         page=NO_PAGE,
         pinned=False,
         device=False,
+        cached=False,
     )
 
 
@@ -475,14 +510,26 @@ def swapin_lookup(ctx: Ctx) -> Effect | Blocked:
             f"S{entry} is no longer behind {addr} (another path mapped it): the fault returns",
         )
     slot = ctx.w.swap[entry]
-    skip = ctx.cfg.on("swap_skip_swapcache") and slot.cache < 0 and slot.entries == 1
+    skip = (
+        ctx.w.swap_sync
+        and ctx.cfg.on("swap_skip_swapcache")
+        and slot.cache < 0
+        and slot.entries == 1
+    )
     if not skip:
-        reason = wait_reason(ctx, proc, pte) or swapin_wait(ctx, pte)
-        if reason:
-            return Blocked(reason)
-        note = do_swap_page(ctx, proc, addr, pte, _writing(ctx))
-        retry(ctx)
-        return ctx.effect("swap_cache_get_folio", f"through the swap cache: {note}")
+        if slot.cache < 0:
+            return ctx.then(read_swap_cache_async)
+        index = slot.cache
+        if not refs.try_get(ctx, index):
+            return Blocked(
+                f"waits: {page_name(index)} is frozen by reclaim (folio_try_get fails, retry)"
+            )
+        ctx.goto(swapin_lock, page=index, cached=True)
+        return ctx.effect(
+            "swap_cache_get_folio",
+            f"finds {page_name(index)} in the swap cache of S{entry} and takes a reference "
+            f"({refs.refs_note(ctx, index)})",
+        )
     note = "swap_cache_get_folio misses; SWP_SYNCHRONOUS_IO and __swap_count == 1"
     pinned = False
     if ctx.cfg.on("skip_swapcache_swapcache_prepare"):
@@ -552,6 +599,129 @@ def swapin_map(ctx: Ctx) -> Effect | Blocked:
     return ctx.effect("pte_same", note + clear)
 
 
+def read_swap_cache_async(ctx: Ctx) -> Effect | Blocked:
+    """swapin_readahead -> __read_swap_cache_async after the lookup missed: allocate a
+    folio and claim the entry with swapcache_prepare (SWAP_HAS_CACHE). -EEXIST means
+    another task is adding it to the swap cache (or a swap-in that skips the swap cache
+    holds it): schedule_timeout_uninterruptible(1) and try again."""
+    entry = ctx.regs(Faulting).entry
+    if not swap.swapcache_prepare(ctx, entry):
+        return Blocked(
+            f"swapcache_prepare(S{entry}): -EEXIST, another task is adding it to the swap "
+            "cache; retry"
+        )
+    ctx.w, index = ctx.w.new_page(Page(ref=1, flags=SWAPBACKED, owner="anon"))
+    ctx.goto(swapin_add, page=index, cached=True)
+    return ctx.effect(
+        "swapcache_prepare",
+        f"swap_cache_get_folio misses; __read_swap_cache_async allocates {page_name(index)} "
+        f"and swapcache_prepare claims S{entry} (SWAP_HAS_CACHE)",
+    )
+
+
+@ACCESS.step
+def swapin_add(ctx: Ctx) -> Effect | Blocked:
+    """add_to_swap_cache: the new folio, locked, is the entry's swap cache (and on the LRU)."""
+    r = ctx.regs(Faulting)
+    slot = ctx.w.swap[r.entry]
+    ctx.w = ctx.w.set_slot(r.entry, slot.evolve(cache=r.page, has_cache=False))
+    page = ctx.w.page(r.page)
+    refs.update(
+        ctx,
+        r.page,
+        page.set(SWAPCACHE | LOCKED).evolve(
+            ref=page.ref + 1, locker=ctx.name, swap=r.entry, lru="inactive_anon"
+        ),
+    )
+    ctx.goto(swapin_io)
+    return ctx.effect(
+        "add_to_swap_cache",
+        f"{page_name(r.page)}, locked, enters the swap cache of S{r.entry}; folio_add_lru "
+        f"({refs.refs_note(ctx, r.page)})",
+    )
+
+
+@ACCESS.step
+def swapin_io(ctx: Ctx) -> Effect | Blocked:
+    """swap_read_folio, and the read's completion (folio_end_read: uptodate, unlocked)."""
+    r = ctx.regs(Faulting)
+    slot = ctx.w.swap[r.entry]
+    data = slot.data if slot.written else "0"
+    page = ctx.w.page(r.page)
+    refs.update(ctx, r.page, page.clear(LOCKED).evolve(data=data, locker=""))
+    ctx.goto(swapin_lock)
+    return ctx.effect(
+        "swap_read_folio",
+        f"reads {data!r} from S{r.entry} into {page_name(r.page)}; the read completes: "
+        "uptodate, folio unlocked",
+    )
+
+
+def drop_folio(ctx: Ctx, index: int, locked: bool) -> None:
+    """out_page / out_release: folio_unlock if this fault holds the lock, then folio_put."""
+    page = ctx.w.page(index)
+    if locked:
+        refs.update(ctx, index, page.clear(LOCKED).evolve(locker=""))
+    refs.put(ctx, index, what="do_swap_page")
+
+
+@ACCESS.step
+def swapin_lock(ctx: Ctx) -> Effect | Blocked:
+    """folio_lock_or_retry, then: is the folio still the entry's swap cache?"""
+    r = ctx.regs(Faulting)
+    page = ctx.w.page(r.page)
+    if page.locker and page.locker != ctx.name:
+        return Blocked(
+            f"folio_lock_or_retry: waits for the lock of {page_name(r.page)}, held by {page.locker}"
+        )
+    refs.update(ctx, r.page, page.set(LOCKED).evolve(locker=ctx.name))
+    moved = page.swap != r.entry and ctx.cfg.on("swapin_recheck_swap_entry")
+    if not page.has(SWAPCACHE) or moved:
+        drop_folio(ctx, r.page, locked=True)
+        retry(ctx)
+        return ctx.effect(
+            "folio_lock",
+            f"{page_name(r.page)} locked, but no longer the swap cache of S{r.entry} "
+            "(folio_free_swap or swapoff released it): out_page, the fault returns",
+        )
+    ctx.goto(swapin_map_cached)
+    if page.swap != r.entry:
+        return ctx.effect(
+            "folio_lock",
+            f"locks {page_name(r.page)}: (what if) only PageSwapCache is checked, and it is "
+            f"in the swap cache, of S{page.swap} now, not S{r.entry}",
+        )
+    return ctx.effect(
+        "folio_lock", f"locks {page_name(r.page)}, still the swap cache of S{r.entry}"
+    )
+
+
+@ACCESS.step
+def swapin_map_cached(ctx: Ctx) -> Effect | Blocked:
+    """Under the PTE lock: pte_same, then swap_free, the reuse rules, set_pte_at and
+    folio_unlock of a swap-cache folio."""
+    r = ctx.regs(Faulting)
+    proc, addr, entry, index = ctx.proc, ctx.p("addr"), r.entry, r.page
+    p = ctx.w.proc(proc)
+    if p is not None and p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PTE lock of {proc}, held by {p.ptl}")
+    pte = ctx.w.pte(proc, addr)
+    if pte is None or pte.present or pte.swap != entry:
+        drop_folio(ctx, index, locked=True)
+        retry(ctx)
+        return ctx.effect(
+            "pte_same", f"pte_same fails: {addr} changed; out_nomap drops {page_name(index)}"
+        )
+    note = map_swapped_in(ctx, proc, addr, pte, index, _writing(ctx))
+    page = ctx.w.page(index)
+    refs.update(ctx, index, page.clear(LOCKED).evolve(locker=""))
+    retry(ctx)
+    return ctx.effect(
+        "pte_same",
+        f"pte_same: {addr} still holds S{entry}: swap_free(S{entry}), {note}; folio_unlock",
+    )
+
+
 @ACCESS.step
 def store_access(ctx: Ctx) -> Effect | Blocked:
     """A CPU store: fault (and retry) until the PTE allows it, then store."""
@@ -564,10 +734,17 @@ def load_access(ctx: Ctx) -> Effect | Blocked:
     return _access(ctx, write=False)
 
 
+# The swap-in's own reference on its folio (regs.page) before these steps.
+SWAPIN_HELD = holding(
+    "swap-in", swapin_read, swapin_map, swapin_add, swapin_io, swapin_lock, swapin_map_cached
+)
+
+
 @op(
     "write",
     (ADDR, Param("value", "value", required=True, positional=True), PROC),
     ("handle_mm_fault", "filemap_fault", *SWAPIN_STEPS, "store", "SIGSEGV"),
+    refs_held=SWAPIN_HELD,
 )
 def write_op(ctx: Ctx) -> Effect | Blocked:
     """CPU store: faults the page in (zero-fill, file + page_mkwrite, swap-in, COW) as needed."""
@@ -578,6 +755,7 @@ def write_op(ctx: Ctx) -> Effect | Blocked:
     "read",
     (ADDR, PROC, Param("expect", "value")),
     ("handle_mm_fault", "filemap_fault", *SWAPIN_STEPS, "load", "SIGSEGV"),
+    refs_held=SWAPIN_HELD,
 )
 def read_op(ctx: Ctx) -> Effect | Blocked:
     """CPU load, checked by the lost-write oracle (and against `expect` if given)."""

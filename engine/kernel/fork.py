@@ -68,12 +68,7 @@ def copy_pte(ctx: Ctx) -> Effect | Blocked:
     assert pte is not None
     inherit(ctx, addr)
     if pte.swap >= 0:
-        slot = ctx.w.swap[pte.swap]
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries + 1))
-        ctx.w = ctx.w.set_pte(child, addr, pte.evolve(exclusive_swap=False))
-        ctx.w = ctx.w.set_pte(parent, addr, pte.evolve(exclusive_swap=False))
-        ctx.goto(copy_pte, i=i + 1)
-        return ctx.effect("copy_nonpresent_pte", f"{child} shares the swap entry of {addr}")
+        return copy_swap_pte(ctx, addr, pte, i)
     if not pte.present or pte.page == ZERO_PAGE or pte.file:
         shared = pte.present and pte.page != ZERO_PAGE
         if shared:
@@ -117,6 +112,27 @@ def copy_pte(ctx: Ctx) -> Effect | Blocked:
         f"{page_name(index)} does not look pinned: {child} shares it "
         f"({refs.refs_note(ctx, index)})",
     )
+
+
+def copy_swap_pte(ctx: Ctx, addr: str, pte: Pte, i: int) -> Effect:
+    """copy_nonpresent_pte of a swap entry: swap_duplicate (one more swap-map count), and
+    from 5.19 "Mark the swap entry as shared": an exclusive swap PTE (pte_swp_exclusive,
+    set by try_to_unmap_one for a PG_anon_exclusive page) loses the bit in the parent, and
+    the child's copy is made from the cleared value."""
+    parent, child = ctx.proc, ctx.p("child")
+    slot = ctx.w.swap[pte.swap]
+    ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(entries=slot.entries + 1))
+    note = f"swap_duplicate(S{pte.swap}): {child} shares the swap entry of {addr}"
+    shared = pte
+    if pte.exclusive_swap and ctx.cfg.on("fork_swap_pte_shared"):
+        shared = pte.evolve(exclusive_swap=False)
+        ctx.w = ctx.w.set_pte(parent, addr, shared)
+        note += "; pte_swp_clear_exclusive in both PTEs: the entry is shared now"
+    elif pte.exclusive_swap:
+        note += "; (what if) both PTEs keep the exclusive bit"
+    ctx.w = ctx.w.set_pte(child, addr, shared)
+    ctx.goto(copy_pte, i=i + 1)
+    return ctx.effect("copy_nonpresent_pte", note)
 
 
 @FORK.step

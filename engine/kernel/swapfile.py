@@ -53,6 +53,12 @@ def unuse_pte(ctx: Ctx, proc: str, addr: str, pte: Pte) -> Effect | Blocked:
             return Blocked(f"waits: {page_name(index)} is frozen by reclaim")
         if page.locker and page.locker != ctx.name:
             return Blocked(f"waits for the folio lock of {page_name(index)}, held by {page.locker}")
+    elif slot.has_cache:
+        # unuse_pte_range's swapin_readahead -> __read_swap_cache_async: swapcache_prepare
+        # gives -EEXIST while a swap-in owns SWAP_HAS_CACHE without a folio in the cache.
+        return Blocked(
+            f"swapcache_prepare(S{entry}): -EEXIST, a swap-in is adding it to the swap cache; retry"
+        )
     else:
         data = slot.data if slot.written else "0"
         new = Page(

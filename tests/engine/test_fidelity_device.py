@@ -118,7 +118,11 @@ SWAPPED_OUT = [
 def swap_in(kernel: str, op: dict[str, dict[str, str]]) -> tuple[engine.StateView, str]:
     sc = scenario({"app": [op]}, SWAPPED_OUT)
     assert engine.run_schedule(sc, config(sc, kernel), []).state.ptes[0].swap == "S0"
-    run = engine.run_schedule(sc, config(sc, kernel), ["app"])
+    # do_swap_page's steps, up to the one that maps the page (pte_same).
+    for n in range(1, 8):
+        run = engine.run_schedule(sc, config(sc, kernel), ["app"] * n)
+        if run.steps[-1].function == "pte_same":
+            break
     return run.state, run.steps[-1].note
 
 

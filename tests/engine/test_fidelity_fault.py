@@ -77,7 +77,7 @@ def test_from_5_18_a_write_fault_frees_the_swap_cache_and_reuses_the_page() -> N
 
     def notes(kernel: str) -> list[str]:
         cfg = config(sc, kernel)
-        run = engine.run_schedule(sc, cfg, ["cpu"] * 4)
+        run = engine.run_schedule(sc, cfg, ["cpu"] * 9)  # a 7-step swap-in, then the write
         return [s.note for s in run.steps]
 
     assert any("wp_page_copy" in n for n in notes("5.17"))

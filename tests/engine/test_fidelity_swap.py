@@ -56,11 +56,10 @@ def test_two_faults_on_one_zram_entry_lose_a_write_until_6_8() -> None:
     assert violations(sc, "6.8") == set()
     # Before 0bcac06f27d7 (4.15) every swap-in goes through the swap cache: no race.
     assert violations(sc, "4.14") == set()
-    # A plain device never skips the swap cache; its swap-in stays one atomic step.
+    # A plain device never skips the swap cache: SWAP_HAS_CACHE and the folio lock
+    # serialize the two faults.
     plain = engine.parse_scenario(doc(RACE, SWAPPED_OUT))
     assert violations(plain, "6.7") == set()
-    run = engine.run_schedule(plain, config(plain, "6.7"), ["cpu0", "cpu0"])
-    assert [s.function for s in run.steps] == ["handle_mm_fault", "load"]
 
 
 def test_the_commit_message_interleaving_installs_the_stale_page() -> None:
@@ -102,9 +101,9 @@ def test_a_freed_slot_is_discarded_by_zram_and_handed_out_again() -> None:
         )
     )
     cfg = config(plain, "6.8")
-    run = engine.run_schedule(plain, cfg, ["cpu", "cpu", *["kswapd"] * 8])
+    run = engine.run_schedule(plain, cfg, [*["cpu"] * 7, *["kswapd"] * 8])
     notes = [s.note for s in run.steps]
-    assert "delete_from_swap_cache" in notes[0], notes
+    assert "delete_from_swap_cache" in notes[5], notes
     assert any("enters the swap cache at slot S0" in n for n in notes), notes
     assert len(run.steps[-1].world.swap) == 1
 
@@ -219,3 +218,124 @@ def test_fork_waits_for_a_swap_in_in_progress() -> None:
     parent = next(a for a in run.actors if a.name == "parent")
     assert parent.blocked and "cpu" in parent.blocked
     assert violations(sc, "6.8") == set()
+
+
+# The swap cache's protocol on an ordinary device, in do_swap_page's steps.
+PLAIN_SWAPIN = [
+    "do_swap_page",
+    "swapcache_prepare",
+    "add_to_swap_cache",
+    "swap_read_folio",
+    "folio_lock",
+    "pte_same",
+    "load",
+]
+
+
+def test_a_plain_swap_in_runs_the_swap_cache_protocol_in_steps() -> None:
+    sc = engine.parse_scenario(
+        doc({"cpu": [{"read": {"addr": "buf", "expect": "A"}}]}, SWAPPED_OUT)
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu"] * 7)
+    assert [s.function for s in run.steps] == PLAIN_SWAPIN
+    assert "swapcache_prepare claims S0" in run.steps[1].note
+    world = run.steps[1].world
+    assert world.swap[0].has_cache and world.swap[0].cache < 0  # claimed, no folio yet
+    assert run.steps[2].world.swap[0].cache == 0  # P0 is the swap cache of S0
+    assert run.finished and run.violations == ()
+
+
+def test_a_second_plain_swap_in_gets_eexist_then_waits_for_the_folio_lock() -> None:
+    sc = engine.parse_scenario(
+        doc(
+            {
+                "cpu0": [{"read": {"addr": "buf"}}],
+                "cpu1": [{"write": {"addr": "buf", "value": "B"}}],
+            },
+            SWAPPED_OUT,
+        )
+    )
+    cfg = config(sc, "6.8")
+    run = engine.run_schedule(sc, cfg, ["cpu0", "cpu0"])
+    cpu1 = next(a for a in run.actors if a.name == "cpu1")
+    assert cpu1.blocked and "-EEXIST" in cpu1.blocked  # between swapcache_prepare and the add
+    run = engine.run_schedule(sc, cfg, ["cpu0", "cpu0", "cpu0", "cpu1", "cpu1"])
+    assert "finds P0 in the swap cache of S0" in run.steps[-1].note
+    cpu1 = next(a for a in run.actors if a.name == "cpu1")
+    assert cpu1.blocked and "held by cpu0" in cpu1.blocked  # P0 is locked until its read ends
+    # cpu0 holds P0's lock from its folio_lock to its pte_same: cpu1 waits for it there.
+    run = engine.run_schedule(sc, cfg, [*["cpu0"] * 5, "cpu1", "cpu1"])
+    cpu1 = next(a for a in run.actors if a.name == "cpu1")
+    assert cpu1.blocked and "folio_lock_or_retry" in cpu1.blocked
+    assert violations(sc, "6.8") == set()
+
+
+def test_folio_free_swap_under_a_swap_in_sends_it_back() -> None:
+    # do_swap_page's check after folio_lock: swapoff mapped the page and freed its swap
+    # cache while the fault held only a reference; the fault returns and retries.
+    sc = engine.parse_scenario(
+        doc(
+            {"app": [{"read": {"addr": "buf", "expect": "A"}}], "admin": [{"swapoff": {}}]},
+            SWAPPED_OUT[:3],
+        )
+    )
+    cfg = config(sc, "6.8")
+    run = engine.run_schedule(sc, cfg, ["app", "app", "admin", "admin", "admin", "app", "app"])
+    notes = [s.note for s in run.steps]
+    assert "finds P0 in the swap cache" in notes[1], notes
+    assert "no longer the swap cache of S0" in notes[5], notes
+    assert "loads 'A'" in notes[6] and run.violations == ()
+    assert violations(sc, "6.8") == set()
+
+
+def test_fork_shares_an_exclusive_swap_entry_and_clears_its_bit() -> None:
+    # copy_nonpresent_pte: swap_duplicate, and from 5.19 (1493a1913e34) pte_swp_clear_exclusive
+    # in parent and child. With the bit kept (what if), the parent's swap-in trusts it, maps
+    # the swap-cache page writable and its store reaches the page the child swaps in.
+    sc = engine.parse_scenario(
+        doc(
+            {
+                "parent": [{"fork": {"child": "kid"}}, {"write": {"addr": "buf", "value": "B"}}],
+                "kid": [{"read": {"addr": "buf", "proc": "kid", "expect": "A"}}],
+            },
+            SWAPPED_OUT,
+        )
+    )
+    run = engine.run_schedule(sc, config(sc, "5.19"), ["parent"] * 2)
+    note = run.steps[1].note
+    assert "swap_duplicate(S0)" in note and "pte_swp_clear_exclusive" in note, note
+    world = run.steps[1].world
+    assert world.swap[0].entries == 2
+    assert not any(pte.exclusive_swap for _, _, pte in world.ptes)
+    before = engine.run_schedule(sc, config(sc, "5.18"), ["parent"] * 2)
+    assert "pte_swp_clear_exclusive" not in before.steps[1].note  # no exclusive bit before 5.19
+    for kernel in ("5.18", "5.19", "6.8"):
+        assert violations(sc, kernel) == set(), kernel
+    kept = engine.explore(sc, config(sc, "5.19", fork_swap_pte_shared=False))
+    assert {v for o in kept.outcomes for v in o.violations} == {"data_leak"}
+
+
+def test_the_further_swapin_race_of_31c4a3d3a0f8() -> None:
+    # The commit message's interleaving (catalog: swapin-swap-entry-changed): B holds page1
+    # from the swap cache while A copies on write, C reuses page1 (swap1 freed), kswapd
+    # gives swap1 to A+B's page2 and swap2 to page1; B's pte_same passes.
+    sc = engine.load_catalog()["swapin-swap-entry-changed"]
+    schedule = [
+        *["thread_b"] * 4,  # do_swap_page, swapcache_prepare, add_to_swap_cache, the read
+        *["others"] * 11,  # A: swap-in from the cache, COW, store; C: swap-in, reuse, store
+        *["others"] * 25,  # reclaim: page2 to S0 (swap1, reused), page1 to S1 (B's reference)
+        *["thread_b"] * 3,  # folio_lock, pte_same, the load
+    ]
+    buggy = engine.run_schedule(sc, engine.make_config(sc, "buggy"), schedule)
+    notes = [s.note for s in buggy.steps]
+    assert "delete_from_swap_cache" in notes[13], notes
+    assert "P1 enters the swap cache at slot S0" in notes[22], notes
+    assert "P0 enters the swap cache at slot S1" in notes[35], notes
+    assert "of S1 now, not S0" in notes[40], notes
+    assert "kid loads 'C'" in notes[42] and {v.name for v in buggy.violations} == {"data_leak"}
+    fixed = engine.run_schedule(sc, engine.make_config(sc, "fixed"), schedule[:-2])
+    assert "no longer the swap cache of S0" in fixed.steps[-1].note
+    end = engine.run_schedule(
+        sc, engine.make_config(sc, "fixed"), [*schedule[:-2], *["thread_b"] * 5]
+    )
+    assert "loads 'B'" in end.steps[-1].note and end.violations == ()
