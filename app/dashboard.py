@@ -126,6 +126,18 @@ class Dashboard:
     about: About | None = None  # what the scenario is, for the page header
     data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
 
+    @property
+    def unfurl(self) -> str:
+        """What a shared link shows in a chat or a mail (OpenGraph/Twitter description): the
+        kernel, the verdict at the linked step, then what the scenario is."""
+        kernel = f"Kernel {self.kernel}" + (f" ({self.variant})" if self.variant else "")
+        broken = sorted({v.name for v in self.violations})
+        verdict = f"breaks {', '.join(broken)}" if broken else "no invariant broken"
+        summary = " ".join(self.scenario.summary.split())
+        if len(summary) > 200:
+            summary = summary[:199].rstrip() + "…"
+        return f"{kernel}: {verdict} at step {self.at} of {self.total}. {summary}".strip()
+
 
 def config_for(
     scenario: engine.Scenario, variant: str | None, notices: list[Notice]

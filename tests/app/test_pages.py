@@ -248,3 +248,16 @@ def test_the_play_delay_comes_from_the_settings(catalog: Mapping[str, engine.Sce
     client = TestClient(create_app(catalog, replace(Settings(), play_delay_ms=250)))
     for path in (f"/s/{SEED}", f"/s/{SEED}?present=1", "/edit", "/"):
         assert re.search(r'<body [^>]*data-play-delay="250"', client.get(path).text), path
+
+
+def test_a_shared_link_unfurls_with_title_kernel_and_verdict(
+    client: TestClient, bug_schedule: tuple[str, ...]
+) -> None:
+    t = ",".join(bug_schedule)
+    page = client.get(f"/s/madv-free-vs-dio?v=buggy&t={t}", headers={"accept": "text/html"}).text
+    title = re.search(r'<meta property="og:title" content="([^"]*)">', page)
+    description = re.search(r'<meta property="og:description" content="([^"]*)">', page)
+    assert title and "kernel 5.17" in title.group(1)
+    assert description and description.group(1).startswith("Kernel 5.17 (buggy): breaks lost_write")
+    start = client.get("/s/madv-free-vs-dio?v=fixed", headers={"accept": "text/html"}).text
+    assert 'content="Kernel 5.18 (fixed): no invariant broken at step 0 of 0.' in start
