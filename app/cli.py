@@ -168,7 +168,8 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     sc = scenario_arg(args.scenario)
     cfg = config_arg(sc, args)
     run = engine.run_schedule(sc, cfg, schedule_arg(args.schedule))
-    sys.stdout.write(engine.render_diagram(sc, cfg, run))
+    render = engine.render_markdown if args.format == "md" else engine.render_diagram
+    sys.stdout.write(render(sc, cfg, run))
     return 0
 
 
@@ -416,6 +417,14 @@ def parser() -> argparse.ArgumentParser:
             )
         if name != "diagram":
             s.add_argument("--json", action="store_true", help="print the API's JSON body")
+        else:
+            s.add_argument(
+                "--format",
+                choices=("text", "md"),
+                default="text",
+                help="text: the plain diagram; md: Markdown, a header and a fenced block "
+                "(for mailing lists and issues)",
+            )
         s.set_defaults(fn=fn)
     return p
 

@@ -4,7 +4,7 @@ No web imports here: the dashboard and the CLI are clients of this package.
 """
 
 from engine.bisect import Attribution, Bisection, Verdict, attribute, bisect
-from engine.diagram import render_diagram
+from engine.diagram import render_diagram, render_markdown
 from engine.errors import InputError
 from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
@@ -72,6 +72,7 @@ __all__ = [
     "make_config",
     "parse_scenario",
     "render_diagram",
+    "render_markdown",
     "replay",
     "run_schedule",
     "run_to_json",

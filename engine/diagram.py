@@ -94,3 +94,25 @@ def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | N
     if link:
         lines.append(f"replay: {link}")
     return "\n".join(lines) + "\n"
+
+
+def render_markdown(scenario: Scenario, config: Config, run: Trace, link: str | None = None) -> str:
+    """The diagram for a mailing list, an issue or a chat: a header naming the scenario, the
+    kernel, the verdict and the schedule (with the replay link), then the column diagram in
+    a fenced block, which keeps its columns in every Markdown renderer."""
+    broken = sorted({v.name for v in run.violations})
+    verdict = f"breaks **{', '.join(broken)}**" if broken else "no invariant broken"
+    schedule = ",".join(s.actor for s in run.steps) or "(empty)"
+    body = render_diagram(scenario, config, run)
+    fence = "~~~" if "```" in body else "```"  # a fence the diagram cannot close
+    replay = f" · [replay]({link})" if link else ""
+    lines = [
+        f"**{scenario.title}** on kernel {config.label}: {verdict}",
+        "",
+        f"Schedule: `{schedule}` ({len(run.steps)} steps){replay}",
+        "",
+        fence + "text",
+        body.rstrip("\n"),
+        fence,
+    ]
+    return "\n".join(lines) + "\n"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import Field
 
@@ -155,14 +155,24 @@ async def explore(
     response_class=PlainTextResponse,
     responses={
         **JSON_ERRORS,
-        200: {"content": {"text/plain": {}}, "description": "the column diagram"},
+        200: {
+            "content": {"text/plain": {}, "text/markdown": {}},
+            "description": "the column diagram (as Markdown with ?format=md)",
+        },
     },
 )
-def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainTextResponse:
+def diagram(
+    body: DiagramRequest,
+    request: Request,
+    runner: RunnerDep,
+    format: Annotated[
+        Literal["text", "md"],
+        Query(description="text: the plain diagram; md: a header and a fenced block"),
+    ] = "text",
+) -> PlainTextResponse:
     """The kernel-style column diagram of one interleaving, with a replay link."""
     runner.check_length(body.schedule)
     scenario, config, result = _run(body, runner)
-    text = engine.render_diagram(scenario, config, result).rstrip("\n")
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
     params = RunRef.for_link(scenario, config, body.scenario, body.schedule, at)
     settings = request.app.state.settings
@@ -170,4 +180,8 @@ def diagram(body: DiagramRequest, request: Request, runner: RunnerDep) -> PlainT
         request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
     )
     link = Urls(base).page(scenario.id, params)  # the site's address (root included) in front
+    if format == "md":
+        markdown = engine.render_markdown(scenario, config, result, link)
+        return PlainTextResponse(markdown, media_type="text/markdown")
+    text = engine.render_diagram(scenario, config, result).rstrip("\n")
     return PlainTextResponse(f"{text}\n\nreplay: {link}\n")

@@ -176,6 +176,21 @@ def test_diagram_is_plain_text_with_replay_link(
     assert f"d={seed.digest}" in replay
 
 
+def test_diagram_as_markdown_for_mailing_lists(
+    client: TestClient, bug_schedule: tuple[str, ...]
+) -> None:
+    body = {"scenario": SEED, "schedule": list(bug_schedule)}
+    response = client.post("/api/diagram?format=md", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/markdown")
+    lines = response.text.splitlines()
+    assert lines[0].endswith("breaks **lost_write**")
+    assert "[replay](http://testserver/s/madv-free-vs-dio?" in lines[2]
+    assert lines[4] == "```text" and lines[-1] == "```"
+    bad = client.post("/api/diagram?format=pdf", json=body)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "query.format"
+
+
 def test_diagram_bad_schedule_is_422(client: TestClient) -> None:
     error(client.post("/api/diagram", json={"scenario": SEED, "schedule": ["nobody"]}), 422)
 

@@ -118,6 +118,12 @@ def test_diagram_of_the_buggy_example(capsys: pytest.CaptureFixture[str]) -> Non
     assert header.index("kswapd") > header.index("dio")
     assert any(line.startswith("=> lost_write") for line in lines)
     assert f"schedule: {schedule}" in out
+    assert (
+        main(["diagram", SCENARIO, "--variant", "buggy", "--schedule", schedule, "--format", "md"])
+        == 0
+    )
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("**") and "```text\n" in markdown and out in markdown
     assert all(len(line) <= 100 for line in lines)
     assert out.isascii()
     for function in ("ptep_get_and_clear()", "try_to_unmap_one()", "folio_ref_freeze()"):
