@@ -89,6 +89,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if args.json:
         emit(engine.exploration_to_json(exp))
         return 1 if bad else 0
+    if args.export == "jsonl":
+        sys.stdout.write(engine.exploration_to_jsonl(exp))
+        return 1 if bad else 0
     print(f"{sc.id} on kernel {cfg.label}")
     if exp.first_bug:
         print(
@@ -117,6 +120,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = engine.run_schedule(sc, cfg, schedule_arg(args.schedule))
     if args.json:
         emit(engine.run_to_json(run))
+        return 0
+    if args.export == "jsonl":
+        sys.stdout.write(engine.run_to_jsonl(run))
+        return 0
+    if args.export == "perfetto":  # open it at ui.perfetto.dev or chrome://tracing
+        print(json.dumps(engine.to_perfetto(run), separators=(",", ":")))
         return 0
     print(f"{sc.id} on kernel {cfg.label}")
     for s in run.steps:
@@ -417,6 +426,14 @@ def parser() -> argparse.ArgumentParser:
             )
         if name != "diagram":
             s.add_argument("--json", action="store_true", help="print the API's JSON body")
+            unit, perfetto = "step", "; perfetto: Chrome trace-event JSON, one track per actor"
+            if name != "run":
+                unit, perfetto = "outcome", ""
+            s.add_argument(
+                "--export",
+                choices=("jsonl", "perfetto") if name == "run" else ("jsonl",),
+                help=f"jsonl: a header line, then one JSON object per {unit}{perfetto}",
+            )
         else:
             s.add_argument(
                 "--format",

@@ -8,6 +8,8 @@ from engine.diagram import render_diagram, render_markdown
 from engine.errors import InputError
 from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
+from engine.export_jsonl import exploration_to_jsonl, run_to_jsonl
+from engine.export_perfetto import to_perfetto
 from engine.first import find_first
 from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
 from engine.lang import (
@@ -65,6 +67,7 @@ __all__ = [
     "bisection_to_json",
     "check_expect",
     "exploration_to_json",
+    "exploration_to_jsonl",
     "explore",
     "find_first",
     "load_catalog",
@@ -76,5 +79,7 @@ __all__ = [
     "replay",
     "run_schedule",
     "run_to_json",
+    "run_to_jsonl",
     "scenario_to_json",
+    "to_perfetto",
 ]

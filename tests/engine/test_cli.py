@@ -197,3 +197,17 @@ def test_explore_first_stops_at_a_bug_and_falls_back_when_there_is_none(
     assert main(["explore", SCENARIO, "--variant", "buggy", "--first"]) == 1
     out = capsys.readouterr().out
     assert "first bug found" in out and "lost_write" in out and "--schedule dio," in out
+
+
+def test_run_and_explore_export(capsys: pytest.CaptureFixture[str]) -> None:
+    schedule = ",".join(buggy_example(capsys))
+    run = ["run", SCENARIO, "--variant", "buggy", "--schedule", schedule]
+    assert main([*run, "--export", "jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["kind"] == "run" and len(lines) == 1 + len(schedule.split(","))
+    assert main([*run, "--export", "perfetto"]) == 0
+    events = json.loads(capsys.readouterr().out)["traceEvents"]
+    assert {e["name"] for e in events if e["ph"] == "i"} >= {"lost_write"}
+    assert main(["explore", SCENARIO, "--variant", "buggy", "--export", "jsonl"]) == 1
+    outcomes = capsys.readouterr().out.splitlines()
+    assert json.loads(outcomes[0])["kind"] == "exploration"

@@ -355,7 +355,7 @@ def test_regression_diagram_errors_are_documented_as_json() -> None:
     responses = client.get("/openapi.json").json()["paths"]["/api/diagram"]["post"]["responses"]
     for status in ("404", "413", "422"):
         assert list(responses[status]["content"]) == ["application/json"]
-    assert list(responses["200"]["content"]) == ["text/plain"]
+    assert list(responses["200"]["content"]) == ["text/plain", "text/markdown"]  # ?format=md
 
 
 @given(junk)
