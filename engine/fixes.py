@@ -195,6 +195,21 @@ FIXES: dict[str, Fix] = {
             "tracking is refused: -EFAULT from check_vma_flags (writable_file_mapping_allowed"
             "), and GUP-fast falls back (gup_fast_folio_allowed, a6e79df92e4a)",
         ),
+        Fix(
+            "gup_folio_recheck",
+            "c24d37322548",
+            "5.14",
+            "try_grab_folio rechecks after taking the reference that the page is still in "
+            "that folio (page_folio(page) == folio), else drops it: a split and a reuse of "
+            "the head in between no longer leave a reference on someone else's page",
+        ),
+        Fix(
+            "gup_fast_pmd_recheck",
+            "70cbc3cc78a9",
+            "6.0",
+            "GUP-fast re-reads the PMD as well as the PTE after taking the reference, and "
+            "backs off if khugepaged cleared it (pmdp_collapse_flush) meanwhile",
+        ),
     )
 }
 

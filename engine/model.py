@@ -110,7 +110,7 @@ class Model:
 def observe_all(ctx: Ctx) -> None:
     """What each process would read at each address, and a read of each file, at the end."""
     w = ctx.w
-    for proc, addr, pte in w.ptes:
+    for proc, addr, pte in w.walk():
         if pte.file:
             continue
         if pte.present and pte.page == ZERO_PAGE:
@@ -145,13 +145,15 @@ def observe_all(ctx: Ctx) -> None:
 
 def check_leaks(ctx: Ctx) -> None:
     w = ctx.w
-    held = {i for a in w.actors for i, _ in a.held}
+    # A reference held through any subpage is a reference on its folio.
+    held = {w.folio(i) for a in w.actors for i, _ in a.held}
     for index, page in enumerate(w.pages):
         if page.free or page.ref <= 0:
             continue
         cached = page.has(SWAPCACHE) or any(f.cache == index for _, f in w.files)
         owned = page.owner.startswith("other:")
-        if not (page.mapcount or cached or owned or index in held or page.has(PRIVATE)):
+        mapped = w.folio_mapcount(index) if page.order else page.mapcount
+        if not (mapped or cached or owned or index in held or page.has(PRIVATE)):
             ctx.violate(
                 "page_leak",
                 f"{page_name(index)} has refcount {page.ref} but nobody references it",

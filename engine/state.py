@@ -22,6 +22,11 @@ from typing import NamedTuple
 GUP_PIN_COUNTING_BIAS = 1024
 ZERO_PAGE = -2  # the shared zero page: read-only, never freed, holds "0"
 NO_PAGE = -1
+# A large folio is modelled with HPAGE_NR subpages standing for HPAGE_PMD_NR (512 on x86-64):
+# two are enough for every race of the catalog, which needs a head and one tail, a subpage
+# mapped and one unmapped, and keeps the state space of each subpage's PTE small.
+HPAGE_ORDER = 1
+HPAGE_NR = 1 << HPAGE_ORDER
 
 # Page flag bits (include/linux/page-flags.h names, PG_ prefix dropped).
 LOCKED = 1
@@ -60,6 +65,13 @@ class Page(NamedTuple):
     gen: int = 0  # bumped at every allocation: a reference taken on an older gen is stale
     locker: str = ""  # actor holding PG_locked
     swap: int = -1  # swap slot while in the swap cache
+    # Large folios (struct folio of order > 0). The head carries the folio's refcount,
+    # _pincount (`pins`, exact for large folios), flags, LRU, owner and the entire (PMD)
+    # mapcount; each subpage its own mapcount, PG_anon_exclusive and data. A tail's `ref`
+    # is 0, as a tail page's _refcount is, and `head` names its head page.
+    order: int = 0
+    head: int = -1  # a tail page's head (compound_head); -1 for a head or an order-0 page
+    entire: int = 0  # the head's _entire_mapcount: PMD mappings of the whole folio
 
     def evolve(
         self,
@@ -74,6 +86,9 @@ class Page(NamedTuple):
         gen: int | None = None,
         locker: str | None = None,
         swap: int | None = None,
+        order: int | None = None,
+        head: int | None = None,
+        entire: int | None = None,
     ) -> Page:
         """This page with the given fields changed."""
         return Page(
@@ -87,6 +102,9 @@ class Page(NamedTuple):
             self.gen if gen is None else gen,
             self.locker if locker is None else locker,
             self.swap if swap is None else swap,
+            self.order if order is None else order,
+            self.head if head is None else head,
+            self.entire if entire is None else entire,
         )
 
     @property
@@ -111,8 +129,16 @@ class Page(NamedTuple):
         return self.evolve(flags=self.flags & ~flag)
 
     def maybe_dma_pinned(self) -> bool:
-        """folio_maybe_dma_pinned for a small folio: fuzzy, refcount >= bias."""
+        """folio_maybe_dma_pinned: exact for a large folio (_pincount > 0); fuzzy for a
+        small one (refcount >= GUP_PIN_COUNTING_BIAS: false positives, never negatives)."""
+        if self.order:
+            return self.pins > 0
         return self.ref >= GUP_PIN_COUNTING_BIAS
+
+    @property
+    def nr(self) -> int:
+        """folio_nr_pages, for a head or an order-0 page."""
+        return 1 << self.order
 
 
 class Pte(NamedTuple):
@@ -157,6 +183,55 @@ class Pte(NamedTuple):
     @property
     def none(self) -> bool:
         return not self.present and self.swap < 0 and not self.migration
+
+
+class Pmd(NamedTuple):
+    """The PMD entry over a region (addresses `buf#0` .. `buf#{HPAGE_NR-1}` make region
+    `buf`). A region nobody has touched at PMD level is a PTE table (the default): its
+    entries are the World's PTEs. `none` is a cleared PMD whose old table may still be
+    walked by a lockless walker that read it before (pmdp_collapse_flush); `huge` maps a
+    whole large folio; `invalid` is pmdp_invalidate's transient entry.
+    """
+
+    kind: str = "table"  # "table" | "none" | "huge" | "invalid"
+    page: int = NO_PAGE  # huge: the folio's head
+    write: bool = False
+    dirty: bool = False
+    young: bool = False
+    table: int = 0  # which PTE table a "table" entry points to (bumped by each new one)
+
+    def evolve(
+        self,
+        *,
+        kind: str | None = None,
+        page: int | None = None,
+        write: bool | None = None,
+        dirty: bool | None = None,
+        young: bool | None = None,
+        table: int | None = None,
+    ) -> Pmd:
+        """This entry with the given fields changed."""
+        return Pmd(
+            self.kind if kind is None else kind,
+            self.page if page is None else page,
+            self.write if write is None else write,
+            self.dirty if dirty is None else dirty,
+            self.young if young is None else young,
+            self.table if table is None else table,
+        )
+
+
+def split_addr(addr: str) -> tuple[str, int] | None:
+    """`buf#1` -> ("buf", 1): the region and subpage of a large-folio address; None for a
+    plain address."""
+    region, sep, sub = addr.partition("#")
+    if not sep:
+        return None
+    return region, int(sub)
+
+
+def subpage_addr(region: str, i: int) -> str:
+    return f"{region}#{i}"
 
 
 class Slot(NamedTuple):
@@ -337,6 +412,10 @@ class World(NamedTuple):
     swap_sync: bool = False
     swap_dev: str = ""
     swap_users: tuple[str, ...] = ()
+    # PMD entries that are not a plain PTE table, (proc, region, Pmd), sorted; and the
+    # deferred-split queue: large folios partially unmapped (deferred_split_folio).
+    pmds: tuple[tuple[str, str, Pmd], ...] = ()
+    deferred: tuple[int, ...] = ()
 
     def evolve(
         self,
@@ -357,6 +436,8 @@ class World(NamedTuple):
         swap_sync: bool | None = None,
         swap_dev: str | None = None,
         swap_users: tuple[str, ...] | None = None,
+        pmds: tuple[tuple[str, str, Pmd], ...] | None = None,
+        deferred: tuple[int, ...] | None = None,
     ) -> World:
         """This world with the given parts changed."""
         return World(
@@ -376,6 +457,8 @@ class World(NamedTuple):
             self.swap_sync if swap_sync is None else swap_sync,
             self.swap_dev if swap_dev is None else swap_dev,
             self.swap_users if swap_users is None else swap_users,
+            self.pmds if pmds is None else pmds,
+            self.deferred if deferred is None else deferred,
         )
 
     # -- pages ---------------------------------------------------------------
@@ -396,27 +479,129 @@ class World(NamedTuple):
             return world.put_page_state(index, page.evolve(gen=gen)), index
         return self.evolve(pages=(*self.pages, page)), len(self.pages)
 
+    def new_folio(
+        self, page: Page, data: tuple[str, ...], tail_flags: int = 0
+    ) -> tuple[World, int]:
+        """Allocate a large folio of len(data) subpages: `page` is the head's state.
+
+        The model's allocator keeps single free pages, so a large folio always takes fresh
+        contiguous slots (the buddy allocator's order-N block); its pages, once freed, are
+        order-0 free pages any allocation may reuse."""
+        head = len(self.pages)
+        order = (len(data) - 1).bit_length()
+        tails = tuple(
+            Page(ref=0, mapcount=0, flags=tail_flags, data=d, owner=page.owner, head=head)
+            for d in data[1:]
+        )
+        first = page.evolve(order=order, data=data[0])
+        return self.evolve(pages=(*self.pages, first, *tails)), head
+
+    def folio(self, index: int) -> int:
+        """page_folio: the head of the folio `index` belongs to (itself for order-0, and
+        for the zero page)."""
+        if index < 0:
+            return index
+        head = self.pages[index].head
+        return index if head < 0 else head
+
+    def folio_mapcount(self, head: int) -> int:
+        """folio_mapcount: the entire (PMD) mappings, each counting every subpage's
+        mapping as the kernel's total did, plus each subpage's PTE mappings."""
+        page = self.pages[head]
+        if not page.order:
+            return page.mapcount
+        return page.entire + sum(p.mapcount for p in self.pages[head : head + page.nr])
+
     def free_page(self, index: int) -> World:
         old = self.pages[index]
+        if old.order:
+            world = self
+            for sub in range(index, index + old.nr):
+                p = world.pages[sub]
+                world = world.put_page_state(sub, Page(ref=0, data=p.data, gen=p.gen))
+            return world.evolve(freed=(*world.freed, *range(index + old.nr - 1, index - 1, -1)))
         page = Page(ref=0, data=old.data, gen=old.gen)  # stale data stays for UAF reads
         world = self.put_page_state(index, page)
         return world.evolve(freed=(*world.freed, index))
 
     # -- page tables ---------------------------------------------------------
     def pte(self, proc: str, addr: str) -> Pte | None:
+        """What a page-table walk finds for addr: through a huge PMD, the subpage's entry
+        as a PTE (pmd bits); under a cleared or invalidated PMD, nothing."""
+        if self.pmds and "#" in addr:
+            where = split_addr(addr)
+            assert where is not None
+            pmd = self.pmd(proc, where[0])
+            if pmd.kind == "huge":
+                return self.pte_of_huge(pmd, where[1])
+            if pmd.kind != "table":
+                return None
+        return self.raw_pte(proc, addr)
+
+    def raw_pte(self, proc: str, addr: str) -> Pte | None:
+        """The entry in addr's PTE table itself, attached or not (a lockless walker that
+        read the PMD before it was cleared still reads this)."""
         for p, a, pte in self.ptes:
             if p == proc and a == addr:
                 return pte
         return None
 
     def set_pte(self, proc: str, addr: str, pte: Pte | None) -> World:
+        if self.pmds and "#" in addr:
+            where = split_addr(addr)
+            assert where is not None
+            pmd = self.pmd(proc, where[0])
+            if pmd.kind == "huge":
+                # Only the access bits of a huge mapping change through its subpages: an op
+                # that changes what is mapped splits the PMD first (split_huge_pmd).
+                assert pte is not None and pte.present and pte.page == pmd.page + where[1]
+                bits = pmd.evolve(write=pte.write, dirty=pte.dirty, young=pte.young)
+                return self.set_pmd(proc, where[0], bits)
         rest = [(p, a, e) for p, a, e in self.ptes if not (p == proc and a == addr)]
         if pte is not None:
             rest.append((proc, addr, pte))
         return self.evolve(ptes=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
 
+    def pmd(self, proc: str, region: str) -> Pmd:
+        for p, r, pmd in self.pmds:
+            if p == proc and r == region:
+                return pmd
+        return Pmd()
+
+    def set_pmd(self, proc: str, region: str, pmd: Pmd) -> World:
+        rest = [(p, r, e) for p, r, e in self.pmds if not (p == proc and r == region)]
+        if pmd != Pmd():
+            rest.append((proc, region, pmd))
+        return self.evolve(pmds=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
+
+    def huge_mappings(self) -> list[tuple[str, str, Pte]]:
+        """Each subpage address mapped through a huge PMD, as the PTE a walk would see."""
+        out = []
+        for proc, region, pmd in self.pmds:
+            if pmd.kind == "huge":
+                nr = self.pages[pmd.page].nr
+                for i in range(nr):
+                    out.append((proc, subpage_addr(region, i), self.pte_of_huge(pmd, i)))
+        return out
+
+    @staticmethod
+    def pte_of_huge(pmd: Pmd, i: int) -> Pte:
+        return Pte(pmd.page + i, True, pmd.write, pmd.dirty, pmd.young)
+
+    def walk(self) -> list[tuple[str, str, Pte]]:
+        """Every (proc, addr, entry) a page-table walk reaches: the PTEs of attached
+        tables and the subpages of huge PMDs, sorted."""
+        if not self.pmds:
+            return list(self.ptes)
+        attached = [
+            (p, a, e)
+            for p, a, e in self.ptes
+            if "#" not in a or self.pmd(p, a.partition("#")[0]).kind == "table"
+        ]
+        return sorted(attached + self.huge_mappings(), key=lambda t: (t[0], t[1]))
+
     def mappers(self, index: int) -> list[tuple[str, str, Pte]]:
-        return [(p, a, e) for p, a, e in self.ptes if e.page == index and (e.present)]
+        return [(p, a, e) for p, a, e in self.walk() if e.page == index and (e.present)]
 
     # -- processes -----------------------------------------------------------
     def proc(self, name: str) -> Proc | None:

@@ -15,6 +15,7 @@ from typing import Any
 from engine.kernel import OPS
 from engine.model import Model
 from engine.state import (
+    ANON_EXCLUSIVE,
     GUP_PIN_COUNTING_BIAS,
     NO_PAGE,
     PRIVATE,
@@ -47,12 +48,20 @@ def holders(model: Model, world: World, index: int) -> dict[str, int]:
             if ref and mine and not (pin and ref == "speculative"):
                 out[f"{spec.name} ({ref})"] = 1
         for held, gen in actor.held:
-            if held == index and gen == page.gen and actor.held_mode != "pin":
+            on_folio = held >= 0 and world.folio(held) == index
+            if on_folio and gen == world.pages[held].gen and actor.held_mode != "pin":
                 out[f"{spec.name} ({actor.held_mode})"] = (
                     out.get(f"{spec.name} ({actor.held_mode})", 0) + 1
                 )
+    if page.entire:
+        out["PMD mappings"] = page.entire
+    if page.order:
+        # The PTE mappings of every subpage count on the head, as the pins (1 each).
+        maps = sum(p.mapcount for p in world.pages[index + 1 : index + page.nr])
+        if maps:
+            out["mappings"] = out.get("mappings", 0) + maps
     if page.pins:
-        out["pins"] = page.pins * GUP_PIN_COUNTING_BIAS
+        out["pins"] = page.pins * (1 if page.order else GUP_PIN_COUNTING_BIAS)
     rest = page.ref - sum(out.values())
     if rest and not page.free:
         out["other"] = rest
@@ -63,6 +72,8 @@ def owner(world: World, index: int) -> str:
     page = world.pages[index]
     if page.free:
         return "free"
+    if page.head >= 0:
+        return f"tail of {page_name(page.head)}"
     if page.owner.startswith("file:"):
         return "file " + page.owner.removeprefix("file:")
     if page.owner.startswith("other:"):
@@ -88,6 +99,10 @@ class PageView:
     owner: str  # "anon", "file f", "free", "reallocated to X"
     holders: tuple[tuple[str, int], ...]  # who accounts for the refcount, in order
     locked_by: str | None
+    # A large folio's head: its order and entire (PMD) mapcount; a tail shows its head in
+    # `owner` and the folio's flags, its own refcount being 0 as a tail page's is.
+    order: int = 0
+    entire: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +201,9 @@ def _mmap_lock(proc_writer: str, readers: tuple[str, ...]) -> str | None:
 def state_view(model: Model, world: World) -> StateView:
     pages = []
     for i, p in enumerate(world.pages):
+        if p.head >= 0:
+            own = p.flags & ANON_EXCLUSIVE
+            p = p.evolve(flags=(world.pages[p.head].flags & ~ANON_EXCLUSIVE) | own)
         flags = flag_list(p.flags)
         if p.lru:
             flags.insert(0, "lru")
@@ -201,6 +219,8 @@ def state_view(model: Model, world: World) -> StateView:
                 owner=owner(world, i),
                 holders=tuple(holders(model, world, i).items()),
                 locked_by=p.locker or None,
+                order=p.order,
+                entire=p.entire,
             )
         )
     return StateView(
@@ -218,7 +238,7 @@ def state_view(model: Model, world: World) -> StateView:
                 e.migration,
                 e.file or None,
             )
-            for proc, addr, e in world.ptes
+            for proc, addr, e in world.walk()
         ),
         swap=tuple(
             SlotView(

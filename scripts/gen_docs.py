@@ -28,6 +28,7 @@ from engine.kernel import OPS  # noqa: E402
 from engine.kernel.machine import Param  # noqa: E402
 from engine.lang import validate as lang  # noqa: E402
 from engine.lang.catalog import CATALOG_DIR  # noqa: E402
+from engine.state import HPAGE_NR  # noqa: E402
 
 DOCS = ROOT / "docs"
 # argparse's layout differs between Pythons: cli.md is written (and checked) by this one, the
@@ -38,7 +39,9 @@ EXAMPLE = "10-madv-free-vs-dio.yaml"
 
 # What each parameter kind accepts, in the validator's words (engine/scenario.py _param).
 KINDS = {
-    "addr": f"a virtual address name (`{lang.NAME.pattern}`), per process",
+    "addr": f"a virtual address name (`{lang.NAME.pattern}`), per process; `NAME#i` is "
+    f"subpage i (0-{HPAGE_NR - 1}) of the THP region NAME",
+    "region": "a THP region: the name whose subpages are `NAME#0` .. (one PMD)",
     "file": "the name of a file declared under `files`",
     "proc": "`app` or a child created by a `fork` in the scenario",
     "value": f"a data value (`{lang.VALUE.pattern}`)",

@@ -12,13 +12,28 @@ from engine.kernel import (
     filemap,
     fork,
     gup,
+    khugepaged,
     madvise,
     migrate,
     reclaim,
     swapfile,
+    thp,
 )
 from engine.kernel.machine import OPS
 
-PATHS = (alloc, device, fault, filemap, fork, gup, madvise, migrate, reclaim, swapfile)
+PATHS = (
+    alloc,
+    device,
+    fault,
+    filemap,
+    fork,
+    gup,
+    khugepaged,
+    madvise,
+    migrate,
+    reclaim,
+    swapfile,
+    thp,
+)
 
 __all__ = ["OPS", "PATHS"]

@@ -34,6 +34,7 @@ from engine.state import (
     Page,
     Pte,
     page_name,
+    split_addr,
 )
 
 # A fault can only be undone by another actor's step, and actors are finite, so this is a
@@ -333,6 +334,10 @@ def address(ctx: Ctx, proc: str, addr: str) -> tuple[Pte | None, bool]:
     pte = ctx.w.pte(proc, addr)
     if pte is not None:
         return pte, False
+    where = split_addr(addr)
+    if where is not None and ctx.w.pmd(proc, where[0]).kind in ("none", "invalid"):
+        # khugepaged cleared the PMD under mmap_lock (and the VMA lock): the fault waits.
+        return None, False
     exp = ctx.w.expected(f"{proc}:{addr}")
     if exp is not None and not exp.allowed:
         return None, True  # munmapped: the address no longer exists
@@ -396,7 +401,10 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     if ctx.w.proc(proc) is None:
         return Blocked(f"waits for process {proc} to exist")
-    pte, _gone = address(ctx, proc, addr)
+    pte, gone = address(ctx, proc, addr)
+    if pte is None and not gone:
+        reason = wait_reason(ctx, proc, None)
+        return Blocked(reason or f"waits: the PMD over {addr} is being changed")
     if pte is None:
         ctx.next_op()
         return ctx.effect("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")

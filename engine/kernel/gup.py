@@ -29,8 +29,10 @@ from engine.state import (
     REFERENCED,
     ZERO_PAGE,
     Expected,
+    Pmd,
     Pte,
     page_name,
+    split_addr,
 )
 
 MODE = Param("mode", "choice", choices=("get", "pin"), positional=True)
@@ -43,9 +45,12 @@ GUP_PARAMS = (
 )
 FAST_STEPS = (
     "raw_read_seqcount",
+    "pmdp_get_lockless",
     "ptep_get_lockless",
+    "compound_head",
     "try_grab_folio",
     "ptep_get",
+    "gup_huge_pmd",
     "gup_put_folio",
 )
 SLOW_STEPS = ("check_vma_flags", "follow_page_pte", "handle_mm_fault", "filemap_fault")
@@ -60,10 +65,16 @@ class Regs(NamedTuple):
     pte: Pte | None = None  # that PTE, for the recheck
     seq: int = 0  # write_protect_seq when the PTE was read
     bound: int = 0  # the page's generation then: the identity GUP-fast bound
-    gen: int = -1  # its generation once grabbed
+    gen: int = -1  # the grabbed folio's generation
     tries: int = 0  # faults taken by the slow path
     unshare: bool = False  # the fault is an unshare fault (FAULT_FLAG_UNSHARE)
     forced: bool = False  # the fault is a write fault forced by the COW break
+    # Large folios: the PMD GUP-fast read over a subpage address (gup_pmd_range's
+    # pmdp_get_lockless), whether it maps the folio huge (gup_huge_pmd), and the folio the
+    # grab targets (compound_head / page_folio, read before the reference is taken).
+    pmd: Pmd | None = None
+    huge: bool = False
+    folio: int = NO_PAGE
 
 
 GUP = Machine(Regs)
@@ -195,13 +206,30 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
         return fallback(
             ctx, "raw_read_seqcount: fork in progress (write_protect_seq odd)", "raw_read_seqcount"
         )
-    if pte is None or not pte.present or pte.page == ZERO_PAGE:
-        return fallback(ctx, f"ptep_get_lockless: no present page at {addr}", "ptep_get_lockless")
-    if (write or cow_break(ctx, pte)) and not pte.write:
+    where = split_addr(addr)
+    pmd = ctx.w.pmd(proc, where[0]) if where else None
+    if pmd is not None and pmd.kind in ("none", "invalid"):
         return fallback(
-            ctx, f"ptep_get_lockless: PTE at {addr} is not writable", "ptep_get_lockless"
+            ctx, f"pmdp_get_lockless: the PMD over {addr} is {pmd.kind}", "pmdp_get_lockless"
         )
-    ctx.goto(fast_grab, page=pte.page, pte=pte, seq=seq, bound=ctx.w.page(pte.page).gen)
+    huge = pmd is not None and pmd.kind == "huge"
+    read = "gup_huge_pmd" if huge else "ptep_get_lockless"
+    if pte is None or not pte.present or pte.page == ZERO_PAGE:
+        return fallback(ctx, f"{read}: no present page at {addr}", read)
+    if (write or cow_break(ctx, pte)) and not pte.write:
+        return fallback(ctx, f"{read}: the entry at {addr} is not writable", read)
+    # gup_huge_pmd takes the folio from the PMD; gup_pte_range computes it in try_grab_folio.
+    folio = ctx.w.folio(pte.page) if huge else NO_PAGE
+    bound = ctx.w.page(pte.page).gen
+    ctx.goto(
+        fast_grab, page=pte.page, pte=pte, seq=seq, bound=bound, pmd=pmd, huge=huge, folio=folio
+    )
+    if huge:
+        return ctx.effect(
+            "pmdp_get_lockless",
+            f"{ctx.name} reads the huge PMD over {addr}: {page_name(pte.page)} of folio "
+            f"{page_name(folio)}",
+        )
     return ctx.effect(
         "ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}"
     )
@@ -209,28 +237,52 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
 
 @GUP.step
 def fast_grab(ctx: Ctx) -> Effect:
-    index = regs(ctx).page
-    if ctx.w.page(index).ref == 0:
-        return fallback(
-            ctx, f"folio_try_get fails: {page_name(index)} is frozen or free", "try_grab_folio"
+    r = regs(ctx)
+    index = r.page
+    tail = ctx.w.folio(index) != index
+    if r.folio == NO_PAGE and tail and not ctx.cfg.on("gup_folio_recheck"):
+        # Before c24d37322548, try_get_compound_head read compound_head(page) and then took
+        # the reference on that head, with nothing to notice a split (and a free and reuse
+        # of the head) in between.
+        head = ctx.w.folio(index)
+        ctx.goto(fast_grab, folio=head)
+        return ctx.effect(
+            "compound_head", f"{ctx.name}: {page_name(index)} is a tail of {page_name(head)}"
         )
-    grab(ctx, index)
-    ctx.goto(fast_recheck, gen=ctx.w.page(index).gen)
+    folio = ctx.w.folio(index) if r.folio == NO_PAGE else r.folio
+    if ctx.w.page(folio).ref == 0:
+        return fallback(
+            ctx, f"folio_try_get fails: {page_name(folio)} is frozen or free", "try_grab_folio"
+        )
+    # The reference lands on the folio computed, whatever page_folio(page) is by now.
+    grab(ctx, folio)
+    ctx.goto(fast_recheck, gen=ctx.w.page(folio).gen, folio=folio)
     what = "pins" if mode(ctx) == "pin" else "takes a reference on"
-    return ctx.effect(
-        "try_grab_folio", f"{ctx.name} {what} {page_name(index)} ({refs.refs_note(ctx, index)})"
-    )
+    on = page_name(index) if folio == index else f"folio {page_name(folio)} for {page_name(index)}"
+    return ctx.effect("try_grab_folio", f"{ctx.name} {what} {on} ({refs.refs_note(ctx, folio)})")
 
 
 @GUP.step
 def fast_recheck(ctx: Ctx) -> Effect:
     proc, addr = ctx.proc, ctx.p("addr")
     r = regs(ctx)
-    index, gen, snapshot = r.page, r.gen, r.pte
+    index, snapshot = r.page, r.pte
     p = ctx.w.proc(proc)
     assert p is not None
     changed = ""
-    if ctx.cfg.on("gup_fast_recheck") and ctx.w.pte(proc, addr) != snapshot:
+    where = split_addr(addr)
+    pmd_now = ctx.w.pmd(proc, where[0]) if where else None
+    if r.huge and pmd_now != r.pmd:
+        # gup_huge_pmd has always re-read the PMD after the grab.
+        changed = f"gup_huge_pmd: the PMD over {addr} changed"
+    elif r.folio != ctx.w.folio(index) and ctx.cfg.on("gup_folio_recheck"):
+        changed = f"{page_name(index)} is no longer in folio {page_name(r.folio)} (split)"
+    elif (
+        not r.huge and r.pmd is not None and pmd_now != r.pmd and ctx.cfg.on("gup_fast_pmd_recheck")
+    ):
+        changed = f"the PMD over {addr} changed (collapse or split)"
+    elif not r.huge and ctx.cfg.on("gup_fast_recheck") and ctx.w.raw_pte(proc, addr) != snapshot:
+        # ptep_get(ptep): through the PTE table GUP-fast walked, attached or not.
         changed = f"the PTE at {addr} changed"
     elif mode(ctx) == "pin" and ctx.cfg.on("gup_fast_fork_seqcount") and p.seq != r.seq:
         changed = "read_seqcount_retry: fork ran meanwhile"
@@ -239,16 +291,21 @@ def fast_recheck(ctx: Ctx) -> Effect:
     elif snapshot is not None and file_write_refused(ctx, snapshot):
         changed = "gup_fast_folio_allowed: a long-term write pin of a file folio"
     if changed:
+        # gup_put_folio on the folio the grab took, whatever page_folio(page) is now.
         if mode(ctx) == "pin":
-            refs.unpin(ctx, index, gen)
+            refs.unpin(ctx, r.folio, r.gen)
         else:
-            refs.put(ctx, index, gen=gen, what="gup_put_folio")
+            refs.put(ctx, r.folio, gen=r.gen, what="gup_put_folio")
         return fallback(ctx, f"{changed}: gup_put_folio drops it", "gup_put_folio")
     if index != ZERO_PAGE:
         # gup_fast_pte_range: folio_set_referenced on every page it returns, pins included.
         refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr), r.bound)
     ctx.next_op()
+    if r.huge:
+        return ctx.effect(
+            "gup_huge_pmd", f"{ctx.name} re-reads the PMD: unchanged, keeps {page_name(index)}"
+        )
     return ctx.effect(
         "ptep_get",
         f"{ctx.name} re-reads the PTE: unchanged, keeps {page_name(index)} (folio_set_referenced)",

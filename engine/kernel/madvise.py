@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs, swap
+from engine.kernel import oracle, refs, swap, thp
 from engine.kernel.fault import wait_reason
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, op
 from engine.state import DIRTY, NO_PAGE, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
@@ -111,8 +111,13 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     if pte is None:
         ctx.next_op()
         return ctx.effect("zap_pte_range", f"{addr} is not mapped")
+    # zap_pmd_range on part of a huge PMD: __split_huge_pmd first, then the one PTE.
+    split = thp.split_if_huge(ctx, proc, addr)
+    if split:
+        pte = ctx.w.pte(proc, addr)
+        assert pte is not None
     key = oracle.key_for(ctx.w, proc, addr)
-    note = f"{addr} had no page"
+    note = f"{split}; {addr} had no page" if split else f"{addr} had no page"
     if pte.present and pte.page != ZERO_PAGE:
         index = pte.page
         if pte.file and pte.dirty:
@@ -120,7 +125,11 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         page = ctx.w.page(index)
         refs.update(ctx, index, page.evolve(mapcount=page.mapcount - 1))
         freed = refs.put(ctx, index, what="zap_pte_range")
+        if not freed:
+            thp.after_pte_unmap(ctx, index)
         note = f"unmaps {page_name(index)} ({refs.refs_note(ctx, index)})"
+        if split:
+            note = f"{split}; {note}"
         if freed:
             note += ": the last reference, the page is freed"
     entry, held = -1, False

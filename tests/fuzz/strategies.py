@@ -64,6 +64,7 @@ label = st.text(min_size=1, max_size=40).filter(str.strip)
 def param_value(kind: str, choices: tuple[str, ...], addrs: list[str], procs: list[str]) -> Any:
     return {
         "addr": st.sampled_from(addrs),
+        "region": st.sampled_from(addrs),
         "file": st.just("f"),
         "proc": st.sampled_from(procs),
         "name": st.sampled_from(["kid3", "drv"]),

@@ -1,0 +1,138 @@
+"""Large folios, PMDs, split and collapse (issue 11): the new ops composed with the old."""
+
+from __future__ import annotations
+
+import pytest
+
+import engine
+from engine.explore import reachable_violations
+from engine.model import Model
+from engine.state import HPAGE_NR, World
+from tests.engine.builders import OpDoc, config, scenario
+
+THP: list[OpDoc] = [{"thp_fault": {"addr": "buf"}}, {"write": {"addr": "buf#1", "value": "A"}}]
+SMALL: list[OpDoc] = [
+    {"write": {"addr": "buf#0", "value": "A"}},
+    {"write": {"addr": "buf#1", "value": "B"}},
+]
+
+
+def world_after(sc: engine.Scenario, kernel: str, schedule: list[str]) -> World:
+    return engine.run_schedule(sc, config(sc, kernel), schedule).world(len(schedule))
+
+
+def test_thp_fault_maps_one_folio_with_one_reference_and_the_entire_mapcount() -> None:
+    sc = scenario({"app": [{"read": {"addr": "buf#1"}}]}, THP)
+    w = Model(sc, config(sc, "6.6")).initial()
+    head = w.pages[0]
+    assert (head.order, head.ref, head.entire, head.mapcount) == (1, 1, 1, 0)
+    assert [p.head for p in w.pages[1:HPAGE_NR]] == [0] * (HPAGE_NR - 1)
+    assert w.pmd("app", "buf").kind == "huge"
+    # The store went through the huge PMD into the subpage; the tail's refcount stays 0.
+    assert (w.pages[1].data, w.pages[1].ref) == ("A", 0)
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["app"])
+    assert run.finished and not run.violations
+
+
+def test_split_huge_pmd_moves_the_reference_to_each_pte() -> None:
+    sc = scenario({"app": [{"split_huge_pmd": {"addr": "buf"}}]}, THP)
+    w = world_after(sc, "6.6", ["app"])
+    head = w.pages[0]
+    assert (head.ref, head.entire) == (HPAGE_NR, 0)
+    assert all(p.mapcount == 1 for p in w.pages[:HPAGE_NR])
+    assert w.pmd("app", "buf").kind == "table"
+    assert w.raw_pte("app", "buf#1") is not None and w.raw_pte("app", "buf#1").page == 1
+
+
+def test_gup_fast_on_a_huge_pmd_pins_the_folio_exactly() -> None:
+    """gup_huge_pmd: the grab is on the folio, and a large folio's pin is +1 with _pincount."""
+    sc = scenario({"dev": [{"gup_fast": {"addr": "buf#1", "mode": "pin", "write": True}}]}, THP)
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["dev", "dev", "dev"])
+    w = run.world(3)
+    assert (w.pages[0].ref, w.pages[0].pins) == (2, 1)
+    assert w.pages[0].maybe_dma_pinned()
+    assert [s.function for s in run.steps] == [
+        "pmdp_get_lockless",
+        "try_grab_folio",
+        "gup_huge_pmd",
+    ]
+    assert run.actors[0].done
+
+
+def test_dontneed_of_one_subpage_splits_the_pmd_and_queues_the_folio() -> None:
+    sc = scenario({"app": [{"madvise_dontneed": {"addr": "buf#0"}}]}, THP)
+    w = world_after(sc, "6.6", ["app"])
+    assert w.pmd("app", "buf").kind == "table"
+    assert w.deferred == (0,)
+    assert (w.pages[0].ref, w.pages[0].mapcount, w.pages[1].mapcount) == (1, 0, 1)
+
+
+def test_deferred_split_frees_the_unmapped_head_and_keeps_the_mapped_tail() -> None:
+    sc = scenario(
+        {"app": [{"madvise_dontneed": {"addr": "buf#0"}}, {"deferred_split_scan": {}}]}, THP
+    )
+    w = world_after(sc, "6.6", ["app", "app", "app"])
+    assert w.pages[0].free and not w.pages[1].free
+    assert (w.pages[1].order, w.pages[1].head, w.pages[1].ref) == (0, -1, 1)
+    assert w.deferred == ()
+
+
+def test_a_pinned_folio_is_not_split() -> None:
+    """can_split_folio: a pin is a reference besides the mappings and the caller's."""
+    sc = scenario(
+        {
+            "dev": [{"gup": {"addr": "buf#1", "mode": "pin"}}],
+            "app": [{"madvise_dontneed": {"addr": "buf#0"}}, {"deferred_split_scan": {}}],
+        },
+        THP,
+    )
+    w = world_after(sc, "6.6", ["dev", "app", "app", "app"])
+    assert w.pages[0].order == 1 and not w.pages[0].free
+
+
+@pytest.mark.parametrize("kernel", ["5.19", "6.0"])
+def test_collapse_refuses_a_page_pinned_before_the_isolation(kernel: str) -> None:
+    sc = scenario(
+        {
+            "dio": [{"gup": {"addr": "buf#0", "mode": "pin", "write": True}}],
+            "khugepaged": [{"collapse": {"addr": "buf"}}],
+        },
+        SMALL,
+    )
+    run = engine.run_schedule(
+        sc, config(sc, kernel), ["dio", "khugepaged", "khugepaged", "khugepaged"]
+    )
+    w = run.world(4)
+    assert w.pmd("app", "buf").kind == "table"  # pmd_populate put the old table back
+    assert "SCAN_PAGE_COUNT" in run.steps[-1].note
+
+
+def test_a_get_racing_a_collapse_written_from_the_ops_alone() -> None:
+    """Acceptance: an O_DIRECT write (FOLL_GET, the device reads the page) racing khugepaged,
+    then the process writes buf#1 and reads buf#0 back; not a catalog scenario. Before
+    70cbc3cc78a9 the device can read the stale small page after the process's later store
+    went into the huge page; from 6.0 it cannot."""
+    sc = scenario(
+        {
+            "khugepaged": [{"collapse": {"addr": "buf"}}],
+            "dio": [
+                {"gup_fast": {"addr": "buf#0", "mode": "get"}},
+                {"dma_read": {}},
+                {"put_page": {}},
+            ],
+            "app": [{"write": {"addr": "buf#0", "value": "C"}}],
+        },
+        SMALL,
+    )
+    buggy = engine.explore(sc, config(sc, "5.19"))
+    fixed = engine.explore(sc, config(sc, "6.0"))
+    assert not buggy.truncated and not fixed.truncated
+    assert "lost_write" in reachable_violations(buggy)
+    assert reachable_violations(fixed) == set()
+
+
+def test_a_subpage_address_is_checked() -> None:
+    with pytest.raises(engine.ScenarioError) as err:
+        scenario({"app": [{"read": {"addr": f"buf#{HPAGE_NR}"}}]}, THP)
+    assert "actors[0].ops[0].read.addr" in str(err.value)
+    assert "subpage number" in str(err.value)
