@@ -210,12 +210,31 @@ FIXES: dict[str, Fix] = {
             "GUP-fast re-reads the PMD as well as the PTE after taking the reference, and "
             "backs off if khugepaged cleared it (pmdp_collapse_flush) meanwhile",
         ),
+        Fix(
+            "numa_migrate_pmd_overwrite",
+            "d7c3393413fe",
+            "4.20",
+            "migrate_misplaced_transhuge_page overwrites the PMD with the new folio's entry "
+            "under the PMD lock instead of clearing it first (pmdp_huge_clear_flush_notify): "
+            "a MADV_DONTNEED under mmap_lock for read no longer sees it none and skips it",
+        ),
     )
 }
 
 DESIGN_RULES: dict[str, Fix] = {
     f.name: f
     for f in (
+        Fix(
+            "pmd_change_in_place",
+            # Kirill A. Shutemov's "thp: fix few MADV_DONTNEED races" (4.11, older than the
+            # oldest modelled kernel): ced108037c2a (change_huge_pmd), 58ceeb6bec86
+            # (madvise_free_huge_pmd), 5b7abeae3af8 (clear_soft_dirty_pmd).
+            "58ceeb6bec86",
+            "",
+            "a PMD rewritten under mmap_lock for read is changed in place (or through "
+            "pmdp_invalidate), never cleared and set again: a MADV_DONTNEED looking at it "
+            "without the lock would skip a none PMD",
+        ),
         Fix(
             "lazyfree_freeze",
             "",

@@ -179,7 +179,7 @@ def fate(world: World) -> FateOf:
         return FateOf(Fate.PAGE_FREED, "reused by " + page.owner.split(":", 1)[-1])
     if page.has(SWAPCACHE) and not page.mapcount:
         return FateOf(Fate.PAGE_SWAPPED, "still in the swap cache")
-    mapped = "mapped" if page.mapcount else "unmapped"
+    mapped = "mapped" if world.folio_mapcount(0) else "unmapped"
     if page.anon:
         kind = "swap-backed anon" if page.has(SWAPBACKED) else "lazyfree"
     else:

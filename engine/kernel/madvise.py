@@ -14,7 +14,18 @@ from typing import NamedTuple
 from engine.kernel import oracle, refs, swap, thp
 from engine.kernel.fault import wait_reason
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, op
-from engine.state import DIRTY, NO_PAGE, SWAPBACKED, SWAPCACHE, ZERO_PAGE, Pte, page_name
+from engine.state import (
+    DIRTY,
+    LOCKED,
+    NO_PAGE,
+    SWAPBACKED,
+    SWAPCACHE,
+    ZERO_PAGE,
+    Pmd,
+    Pte,
+    page_name,
+    subpage_addr,
+)
 
 
 class Marking(NamedTuple):
@@ -29,6 +40,8 @@ MADV_FREE = Machine(Marking)
 def free_pte_range(ctx: Ctx) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     pte = ctx.w.pte(proc, addr)
+    if pte is None and thp.is_region(ctx, proc, addr):
+        return free_huge_pmd(ctx)
     reason = wait_reason(ctx, proc, pte)
     if reason:
         return Blocked(reason)
@@ -69,6 +82,64 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
     )
 
 
+def free_huge_pmd(ctx: Ctx) -> Effect | Blocked:
+    """madvise_free_huge_pmd over a whole PMD-mapped THP, under the PMD lock: an exclusive,
+    unlocked folio loses PG_dirty, the PMD its dirty and young bits, and the folio becomes
+    lazyfree. The PMD is changed in place (58ceeb6bec86); before, it was cleared with
+    pmdp_huge_get_and_clear_full and set again, and a MADV_DONTNEED looking at it without
+    the lock in between skipped it."""
+    proc, region = ctx.proc, ctx.p("addr")
+    pmd = ctx.w.pmd(proc, region)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if pmd.kind != "huge":
+        ctx.next_op()
+        return ctx.effect("madvise_free_huge_pmd", f"the PMD over {region} does not map a THP")
+    if p.mmap_writer and p.mmap_writer != ctx.name:
+        return Blocked(f"waits for mmap_lock of {proc}, held for write by {p.mmap_writer}")
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"pmd_trans_huge_lock waits for the PMD lock of {region}, held by {p.ptl}")
+    head = pmd.page
+    folio = ctx.w.page(head)
+    if ctx.w.folio_mapcount(head) != 1 or folio.has(LOCKED):
+        ctx.next_op()
+        return ctx.effect(
+            "madvise_free_huge_pmd", f"{page_name(head)} is shared or locked: skipped"
+        )
+    refs.update(ctx, head, folio.clear(DIRTY))
+    for i in range(folio.nr):
+        ctx.w = oracle.lazyfree(ctx.w, f"{proc}:{subpage_addr(region, i)}")
+    if (pmd.dirty or pmd.young) and not ctx.cfg.on("pmd_change_in_place"):
+        ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+        ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="none", table=pmd.table))
+        ctx.goto(free_huge_pmd_set, page=head)
+        return ctx.effect(
+            "pmdp_huge_get_and_clear_full",
+            f"clears PG_dirty of {page_name(head)} and the PMD over {region}, holding the PMD lock",
+        )
+    ctx.w = ctx.w.set_pmd(proc, region, pmd.evolve(dirty=False, young=False))
+    ctx.goto(mark_lazyfree, page=head)
+    return ctx.effect(
+        "madvise_free_huge_pmd",
+        f"clears PG_dirty of {page_name(head)} and the PMD's dirty and young bits in place",
+    )
+
+
+@MADV_FREE.step
+def free_huge_pmd_set(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    head = ctx.regs(Marking).page
+    p = ctx.w.proc(proc)
+    assert p is not None
+    pmd = Pmd(kind="huge", page=head, write=True, dirty=False, young=False)
+    ctx.w = ctx.w.set_pmd(proc, region, pmd)
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    ctx.goto(mark_lazyfree, page=head)
+    return ctx.effect(
+        "set_pmd_at", f"re-establishes the PMD over {region}, clean and old; drops the PMD lock"
+    )
+
+
 @MADV_FREE.step
 def mark_lazyfree(ctx: Ctx) -> Effect:
     index = ctx.regs(Marking).page
@@ -88,6 +159,9 @@ def mark_lazyfree(ctx: Ctx) -> Effect:
     (ADDR, PROC),
     (
         "madvise_free_single_vma",
+        "madvise_free_huge_pmd",
+        "pmdp_huge_get_and_clear_full",
+        "set_pmd_at",
         "madvise_free_pte_range",
         "free_swap_and_cache",
         "folio_mark_lazyfree",
@@ -102,6 +176,11 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     p = ctx.w.proc(proc)
     pte = ctx.w.pte(proc, addr)
+    if pte is None and p is not None and thp.is_region(ctx, proc, addr):
+        # zap_pmd_range looks at the PMD without a lock: only mmap_lock (read) is waited for.
+        if p.mmap_writer and p.mmap_writer != ctx.name:
+            return Blocked(f"waits for mmap_lock of {proc}, held for write by {p.mmap_writer}")
+        return thp.zap_region(ctx, proc, addr, unmap)
     reason = wait_reason(ctx, proc, pte)
     if reason:
         return Blocked(reason)
@@ -191,13 +270,16 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
     return zap(ctx, unmap=True)
 
 
-@op("madvise_dontneed", (ADDR, PROC), ("zap_pte_range", "free_swap_and_cache"))
+ZAP_STEPS = ("zap_pmd_range", "zap_huge_pmd", "zap_pte_range", "free_swap_and_cache")
+
+
+@op("madvise_dontneed", (ADDR, PROC), ZAP_STEPS)
 def madvise_dontneed_op(ctx: Ctx) -> Effect | Blocked:
     """madvise(MADV_DONTNEED): zap the mapping; the address reads zero-fill (anon) or the file."""
     return ZAP.resume(ctx, dontneed)
 
 
-@op("munmap", (ADDR, PROC), ("zap_pte_range", "free_swap_and_cache"))
+@op("munmap", (ADDR, PROC), ZAP_STEPS)
 def munmap_op(ctx: Ctx) -> Effect | Blocked:
     """munmap: zap the mapping and remove the address from the process."""
     return ZAP.resume(ctx, unmap)

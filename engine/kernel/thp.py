@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs
+from engine.kernel import oracle, refs
 from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Machine, Param, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -241,3 +241,163 @@ def deferred_split_scan_op(ctx: Ctx) -> Effect | Blocked:
     """The THP shrinker: deferred_split_scan takes the first queued folio with folio_try_get,
     splits it (split_folio) and puts it."""
     return SPLIT.resume(ctx, deferred_split_take)
+
+
+def is_region(ctx: Ctx, proc: str, addr: str) -> bool:
+    """Whether addr names a whole THP region (its PMD), not a plain address."""
+    return "#" not in addr and region_touched(ctx, proc, addr)
+
+
+def zap_region(ctx: Ctx, proc: str, region: str, unmap: bool) -> Effect | Blocked:
+    """zap_pmd_range over a whole region, as madvise(MADV_DONTNEED) or munmap runs it under
+    mmap_lock for read: a lockless look at the PMD first. A huge (or invalidated: still
+    pmd_trans_huge) PMD goes to zap_huge_pmd, which takes the PMD lock; a none PMD is
+    skipped (pmd_none_or_trans_huge_or_clear_bad) without taking any lock, which is why a
+    PMD may never be cleared transiently under mmap_lock for read (ced108037c2a,
+    58ceeb6bec86); a PTE table is zapped entry by entry."""
+    pmd = ctx.w.pmd(proc, region)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    keys = [f"{proc}:{subpage_addr(region, i)}" for i in range(HPAGE_NR)]
+    note = ""
+    if pmd.kind in ("huge", "invalid"):
+        if p.ptl and p.ptl != ctx.name:
+            return Blocked(f"zap_huge_pmd waits for the PMD lock of {region}, held by {p.ptl}")
+        head = pmd.page
+        folio = ctx.w.page(head)
+        # pmdp_huge_get_and_clear_full, zap_deposited_table; folio_remove_rmap_pmd and, after
+        # the TLB flush, the PMD mapping's reference.
+        ctx.w = ctx.w.set_pmd(proc, region, Pmd())
+        refs.update(ctx, head, folio.evolve(entire=folio.entire - 1))
+        freed = refs.put(ctx, head, what="zap_huge_pmd")
+        note = f"zap_huge_pmd: unmaps the huge PMD of {page_name(head)}"
+        note += (
+            ": the last reference, the folio is freed"
+            if freed
+            else f" ({refs.refs_note(ctx, head)})"
+        )
+        function = "zap_huge_pmd"
+    elif pmd.kind == "none":
+        note = (
+            f"pmd_none_or_trans_huge_or_clear_bad: the PMD over {region} is none (no lock "
+            "taken): nothing to zap"
+        )
+        function = "zap_pmd_range"
+    else:
+        function = "zap_pte_range"
+        unmapped = []
+        for i in range(HPAGE_NR):
+            addr = subpage_addr(region, i)
+            pte = ctx.w.raw_pte(proc, addr)
+            if pte is None:
+                continue
+            if pte.present and pte.page >= 0:
+                page = ctx.w.page(pte.page)
+                refs.update(ctx, pte.page, page.evolve(mapcount=page.mapcount - 1))
+                if not refs.put(ctx, pte.page, what="zap_pte_range"):
+                    after_pte_unmap(ctx, pte.page)
+                unmapped.append(page_name(pte.page))
+            ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte())
+        note = f"zap_pte_range: unmaps {', '.join(unmapped) or 'nothing'} in {region}"
+    for key in keys:
+        ctx.w = oracle.zap(ctx.w, key, unmapped=unmap)
+    ctx.next_op()
+    return ctx.effect(function, f"{proc}: {note}")
+
+
+class Migrating(NamedTuple):
+    old: int = NO_PAGE  # the folio being migrated
+    new: int = NO_PAGE  # its copy
+
+
+NUMA = Machine(Migrating)
+
+
+@NUMA.step
+def numa_migrate_start(ctx: Ctx) -> Effect | Blocked:
+    proc, region = ctx.proc, ctx.p("addr")
+    reason = mmap_lock_reason(ctx, proc)
+    if reason:
+        return Blocked(reason)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PMD lock of {region}, held by {p.ptl}")
+    pmd = ctx.w.pmd(proc, region)
+    if pmd.kind != "huge":
+        ctx.next_op()
+        return ctx.effect("do_huge_pmd_numa_page", f"the PMD over {region} does not map a THP")
+    old = pmd.page
+    folio = ctx.w.page(old)
+    # page_ref_freeze(page, 2): the mapping's and numamigrate_isolate_page's references.
+    if folio.ref != 1 or folio.has(LOCKED):
+        ctx.next_op()
+        return ctx.effect(
+            "migrate_misplaced_transhuge_page",
+            f"{page_name(old)} has other references ({refs.refs_note(ctx, old)}): not migrated",
+        )
+    head = Page(ref=1, flags=folio.flags, lru=folio.lru, owner="anon", entire=1)
+    data = tuple(ctx.w.page(old + i).data for i in range(folio.nr))
+    tails = folio.flags & ANON_EXCLUSIVE
+    ctx.w, new = ctx.w.new_folio(head, data, tail_flags=tails)
+    entry = Pmd(kind="huge", page=new, write=pmd.write, dirty=True, young=pmd.young)
+    if ctx.cfg.on("numa_migrate_pmd_overwrite"):
+        ctx.w = ctx.w.set_pmd(proc, region, entry)
+        release_old(ctx, old)
+        ctx.next_op()
+        return ctx.effect(
+            "set_pmd_at",
+            f"migrate_misplaced_transhuge_page copies {page_name(old)} to {page_name(new)} and "
+            f"overwrites the PMD over {region} with it under the PMD lock",
+        )
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+    ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="none", table=pmd.table))
+    ctx.goto(numa_migrate_set, old=old, new=new)
+    return ctx.effect(
+        "pmdp_huge_clear_flush_notify",
+        f"migrate_misplaced_transhuge_page copies {page_name(old)} to {page_name(new)}, then "
+        f"clears the PMD over {region}, holding the PMD lock",
+    )
+
+
+def release_old(ctx: Ctx, old: int) -> None:
+    """page_remove_rmap of the old folio and the put of its mapping's reference."""
+    folio = ctx.w.page(old)
+    refs.update(ctx, old, folio.evolve(entire=folio.entire - 1))
+    refs.put(ctx, old, what="migrate_misplaced_transhuge_page")
+
+
+@NUMA.step
+def numa_migrate_set(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    r = ctx.regs(Migrating)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    entry = Pmd(kind="huge", page=r.new, write=True, dirty=True, young=True)
+    ctx.w = ctx.w.set_pmd(proc, region, entry)
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    release_old(ctx, r.old)
+    ctx.next_op()
+    return ctx.effect(
+        "set_pmd_at",
+        f"maps {page_name(r.new)} over {region} and frees {page_name(r.old)}; drops the PMD lock",
+    )
+
+
+@op(
+    "numa_migrate",
+    (REGION, PROC),
+    (
+        "do_huge_pmd_numa_page",
+        "migrate_misplaced_transhuge_page",
+        "pmdp_huge_clear_flush_notify",
+        "set_pmd_at",
+    ),
+)
+def numa_migrate_op(ctx: Ctx) -> Effect | Blocked:
+    """A NUMA hinting fault on a PMD-mapped THP moves it to another node
+    (do_huge_pmd_numa_page, migrate_misplaced_transhuge_page until 5.12): the folio is
+    copied and the PMD switched to the copy under the PMD lock. (The PMD's PROT_NONE
+    hinting state, which keeps the process's own accesses out meanwhile, is not modelled:
+    the copy and the switch are one step.)"""
+    return NUMA.resume(ctx, numa_migrate_start)

@@ -136,3 +136,45 @@ def test_a_subpage_address_is_checked() -> None:
         scenario({"app": [{"read": {"addr": f"buf#{HPAGE_NR}"}}]}, THP)
     assert "actors[0].ops[0].read.addr" in str(err.value)
     assert "subpage number" in str(err.value)
+
+
+def test_madvise_free_of_a_thp_makes_the_folio_lazyfree_in_place() -> None:
+    sc = scenario({"app": [{"madvise_free": {"addr": "buf"}}]}, THP)
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["app", "app"])
+    w = run.world(2)
+    pmd = w.pmd("app", "buf")
+    assert (pmd.kind, pmd.dirty, pmd.young) == ("huge", False, False)
+    assert w.pages[0].lazyfree and w.pages[0].lru == "inactive_file"
+    assert [s.function for s in run.steps] == ["madvise_free_huge_pmd", "folio_mark_lazyfree"]
+
+
+def test_dontneed_of_a_whole_thp_frees_it_through_zap_huge_pmd() -> None:
+    sc = scenario(
+        {"app": [{"madvise_dontneed": {"addr": "buf"}}, {"read": {"addr": "buf#1"}}]}, THP
+    )
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["app", "app"])
+    assert run.steps[0].function == "zap_huge_pmd"
+    assert run.world(1).pages[0].free and run.world(1).pages[1].free
+    assert not run.violations  # the read sees zero-fill
+
+
+def test_numa_migrate_refuses_a_gup_reference() -> None:
+    sc = scenario(
+        {
+            "dev": [{"gup": {"addr": "buf#0", "mode": "get"}}],
+            "numa": [{"numa_migrate": {"addr": "buf"}}],
+        },
+        THP,
+    )
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["dev", "numa"])
+    assert "not migrated" in run.steps[-1].note
+    assert run.world(2).pmd("app", "buf").page == 0
+
+
+@pytest.mark.parametrize("op", ["migrate", "shrink_folio_list", "vmsplice"])
+def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> None:
+    with pytest.raises(engine.ScenarioError) as err:
+        scenario({"app": [{op: {"addr": "buf#0"}}]}, THP)
+    assert "does not model large folios yet" in str(err.value)
+    with pytest.raises(engine.ScenarioError, match="copy_huge_pmd"):
+        scenario({"app": [{"fork": {"child": "kid"}}]}, THP)
