@@ -22,6 +22,7 @@ SECTION_TITLES = {
     "expected": "What a read may see",
     "node": "Node (reclaim state)",
     "procs": "Processes (mmap_lock, PTE lock)",
+    "pmds": "PMDs (huge mappings, cleared or invalidated entries)",
 }
 ChipKind = Literal["on", "added", "removed", "off"]
 
@@ -142,6 +143,18 @@ def page_view(page: EnginePage, before: EnginePage | None, changes: Changes) -> 
         Row("LRU", page.lru or "off LRU", changes.touched(f"{prefix}.lru")),
         Row("data", _quoted(page.data), changes.touched(f"{prefix}.data")),
         Row("owner", show(page.owner), changes.touched(f"{prefix}.owner")),
+        *(
+            (
+                Row(
+                    "folio",
+                    f"large, order {page.order} ({1 << page.order} pages); "
+                    f"entire (PMD) mapcount {page.entire}",
+                    changes.touched(f"{prefix}.entire_mapcount"),
+                ),
+            )
+            if page.order
+            else ()
+        ),
         Row("locked_by", show(page.locked_by), changes.touched(f"{prefix}.locked_by")),
     )
     return PageView(page.id, f"page {page.id}", rows, changes.touched(prefix))
@@ -217,6 +230,19 @@ SECTION_ROWS: dict[str, SectionRows] = {
     ),
     "expected": lambda v: ((e.where, _expected_text(e.allowed)) for e in v.expected),
     "node": lambda v: ((n.name, _fields(n.name, [("pgdat_dirty", n.pgdat_dirty)])) for n in v.node),
+    "pmds": lambda v: (
+        (
+            m.key,
+            f"{m.kind}"
+            + (f" → {m.page}" if m.page else "")
+            + "".join(
+                f", {bit}"
+                for bit, on in (("write", m.write), ("dirty", m.dirty), ("young", m.young))
+                if on
+            ),
+        )
+        for m in v.pmds
+    ),
     "procs": lambda v: (
         (
             p.name,

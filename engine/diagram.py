@@ -23,7 +23,11 @@ def initial_line(state: StateView) -> str:
         parts.append(f"{e.where} = {values}")
     for p in state.pages:
         kind = "lazyfree" if "swapbacked" not in p.flags and p.owner == "anon" else p.owner
+        if p.order:
+            kind = f"{kind} THP of {1 << p.order} pages, entire={p.entire}"
         parts.append(f"{p.id} ref={p.refcount} map={p.mapcount} {kind}")
+    for m in state.pmds:
+        parts.append(f"PMD {m.key} {m.kind}" + (f" {m.page}" if m.page else ""))
     return "{ " + "; ".join(parts) + " }"
 
 

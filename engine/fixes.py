@@ -218,6 +218,22 @@ FIXES: dict[str, Fix] = {
             "under the PMD lock instead of clearing it first (pmdp_huge_clear_flush_notify): "
             "a MADV_DONTNEED under mmap_lock for read no longer sees it none and skips it",
         ),
+        Fix(
+            "migrate_unqueue_deferred",
+            "9bcef5973e31",
+            "6.7",
+            "migration takes an old large folio off the deferred split queue "
+            "(mem_cgroup_migrate: folio_undo_large_rmappable, under the memcg's queue lock); "
+            "before, it stayed queued until freed",
+        ),
+        Fix(
+            "migrate_unqueue_frozen",
+            "be9581ea8c05",
+            "6.10",
+            "folio_migrate_mapping takes an anon large folio off the deferred split queue "
+            "only with its refcount frozen at the expected count, so a deferred_split_scan "
+            "holding it makes the migration fail instead of corrupting the scanner's list",
+        ),
     )
 }
 

@@ -514,6 +514,12 @@ class World(NamedTuple):
 
     def free_page(self, index: int) -> World:
         old = self.pages[index]
+        if index in self.deferred:
+            # The free path takes a folio off the deferred split queue once its refcount is 0
+            # (__folio_unqueue_deferred_split): a scanner's folio_try_get can no longer find it.
+            return self.evolve(deferred=tuple(d for d in self.deferred if d != index)).free_page(
+                index
+            )
         if old.order:
             world = self
             for sub in range(index, index + old.nr):

@@ -124,6 +124,23 @@ class PteView:
 
 
 @dataclass(frozen=True, slots=True)
+class PmdView:
+    """A PMD entry that is not a plain PTE table: a huge mapping, or cleared/invalidated."""
+
+    proc: str
+    region: str
+    kind: str  # "huge" | "none" | "invalid" | "table" (a table other than the first)
+    page: str | None  # huge: the folio's head
+    write: bool
+    dirty: bool
+    young: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.proc}:{self.region}"
+
+
+@dataclass(frozen=True, slots=True)
 class SlotView:
     slot: str
     data: str | None  # None until written
@@ -187,6 +204,7 @@ class StateView:
     expected: tuple[ExpectedView, ...]
     node: tuple[NodeView, ...]
     violations: tuple[str, ...]
+    pmds: tuple[PmdView, ...] = ()
 
     def page(self, page_id: str) -> PageView | None:
         return next((p for p in self.pages if p.id == page_id), None)
@@ -278,6 +296,10 @@ def state_view(model: Model, world: World) -> StateView:
         ),
         node=(NodeView("node0", world.pgdat_dirty),),
         violations=tuple(world.violations),
+        pmds=tuple(
+            PmdView(proc, region, e.kind, page_ref(e.page), e.write, e.dirty, e.young)
+            for proc, region, e in world.pmds
+        ),
     )
 
 
@@ -296,6 +318,8 @@ def to_json(view: StateView) -> dict[str, Any]:
                 "owner": p.owner,
                 "holders": dict(p.holders),
                 "locked_by": p.locked_by,
+                # Large folios only, so states of order-0 scenarios read as before.
+                **({"order": p.order, "entire_mapcount": p.entire} if p.order else {}),
             }
             for p in view.pages
         ],
@@ -357,6 +381,25 @@ def to_json(view: StateView) -> dict[str, Any]:
         ],
         "node": [{"name": n.name, "pgdat_dirty": n.pgdat_dirty} for n in view.node],
         "violations": list(view.violations),
+        # Only once a PMD is more than a PTE table, so order-0 states read as before.
+        **(
+            {
+                "pmds": [
+                    {
+                        "proc": m.proc,
+                        "region": m.region,
+                        "kind": m.kind,
+                        "page": m.page,
+                        "write": m.write,
+                        "dirty": m.dirty,
+                        "young": m.young,
+                    }
+                    for m in view.pmds
+                ]
+            }
+            if view.pmds
+            else {}
+        ),
     }
 
 
@@ -369,6 +412,7 @@ KEYS = {
     "devices": "actor",
     "expected": "where",
     "node": "name",
+    "pmds": None,
 }
 
 
@@ -377,8 +421,8 @@ def flatten(view: StateView) -> dict[str, object]:
     flat: dict[str, object] = {}
     data = to_json(view)
     for section, key in KEYS.items():
-        for item in data[section]:
-            name = item[key] if key else f"{item['proc']}:{item['addr']}"
+        for item in data.get(section, ()):
+            name = item[key] if key else f"{item['proc']}:{item.get('addr', item.get('region'))}"
             for field, value in item.items():
                 flat[f"{section}.{name}.{field}"] = repr(value)
     return flat

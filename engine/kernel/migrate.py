@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs
+from engine.kernel import refs, thp
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, holding, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -33,6 +33,7 @@ class Regs(NamedTuple):
     mapped: tuple[tuple[str, str], ...] = ()  # (proc, addr) now holding migration entries
     target: int = NO_PAGE  # the folio the entries are restored to (new, or the old on failure)
     ok: bool = False  # the data moved: the new folio replaces the old
+    subpages: tuple[int, ...] = ()  # for each entry in `mapped`, its subpage's offset
 
 
 MIGRATE = Machine(Regs)
@@ -45,6 +46,8 @@ def regs(ctx: Ctx) -> Regs:
 def isolate(ctx: Ctx) -> Effect:
     pte = ctx.w.pte(ctx.proc, ctx.p("addr"))
     index = pte.page if pte is not None and pte.present and pte.page != ZERO_PAGE else -1
+    # migrate_pages works on the folio: the head of a large one.
+    index = ctx.w.folio(index)
     if index < 0 or not ctx.w.page(index).lru or not refs.try_get(ctx, index):
         ctx.next_op()
         return ctx.effect("isolate_lru_folio", "no page on an LRU list there: nothing to migrate")
@@ -83,7 +86,14 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
             "try_to_migrate_one",
             f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned, stays mapped",
         )
+    if p.order:
+        # try_to_migrate with TTU_SPLIT_HUGE_PMD: a PMD mapping is split into PTEs first.
+        for proc, region, pmd in ctx.w.pmds:
+            if pmd.kind == "huge" and pmd.page == index:
+                thp.split_pmd(ctx, proc, region)
+        mappers = [m for i in range(p.nr) for m in ctx.w.mappers(index + i)]
     saved = []
+    offsets = []
     for proc, addr, pte in mappers:
         # The migration entry replaces the PTE only: the VMA (a MAP_SHARED file binding
         # included) stays, so a failed or finished migration restores a file mapping.
@@ -92,11 +102,12 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         )
         if pte.dirty:
             refs.mark_dirty(ctx, index)  # try_to_migrate_one: folio_mark_dirty
-        p = ctx.w.page(index)
-        refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
+        sub = ctx.w.page(pte.page)
+        refs.update(ctx, pte.page, sub.evolve(mapcount=sub.mapcount - 1))
         refs.put(ctx, index, what="try_to_migrate_one")
         saved.append((proc, addr))
-    ctx.goto(move, mapped=tuple(saved))
+        offsets.append(pte.page - index)
+    ctx.goto(move, mapped=tuple(saved), subpages=tuple(offsets))
     return ctx.effect(
         "try_to_migrate_one",
         f"PTE(s) of {page_name(index)} replaced by migration entries "
@@ -134,12 +145,59 @@ def move(ctx: Ctx) -> Effect:
         )
     if cached or p.has(SWAPCACHE):
         return move_mapping(ctx, index, p, cached)
+    if p.order:
+        return move_large(ctx, index, p)
     new = Page(ref=1, flags=p.flags & ~(LOCKED | SWAPCACHE), data=p.data, owner=p.owner)
     ctx.w, dst = ctx.w.new_page(new)
     ctx.goto(remove_ptes, target=dst, ok=True)
     return ctx.effect(
         "migrate_folio", f"copies {p.data!r} from {page_name(index)} to new {page_name(dst)}"
     )
+
+
+def move_large(ctx: Ctx, index: int, p: Page) -> Effect:
+    """folio_migrate_mapping and the copy for an anon large folio (no mapping).
+
+    A folio on the deferred split queue must come off it. From 6.10 (be9581ea8c05) that
+    happens with the refcount frozen at the expected count, so deferred_split_scan's
+    folio_try_get cannot take it meanwhile, and a scanner's reference makes the freeze
+    fail (-EAGAIN). In 6.7-6.9 (9bcef5973e31) mem_cgroup_migrate unqueued it later,
+    after a plain refcount check, even from a scanner's private list."""
+    frozen = ctx.cfg.on("migrate_unqueue_frozen")
+    note = ""
+    if frozen and index in ctx.w.deferred:
+        ctx.w = ctx.w.evolve(deferred=tuple(d for d in ctx.w.deferred if d != index))
+        note = "; folio_undo_large_rmappable, frozen: off the deferred split queue"
+    data = tuple(ctx.w.page(index + i).data for i in range(p.nr))
+    tails = ctx.w.page(index + 1).flags & ANON_EXCLUSIVE if p.nr > 1 else 0
+    head = Page(ref=1, flags=p.flags & ~(LOCKED | SWAPCACHE), owner=p.owner)
+    ctx.w, dst = ctx.w.new_folio(head, data, tail_flags=tails)
+    later = not frozen and ctx.cfg.on("migrate_unqueue_deferred")
+    ctx.goto(memcg_migrate if later else remove_ptes, target=dst, ok=True)
+    return ctx.effect(
+        "migrate_folio",
+        f"copies large folio {page_name(index)} to new {page_name(dst)}{note}",
+    )
+
+
+@MIGRATE.step
+def memcg_migrate(ctx: Ctx) -> Effect:
+    index = regs(ctx).page
+    ctx.goto(remove_ptes)
+    if thp.on_scan_list(ctx, index):
+        ctx.violate(
+            "kernel_bug",
+            f"mem_cgroup_migrate: folio_undo_large_rmappable unlinks {page_name(index)} from "
+            "deferred_split_scan's private list without its lock (list_del corruption, "
+            "then a double free or 'Bad page state')",
+        )
+        return ctx.effect("mem_cgroup_migrate", "unlinks the folio from the scanner's own list")
+    if index in ctx.w.deferred:
+        ctx.w = ctx.w.evolve(deferred=tuple(d for d in ctx.w.deferred if d != index))
+        return ctx.effect(
+            "mem_cgroup_migrate", f"folio_undo_large_rmappable: {page_name(index)} off the queue"
+        )
+    return ctx.effect("mem_cgroup_migrate", f"{page_name(index)} is on no deferred split queue")
 
 
 def move_mapping(ctx: Ctx, index: int, p: Page, name: str) -> Effect:
@@ -179,14 +237,17 @@ def move_mapping(ctx: Ctx, index: int, p: Page, name: str) -> Effect:
 @MIGRATE.step
 def remove_ptes(ctx: Ctx) -> Effect:
     index, dst = regs(ctx).page, regs(ctx).target
-    for proc, addr in regs(ctx).mapped:
+    offsets = regs(ctx).subpages or (0,) * len(regs(ctx).mapped)
+    for (proc, addr), offset in zip(regs(ctx).mapped, offsets, strict=True):
         pte = ctx.w.pte(proc, addr)
         if pte is None or not pte.migration:
             continue
         # remove_migration_pte rebuilds the PTE in the same VMA (file binding kept).
-        ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(page=dst, present=True, migration=False))
-        p = ctx.w.page(dst)
-        refs.update(ctx, dst, p.evolve(ref=p.ref + 1, mapcount=p.mapcount + 1))
+        sub = dst + offset
+        ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(page=sub, present=True, migration=False))
+        refs.get(ctx, sub)
+        p = ctx.w.page(sub)
+        refs.update(ctx, sub, p.evolve(mapcount=p.mapcount + 1))
     if regs(ctx).ok:
         ctx.w = ctx.w.evolve(migrated=tuple(sorted({*ctx.w.migrated, index})))
     ctx.goto(putback)
@@ -225,6 +286,7 @@ def putback(ctx: Ctx) -> Effect:
         "folio_lock",
         "try_to_migrate_one",
         "migrate_folio",
+        "mem_cgroup_migrate",
         "remove_migration_ptes",
         "migrate_folio_done",
         "folio_putback_lru",

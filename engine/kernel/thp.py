@@ -202,6 +202,15 @@ def split_folio(ctx: Ctx, head: int) -> str:
     return note
 
 
+def on_scan_list(ctx: Ctx, head: int) -> bool:
+    """Whether a scanner holds `head` on deferred_split_scan's private list (taken off the
+    queue with a reference, not split yet): only that scanner may unlink it then."""
+    return any(
+        a.pc == "deferred_split_do" and isinstance(a.regs, Splitting) and a.regs.folio == head
+        for a in ctx.w.actors
+    )
+
+
 @SPLIT.step
 def deferred_split_take(ctx: Ctx) -> Effect | Blocked:
     queue = ctx.w.deferred

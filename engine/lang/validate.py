@@ -204,6 +204,7 @@ LARGE_FOLIO_AWARE = (
     "split_huge_pmd",
     "deferred_split_scan",
     "numa_migrate",
+    "migrate",
 )
 
 

@@ -171,7 +171,21 @@ def test_numa_migrate_refuses_a_gup_reference() -> None:
     assert run.world(2).pmd("app", "buf").page == 0
 
 
-@pytest.mark.parametrize("op", ["migrate", "shrink_folio_list", "vmsplice"])
+def test_migrating_a_large_folio_remaps_each_subpage_to_the_copy() -> None:
+    """migrate_pages of a PMD-mapped THP: the PMD is split (TTU_SPLIT_HUGE_PMD), each PTE
+    becomes a migration entry, and each is restored to the same subpage of the copy."""
+    sc = scenario({"mig": [{"migrate": {"addr": "buf#1"}}]}, THP)
+    cfg = config(sc, "6.10")
+    run = engine.run_schedule(sc, cfg, ["mig"] * 6)
+    w = run.world(6)
+    assert run.actors[0].done and not run.violations
+    new = w.pte("app", "buf#1")
+    assert new is not None and new.page == 3 and w.pages[3].data == "A"
+    assert w.pages[0].free and w.pages[1].free  # the old folio
+    assert (w.pages[2].ref, w.pages[2].order) == (HPAGE_NR, 1)
+
+
+@pytest.mark.parametrize("op", ["shrink_folio_list", "vmsplice"])
 def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> None:
     with pytest.raises(engine.ScenarioError) as err:
         scenario({"app": [{op: {"addr": "buf#0"}}]}, THP)
