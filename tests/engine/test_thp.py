@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import engine
 from engine.explore import reachable_violations
 from engine.model import Model
 from engine.state import HPAGE_NR, World
-from tests.engine.builders import OpDoc, config, scenario
+from tests.engine.builders import (
+    OpDoc,
+    brute_force_outcomes,
+    config,
+    scenario,
+    violation_names,
+)
 
 THP: list[OpDoc] = [{"thp_fault": {"addr": "buf"}}, {"write": {"addr": "buf#1", "value": "A"}}]
 SMALL: list[OpDoc] = [
@@ -192,3 +202,88 @@ def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> N
     assert "does not model large folios yet" in str(err.value)
     with pytest.raises(engine.ScenarioError, match="copy_huge_pmd"):
         scenario({"app": [{"fork": {"child": "kid"}}]}, THP)
+
+
+# Random scenarios over large folios: the THP ops composed with the large-folio-aware ones.
+THP_KERNELS = ("4.19", "5.13", "5.14", "5.19", "6.0", "6.9", "6.10")
+SUBPAGES = ("buf#0", "buf#1")
+
+
+@st.composite
+def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
+    ops: list[OpDoc] = []
+    mode: str | None = None
+    for _ in range(draw(st.integers(1, 3))):
+        kinds = [
+            "write",
+            "read",
+            "gup_fast",
+            "gup",
+            "madvise_dontneed",
+            "madvise_free",
+            "split_huge_pmd",
+            "collapse",
+            "deferred_split_scan",
+            "numa_migrate",
+            "migrate",
+            "alloc_page",
+        ]
+        if mode is not None:
+            kinds += ["dma_write", "put_page" if mode == "get" else "unpin"]
+        kind = draw(st.sampled_from(kinds))
+        sub = draw(st.sampled_from(SUBPAGES))
+        args: dict[str, Any]
+        if kind == "write":
+            args = {"addr": sub, "value": draw(st.sampled_from(("B", "C")))}
+        elif kind in ("gup_fast", "gup"):
+            mode = draw(st.sampled_from(("get", "pin")))
+            args = {"addr": sub, "mode": mode, "write": draw(st.booleans())}
+        elif kind in ("split_huge_pmd", "collapse", "numa_migrate", "madvise_free"):
+            args = {"addr": "buf"}
+        elif kind == "madvise_dontneed":
+            args = {"addr": draw(st.sampled_from((*SUBPAGES, "buf")))}
+        elif kind == "alloc_page":
+            args = {"owner": "other", "value": "X"}
+        elif kind == "dma_write":
+            args = {"value": "D"}
+        elif kind == "unpin":
+            args = {"dirty": draw(st.booleans())}
+        elif kind in ("put_page", "deferred_split_scan"):
+            args = {}
+        else:
+            args = {"addr": sub}
+        ops.append({kind: args})
+    return ops
+
+
+@st.composite
+def thp_scenarios(draw: st.DrawFn) -> tuple[engine.Scenario, engine.Config]:
+    actors = {f"t{i}": draw(thp_op_lists()) for i in range(draw(st.integers(1, 2)))}
+    setup: list[OpDoc] = draw(
+        st.sampled_from([THP, SMALL, [*THP, {"split_huge_pmd": {"addr": "buf"}}]])
+    )
+    sc = scenario(actors, setup)
+    fixes = {}
+    if draw(st.integers(0, 3)) == 0:
+        fixes[draw(st.sampled_from(sorted(engine.DESIGN_RULES)))] = False
+    return sc, engine.make_config(sc, kernel=draw(st.sampled_from(THP_KERNELS)), fixes=fixes)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(thp_scenarios())
+def test_random_large_folio_scenarios_replay_and_count_like_brute_force(
+    case: tuple[engine.Scenario, engine.Config],
+) -> None:
+    sc, cfg = case
+    exp = engine.explore(sc, cfg, max_states=3000)
+    assert not exp.cycle
+    assume(not exp.truncated and exp.interleavings <= 20_000)
+    for outcome in exp.outcomes:
+        run = engine.run_schedule(sc, cfg, outcome.example)
+        assert run.finished
+        assert violation_names(run) == outcome.violations
+        assert run.label == outcome.label
+    brute = brute_force_outcomes(sc, cfg, limit=20_000)
+    assert {(o.violations, o.label): o.interleavings for o in exp.outcomes} == {
+        key: count for key, (count, _) in brute.items()
+    }
