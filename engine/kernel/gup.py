@@ -53,7 +53,13 @@ FAST_STEPS = (
     "gup_huge_pmd",
     "gup_put_folio",
 )
-SLOW_STEPS = ("check_vma_flags", "follow_page_pte", "handle_mm_fault", "filemap_fault")
+SLOW_STEPS = (
+    "check_vma_flags",
+    "follow_page_pte",
+    "follow_trans_huge_pmd",
+    "handle_mm_fault",
+    "filemap_fault",
+)
 
 
 class Regs(NamedTuple):
@@ -371,6 +377,10 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
     leave_mmap_lock(ctx)
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr))
     ctx.next_op()
+    where = split_addr(addr)
+    if where is not None and ctx.w.pmd(proc, where[0]).kind == "huge":
+        # follow_pmd_mask: a huge PMD is followed by follow_trans_huge_pmd, under the PMD lock.
+        return ctx.effect("follow_trans_huge_pmd", note.replace("PTE lock", "PMD lock"))
     return ctx.effect("follow_page_pte", note)
 
 

@@ -240,6 +240,40 @@ def deferred_split_do(ctx: Ctx) -> Effect | Blocked:
     return ctx.effect("split_folio", note)
 
 
+@SPLIT.step
+def split_folio_start(ctx: Ctx) -> Effect | Blocked:
+    proc, addr = ctx.proc, ctx.p("addr")
+    reason = mmap_lock_reason(ctx, proc)
+    if reason:
+        return Blocked(reason)
+    pte = ctx.w.pte(proc, addr)
+    if pte is None or not pte.present or pte.page < 0:
+        ctx.next_op()
+        return ctx.effect("split_folio", f"no page mapped at {addr}")
+    head = ctx.w.folio(pte.page)
+    if not ctx.w.page(head).order:
+        ctx.next_op()
+        return ctx.effect("split_folio", f"{page_name(head)} is not a large folio")
+    refs.get(ctx, head)
+    ctx.goto(deferred_split_do, folio=head)
+    return ctx.effect(
+        "folio_get", f"takes a reference on {page_name(head)} ({refs.refs_note(ctx, head)})"
+    )
+
+
+@op(
+    "split_folio",
+    (Param("addr", "addr", required=True, positional=True), PROC),
+    ("folio_get", "split_folio"),
+    refs_held={"deferred_split_do": "split"},
+)
+def split_folio_op(ctx: Ctx) -> Effect | Blocked:
+    """split_folio on the large folio mapped at a subpage address, as a caller holding a
+    reference does it (the page found by a walk, as in madvise's cold/pageout paths): the
+    folio becomes order-0 pages if nothing else holds it, else -EAGAIN."""
+    return SPLIT.resume(ctx, split_folio_start)
+
+
 @op(
     "deferred_split_scan",
     (),

@@ -205,6 +205,7 @@ LARGE_FOLIO_AWARE = (
     "deferred_split_scan",
     "numa_migrate",
     "migrate",
+    "split_folio",
 )
 
 

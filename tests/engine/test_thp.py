@@ -87,6 +87,14 @@ def test_deferred_split_frees_the_unmapped_head_and_keeps_the_mapped_tail() -> N
     assert w.deferred == ()
 
 
+def test_split_folio_of_a_pmd_mapped_thp_leaves_order_0_pages_mapped() -> None:
+    sc = scenario({"app": [{"split_folio": {"addr": "buf#1"}}]}, THP)
+    w = world_after(sc, "6.6", ["app", "app"])
+    assert w.pmd("app", "buf").kind == "table"
+    assert [(p.order, p.head, p.ref, p.mapcount) for p in w.pages[:2]] == [(0, -1, 1, 1)] * 2
+    assert w.pages[1].data == "A" and w.pages[1].anon
+
+
 def test_a_pinned_folio_is_not_split() -> None:
     """can_split_folio: a pin is a reference besides the mappings and the caller's."""
     sc = scenario(
@@ -226,6 +234,7 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
             "deferred_split_scan",
             "numa_migrate",
             "migrate",
+            "split_folio",
             "alloc_page",
         ]
         if mode is not None:
