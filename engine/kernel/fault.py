@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs, swap
+from engine.kernel import oracle, refs, swap, thp
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, holding, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -163,6 +163,10 @@ def reuse_anon(ctx: Ctx, index: int, page: Page) -> bool:
     """do_wp_page: may this write fault reuse the anon page in place?"""
     if ctx.cfg.on("anon_exclusive") and page.has(ANON_EXCLUSIVE):
         return True
+    if ctx.w.folio(index) != index or page.order:
+        # A subpage of a large folio that is not known exclusive is copied
+        # (wp_can_reuse_anon_folio: "if (folio_test_large(folio)) return false").
+        return False
     if ctx.cfg.on("wp_reuse_frees_swapcache"):
         # 53a05ad9f21d (5.18), wp_can_reuse_anon_folio later: the refcount may count the
         # swap cache once; under the folio lock, folio_free_swap drops that reference only
@@ -200,7 +204,8 @@ def do_wp_page(ctx: Ctx, proc: str, addr: str, pte: Pte, unshare: bool = False) 
     if old != ZERO_PAGE:
         page = ctx.w.page(old)
         refs.update(ctx, old, page.evolve(mapcount=page.mapcount - 1))
-        refs.put(ctx, old, what="wp_page_copy")
+        if not refs.put(ctx, old, what="wp_page_copy"):
+            thp.after_pte_unmap(ctx, old)
     # FAULT_FLAG_UNSHARE keeps the PTE read-only; a write fault maps the copy writable.
     ctx.w = ctx.w.set_pte(
         proc, addr, Pte(page=new, present=True, write=not unshare, dirty=not unshare, young=True)
@@ -222,6 +227,13 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
         if write:
             ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(dirty=True, young=True))
         return f"handle_pte_fault: {addr} is already writable (another fault got there first)"
+    if pte.present and (write or unshare) and thp.huge_at(ctx, proc, addr):
+        note = thp.do_huge_pmd_wp_page(ctx, proc, addr, write)
+        if not note.startswith("__split_huge_pmd"):
+            return note
+        pte = ctx.w.pte(proc, addr)
+        assert pte is not None
+        return f"{note}; " + do_wp_page(ctx, proc, addr, pte, unshare)
     if pte.present and (write or unshare):
         if pte.file:
             page_mkwrite(ctx, pte.page)

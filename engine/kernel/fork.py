@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs
+from engine.kernel import refs, thp
 from engine.kernel.fault import new_anon_page
 from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Machine, Param, op
-from engine.state import ANON_EXCLUSIVE, ZERO_PAGE, Proc, Pte, page_name
+from engine.state import ANON_EXCLUSIVE, HPAGE_NR, ZERO_PAGE, Proc, Pte, page_name, subpage_addr
 
 
 class Regs(NamedTuple):
@@ -43,7 +43,9 @@ def start(ctx: Ctx) -> Effect | Blocked:
     # and the child runs only once fork returns: nothing of it can fault in the meantime.
     ctx.w = ctx.w.set_proc(Proc(name=child, mmap_writer=ctx.name))
     addrs = tuple(a for pr, a, _ in ctx.w.ptes if pr == parent)
-    ctx.goto(copy_pte, addrs=addrs, i=0)
+    # copy_pmd_range: a huge PMD is copied whole (copy_huge_pmd), its region named bare.
+    huge = tuple(r for pr, r, e in ctx.w.pmds if pr == parent and e.kind == "huge")
+    ctx.goto(copy_pte, addrs=tuple(sorted(addrs + huge)), i=0)
     return ctx.effect(
         "dup_mmap",
         f"{parent} forks {child}: mmap_lock taken for write, write_protect_seq becomes odd",
@@ -64,9 +66,18 @@ def copy_pte(ctx: Ctx) -> Effect | Blocked:
     if i >= len(addrs):
         return ctx.then(end)
     addr = addrs[i]
-    pte = ctx.w.pte(parent, addr)
-    assert pte is not None
+    if "#" not in addr and ctx.w.pmd(parent, addr).kind == "huge":
+        return copy_pmd(ctx, addr, i)
+    pte = ctx.w.raw_pte(parent, addr)
+    if pte is None:
+        # A PTE of a table the PMD no longer points to (a huge PMD copied whole).
+        ctx.goto(copy_pte, i=i + 1)
+        return ctx.then(copy_pte)
     inherit(ctx, addr)
+    if thp.huge_at(ctx, child, addr):
+        # A child forked again under the same name: its old huge mapping becomes PTEs, which
+        # the copy overwrites as it does any old PTE of that child.
+        thp.split_pmd(ctx, child, addr.partition("#")[0])
     if pte.swap >= 0:
         return copy_swap_pte(ctx, addr, pte, i)
     if not pte.present or pte.page == ZERO_PAGE or pte.file:
@@ -84,7 +95,7 @@ def copy_pte(ctx: Ctx) -> Effect | Blocked:
     page = ctx.w.page(index)
     proc = ctx.w.proc(parent)
     assert proc is not None
-    pinned = page.maybe_dma_pinned()
+    pinned = ctx.w.page(ctx.w.folio(index)).maybe_dma_pinned()  # a folio's pins
     exclusive = ctx.cfg.on("anon_exclusive") and page.has(ANON_EXCLUSIVE)
     copy = (ctx.cfg.on("fork_copy_pinned") and proc.has_pinned and pinned) or (exclusive and pinned)
     if copy:
@@ -98,11 +109,8 @@ def copy_pte(ctx: Ctx) -> Effect | Blocked:
             f"{page_name(index)} may be DMA-pinned: {child} gets its own copy {page_name(new)}; "
             f"{parent} keeps {page_name(index)} writable",
         )
-    refs.update(
-        ctx,
-        index,
-        page.clear(ANON_EXCLUSIVE).evolve(ref=page.ref + 1, mapcount=page.mapcount + 1),
-    )
+    refs.update(ctx, index, page.clear(ANON_EXCLUSIVE).evolve(mapcount=page.mapcount + 1))
+    refs.get(ctx, index)  # on the folio
     # copy_present_pte: the child's PTE is write-protected and made old (pte_mkold), so the
     # child's mapping alone does not keep the page from reclaim.
     ctx.w = ctx.w.set_pte(child, addr, pte.evolve(write=False, young=False))
@@ -112,6 +120,21 @@ def copy_pte(ctx: Ctx) -> Effect | Blocked:
         f"{page_name(index)} does not look pinned: {child} shares it "
         f"({refs.refs_note(ctx, index)})",
     )
+
+
+def copy_pmd(ctx: Ctx, region: str, i: int) -> Effect:
+    """copy_huge_pmd, or its fallback: split, then copy the region's PTEs like any others."""
+    parent, child = ctx.proc, ctx.p("child")
+    for sub in range(HPAGE_NR):
+        inherit(ctx, subpage_addr(region, sub))
+    note = thp.copy_huge_pmd(ctx, parent, child, region)
+    addrs = ctx.regs(Regs).addrs
+    if note.startswith("__split_huge_pmd"):
+        subs = tuple(subpage_addr(region, sub) for sub in range(HPAGE_NR))
+        ctx.goto(copy_pte, addrs=addrs[: i + 1] + subs + addrs[i + 1 :], i=i + 1)
+    else:
+        ctx.goto(copy_pte, i=i + 1)
+    return ctx.effect("copy_huge_pmd", note)
 
 
 def copy_swap_pte(ctx: Ctx, addr: str, pte: Pte, i: int) -> Effect:
@@ -163,6 +186,7 @@ def end(ctx: Ctx) -> Effect:
     (
         "dup_mmap",
         "copy_pte_range",
+        "copy_huge_pmd",
         "copy_present_pte",
         "copy_nonpresent_pte",
         "ptep_set_wrprotect",

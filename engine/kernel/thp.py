@@ -444,3 +444,61 @@ def numa_migrate_op(ctx: Ctx) -> Effect | Blocked:
     hinting state, which keeps the process's own accesses out meanwhile, is not modelled:
     the copy and the switch are one step.)"""
     return NUMA.resume(ctx, numa_migrate_start)
+
+
+def huge_at(ctx: Ctx, proc: str, addr: str) -> bool:
+    where = split_addr(addr)
+    return where is not None and ctx.w.pmd(proc, where[0]).kind == "huge"
+
+
+def do_huge_pmd_wp_page(ctx: Ctx, proc: str, addr: str, write: bool) -> str:
+    """A write (or unshare) fault on a write-protected huge PMD (mm/huge_memory.c, since
+    3917c80280c9 in 5.8): an exclusive folio (PG_anon_exclusive from 5.19, else a refcount
+    of 1 under the folio lock) is reused in place; any other is split, and the fault falls
+    back to do_wp_page on the PTE (a copy of that one subpage). The sentence of a fallback
+    starts with "__split_huge_pmd"."""
+    where = split_addr(addr)
+    assert where is not None
+    region = where[0]
+    pmd = ctx.w.pmd(proc, region)
+    head = pmd.page
+    folio = ctx.w.page(head)
+    exclusive = ctx.cfg.on("anon_exclusive") and folio.has(ANON_EXCLUSIVE)
+    if exclusive or (folio.ref == 1 and not folio.has(LOCKED)):
+        if ctx.cfg.on("anon_exclusive"):
+            for i in range(folio.nr):
+                refs.update(ctx, head + i, ctx.w.page(head + i).set(ANON_EXCLUSIVE))
+        if write:
+            ctx.w = ctx.w.set_pmd(proc, region, pmd.evolve(write=True, dirty=True, young=True))
+        return (
+            f"do_huge_pmd_wp_page: reuses {page_name(head)} in place ({refs.refs_note(ctx, head)})"
+        )
+    split_pmd(ctx, proc, region)
+    return f"__split_huge_pmd: {page_name(head)} is shared, the fault falls back to its PTE"
+
+
+def copy_huge_pmd(ctx: Ctx, parent: str, child: str, region: str) -> str:
+    """fork's copy_huge_pmd of an anon huge PMD: the child shares the folio (one more
+    reference and entire mapcount), both PMDs write-protected, the child's old. A folio
+    that may be DMA-pinned (exclusive and maybe pinned from 5.19, folio_try_dup_anon_rmap_pmd;
+    MMF_HAS_PINNED and maybe pinned from 5.11, d042035eaeec) is not shared: the PMD is
+    split and its PTEs are copied one by one (sentence starts with "__split_huge_pmd")."""
+    pmd = ctx.w.pmd(parent, region)
+    head = pmd.page
+    folio = ctx.w.page(head)
+    p = ctx.w.proc(parent)
+    assert p is not None
+    pinned = folio.maybe_dma_pinned()
+    exclusive = ctx.cfg.on("anon_exclusive") and folio.has(ANON_EXCLUSIVE)
+    if (exclusive and pinned) or (ctx.cfg.on("fork_copy_pinned") and p.has_pinned and pinned):
+        split_pmd(ctx, parent, region)
+        return f"__split_huge_pmd: {page_name(head)} may be DMA-pinned, its PTEs are copied"
+    refs.update(ctx, head, folio.evolve(ref=folio.ref + 1, entire=folio.entire + 1))
+    for i in range(folio.nr):
+        refs.update(ctx, head + i, ctx.w.page(head + i).clear(ANON_EXCLUSIVE))
+    ctx.w = ctx.w.set_pmd(parent, region, pmd.evolve(write=False))
+    ctx.w = ctx.w.set_pmd(child, region, pmd.evolve(write=False, young=False))
+    return (
+        f"copy_huge_pmd: {child} shares {page_name(head)} through a read-only huge PMD "
+        f"({refs.refs_note(ctx, head)})"
+    )

@@ -190,7 +190,7 @@ def _param(
 # The ops that make large folios, and those that handle one at a subpage address: the rest
 # of the vocabulary still models order-0 pages only, so a scenario with large folios may use
 # them on plain addresses but not on a THP region's subpages (a clear error, not a wrong
-# verdict). fork's copy_huge_pmd is not modelled either.
+# verdict).
 LARGE_FOLIO_SOURCES = ("thp_fault", "collapse")
 LARGE_FOLIO_AWARE = (
     "read",
@@ -223,9 +223,6 @@ def _large_folio_rule(c: _Checker, setup: tuple[Op, ...], actors: list[ActorSpec
         return
     aware = ", ".join(LARGE_FOLIO_AWARE)
     for path, op in every:
-        if op.kind == "fork":
-            c.err(path, f"{op.text}: fork of a huge PMD (copy_huge_pmd) is not modelled yet")
-            continue
         addr = str(op.params.get("addr", ""))
         region = addr.partition("#")[0]
         whole = op.kind in WHOLE_REGION_ONLY and "#" not in addr

@@ -95,6 +95,49 @@ def test_split_folio_of_a_pmd_mapped_thp_leaves_order_0_pages_mapped() -> None:
     assert w.pages[1].data == "A" and w.pages[1].anon
 
 
+def test_fork_shares_a_thp_and_a_write_copies_only_its_subpage() -> None:
+    """copy_huge_pmd shares the folio read-only; the parent's write fault cannot reuse it
+    (the child's mapping holds a reference), so do_huge_pmd_wp_page splits the PMD and
+    do_wp_page copies the one subpage; the child still reads the old data."""
+    sc = scenario(
+        {
+            "app": [{"fork": {"child": "kid"}}, {"write": {"addr": "buf#1", "value": "B"}}],
+            "kid": [{"read": {"addr": "buf#1", "proc": "kid", "expect": "A"}}],
+        },
+        THP,
+    )
+    cfg = config(sc, "6.6")
+    run = engine.run_schedule(sc, cfg, ["app", "app", "app", "app", "app", "kid"])
+    assert run.finished and not run.violations, run.violations
+    w = run.world(6)
+    assert w.pmd("kid", "buf").kind == "huge" and w.pmd("app", "buf").kind == "table"
+    assert w.pte("app", "buf#1") is not None and w.pte("app", "buf#1").page == 2
+    assert (w.pages[0].ref, w.pages[0].entire) == (2, 1)  # kid's PMD + app's buf#0 PTE
+    fns = [s.function for s in run.steps]
+    assert "copy_huge_pmd" in fns and "handle_mm_fault" in fns
+    assert reachable_violations(engine.explore(sc, cfg)) == set()
+
+
+def test_fork_copies_the_ptes_of_a_pinned_thp() -> None:
+    """A pinned exclusive THP is not shared by fork (folio_try_dup_anon_rmap_pmd fails):
+    the PMD is split and copy_present_pte gives the child its own copy of each subpage."""
+    sc = scenario(
+        {
+            "dev": [
+                {"gup": {"addr": "buf#1", "mode": "pin", "write": True}},
+                {"dma_write": {"value": "D"}},
+            ],
+            "app": [{"fork": {"child": "kid"}}],
+        },
+        THP,
+    )
+    cfg = config(sc, "6.6")
+    run = engine.run_schedule(sc, cfg, ["dev", "app", "app", "app", "app", "app", "dev"])
+    assert run.finished and not run.violations, [s.function for s in run.steps]
+    assert run.world(7).pmd("app", "buf").kind == "table"
+    assert reachable_violations(engine.explore(sc, cfg)) == set()
+
+
 def test_a_pinned_folio_is_not_split() -> None:
     """can_split_folio: a pin is a reference besides the mappings and the caller's."""
     sc = scenario(
@@ -208,8 +251,6 @@ def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> N
     with pytest.raises(engine.ScenarioError) as err:
         scenario({"app": [{op: {"addr": "buf#0"}}]}, THP)
     assert "does not model large folios yet" in str(err.value)
-    with pytest.raises(engine.ScenarioError, match="copy_huge_pmd"):
-        scenario({"app": [{"fork": {"child": "kid"}}]}, THP)
 
 
 # Random scenarios over large folios: the THP ops composed with the large-folio-aware ones.
@@ -236,6 +277,7 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
             "migrate",
             "split_folio",
             "alloc_page",
+            "fork",
         ]
         if mode is not None:
             kinds += ["dma_write", "put_page" if mode == "get" else "unpin"]
@@ -253,6 +295,8 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
             args = {"addr": draw(st.sampled_from((*SUBPAGES, "buf")))}
         elif kind == "alloc_page":
             args = {"owner": "other", "value": "X"}
+        elif kind == "fork":
+            args = {"child": "kid"}
         elif kind == "dma_write":
             args = {"value": "D"}
         elif kind == "unpin":
