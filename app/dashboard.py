@@ -18,6 +18,7 @@ from typing import Any, Literal
 import engine
 from app import figures
 from app.context import About, about
+from app.doom import lost_sentence, no_return_of
 from app.links import join_names
 from app.panels import StatePanel, state_panel
 from app.runref import RunRef
@@ -123,6 +124,9 @@ class Dashboard:
     edit_url: str  # the editor on a copy of this scenario
     present_url: str  # this step in presenter mode
     differing: tuple[int, ...] = ()
+    # Where the whole applied schedule becomes lost (None: never, or too big to tell).
+    no_return: engine.NoReturn | None = None
+    no_return_text: str = ""  # the narration's sentence about it, at or after that step
     about: About | None = None  # what the scenario is, for the page header
     data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
 
@@ -382,6 +386,7 @@ def build_dashboard(
     previous = full.view(at - 1) if step else None
     panel = state_panel(run.state, previous, step.changes if step else ())
     ref = RunRef(variant=config.variant, schedule=applied, at=at, digest=digest, packed=link.packed)
+    no_return = no_return_of(scenario, config, applied)
 
     differing: tuple[int, ...] = ()
     if link.compare and link.compare != config.variant:
@@ -441,6 +446,8 @@ def build_dashboard(
         edit_url=urls.edit(ref.packed, config.variant, copy=scenario.id),
         present_url=urls.present(sid, ref),
         differing=differing,
+        no_return=no_return,
+        no_return_text=lost_sentence(no_return, full, at),
         about=about(scenario, () if link.packed else STRIPS.of(scenario)),
     )
     dashboard.data.update(_island(dashboard, sid, urls))
@@ -469,7 +476,10 @@ def _island(d: Dashboard, sid: str, urls: Urls) -> dict[str, Any]:
         "goto_url": urls.frame(sid, replace(d.ref, at=None)),
         "diagram_url": urls.path("/api/diagram"),
         "rooms_url": urls.path("/api/rooms"),
-        "timeline": figures.timeline_figure(d.scenario, d.full, d.at),
+        "timeline": figures.timeline_figure(
+            d.scenario, d.full, d.at, d.no_return.step if d.no_return else None
+        ),
+        "no_return": d.no_return.step if d.no_return else None,
         "diagram_request": position,
         "load": {"type": "load", **position},  # a presenter's room is told this frame
     }

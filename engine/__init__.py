@@ -5,6 +5,7 @@ No web imports here: the dashboard and the CLI are clients of this package.
 
 from engine.bisect import Attribution, Bisection, Verdict, attribute, bisect
 from engine.diagram import render_diagram, render_markdown
+from engine.doom import NoReturn, point_of_no_return
 from engine.errors import InputError
 from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
@@ -49,6 +50,7 @@ __all__ = [
     "ExpectCheck",
     "Exploration",
     "InputError",
+    "NoReturn",
     "Op",
     "Outcome",
     "Ref",
@@ -74,6 +76,7 @@ __all__ = [
     "load_scenario_text",
     "make_config",
     "parse_scenario",
+    "point_of_no_return",
     "render_diagram",
     "render_markdown",
     "replay",

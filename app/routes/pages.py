@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import NamedTuple
 
@@ -28,6 +28,7 @@ from app.dashboard import (
     variant_for_kernel,
 )
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
+from app.doom import no_return_of
 from app.errors import PageError, error_page
 from app.links import (
     LinkScenarioError,
@@ -221,7 +222,13 @@ def _found_again(explorer: Explorer, target: Target) -> list[Notice]:
     outcome = shortest_violation(result) if result is not None else None
     if outcome is None or tuple(outcome.example) != target.link.schedule:
         return []
-    return [found_notice(outcome, result)] if result is not None else []
+    if result is None:
+        return []
+    no_return = outcome.no_return
+    if no_return <= 0:  # a first-bug result: the presenter's page asked engine.doom (cached)
+        found = no_return_of(target.scenario, config, outcome.example)
+        no_return = found.step if found else -1
+    return [found_notice(outcome, result, no_return)]
 
 
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)
@@ -307,24 +314,29 @@ def no_bug_found(result: engine.Exploration, kernel: str) -> str:
     )
 
 
-def found_notice(outcome: engine.Outcome, result: engine.Exploration) -> Notice:
-    """What "Find a bug" says about the schedule it found."""
+def found_notice(
+    outcome: engine.Outcome, result: engine.Exploration, no_return: int | None = None
+) -> Notice:
+    """What "Find a bug" says about the schedule it found (`no_return`: its point of no
+    return when known another way than from the explored graph)."""
     broken, steps = ", ".join(outcome.violations), len(outcome.example)
+    no_return = outcome.no_return if no_return is None else no_return
     if result.first_bug:
-        return Notice(
-            "warn",
+        text = (
             f"Found {broken} after {result.states} states, before the search covered every "
             f"interleaving: this {steps}-step schedule needs {result.preemptions} "
             "preemption(s), the fewest of any that breaks an invariant. Explore all counts "
-            "how many interleavings end this way.",
+            "how many interleavings end this way."
         )
-    text = (
-        f"Found {broken}: the shortest schedule that breaks an invariant has {steps} steps; "
-        f"{outcome.interleavings} of {result.interleavings} interleavings end this way."
-    )
-    if outcome.no_return > 0:
+    else:
+        text = (
+            f"Found {broken}: the shortest schedule that breaks an invariant has {steps} "
+            f"steps; {outcome.interleavings} of {result.interleavings} interleavings end "
+            "this way."
+        )
+    if no_return > 0:
         text += (
-            f" Step {outcome.no_return} is the point of no return: whatever runs after it, "
+            f" Step {no_return} is the point of no return: whatever runs after it, "
             "the run ends broken."
         )
     return Notice("warn", text)
@@ -358,20 +370,25 @@ async def find_bug(
         notices.append(Notice("info", no_bug_found(result, config.kernel)))
         link = target.link
     else:
-        steps = len(outcome.example)
-        notices.append(found_notice(outcome, result))
-        # Land where the run is already lost, not on the free at its end: the step a reviewer
-        # points at (the bad outcome's last step when the search could not tell).
-        at = outcome.no_return if outcome.no_return > 0 else steps
         link = RunRef(
             variant=config.variant,
             schedule=tuple(outcome.example),
-            at=at,
             digest=target.scenario.digest,
             packed=target.link.packed,
         )
 
     def render() -> Response:  # a replay and a page render: off the event loop
+        nonlocal link
+        if outcome is not None:
+            # Land where the run is already lost, not on the free at its end: the step a
+            # reviewer points at. A first-bug search has no graph to tell, so the run's own
+            # search (engine.doom) does; the last step when neither can.
+            no_return = outcome.no_return
+            if no_return <= 0:
+                found = no_return_of(target.scenario, config, outcome.example)
+                no_return = found.step if found else -1
+            notices.append(found_notice(outcome, result, no_return))
+            link = replace(link, at=no_return if no_return > 0 else len(outcome.example))
         dash = _dashboard(
             Target(target.scenario, link, target.notices, target.urls), scenario_id, notices
         )

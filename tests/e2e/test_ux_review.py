@@ -408,6 +408,45 @@ def test_h1_followers_see_the_find_a_bug_summary(
     expect(follower.locator(".notice.warn", has_text="Found")).to_have_count(0)
 
 
+# --- H6 / item 1: the point of no return --------------------------------------------------
+
+
+def test_h6_find_a_bug_lands_on_the_point_of_no_return_and_says_why(page: Page) -> None:
+    """The review: "f" jumped to step 13 (the free) and step 8's sentence did not say why it
+    matters. Now it lands on step 8, which is marked in the narration, the actor's column
+    and the timeline, whether or not a full search is cached."""
+    page.goto(f"/s/{SEED}?v=buggy")
+    wait_timeline(page)
+    page.keyboard.press("f")
+    expect(page.locator("#at")).to_have_text("8")
+    note = page.locator("#no-return-note")
+    expect(note).to_contain_text("Point of no return: from here the data is lost whatever runs")
+    expect(note).to_contain_text("dio (get) still holds P0, and nobody maps it")
+    step = page.locator('.line.no-return[data-step="8"]')
+    expect(step).to_be_visible()
+    expect(step).to_contain_text("try_to_unmap_one")
+    expect(page.locator("#timeline .annotation-text", has_text="point of no return")).to_have_count(
+        1
+    )
+    shot(page, "ux-h6-point-of-no-return")
+    # Past it the page still says where the run was lost; before it, nothing is claimed.
+    page.keyboard.press("End")
+    expect(page.locator("#no-return-note")).to_contain_text("Past the point of no return (step 8")
+    page.keyboard.press("Home")
+    expect(page.locator("#no-return-note")).to_have_count(0)
+
+
+def test_h6_followers_see_the_point_of_no_return(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    presenter, follower = on_air(lecture, f"/s/{SEED}?{BUGGY_13}&at=7&present=1")
+    expect(follower.locator("#no-return-note")).to_have_count(0)
+    presenter.keyboard.press("ArrowRight")
+    expect(follower.locator("#at")).to_have_text("8")
+    expect(follower.locator("#no-return-note")).to_contain_text("Point of no return")
+    expect(follower.locator('.line.no-return[data-step="8"]')).to_have_count(1)
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
