@@ -3,6 +3,7 @@
 No web imports here: the dashboard and the CLI are clients of this package.
 """
 
+from engine.abdiff import Comparison, Difference, Side, compare
 from engine.bisect import Attribution, Bisection, Verdict, attribute, bisect
 from engine.diagram import render_diagram, render_markdown
 from engine.doom import NoReturn, point_of_no_return
@@ -44,8 +45,10 @@ __all__ = [
     "ActorView",
     "Attribution",
     "Bisection",
+    "Comparison",
     "Config",
     "ConfigError",
+    "Difference",
     "ErrorItem",
     "ExpectCheck",
     "Exploration",
@@ -58,6 +61,7 @@ __all__ = [
     "ScenarioError",
     "ScheduleError",
     "SetupError",
+    "Side",
     "StateView",
     "Step",
     "Trace",
@@ -68,6 +72,7 @@ __all__ = [
     "bisect",
     "bisection_to_json",
     "check_expect",
+    "compare",
     "exploration_to_json",
     "exploration_to_jsonl",
     "explore",
