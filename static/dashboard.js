@@ -231,6 +231,7 @@ import { $, absolute, bodyNumber, copyText, drawFigure, frameData, readJSON, say
     else if (key === "e") { clickIf("#btn-explore"); }
     else if (key === "c") { copyLink(); }
     else if (key === "k") { nextKernel(); }
+    else if (key === "n") { clickIf("#ab-next"); }
     else if (key === "p" && $("#btn-present")) { window.location.assign($("#btn-present").href); }
     else if (key === "?") { toggleHelp(); }
     else if (/^[1-9]$/.test(key)) {

@@ -83,6 +83,7 @@ class Target:
     link: RunRef  # as the URL gave it (not yet checked)
     notices: tuple[Notice, ...]
     urls: Urls  # the request's: its links keep the sub-path it was served under
+    focus: int | None = None  # diff=: the A/B view's difference shown side by side
 
 
 def _scenario(
@@ -106,6 +107,7 @@ def _bounded(params: Mapping[str, str], settings: Settings) -> None:
         "v": MAX_PARAM_CHARS,
         "d": MAX_PARAM_CHARS,
         "cmp": MAX_PARAM_CHARS,
+        "diff": MAX_PARAM_CHARS,
         "kernel": MAX_PARAM_CHARS,
     }
     problems = [
@@ -149,13 +151,17 @@ def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id:
         packed=s,
         compare=params.get("cmp") or None,
     )
-    return Target(scenario, link, tuple(notices), Urls.of(request))
+    diff = params.get("diff", "")
+    focus = int(diff) if diff.isascii() and diff.isdigit() and len(diff) <= 9 else None
+    return Target(scenario, link, tuple(notices), Urls.of(request), focus)
 
 
 def _dashboard(target: Target, scenario_id: str, extra: Sequence[Notice] = ()) -> Dashboard:
     sid = target.scenario.id if target.link.packed else scenario_id
     notices = [*target.notices, *extra]
-    return build_dashboard(target.scenario, target.link, sid, notices, target.urls)
+    return build_dashboard(
+        target.scenario, target.link, sid, notices, target.urls, focus=target.focus
+    )
 
 
 def _frame(request: Request, templates: TemplatesDep, dash: Dashboard) -> Response:

@@ -447,6 +447,39 @@ def test_h6_followers_see_the_point_of_no_return(
     expect(follower.locator('.line.no-return[data-step="8"]')).to_have_count(1)
 
 
+# --- item 2: the A/B view -----------------------------------------------------------------
+
+
+def test_ab_view_shows_both_kernels_at_the_first_difference_and_walks_them(
+    axe_context: BrowserContext,
+) -> None:
+    page = axe_context.new_page()
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=13")
+    wait_timeline(page)
+    page.keyboard.press("k")
+    ab = page.locator("#ab")
+    expect(ab).to_be_visible()
+    expect(page.locator("#ab-why")).to_contain_text("First difference at step 8")
+    expect(page.locator("#ab-why")).to_contain_text("lazyfree_refcount_check on (6c8e2a256915)")
+    left, right = page.locator("#ab-side-a"), page.locator("#ab-side-b")
+    expect(left).to_contain_text("kernel 5.17 (buggy)")
+    expect(left).to_contain_text("discard")
+    expect(right).to_contain_text("kernel 5.18 (fixed)")
+    expect(right).to_contain_text("folio_set_swapbacked")
+    # Side by side: the two cards share a row on a desk-sized window.
+    a_box, b_box = left.bounding_box(), right.bounding_box()
+    assert a_box and b_box and abs(a_box["y"] - b_box["y"]) < 2 and b_box["x"] > a_box["x"]
+    shot(page, "ux-ab-view")
+    assert axe_serious(page) == []
+    page.keyboard.press("n")
+    expect(page.locator("#ab-position")).to_have_text("difference 2 of 4: step 11")
+    expect(page.locator("#at")).to_have_text("11")
+    expect(page.locator(".kernel .seg.active")).to_contain_text("5.18")
+    page.click("#ab-prev")
+    expect(page.locator("#ab-position")).to_have_text("difference 1 of 4: step 8")
+    expect(page.locator("#at")).to_have_text("8")
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
