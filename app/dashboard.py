@@ -155,6 +155,7 @@ class Dashboard:
     frame_url: str
     find_bug_url: str
     outcomes_url: str
+    fix_url: str  # which single switch removes this run's violation (on demand)
     edit_url: str  # the editor on a copy of this scenario
     present_url: str  # this step in presenter mode
     differing: tuple[int, ...] = ()
@@ -576,6 +577,7 @@ def build_dashboard(
         frame_url=urls.frame(sid, ref),
         find_bug_url=urls.find_bug(sid, ref),
         outcomes_url=urls.outcomes(sid, ref),
+        fix_url=urls.fix(sid, ref),
         edit_url=urls.edit(ref.packed, config.variant, copy=scenario.id),
         present_url=urls.present(sid, ref),
         differing=differing,

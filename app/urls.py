@@ -72,6 +72,10 @@ class Urls:
     def find_bug(self, sid: str, ref: RunRef) -> str:
         return self._scenario(sid, "/find-bug", ref.query())
 
+    def fix(self, sid: str, ref: RunRef) -> str:
+        """Which single switch removes the violation of the run at `ref` (a fragment)."""
+        return self._scenario(sid, "/fix", ref.query())
+
     def outcomes(self, sid: str, ref: RunRef, **extra: str | int | None) -> str:
         return self._scenario(sid, "/outcomes", ref.query(**extra))
 

@@ -3,17 +3,17 @@
 No web imports here: the dashboard and the CLI are clients of this package.
 """
 
-from engine.abdiff import Comparison, Difference, Side, compare
+from engine.abdiff import Comparison, Difference, Side, Switch, compare
 from engine.bisect import Attribution, Bisection, Verdict, attribute, bisect
 from engine.diagram import render_diagram, render_markdown
 from engine.doom import NoReturn, point_of_no_return
 from engine.errors import InputError
 from engine.expect import ExpectCheck, check_expect
-from engine.explore import Exploration, Outcome, explore
+from engine.explore import Exploration, Outcome, explore, reachable_violations
 from engine.export_jsonl import exploration_to_jsonl, run_to_jsonl
 from engine.export_perfetto import to_perfetto
 from engine.first import find_first
-from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
+from engine.fixes import DESIGN_RULES, FIXES, SWITCHES, Config, ConfigError, build_config
 from engine.lang import (
     ErrorItem,
     Op,
@@ -42,6 +42,7 @@ from engine.views import StateView
 __all__ = [
     "DESIGN_RULES",
     "FIXES",
+    "SWITCHES",
     "ActorView",
     "Attribution",
     "Bisection",
@@ -64,6 +65,7 @@ __all__ = [
     "Side",
     "StateView",
     "Step",
+    "Switch",
     "Trace",
     "Variant",
     "Verdict",
@@ -71,6 +73,7 @@ __all__ = [
     "attribute",
     "bisect",
     "bisection_to_json",
+    "build_config",
     "check_expect",
     "compare",
     "exploration_to_json",
@@ -82,6 +85,7 @@ __all__ = [
     "make_config",
     "parse_scenario",
     "point_of_no_return",
+    "reachable_violations",
     "render_diagram",
     "render_markdown",
     "replay",

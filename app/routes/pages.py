@@ -44,6 +44,7 @@ from app.service import (
     Explorer,
     client_of,
     disconnected,
+    replay_lenient,
     resolve_scenario,
     shortest_violation,
 )
@@ -401,6 +402,60 @@ async def find_bug(
         return _frame(request, templates, dash)
 
     return await anyio.to_thread.run_sync(render)
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    violation: str
+    switches: tuple[engine.Switch, ...]  # each removes it alone, proven by a full search
+    undecided: tuple[str, ...]  # switches whose search was cut off
+
+
+@router.get("/s/{scenario_id}/fix", response_class=HTMLResponse)
+async def fix(
+    scenario_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    explorer: ExplorerDep,
+    templates: TemplatesDep,
+) -> Response:
+    """Fix attribution: for each violation of the run at the link, each switch that, turned
+    on (or off) alone on this kernel, makes it unreachable in every interleaving. One search
+    per switch, each through the explorer (its pool, its per-client share, its cache)."""
+    explored = await _explored(request, catalog, settings, explorer, templates, scenario_id)
+    if isinstance(explored, Response):
+        return explored
+    target, config, _, _ = explored
+
+    def broken() -> tuple[str, ...]:
+        run = replay_lenient(target.scenario, config, target.link.schedule)
+        shown = run.at(target.link.step)
+        return tuple(sorted({v.name for v in shown.violations}))
+
+    names = await anyio.to_thread.run_sync(broken)
+    removes: dict[str, list[engine.Switch]] = {name: [] for name in names}
+    undecided: list[str] = []
+    gone = partial(disconnected, request.receive)
+    for name in engine.SWITCHES if names else ():
+        flipped = not config.fixes[name]
+        other = engine.build_config(config.kernel, {**config.overrides, name: flipped})
+        result = await explorer.explore_until_gone(
+            target.scenario, other, gone, client=client_of(request)
+        )
+        if result is None:
+            return Response(status_code=CLIENT_GONE)
+        if result.truncated:
+            undecided.append(name)
+            continue
+        reachable = engine.reachable_violations(result)
+        fix_ = engine.SWITCHES[name]
+        for violation in names:
+            if violation not in reachable:
+                removes[violation].append(engine.Switch(name, flipped, fix_.commit, fix_.effect))
+    attributions = [Attribution(v, tuple(removes[v]), tuple(undecided)) for v in names]
+    ctx = {"attributions": attributions, "kernel": config.label}
+    return templates.TemplateResponse(request, "_fix.html", ctx)
 
 
 @router.get("/s/{scenario_id}/outcomes", response_class=HTMLResponse)

@@ -480,6 +480,17 @@ def test_ab_view_shows_both_kernels_at_the_first_difference_and_walks_them(
     expect(page.locator("#at")).to_have_text("8")
 
 
+def test_fix_attribution_names_the_switch_that_removes_the_violation(page: Page) -> None:
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=13")
+    wait_timeline(page)
+    page.click("#btn-fix")
+    answer = page.locator("#fix-attribution .fix-line")
+    expect(answer).to_contain_text("lost_write on kernel 5.17: flipping one switch removes it")
+    expect(answer).to_contain_text("lazyfree_refcount_check on (6c8e2a256915)")
+    # The answer is a fragment: the board did not move.
+    expect(page.locator("#at")).to_have_text("13")
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
