@@ -491,6 +491,28 @@ def test_fix_attribution_names_the_switch_that_removes_the_violation(page: Page)
     expect(page.locator("#at")).to_have_text("13")
 
 
+def test_l2_a_late_joiner_gets_the_outcomes_chart_on_the_projector(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    presenter = lecture[0].new_page()
+    follow = present(presenter, f"/s/{SEED}?{BUGGY_13}&at=8&present=1")
+    wait_timeline(presenter)
+    presenter.keyboard.press("e")
+    expect(presenter.locator("#outcomes table")).to_be_visible()
+    presenter.keyboard.press("ArrowRight")  # the chart stays on the projector while stepping
+    expect(presenter.locator("#at")).to_have_text("9")
+    late = join(lecture[1], follow)
+    expect(late.locator("#at")).to_have_text("9")
+    expect(late.locator("#outcomes table")).to_be_visible()
+    expect(late.locator("#outcomes")).to_contain_text("lost_write")
+    # A kernel switch leaves those outcomes behind: a later joiner does not get them.
+    presenter.keyboard.press("k")
+    expect(presenter.locator(".kernel .seg.active")).to_contain_text("5.18")
+    later = join(lecture[1], follow)
+    expect(later.locator(".kernel .seg.active")).to_contain_text("5.18")
+    expect(later.locator("#outcomes table")).to_have_count(0)
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
