@@ -612,6 +612,7 @@ def _island(d: Dashboard, sid: str, urls: Urls) -> dict[str, Any]:
         "goto_url": urls.frame(sid, replace(d.ref, at=None)),
         "diagram_url": urls.path("/api/diagram"),
         "rooms_url": urls.path("/api/rooms"),
+        "links_url": urls.path("/api/links"),
         "timeline": figures.timeline_figure(
             d.scenario, d.full, d.at, d.no_return.step if d.no_return else None
         ),

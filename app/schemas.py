@@ -257,6 +257,25 @@ class RoomCreated(Response):
     )
 
 
+class ShortLinkRequest(Request):
+    """A dashboard or editor address of this site, to be given a short link."""
+
+    link: Annotated[
+        str,
+        Field(
+            max_length=70_000,
+            description="the address: a path (/s/..., /edit?...) or a full URL of this site",
+            examples=["http://127.0.0.1:8000/s/madv-free-vs-dio?v=buggy&t=dio,kswapd&at=2"],
+        ),
+    ]
+
+
+class ShortLink(Response):
+    id: str = Field(examples=["mzxw6ytboi"], description="base32 of the address's SHA-256")
+    short_url: str = Field(description="/z/{id} on this site")
+    long_url: str = Field(description="the address it names (always works on its own)")
+
+
 # The error bodies every route may answer, for the OpenAPI document.
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "unknown scenario"},

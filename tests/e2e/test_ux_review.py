@@ -513,6 +513,20 @@ def test_l2_a_late_joiner_gets_the_outcomes_chart_on_the_projector(
     expect(later.locator("#outcomes table")).to_have_count(0)
 
 
+def test_short_link_lands_on_the_same_step(page: Page) -> None:
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=8")
+    wait_timeline(page)
+    page.click("#btn-short-link")
+    box = page.locator("#share-link")
+    expect(box).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/z/[a-z2-7]{10}$"))
+    short = box.input_value()
+    other = page.context.new_page()
+    other.goto(short)
+    expect(other.locator("#at")).to_have_text("8")
+    assert f"/s/{SEED}?" in other.url and "at=8" in other.url
+    other.close()
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
