@@ -160,6 +160,7 @@ class Dashboard:
     present_url: str  # this step in presenter mode
     differing: tuple[int, ...] = ()
     ab: ABView | None = None  # after a kernel switch: the two kernels side by side
+    ref_compare: str | None = None  # the variant the A/B view compares with (cmp=)
     # Where the whole applied schedule becomes lost (None: never, or too big to tell).
     no_return: engine.NoReturn | None = None
     no_return_text: str = ""  # the narration's sentence about it, at or after that step
@@ -582,6 +583,7 @@ def build_dashboard(
         present_url=urls.present(sid, ref),
         differing=differing,
         ab=ab,
+        ref_compare=link.compare if ab else None,
         no_return=no_return,
         no_return_text=lost_sentence(no_return, full, at),
         about=about(scenario, () if link.packed else STRIPS.of(scenario)),
@@ -618,5 +620,6 @@ def _island(d: Dashboard, sid: str, urls: Urls) -> dict[str, Any]:
         ),
         "no_return": d.no_return.step if d.no_return else None,
         "diagram_request": position,
-        "load": {"type": "load", **position},  # a presenter's room is told this frame
+        # A presenter's room is told this frame (with the A/B view's comparison, if shown).
+        "load": {"type": "load", **position, **({"compare": d.ref_compare} if d.ab else {})},
     }

@@ -118,6 +118,7 @@ class RunRef:
             fixes=dict(message.fixes) if message.fixes else None,
             schedule=tuple(message.schedule),
             at=message.at,
+            compare=message.compare,
         )
 
     def to_load(self) -> LoadMessage:
@@ -130,6 +131,7 @@ class RunRef:
             fixes=dict(self.fixes) if self.fixes else None,
             schedule=list(self.schedule),
             at=self.at,
+            compare=self.compare,
         )
 
     def to_json(self) -> str:

@@ -179,6 +179,14 @@ class LoadMessage(ConfigRequest):
     type: Literal["load"]
     schedule: list[ActorName] = Field(default_factory=list, max_length=2_000)
     at: Annotated[int | None, Field(ge=0)] = None
+    compare: Annotated[
+        str | None,
+        Field(
+            max_length=64,
+            description="the variant this kernel is compared with (the A/B view): a room's "
+            "followers are shown the same comparison",
+        ),
+    ] = None
 
 
 class StepMessage(Request):

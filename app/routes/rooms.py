@@ -103,6 +103,11 @@ def room_links(
         if now.variant and shown.variant and kept and now.variant != shown.variant:
             extra["cmp"] = shown.variant
             links["switched"] = now.variant
+        elif session.ref.compare and session.ref.compare != now.variant:
+            # The presenter walks the A/B view's differences: followers keep the comparison,
+            # at the difference shown.
+            extra["cmp"] = session.ref.compare
+            extra["diff"] = now.step
     if kind == "state" and "cmp" not in extra and (shown is None or now.schedule != shown.schedule):
         extra["found"] = 1
     return {

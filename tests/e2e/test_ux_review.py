@@ -527,6 +527,27 @@ def test_short_link_lands_on_the_same_step(page: Page) -> None:
     other.close()
 
 
+def test_ab_followers_keep_the_comparison_on_next_difference(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    presenter, follower = on_air(lecture, f"/s/{SEED}?{BUGGY_13}&at=13&present=1")
+    presenter.keyboard.press("k")
+    # The room knows the 12 steps that run on 5.18 (the presenter's page also keeps the 13th,
+    # for the way back): its followers count the differences among those.
+    expect(follower.locator("#ab-position")).to_have_text(re.compile(r"difference 1 of \d: step 8"))
+    presenter.keyboard.press("n")
+    expect(presenter.locator("#ab-position")).to_have_text("difference 2 of 4: step 11")
+    expect(follower.locator("#at")).to_have_text("11")
+    expect(follower.locator("#ab-position")).to_have_text(
+        re.compile(r"difference 2 of \d: step 11")
+    )
+    expect(follower.locator("#ab-why")).to_contain_text("lazyfree_refcount_check on")
+    # A step of its own ends the comparison, for the presenter and the room.
+    presenter.keyboard.press("ArrowLeft")
+    expect(follower.locator("#at")).to_have_text("10")
+    expect(follower.locator("#ab")).to_have_count(0)
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
