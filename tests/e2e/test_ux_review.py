@@ -548,6 +548,33 @@ def test_ab_followers_keep_the_comparison_on_next_difference(
     expect(follower.locator("#ab")).to_have_count(0)
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_return_ab_and_fix_views_are_axe_clean(
+    browser: Browser, server: str, scheme: str
+) -> None:
+    context = browser.new_context(
+        base_url=server,
+        viewport={"width": 1400, "height": 1000},
+        bypass_csp=True,
+        color_scheme=scheme,  # type: ignore[arg-type]
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"/s/{SEED}?{BUGGY_13}&at=8")
+        wait_timeline(page)
+        expect(page.locator("#no-return-note")).to_be_visible()
+        page.keyboard.press("End")
+        page.click("#btn-fix")
+        expect(page.locator("#fix-attribution .fix-line")).to_contain_text("removes it")
+        assert axe_serious(page) == []
+        page.keyboard.press("k")
+        expect(page.locator("#ab")).to_be_visible()
+        assert axe_serious(page) == []
+        shot(page, f"ux-ab-view-{scheme}")
+    finally:
+        context.close()
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 
