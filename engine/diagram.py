@@ -13,7 +13,7 @@ import textwrap
 from engine.doom import point_of_no_return
 from engine.fixes import Config
 from engine.lang.ir import Scenario
-from engine.trace import Trace, make_config, replay
+from engine.trace import Step, Trace, make_config, replay
 from engine.views import StateView
 
 # checkpatch flags commit-description lines over 75 columns: the whole body fits in them.
@@ -105,6 +105,22 @@ def _wrap(text: str, width: int, prefix: str) -> list[str]:
     ) or [prefix.rstrip()]
 
 
+# Model steps that the kernel takes inside the function of the step that follows them (the
+# model splits the call so that another CPU can run between the two): the diagram nests them.
+CALLED_FROM = {"ptep_get_and_clear": "try_to_unmap_one"}
+
+
+def _next_of_actor(run: Trace) -> dict[int, Step]:
+    """Each step's index to the same actor's next step in the run."""
+    after: dict[int, Step] = {}
+    last: dict[str, Step] = {}
+    for step in run.steps:
+        if step.actor in last:
+            after[last[step.actor].index] = step
+        last[step.actor] = step
+    return after
+
+
 def _heading(cells: list[str], offsets: list[int], names: list[str]) -> str:
     row = ""
     for cell, at in zip(cells, offsets, strict=True):
@@ -120,15 +136,35 @@ def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | N
     # the column offset; then the columns are sized from them.
     own: dict[int, list[str]] = {}
     last_op = dict.fromkeys(names, -1)
+    after = _next_of_actor(run)
+    # The steps that end a call opened by the step before them (the `}` of the nesting).
+    closes = {
+        nxt.index
+        for index, nxt in after.items()
+        if CALLED_FROM.get(run.steps[index - 1].function) == nxt.function
+        and nxt.op_index == run.steps[index - 1].op_index
+    }
     for step in run.steps:
         note = step_note(step.changes, step.state)
         out = []
+        parent = CALLED_FROM.get(step.function)
+        following = after.get(step.index)
         if step.op.split("(", 1)[0] == step.function:
             text = step.op
         else:
             if step.op_index != last_op[step.actor]:
                 out.append(step.op)
             text = f"  {step.function}()"
+        if (
+            parent
+            and following is not None
+            and (following.function, following.op_index) == (parent, step.op_index)
+        ):
+            # The model's step is taken inside the next one's function: nest it there.
+            out.append(f"  {parent}() {{")
+            text = f"    {step.function}()"
+        elif step.index in closes:
+            text = "  }"
         last_op[step.actor] = step.op_index
         out.append(text + (f"  {note}" if note else ""))
         own[step.index] = out

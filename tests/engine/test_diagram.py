@@ -55,10 +55,14 @@ def test_the_point_of_no_return_is_a_marker_line_after_its_step() -> None:
     mark = next(i for i, line in enumerate(lines) if "point of no return" in line)
     assert lines[mark].startswith("-") and lines[mark].endswith("-")
     assert "lost_write" in lines[mark]
-    # Right after step 8, try_to_unmap_one, and its sentence (why it is decisive).
-    unmap = next(i for i, line in enumerate(lines) if "try_to_unmap_one()" in line)
-    assert all(line.lstrip().startswith("# ") for line in lines[unmap + 1 : mark])
-    assert "discard" in " ".join(lines[unmap + 1 : mark])
+    # Right after step 8, try_to_unmap_one (whose PTE clear is nested inside it, as in the
+    # kernel: review M1), and its sentence (why it is decisive).
+    unmap = next(i for i, line in enumerate(lines) if "try_to_unmap_one() {" in line)
+    assert lines[unmap + 1].strip() == "ptep_get_and_clear()"
+    assert lines[unmap + 1].index("ptep") == lines[unmap].index("try_to_unmap_one") + 2
+    assert lines[unmap + 2].strip() == "}  /* ref=2 map=0 */"
+    assert all(line.lstrip().startswith("# ") for line in lines[unmap + 3 : mark])
+    assert "discard" in " ".join(lines[unmap + 3 : mark])
     assert "set_page_dirty()" in lines[mark + 1]
 
 
@@ -69,7 +73,8 @@ def test_after_the_fix_the_decisive_line_says_what_the_fix_does() -> None:
     fixed = engine.make_config(scenario, variant="fixed")
     run = engine.replay(scenario, fixed, [s.actor for s in buggy.steps])
     lines = engine.render_diagram(scenario, fixed, run).splitlines()
-    unmap = next(i for i, line in enumerate(lines) if "try_to_unmap_one()" in line)
-    note = " ".join(line.strip("# ").strip() for line in lines[unmap + 1 : unmap + 4])
+    close = next(i for i, line in enumerate(lines) if "try_to_unmap_one() {" in line) + 2
+    assert lines[close].strip() == "}"
+    note = " ".join(line.strip("# ").strip() for line in lines[close + 1 : close + 4])
     assert "folio_set_swapbacked" in note and "restores the PTE" in note
     assert not any("point of no return" in line for line in lines)
