@@ -445,6 +445,13 @@ def test_h6_followers_see_the_point_of_no_return(
     expect(follower.locator("#at")).to_have_text("8")
     expect(follower.locator("#no-return-note")).to_contain_text("Point of no return")
     expect(follower.locator('.line.no-return[data-step="8"]')).to_have_count(1)
+    # The follower's log of the presenter's steps marks it too, and only that step.
+    marked = follower.locator("#live-log .log-step", has=follower.locator(".log-no-return"))
+    expect(marked).to_have_count(1)
+    expect(marked).to_have_attribute("data-index", "8")
+    presenter.keyboard.press("ArrowRight")
+    expect(follower.locator("#at")).to_have_text("9")
+    expect(marked).to_have_count(1)
 
 
 # --- item 2: the A/B view -----------------------------------------------------------------
