@@ -112,6 +112,23 @@ def env_folder(name: str) -> Path | None:
     return path
 
 
+def env_file(name: str) -> Path | None:
+    """A file to create or open (its folder is made when it is first written)."""
+    raw = _env(name)
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise SettingsError(f"{name}={raw!r}: expected a file path, not a folder")
+    return path
+
+
+def default_links_db() -> Path:
+    """Where short links live without PAGERACE_LINKS_DB: the user's data folder (XDG)."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+    return Path(data) / "pagerace" / "links.sqlite3"
+
+
 MAX_STATES = 200_000
 # The fastest `play` may go: each step is a replay, and `delay_ms: 0` let one socket spend
 # 11.5 s of event-loop time on a heavy scenario. Faster requests are raised to this.
@@ -166,6 +183,10 @@ class Settings:
     # these names (or loopback, or the address the request came to); PAGERACE_ALLOWED_HOSTS,
     # comma-separated.
     allowed_hosts: tuple[str, ...] = ()
+    # The SQLite file of short links (/z/...), when the rooms' Redis does not hold them;
+    # None: default_links_db(). Short links one client may make per minute.
+    links_db: Path | None = None
+    links_per_minute: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -195,6 +216,8 @@ class Settings:
             follower_send_timeout_s=env_float(
                 "PAGERACE_FOLLOWER_SEND_TIMEOUT_S", cls.follower_send_timeout_s
             ),
+            links_db=env_file("PAGERACE_LINKS_DB"),
+            links_per_minute=env_int("PAGERACE_LINKS_PER_MINUTE", cls.links_per_minute, 1),
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import engine
 from app import figures
 from app.context import About, about
+from app.doom import lost_sentence, no_return_of
 from app.links import join_names
 from app.panels import StatePanel, state_panel
 from app.runref import RunRef
@@ -25,6 +26,7 @@ from app.service import replay_lenient
 from app.urls import APP, Urls
 from app.verdict_strip import STRIPS
 
+Side = engine.Side
 LineStatus = Literal["done", "next", "todo"]
 OpStatus = Literal["done", "current", "todo"]
 
@@ -96,6 +98,39 @@ class Nav:
 
 
 @dataclass(frozen=True, slots=True)
+class ABRow:
+    index: int
+    a: Side | None  # kernel A's step (None: its run has ended)
+    b: Side | None
+    differs: bool
+    focus: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ABSide:
+    kernel: str  # "5.17 (buggy)"
+    step: Side | None  # at the focused difference
+    pages: tuple[str, ...]  # each page after that step: "P0 ref=3 (1 mappings + ...) map=1"
+    verdict: str  # how the whole schedule ends on this kernel
+
+
+@dataclass(frozen=True, slots=True)
+class ABView:
+    """Kernel A (the one switched from) and kernel B (shown) on the same schedule."""
+
+    a: ABSide
+    b: ABSide
+    focus: int  # the step of the difference shown side by side
+    number: int  # which difference it is (1-based) of `count`
+    count: int
+    first: int  # the first differing step
+    why: str  # the switch responsible for the first difference, in words
+    rows: tuple[ABRow, ...]
+    previous: Link | None
+    next: Link | None
+
+
+@dataclass(frozen=True, slots=True)
 class Dashboard:
     scenario: engine.Scenario
     config: engine.Config
@@ -120,9 +155,15 @@ class Dashboard:
     frame_url: str
     find_bug_url: str
     outcomes_url: str
+    fix_url: str  # which single switch removes this run's violation (on demand)
     edit_url: str  # the editor on a copy of this scenario
     present_url: str  # this step in presenter mode
     differing: tuple[int, ...] = ()
+    ab: ABView | None = None  # after a kernel switch: the two kernels side by side
+    ref_compare: str | None = None  # the variant the A/B view compares with (cmp=)
+    # Where the whole applied schedule becomes lost (None: never, or too big to tell).
+    no_return: engine.NoReturn | None = None
+    no_return_text: str = ""  # the narration's sentence about it, at or after that step
     about: About | None = None  # what the scenario is, for the page header
     data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
 
@@ -221,16 +262,111 @@ def _clamp(link: RunRef, total: int, notices: list[Notice]) -> int:
     return max(link.at, 0)
 
 
-def _differing(
-    scenario: engine.Scenario, schedule: Sequence[str], now: engine.Trace, other: str
-) -> tuple[int, ...]:
-    try:
-        before = replay_lenient(scenario, engine.make_config(scenario, variant=other), schedule)
-    except engine.ConfigError:
+def _pages_after(run: engine.Trace, index: int) -> tuple[str, ...]:
+    if index > len(run.steps):
         return ()
-    old = {s.index: (s.actor, s.function, s.note) for s in before.steps}
-    new = {s.index: (s.actor, s.function, s.note) for s in now.steps}
-    return tuple(sorted(i for i in old.keys() | new.keys() if old.get(i) != new.get(i)))
+    out = []
+    for page in run.view(index).pages:
+        held = " + ".join(f"{n} {name}" for name, n in page.holders if n)
+        out.append(
+            f"{page.id} ref={page.refcount}"
+            + (f" ({held})" if held else "")
+            + f" map={page.mapcount} · {page.owner}"
+        )
+    return tuple(out)
+
+
+def _verdict(run: engine.Trace) -> str:
+    if run.violations:
+        return "breaks " + ", ".join(sorted({v.name for v in run.violations}))
+    if run.finished:
+        return "no invariant broken"
+    return f"stops after step {len(run.steps)}"
+
+
+def _why(comparison: engine.Comparison, b_kernel: str) -> str:
+    """ "on 5.18, try_to_unmap_one: <what it does>; the switch: lazyfree_refcount_check
+    (6c8e2a256915)": what kernel B does at the first difference and which switch makes it."""
+    first = comparison.differences[0]
+    doing = (
+        f"on {b_kernel}, step {first.index} is {first.b.actor} {first.b.function}: "
+        f"{first.b.note.rstrip('.')}"
+        if first.b
+        else f"on {b_kernel} the run has ended before step {first.index}"
+    )
+    if comparison.responsible:
+        named = "; ".join(
+            f"{s.name} {'on' if s.on else 'off'}" + (f" ({s.commit})" if s.commit else "")
+            for s in comparison.responsible
+        )
+        return f"{doing}. The switch responsible: {named}."
+    if comparison.changed:
+        return (
+            f"{doing}. No single switch explains it; the kernels differ in "
+            f"{', '.join(comparison.changed)}."
+        )
+    return f"{doing}."
+
+
+def _ab_view(
+    scenario: engine.Scenario,
+    link: RunRef,
+    config: engine.Config,
+    ref: RunRef,
+    focus: int | None,
+    sid: str,
+    urls: Urls,
+) -> ABView | None:
+    """The A/B view after a kernel switch (cmp= names the variant switched from)."""
+    assert link.compare is not None
+    try:
+        other = engine.make_config(scenario, variant=link.compare)
+    except engine.ConfigError:
+        return None
+    comparison = engine.compare(scenario, other, config, link.schedule)
+    if not comparison.differences:
+        return None
+    indices = comparison.indices
+    shown = focus if focus in indices else indices[0]
+    number = indices.index(shown) + 1
+    diff = comparison.differences[number - 1]
+
+    def go(step: int) -> Link:
+        # The board moves to that step on kernel B, still compared with A.
+        there = replace(ref, schedule=link.schedule, at=step, compare=link.compare)
+        return Link(urls.page(sid, there, diff=step), urls.frame(sid, there, diff=step))
+
+    def label(variant: str | None, kernel: str) -> str:
+        return f"{kernel} ({variant})" if variant else kernel
+
+    a_kernel, b_kernel = label(other.variant, other.kernel), label(config.variant, config.kernel)
+    length = max(len(comparison.a.steps), len(comparison.b.steps))
+    rows = tuple(
+        ABRow(
+            i,
+            engine.Side.of(comparison.a.steps[i - 1]) if i <= len(comparison.a.steps) else None,
+            engine.Side.of(comparison.b.steps[i - 1]) if i <= len(comparison.b.steps) else None,
+            i in indices,
+            i == shown,
+        )
+        for i in range(1, length + 1)
+    )
+    return ABView(
+        a=ABSide(a_kernel, diff.a, _pages_after(comparison.a, shown), _verdict(comparison.a)),
+        b=ABSide(b_kernel, diff.b, _pages_after(comparison.b, shown), _verdict(comparison.b)),
+        focus=shown,
+        number=number,
+        count=len(indices),
+        first=indices[0],
+        why=_why(comparison, b_kernel),
+        rows=rows,
+        previous=go(indices[number - 2]) if number > 1 else None,
+        next=go(indices[number]) if number < len(indices) else None,
+    )
+
+
+def ab_indices(ab: ABView | None) -> tuple[int, ...]:
+    return tuple(row.index for row in ab.rows if row.differs) if ab else ()
 
 
 def _ranges(indices: Sequence[int]) -> str:
@@ -346,6 +482,7 @@ def build_dashboard(
     sid: str | None = None,
     extra: Sequence[Notice] = (),
     urls: Urls = APP,
+    focus: int | None = None,
 ) -> Dashboard:
     """All the view data for `/s/{id}` at the link's step; its links made by `urls`."""
     sid = sid or scenario.id
@@ -382,10 +519,13 @@ def build_dashboard(
     previous = full.view(at - 1) if step else None
     panel = state_panel(run.state, previous, step.changes if step else ())
     ref = RunRef(variant=config.variant, schedule=applied, at=at, digest=digest, packed=link.packed)
+    no_return = no_return_of(scenario, config, applied)
 
     differing: tuple[int, ...] = ()
+    ab: ABView | None = None
     if link.compare and link.compare != config.variant:
-        differing = _differing(scenario, link.schedule, full, link.compare)
+        ab = _ab_view(scenario, link, config, ref, focus, sid, urls)
+        differing = ab_indices(ab)
         old = next((v for v in scenario.variants if v.name == link.compare), None)
         where = f"kernel {old.kernel}" if old else link.compare
         text = (
@@ -438,9 +578,14 @@ def build_dashboard(
         frame_url=urls.frame(sid, ref),
         find_bug_url=urls.find_bug(sid, ref),
         outcomes_url=urls.outcomes(sid, ref),
+        fix_url=urls.fix(sid, ref),
         edit_url=urls.edit(ref.packed, config.variant, copy=scenario.id),
         present_url=urls.present(sid, ref),
         differing=differing,
+        ab=ab,
+        ref_compare=link.compare if ab else None,
+        no_return=no_return,
+        no_return_text=lost_sentence(no_return, full, at),
         about=about(scenario, () if link.packed else STRIPS.of(scenario)),
     )
     dashboard.data.update(_island(dashboard, sid, urls))
@@ -469,7 +614,12 @@ def _island(d: Dashboard, sid: str, urls: Urls) -> dict[str, Any]:
         "goto_url": urls.frame(sid, replace(d.ref, at=None)),
         "diagram_url": urls.path("/api/diagram"),
         "rooms_url": urls.path("/api/rooms"),
-        "timeline": figures.timeline_figure(d.scenario, d.full, d.at),
+        "links_url": urls.path("/api/links"),
+        "timeline": figures.timeline_figure(
+            d.scenario, d.full, d.at, d.no_return.step if d.no_return else None
+        ),
+        "no_return": d.no_return.step if d.no_return else None,
         "diagram_request": position,
-        "load": {"type": "load", **position},  # a presenter's room is told this frame
+        # A presenter's room is told this frame (with the A/B view's comparison, if shown).
+        "load": {"type": "load", **position, **({"compare": d.ref_compare} if d.ab else {})},
     }

@@ -136,14 +136,43 @@ def _violations(run: engine.Trace) -> list[Figure]:
     ]
 
 
-def timeline_figure(scenario: engine.Scenario, run: engine.Trace, at: int) -> Figure:
-    """Lane per actor (top), refcount/mapcount step lines (bottom), cursor at step `at`."""
+def _no_return_marks(step: int) -> tuple[Figure, Figure]:
+    """A solid vermillion rule at the point of no return and its label, above the lanes: a
+    line and a word, not colour alone."""
+    rule: Figure = {
+        "type": "line",
+        "xref": "x",
+        "yref": "paper",
+        "x0": step,
+        "x1": step,
+        "y0": 0,
+        "y1": 1,
+        "line": {"color": VERMILLION, "width": 2},
+    }
+    label: Figure = {
+        "xref": "x",
+        "yref": "paper",
+        "x": step,
+        "y": 1,
+        "yanchor": "bottom",
+        "text": "⊘ point of no return",
+        "showarrow": False,
+        "font": {"color": "#a63d00", "size": 12},
+    }
+    return rule, label
+
+
+def timeline_figure(
+    scenario: engine.Scenario, run: engine.Trace, at: int, no_return: int | None = None
+) -> Figure:
+    """Lane per actor (top), refcount/mapcount step lines (bottom), cursor at step `at`, and
+    a marked rule at the point of no return when the run has one."""
     lanes = [actor.name for actor in scenario.actors]
     last = max(len(run.steps), 1)
     data = _lanes(scenario, run) + _counts(run) + _violations(run)
     layout: Figure = {
         "height": 200 + 36 * len(lanes),
-        "margin": {"l": 90, "r": 150, "t": 10, "b": 48},
+        "margin": {"l": 90, "r": 150, "t": 10 if no_return is None else 26, "b": 48},
         "showlegend": True,
         "legend": {"x": 1.01, "y": 1, "xanchor": "left"},
         "hovermode": "closest",
@@ -184,6 +213,10 @@ def timeline_figure(scenario: engine.Scenario, run: engine.Trace, at: int) -> Fi
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
     }
+    if no_return is not None:
+        rule, label = _no_return_marks(no_return)
+        layout["shapes"].append(rule)
+        layout["annotations"] = [label]
     return {"data": data, "layout": layout}
 
 

@@ -15,14 +15,15 @@ from fastapi.templating import Jinja2Templates
 import engine
 from app import __version__
 from app.assets import find_assets
-from app.config import STATIC_DIR, TEMPLATES_DIR, Settings
+from app.config import STATIC_DIR, TEMPLATES_DIR, Settings, default_links_db
 from app.errors import BodySizeLimit, install_error_handlers
 from app.rooms import CreationLimit, RoomSettings, make_broker
-from app.routes import api, editor, pages, rooms, ws
+from app.routes import api, editor, links, pages, rooms, ws
 from app.routes.pages import FrameCache
 from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
 from app.service import Explorer, Runner
 from app.session import ClientBudgets
+from app.shortlinks import make_links
 from app.static_files import DynamicGZip, StaticDirectory
 from app.urls import Urls
 from engine.lang.catalog import load_folder
@@ -88,6 +89,13 @@ def create_app(
     app.state.room_misses = CreationLimit(
         room_settings.client_misses, room_settings.client_window_s
     )
+    # Short links (/z/...): the rooms' Redis when there is one, else a SQLite file.
+    app.state.links = make_links(
+        settings.links_db or default_links_db(),
+        room_settings.redis_url,
+        room_settings.redis_timeout_s,
+    )
+    app.state.link_creations = CreationLimit(settings.links_per_minute, 60.0)
     app.state.live_frames = FrameCache()
     app.state.replay_budgets = ClientBudgets(settings.socket_cpu_burst_s, settings.socket_cpu_share)
     app.state.catalog = dict(catalog) if catalog is not None else serve_catalog(settings)
@@ -112,6 +120,7 @@ def create_app(
     app.include_router(rooms.router)
     app.include_router(pages.router)
     app.include_router(editor.router)
+    app.include_router(links.router)
     static = app.state.static = StaticDirectory(STATIC_DIR, assets.version)
 
     @app.get("/static/{name:path}", include_in_schema=False)

@@ -34,6 +34,9 @@ class RunRef:
     digest: str | None = None  # d=: the scenario's content when the link was made
     packed: str | None = None  # s=: a custom scenario's document, packed for a URL
     compare: str | None = None  # cmp=: the variant a kernel switch came from
+    # A room's snapshot only: the presenter's last "Explore all" on this scenario and kernel
+    # (outcomes_url, states, interleavings), so that a late joiner sees the chart too.
+    outcomes: Mapping[str, Any] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -115,6 +118,7 @@ class RunRef:
             fixes=dict(message.fixes) if message.fixes else None,
             schedule=tuple(message.schedule),
             at=message.at,
+            compare=message.compare,
         )
 
     def to_load(self) -> LoadMessage:
@@ -127,6 +131,7 @@ class RunRef:
             fixes=dict(self.fixes) if self.fixes else None,
             schedule=list(self.schedule),
             at=self.at,
+            compare=self.compare,
         )
 
     def to_json(self) -> str:
@@ -139,6 +144,7 @@ class RunRef:
                 "fixes": self.fixes,
                 "schedule": list(self.schedule),
                 "at": self.at,
+                **({"outcomes": dict(self.outcomes)} if self.outcomes else {}),
             },
             separators=(",", ":"),
         )
@@ -147,6 +153,7 @@ class RunRef:
     def from_json(cls, text: str) -> RunRef:
         raw = json.loads(text)
         at = raw.get("at")
+        outcomes = raw.get("outcomes")
         return cls(
             scenario=raw.get("scenario"),
             variant=raw.get("variant"),
@@ -154,4 +161,5 @@ class RunRef:
             fixes=raw.get("fixes"),
             schedule=tuple(raw.get("schedule") or ()),
             at=int(at) if at is not None else None,
+            outcomes=outcomes if isinstance(outcomes, dict) else None,
         )

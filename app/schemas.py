@@ -179,6 +179,14 @@ class LoadMessage(ConfigRequest):
     type: Literal["load"]
     schedule: list[ActorName] = Field(default_factory=list, max_length=2_000)
     at: Annotated[int | None, Field(ge=0)] = None
+    compare: Annotated[
+        str | None,
+        Field(
+            max_length=64,
+            description="the variant this kernel is compared with (the A/B view): a room's "
+            "followers are shown the same comparison",
+        ),
+    ] = None
 
 
 class StepMessage(Request):
@@ -255,6 +263,25 @@ class RoomCreated(Response):
         description="the presenter's dashboard in presenter mode driving this room (token in "
         "the #fragment), when the room was created with a scenario",
     )
+
+
+class ShortLinkRequest(Request):
+    """A dashboard or editor address of this site, to be given a short link."""
+
+    link: Annotated[
+        str,
+        Field(
+            max_length=70_000,
+            description="the address: a path (/s/..., /edit?...) or a full URL of this site",
+            examples=["http://127.0.0.1:8000/s/madv-free-vs-dio?v=buggy&t=dio,kswapd&at=2"],
+        ),
+    ]
+
+
+class ShortLink(Response):
+    id: str = Field(examples=["mzxw6ytboi"], description="base32 of the address's SHA-256")
+    short_url: str = Field(description="/z/{id} on this site")
+    long_url: str = Field(description="the address it names (always works on its own)")
 
 
 # The error bodies every route may answer, for the OpenAPI document.

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 
 import engine
 from app.config import MIN_PLAY_DELAY_MS, Settings
+from app.doom import no_return_of
 from app.errors import Answer, BadMessage, answer, answer_or_log, error_message
 from app.links import NumberTooLong, loads_bounded
 from app.runref import RunRef
@@ -169,7 +170,12 @@ class RunSession:
 
         def work() -> tuple[engine.Trace, dict[str, Any]]:
             run = engine.run_schedule(scenario, config, schedule)
-            return run, engine.run_to_json(run)
+            body = engine.run_to_json(run)
+            # Where this run became lost, if it has: followers' step logs mark that step.
+            doomed = no_return_of(scenario, config, schedule)
+            if doomed is not None:
+                body["point_of_no_return"] = doomed.step
+            return run, body
 
         return await self._offload(work)
 
@@ -189,6 +195,11 @@ class RunSession:
             "finished": body["finished"],
             "violations": body["violations"],
             "actors": body.get("actors"),
+            **(
+                {"point_of_no_return": body["point_of_no_return"]}
+                if "point_of_no_return" in body
+                else {}
+            ),
         }
 
     async def stop_job(self) -> None:

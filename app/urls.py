@@ -72,6 +72,14 @@ class Urls:
     def find_bug(self, sid: str, ref: RunRef) -> str:
         return self._scenario(sid, "/find-bug", ref.query())
 
+    def short(self, link_id: str) -> str:
+        """A short link (/z/{id}): the store gives back the long address it names."""
+        return f"{self.root}/z/{link_id}"
+
+    def fix(self, sid: str, ref: RunRef) -> str:
+        """Which single switch removes the violation of the run at `ref` (a fragment)."""
+        return self._scenario(sid, "/fix", ref.query())
+
     def outcomes(self, sid: str, ref: RunRef, **extra: str | int | None) -> str:
         return self._scenario(sid, "/outcomes", ref.query(**extra))
 

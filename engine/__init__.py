@@ -3,15 +3,17 @@
 No web imports here: the dashboard and the CLI are clients of this package.
 """
 
+from engine.abdiff import Comparison, Difference, Side, Switch, compare
 from engine.bisect import Attribution, Bisection, Verdict, attribute, bisect
 from engine.diagram import render_diagram, render_markdown
+from engine.doom import NoReturn, point_of_no_return
 from engine.errors import InputError
 from engine.expect import ExpectCheck, check_expect
-from engine.explore import Exploration, Outcome, explore
+from engine.explore import Exploration, Outcome, explore, reachable_violations
 from engine.export_jsonl import exploration_to_jsonl, run_to_jsonl
 from engine.export_perfetto import to_perfetto
 from engine.first import find_first
-from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
+from engine.fixes import DESIGN_RULES, FIXES, SWITCHES, Config, ConfigError, build_config
 from engine.lang import (
     ErrorItem,
     Op,
@@ -40,15 +42,19 @@ from engine.views import StateView
 __all__ = [
     "DESIGN_RULES",
     "FIXES",
+    "SWITCHES",
     "ActorView",
     "Attribution",
     "Bisection",
+    "Comparison",
     "Config",
     "ConfigError",
+    "Difference",
     "ErrorItem",
     "ExpectCheck",
     "Exploration",
     "InputError",
+    "NoReturn",
     "Op",
     "Outcome",
     "Ref",
@@ -56,8 +62,10 @@ __all__ = [
     "ScenarioError",
     "ScheduleError",
     "SetupError",
+    "Side",
     "StateView",
     "Step",
+    "Switch",
     "Trace",
     "Variant",
     "Verdict",
@@ -65,7 +73,9 @@ __all__ = [
     "attribute",
     "bisect",
     "bisection_to_json",
+    "build_config",
     "check_expect",
+    "compare",
     "exploration_to_json",
     "exploration_to_jsonl",
     "explore",
@@ -74,6 +84,8 @@ __all__ = [
     "load_scenario_text",
     "make_config",
     "parse_scenario",
+    "point_of_no_return",
+    "reachable_violations",
     "render_diagram",
     "render_markdown",
     "replay",

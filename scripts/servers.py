@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -77,10 +78,13 @@ def app_process(
     """As app_server, and the server's process too (to read its CPU time)."""
     port = free_port()
     out = subprocess.DEVNULL if quiet else None
+    # Short links go to a file of this server's own, never the user's data folder.
+    scratch = tempfile.TemporaryDirectory(prefix="pagerace-links-")
+    links = {"PAGERACE_LINKS_DB": str(Path(scratch.name) / "links.sqlite3")}
     proc = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **links, **(env or {})},
         stdout=out,
         stderr=out,
     )
@@ -95,6 +99,7 @@ def app_process(
         yield url, proc
     finally:
         stop(proc)
+        scratch.cleanup()
 
 
 @contextmanager

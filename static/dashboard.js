@@ -144,6 +144,28 @@ import { $, absolute, bodyNumber, copyText, drawFigure, frameData, readJSON, say
     copyText(link, "✓ Link copied", COPY_FAILED);
   }
 
+  // A short /z/ link from the server's store; the long link stays in the box until it comes.
+  function shortLink() {
+    var data = frameData();
+    if (!data) { return; }
+    fetch(data.links_url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ link: data.page_url })
+    }).then(function (res) {
+      return res.json().then(function (body) {
+        if (!res.ok) { throw new Error(body.detail || res.statusText); }
+        return body;
+      });
+    }).then(function (body) {
+      // Already absolute: the server made it on its public URL (or the address it was reached by).
+      var link = /^https?:/.test(body.short_url) ? body.short_url : absolute(body.short_url);
+      var share = $("#share-link");
+      if (share) { share.value = link; }
+      copyText(link, "✓ Short link copied", COPY_FAILED);
+    }).catch(function (err) { say("✖ No short link: " + err.message); });
+  }
+
   function copyDiagram() {
     var data = frameData();
     if (!data) { return; }
@@ -231,6 +253,7 @@ import { $, absolute, bodyNumber, copyText, drawFigure, frameData, readJSON, say
     else if (key === "e") { clickIf("#btn-explore"); }
     else if (key === "c") { copyLink(); }
     else if (key === "k") { nextKernel(); }
+    else if (key === "n") { clickIf("#ab-next"); }
     else if (key === "p" && $("#btn-present")) { window.location.assign($("#btn-present").href); }
     else if (key === "?") { toggleHelp(); }
     else if (/^[1-9]$/.test(key)) {
@@ -251,6 +274,7 @@ import { $, absolute, bodyNumber, copyText, drawFigure, frameData, readJSON, say
     if (!target) { return; }
     if (target.id === "btn-play") { togglePlay(); }
     else if (target.id === "btn-copy-link") { copyLink(); }
+    else if (target.id === "btn-short-link") { shortLink(); }
     else if (target.id === "btn-copy-diagram") { copyDiagram(); }
     else if (target.id === "btn-help") { toggleHelp(); }
   });

@@ -38,6 +38,13 @@ import { $, UNAVAILABLE, badge, frameData, openSocket, say } from "./core.js";
       head.textContent = "#" + msg.index + " " + msg.actor + " · " + msg.function;
       li.appendChild(head);
       li.appendChild(document.createTextNode(" " + (msg.note || "")));
+      if (msg.point_of_no_return === msg.index) {
+        // The step after which every continuation breaks an invariant (engine.doom).
+        var lost = document.createElement("strong");
+        lost.className = "log-no-return";
+        lost.textContent = " ⊘ point of no return";
+        li.appendChild(lost);
+      }
       if (msg.violations && msg.violations.length) {
         var bad = document.createElement("strong");
         bad.className = "log-bad";

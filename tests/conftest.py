@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 import engine
+
+# Apps made by tests keep their short links in a scratch file, never the user's data folder.
+os.environ.setdefault(
+    "PAGERACE_LINKS_DB",
+    str(Path(tempfile.mkdtemp(prefix="pagerace-test-links-")) / "links.sqlite3"),
+)
 
 
 @pytest.fixture(scope="session")

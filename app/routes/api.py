@@ -169,8 +169,13 @@ def diagram(
         Literal["text", "md"],
         Query(description="text: the plain diagram; md: a header and a fenced block"),
     ] = "text",
+    replay: Annotated[
+        bool,
+        Query(description="false: leave the replay link out (a commit message, say)"),
+    ] = True,
 ) -> PlainTextResponse:
-    """The kernel-style column diagram of one interleaving, with a replay link."""
+    """The kernel-style column diagram of one interleaving, with a replay link on the
+    configured public URL (or the address the request came in on), unless replay=false."""
     runner.check_length(body.schedule)
     scenario, config, result = _run(body, runner)
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
@@ -179,9 +184,10 @@ def diagram(
     base = site_url(
         request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
     )
-    link = Urls(base).page(scenario.id, params)  # the site's address (root included) in front
+    # The site's address (root included) in front.
+    link = Urls(base).page(scenario.id, params) if replay else None
     if format == "md":
         markdown = engine.render_markdown(scenario, config, result, link)
         return PlainTextResponse(markdown, media_type="text/markdown")
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
-    return PlainTextResponse(f"{text}\n\nreplay: {link}\n")
+    return PlainTextResponse(f"{text}\n\nreplay: {link}\n" if link else f"{text}\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import NamedTuple
 
@@ -28,6 +28,7 @@ from app.dashboard import (
     variant_for_kernel,
 )
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
+from app.doom import no_return_of
 from app.errors import PageError, error_page
 from app.links import (
     LinkScenarioError,
@@ -43,6 +44,7 @@ from app.service import (
     Explorer,
     client_of,
     disconnected,
+    replay_lenient,
     resolve_scenario,
     shortest_violation,
 )
@@ -82,6 +84,7 @@ class Target:
     link: RunRef  # as the URL gave it (not yet checked)
     notices: tuple[Notice, ...]
     urls: Urls  # the request's: its links keep the sub-path it was served under
+    focus: int | None = None  # diff=: the A/B view's difference shown side by side
 
 
 def _scenario(
@@ -105,6 +108,7 @@ def _bounded(params: Mapping[str, str], settings: Settings) -> None:
         "v": MAX_PARAM_CHARS,
         "d": MAX_PARAM_CHARS,
         "cmp": MAX_PARAM_CHARS,
+        "diff": MAX_PARAM_CHARS,
         "kernel": MAX_PARAM_CHARS,
     }
     problems = [
@@ -148,13 +152,17 @@ def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id:
         packed=s,
         compare=params.get("cmp") or None,
     )
-    return Target(scenario, link, tuple(notices), Urls.of(request))
+    diff = params.get("diff", "")
+    focus = int(diff) if diff.isascii() and diff.isdigit() and len(diff) <= 9 else None
+    return Target(scenario, link, tuple(notices), Urls.of(request), focus)
 
 
 def _dashboard(target: Target, scenario_id: str, extra: Sequence[Notice] = ()) -> Dashboard:
     sid = target.scenario.id if target.link.packed else scenario_id
     notices = [*target.notices, *extra]
-    return build_dashboard(target.scenario, target.link, sid, notices, target.urls)
+    return build_dashboard(
+        target.scenario, target.link, sid, notices, target.urls, focus=target.focus
+    )
 
 
 def _frame(request: Request, templates: TemplatesDep, dash: Dashboard) -> Response:
@@ -221,7 +229,13 @@ def _found_again(explorer: Explorer, target: Target) -> list[Notice]:
     outcome = shortest_violation(result) if result is not None else None
     if outcome is None or tuple(outcome.example) != target.link.schedule:
         return []
-    return [found_notice(outcome, result)] if result is not None else []
+    if result is None:
+        return []
+    no_return = outcome.no_return
+    if no_return <= 0:  # a first-bug result: the presenter's page asked engine.doom (cached)
+        found = no_return_of(target.scenario, config, outcome.example)
+        no_return = found.step if found else -1
+    return [found_notice(outcome, result, no_return)]
 
 
 @router.get("/s/{scenario_id}/frame", response_class=HTMLResponse)
@@ -307,24 +321,29 @@ def no_bug_found(result: engine.Exploration, kernel: str) -> str:
     )
 
 
-def found_notice(outcome: engine.Outcome, result: engine.Exploration) -> Notice:
-    """What "Find a bug" says about the schedule it found."""
+def found_notice(
+    outcome: engine.Outcome, result: engine.Exploration, no_return: int | None = None
+) -> Notice:
+    """What "Find a bug" says about the schedule it found (`no_return`: its point of no
+    return when known another way than from the explored graph)."""
     broken, steps = ", ".join(outcome.violations), len(outcome.example)
+    no_return = outcome.no_return if no_return is None else no_return
     if result.first_bug:
-        return Notice(
-            "warn",
+        text = (
             f"Found {broken} after {result.states} states, before the search covered every "
             f"interleaving: this {steps}-step schedule needs {result.preemptions} "
             "preemption(s), the fewest of any that breaks an invariant. Explore all counts "
-            "how many interleavings end this way.",
+            "how many interleavings end this way."
         )
-    text = (
-        f"Found {broken}: the shortest schedule that breaks an invariant has {steps} steps; "
-        f"{outcome.interleavings} of {result.interleavings} interleavings end this way."
-    )
-    if outcome.no_return > 0:
+    else:
+        text = (
+            f"Found {broken}: the shortest schedule that breaks an invariant has {steps} "
+            f"steps; {outcome.interleavings} of {result.interleavings} interleavings end "
+            "this way."
+        )
+    if no_return > 0:
         text += (
-            f" Step {outcome.no_return} is the point of no return: whatever runs after it, "
+            f" Step {no_return} is the point of no return: whatever runs after it, "
             "the run ends broken."
         )
     return Notice("warn", text)
@@ -358,26 +377,85 @@ async def find_bug(
         notices.append(Notice("info", no_bug_found(result, config.kernel)))
         link = target.link
     else:
-        steps = len(outcome.example)
-        notices.append(found_notice(outcome, result))
-        # Land where the run is already lost, not on the free at its end: the step a reviewer
-        # points at (the bad outcome's last step when the search could not tell).
-        at = outcome.no_return if outcome.no_return > 0 else steps
         link = RunRef(
             variant=config.variant,
             schedule=tuple(outcome.example),
-            at=at,
             digest=target.scenario.digest,
             packed=target.link.packed,
         )
 
     def render() -> Response:  # a replay and a page render: off the event loop
+        nonlocal link
+        if outcome is not None:
+            # Land where the run is already lost, not on the free at its end: the step a
+            # reviewer points at. A first-bug search has no graph to tell, so the run's own
+            # search (engine.doom) does; the last step when neither can.
+            no_return = outcome.no_return
+            if no_return <= 0:
+                found = no_return_of(target.scenario, config, outcome.example)
+                no_return = found.step if found else -1
+            notices.append(found_notice(outcome, result, no_return))
+            link = replace(link, at=no_return if no_return > 0 else len(outcome.example))
         dash = _dashboard(
             Target(target.scenario, link, target.notices, target.urls), scenario_id, notices
         )
         return _frame(request, templates, dash)
 
     return await anyio.to_thread.run_sync(render)
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    violation: str
+    switches: tuple[engine.Switch, ...]  # each removes it alone, proven by a full search
+    undecided: tuple[str, ...]  # switches whose search was cut off
+
+
+@router.get("/s/{scenario_id}/fix", response_class=HTMLResponse)
+async def fix(
+    scenario_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    explorer: ExplorerDep,
+    templates: TemplatesDep,
+) -> Response:
+    """Fix attribution: for each violation of the run at the link, each switch that, turned
+    on (or off) alone on this kernel, makes it unreachable in every interleaving. One search
+    per switch, each through the explorer (its pool, its per-client share, its cache)."""
+    explored = await _explored(request, catalog, settings, explorer, templates, scenario_id)
+    if isinstance(explored, Response):
+        return explored
+    target, config, _, _ = explored
+
+    def broken() -> tuple[str, ...]:
+        run = replay_lenient(target.scenario, config, target.link.schedule)
+        shown = run.at(target.link.step)
+        return tuple(sorted({v.name for v in shown.violations}))
+
+    names = await anyio.to_thread.run_sync(broken)
+    removes: dict[str, list[engine.Switch]] = {name: [] for name in names}
+    undecided: list[str] = []
+    gone = partial(disconnected, request.receive)
+    for name in engine.SWITCHES if names else ():
+        flipped = not config.fixes[name]
+        other = engine.build_config(config.kernel, {**config.overrides, name: flipped})
+        result = await explorer.explore_until_gone(
+            target.scenario, other, gone, client=client_of(request)
+        )
+        if result is None:
+            return Response(status_code=CLIENT_GONE)
+        if result.truncated:
+            undecided.append(name)
+            continue
+        reachable = engine.reachable_violations(result)
+        fix_ = engine.SWITCHES[name]
+        for violation in names:
+            if violation not in reachable:
+                removes[violation].append(engine.Switch(name, flipped, fix_.commit, fix_.effect))
+    attributions = [Attribution(v, tuple(removes[v]), tuple(undecided)) for v in names]
+    ctx = {"attributions": attributions, "kernel": config.label}
+    return templates.TemplateResponse(request, "_fix.html", ctx)
 
 
 @router.get("/s/{scenario_id}/outcomes", response_class=HTMLResponse)

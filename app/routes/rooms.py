@@ -16,7 +16,8 @@ import contextlib
 import io
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Annotated, Any
 
 import anyio
@@ -102,6 +103,11 @@ def room_links(
         if now.variant and shown.variant and kept and now.variant != shown.variant:
             extra["cmp"] = shown.variant
             links["switched"] = now.variant
+        elif session.ref.compare and session.ref.compare != now.variant:
+            # The presenter walks the A/B view's differences: followers keep the comparison,
+            # at the difference shown.
+            extra["cmp"] = session.ref.compare
+            extra["diff"] = now.step
     if kind == "state" and "cmp" not in extra and (shown is None or now.schedule != shown.schedule):
         extra["found"] = 1
     return {
@@ -117,6 +123,10 @@ def shown_by(session: RunSession) -> RunRef | None:
     if session.scenario is None or session.config is None or not session.ref.loaded:
         return None
     return session.ref.link(session.scenario, session.config)
+
+
+# What a late joiner needs of the last outcomes message to fetch and announce the chart.
+LATE_OUTCOMES = ("outcomes_url", "states", "interleavings")
 
 
 def guessing_wait(conn: Request | WebSocket) -> float:
@@ -353,15 +363,28 @@ async def _present(websocket: WebSocket, room: str, broker: Broker, session: Run
     publishing = False
 
     shown: RunRef | None = None  # what followers show: the last published position
+    # The outcomes on the projector (review L2): kept in the snapshot for late joiners, for
+    # as long as the presenter stays on the scenario and kernel they were explored on.
+    explored: tuple[object, Mapping[str, Any]] | None = None
+
+    def snapshot() -> RunRef:
+        nonlocal explored
+        where = (session.ref.scenario, session.ref.variant, session.ref.kernel)
+        if explored is not None and explored[0] != where:
+            explored = None
+        return replace(session.ref, outcomes=explored[1] if explored else None)
 
     async def publish(message: dict[str, Any]) -> None:
-        nonlocal shown
+        nonlocal shown, explored
         if not publishing or message.get("type") == "error":
             await reply(message)  # errors, and the catch-up state, are the presenter's own
             return
         kind = str(message.get("type", ""))
         body = {**message, **room_links(session, urls, shown, kind)}
-        seq = await broker.publish(room, session.ref, body)
+        if kind == "outcomes" and body.get("outcomes_url"):
+            where = (session.ref.scenario, session.ref.variant, session.ref.kernel)
+            explored = (where, {key: body.get(key) for key in LATE_OUTCOMES})
+        seq = await broker.publish(room, snapshot(), body)
         own: dict[str, str] = {}
         if kind in ("state", "transition"):
             shown = shown_by(session)
@@ -392,9 +415,8 @@ async def _present(websocket: WebSocket, room: str, broker: Broker, session: Run
     async def left() -> None:
         # Followers are told the presenter went (the room stays: they may come back, and
         # their next step clears the note). The room's step is unchanged.
-        snapshot = session.ref if session.ref.loaded else kept
         message = {"type": "presenter", "connected": False, "message": PRESENTER_LEFT}
-        await broker.publish(room, snapshot, message)
+        await broker.publish(room, snapshot() if session.ref.loaded else kept, message)
 
     publishing = True
     try:
@@ -436,6 +458,9 @@ async def _follow(
                 await catch_up.load(record.snapshot.to_load())
                 links = room_links(catch_up, urls, None, "state")
                 await out.send({"seq": seen, **state, **links})
+                if record.snapshot.outcomes:  # the chart on the projector (review L2)
+                    outcomes = {**record.snapshot.outcomes, "type": "outcomes", "seq": seen}
+                    await out.send(outcomes)
             except (engine.InputError, ExploreBusy) as exc:
                 await out.send(known_answer(exc).message())
 

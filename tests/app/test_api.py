@@ -226,3 +226,17 @@ def test_junk_never_500(client: TestClient, content: bytes) -> None:
     for path in ("/api/run", "/api/explore", "/api/diagram"):
         response = client.post(path, content=content, headers={"content-type": "application/json"})
         assert 400 <= response.status_code < 500, (path, content, response.text)
+
+
+def test_diagram_can_leave_the_replay_link_out(
+    client: TestClient, bug_schedule: tuple[str, ...]
+) -> None:
+    body = {"scenario": SEED, "schedule": list(bug_schedule)}
+    text = client.post("/api/diagram?replay=false", json=body).text
+    assert "replay:" not in text and "http" not in text
+    assert text.splitlines()[-1].startswith("schedule: ")
+    markdown = client.post("/api/diagram?format=md&replay=false", json=body).text
+    assert "[replay]" not in markdown and "http" not in markdown
+    assert "point of no return" in text  # review M1: the decisive step is in it
+    bad = client.post("/api/diagram?replay=perhaps", json=body)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "query.replay"

@@ -152,3 +152,17 @@ def test_a_state_message_is_encoded_off_the_event_loop(
     # The loop's own thread encodes the small error; the state went to a worker thread.
     small = [name for kind, name in threads if kind != "state"]
     assert small and loop_thread not in small, threads
+
+
+def test_transitions_carry_the_point_of_no_return_once_lost(
+    client: TestClient, bug_schedule: tuple[str, ...]
+) -> None:
+    """A room's step log marks the step after which every continuation breaks (issue 15
+    item 1): the messages say where, from that step on, and not before."""
+    with client.websocket_connect("/ws/run") as ws:
+        load(ws, variant="buggy")
+        seen = []
+        for actor in bug_schedule:
+            ws.send_json({"type": "step", "actor": actor})
+            seen.append(ws.receive_json().get("point_of_no_return"))
+    assert seen == [None] * 7 + [8] * (len(bug_schedule) - 7)

@@ -408,6 +408,180 @@ def test_h1_followers_see_the_find_a_bug_summary(
     expect(follower.locator(".notice.warn", has_text="Found")).to_have_count(0)
 
 
+# --- H6 / item 1: the point of no return --------------------------------------------------
+
+
+def test_h6_find_a_bug_lands_on_the_point_of_no_return_and_says_why(page: Page) -> None:
+    """The review: "f" jumped to step 13 (the free) and step 8's sentence did not say why it
+    matters. Now it lands on step 8, which is marked in the narration, the actor's column
+    and the timeline, whether or not a full search is cached."""
+    page.goto(f"/s/{SEED}?v=buggy")
+    wait_timeline(page)
+    page.keyboard.press("f")
+    expect(page.locator("#at")).to_have_text("8")
+    note = page.locator("#no-return-note")
+    expect(note).to_contain_text("Point of no return: from here the data is lost whatever runs")
+    expect(note).to_contain_text("dio (get) still holds P0, and nobody maps it")
+    step = page.locator('.line.no-return[data-step="8"]')
+    expect(step).to_be_visible()
+    expect(step).to_contain_text("try_to_unmap_one")
+    expect(page.locator("#timeline .annotation-text", has_text="point of no return")).to_have_count(
+        1
+    )
+    shot(page, "ux-h6-point-of-no-return")
+    # Past it the page still says where the run was lost; before it, nothing is claimed.
+    page.keyboard.press("End")
+    expect(page.locator("#no-return-note")).to_contain_text("Past the point of no return (step 8")
+    page.keyboard.press("Home")
+    expect(page.locator("#no-return-note")).to_have_count(0)
+
+
+def test_h6_followers_see_the_point_of_no_return(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    presenter, follower = on_air(lecture, f"/s/{SEED}?{BUGGY_13}&at=7&present=1")
+    expect(follower.locator("#no-return-note")).to_have_count(0)
+    presenter.keyboard.press("ArrowRight")
+    expect(follower.locator("#at")).to_have_text("8")
+    expect(follower.locator("#no-return-note")).to_contain_text("Point of no return")
+    expect(follower.locator('.line.no-return[data-step="8"]')).to_have_count(1)
+    # The follower's log of the presenter's steps marks it too, and only that step.
+    marked = follower.locator("#live-log .log-step", has=follower.locator(".log-no-return"))
+    expect(marked).to_have_count(1)
+    expect(marked).to_have_attribute("data-index", "8")
+    presenter.keyboard.press("ArrowRight")
+    expect(follower.locator("#at")).to_have_text("9")
+    expect(marked).to_have_count(1)
+
+
+# --- item 2: the A/B view -----------------------------------------------------------------
+
+
+def test_ab_view_shows_both_kernels_at_the_first_difference_and_walks_them(
+    axe_context: BrowserContext,
+) -> None:
+    page = axe_context.new_page()
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=13")
+    wait_timeline(page)
+    page.keyboard.press("k")
+    ab = page.locator("#ab")
+    expect(ab).to_be_visible()
+    expect(page.locator("#ab-why")).to_contain_text("First difference at step 8")
+    expect(page.locator("#ab-why")).to_contain_text("lazyfree_refcount_check on (6c8e2a256915)")
+    left, right = page.locator("#ab-side-a"), page.locator("#ab-side-b")
+    expect(left).to_contain_text("kernel 5.17 (buggy)")
+    expect(left).to_contain_text("discard")
+    expect(right).to_contain_text("kernel 5.18 (fixed)")
+    expect(right).to_contain_text("folio_set_swapbacked")
+    # Side by side: the two cards share a row on a desk-sized window.
+    a_box, b_box = left.bounding_box(), right.bounding_box()
+    assert a_box and b_box and abs(a_box["y"] - b_box["y"]) < 2 and b_box["x"] > a_box["x"]
+    shot(page, "ux-ab-view")
+    assert axe_serious(page) == []
+    page.keyboard.press("n")
+    expect(page.locator("#ab-position")).to_have_text("difference 2 of 4: step 11")
+    expect(page.locator("#at")).to_have_text("11")
+    expect(page.locator(".kernel .seg.active")).to_contain_text("5.18")
+    page.click("#ab-prev")
+    expect(page.locator("#ab-position")).to_have_text("difference 1 of 4: step 8")
+    expect(page.locator("#at")).to_have_text("8")
+
+
+def test_fix_attribution_names_the_switch_that_removes_the_violation(page: Page) -> None:
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=13")
+    wait_timeline(page)
+    page.click("#btn-fix")
+    answer = page.locator("#fix-attribution .fix-line")
+    expect(answer).to_contain_text("lost_write on kernel 5.17: flipping one switch removes it")
+    expect(answer).to_contain_text("lazyfree_refcount_check on (6c8e2a256915)")
+    # The answer is a fragment: the board did not move.
+    expect(page.locator("#at")).to_have_text("13")
+
+
+def test_l2_a_late_joiner_gets_the_outcomes_chart_on_the_projector(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    presenter = lecture[0].new_page()
+    follow = present(presenter, f"/s/{SEED}?{BUGGY_13}&at=8&present=1")
+    wait_timeline(presenter)
+    presenter.keyboard.press("e")
+    expect(presenter.locator("#outcomes table")).to_be_visible()
+    presenter.keyboard.press("ArrowRight")  # the chart stays on the projector while stepping
+    expect(presenter.locator("#at")).to_have_text("9")
+    late = join(lecture[1], follow)
+    expect(late.locator("#at")).to_have_text("9")
+    expect(late.locator("#outcomes table")).to_be_visible()
+    expect(late.locator("#outcomes")).to_contain_text("lost_write")
+    # A kernel switch leaves those outcomes behind: a later joiner does not get them.
+    presenter.keyboard.press("k")
+    expect(presenter.locator(".kernel .seg.active")).to_contain_text("5.18")
+    later = join(lecture[1], follow)
+    expect(later.locator(".kernel .seg.active")).to_contain_text("5.18")
+    expect(later.locator("#outcomes table")).to_have_count(0)
+
+
+def test_short_link_lands_on_the_same_step(page: Page) -> None:
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=8")
+    wait_timeline(page)
+    page.click("#btn-short-link")
+    box = page.locator("#share-link")
+    expect(box).to_have_value(re.compile(r"^http://127\.0\.0\.1:\d+/z/[a-z2-7]{10}$"))
+    short = box.input_value()
+    other = page.context.new_page()
+    other.goto(short)
+    expect(other.locator("#at")).to_have_text("8")
+    assert f"/s/{SEED}?" in other.url and "at=8" in other.url
+    other.close()
+
+
+def test_ab_followers_keep_the_comparison_on_next_difference(
+    lecture: tuple[BrowserContext, BrowserContext],
+) -> None:
+    presenter, follower = on_air(lecture, f"/s/{SEED}?{BUGGY_13}&at=13&present=1")
+    presenter.keyboard.press("k")
+    # The room knows the 12 steps that run on 5.18 (the presenter's page also keeps the 13th,
+    # for the way back): its followers count the differences among those.
+    expect(follower.locator("#ab-position")).to_have_text(re.compile(r"difference 1 of \d: step 8"))
+    presenter.keyboard.press("n")
+    expect(presenter.locator("#ab-position")).to_have_text("difference 2 of 4: step 11")
+    expect(follower.locator("#at")).to_have_text("11")
+    expect(follower.locator("#ab-position")).to_have_text(
+        re.compile(r"difference 2 of \d: step 11")
+    )
+    expect(follower.locator("#ab-why")).to_contain_text("lazyfree_refcount_check on")
+    # A step of its own ends the comparison, for the presenter and the room.
+    presenter.keyboard.press("ArrowLeft")
+    expect(follower.locator("#at")).to_have_text("10")
+    expect(follower.locator("#ab")).to_have_count(0)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_return_ab_and_fix_views_are_axe_clean(
+    browser: Browser, server: str, scheme: str
+) -> None:
+    context = browser.new_context(
+        base_url=server,
+        viewport={"width": 1400, "height": 1000},
+        bypass_csp=True,
+        color_scheme=scheme,  # type: ignore[arg-type]
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"/s/{SEED}?{BUGGY_13}&at=8")
+        wait_timeline(page)
+        expect(page.locator("#no-return-note")).to_be_visible()
+        page.keyboard.press("End")
+        page.click("#btn-fix")
+        expect(page.locator("#fix-attribution .fix-line")).to_contain_text("removes it")
+        assert axe_serious(page) == []
+        page.keyboard.press("k")
+        expect(page.locator("#ab")).to_be_visible()
+        assert axe_serious(page) == []
+        shot(page, f"ux-ab-view-{scheme}")
+    finally:
+        context.close()
+
+
 # --- H2: one room per presenter across p toggles and tabs ------------------------------------
 
 

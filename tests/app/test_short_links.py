@@ -1,0 +1,94 @@
+"""Short, content-addressed links (issue 15 item 4): POST /api/links, GET /z/{id}, kept in
+SQLite by default and in the rooms' Redis when configured; the long link always works."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.shortlinks import RedisLinks, SqliteLinks, check_target, digest_id
+from scripts.servers import redis_server
+from tests.app.conftest import SEED
+
+LONG = f"/s/{SEED}?v=buggy&t=dio,dio,dio,kswapd&at=4&d=2940b5b6ba83"
+
+
+@pytest.fixture
+def stored(app: FastAPI, tmp_path: Path) -> Iterator[Path]:
+    """The app's link store, in a file of this test's own."""
+    before = app.state.links
+    db = tmp_path / "links.sqlite3"
+    app.state.links = SqliteLinks(db)
+    yield db
+    app.state.links.close()
+    app.state.links = before
+
+
+def test_a_short_link_names_the_long_one_by_its_content(client: TestClient, stored: Path) -> None:
+    made = client.post("/api/links", json={"link": LONG})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["id"] == digest_id(LONG) and len(body["id"]) == 10
+    assert body["short_url"] == f"http://testserver/z/{body['id']}"
+    assert body["long_url"] == "http://testserver" + LONG
+    # The same address, even given as a full URL of this site, gets the same id.
+    again = client.post("/api/links", json={"link": "http://testserver" + LONG}).json()
+    assert again["id"] == body["id"]
+    followed = client.get(f"/z/{body['id']}", follow_redirects=False)
+    assert followed.status_code == 303 and followed.headers["location"] == LONG
+    # It is in a real file: a new store on the same file (a restart) still knows it.
+    assert asyncio.run(SqliteLinks(stored).get(body["id"])) == LONG
+
+
+def test_only_this_sites_pages_are_shortened(client: TestClient, stored: Path) -> None:
+    for link in ("https://evil.example/", "//evil.example/s/x", "/api/rooms", "/z/abc", "/s/"):
+        response = client.post("/api/links", json={"link": link})
+        assert response.status_code == 422, link
+        assert response.json()["errors"][0]["path"] == "link"
+    assert client.post("/api/links", json={"link": "javascript:alert(1)"}).status_code == 422
+    assert check_target("/edit?s=abc&v=x", 100) is None
+    assert check_target("/s/x?" + "a" * 200, 100) == "205 characters; at most 100"
+
+
+def test_unknown_and_malformed_short_links_say_so(client: TestClient, stored: Path) -> None:
+    unknown = client.get("/z/aaaaaaaaaa", headers={"accept": "text/html"})
+    assert unknown.status_code == 404 and "Unknown short link" in unknown.text
+    assert "long links (/s/...) always work" in unknown.text
+    cut = client.get("/z/abc", headers={"accept": "text/html"})
+    assert cut.status_code == 404 and "probably cut" in cut.text
+    assert not stored.exists()  # looking up creates nothing
+
+
+def test_a_client_making_links_in_a_loop_is_slowed(app: FastAPI, stored: Path) -> None:
+    client = TestClient(app, client=("203.0.113.9", 4000))
+    limit = app.state.settings.links_per_minute
+    codes = [
+        client.post("/api/links", json={"link": f"{LONG}&n={i}"}).status_code
+        for i in range(limit + 1)
+    ]
+    assert codes[:limit] == [201] * limit and codes[-1] == 429
+
+
+def test_the_dashboard_offers_a_short_link(client: TestClient) -> None:
+    page = client.get(f"/s/{SEED}?v=buggy").text
+    assert 'id="btn-short-link"' in page and "/api/links" in page
+
+
+def test_redis_keeps_links_for_every_worker() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is missing (apt-get install redis-server)")
+
+    async def both(url: str) -> tuple[str, str | None, str | None]:
+        one, two = RedisLinks(url, 1.0), RedisLinks(url, 1.0)
+        made = await one.put(LONG)
+        return made, await two.get(made), await two.get("bbbbbbbbbb")
+
+    with redis_server() as url:
+        made, found, missing = asyncio.run(both(url))
+    assert made == digest_id(LONG) and found == LONG and missing is None
