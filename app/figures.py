@@ -28,7 +28,18 @@ def _page_field(state: engine.StateView, page_id: str, name: str) -> int | None:
     page = state.page(page_id)
     if page is None:
         return None
-    return {"refcount": page.refcount, "mapcount": page.mapcount, "pins": page.pins}[name]
+    mapcount = page.mapcount
+    if page.order:
+        # A large folio's head: its mappings are the PMD's (entire) and every subpage's.
+        tails = (p.mapcount for p in state.pages if p.owner == f"tail of {page.id}")
+        mapcount += page.entire + sum(tails)
+    return {"refcount": page.refcount, "mapcount": mapcount, "pins": page.pins}[name]
+
+
+def _pin_bias(state: engine.StateView, page_id: str) -> int:
+    """What one pin adds to the refcount: GUP_PIN_COUNTING_BIAS, or 1 on a large folio."""
+    page = state.page(page_id)
+    return 1 if page is not None and page.order else GUP_PIN_COUNTING_BIAS
 
 
 def _lanes(scenario: engine.Scenario, run: engine.Trace) -> list[Figure]:
@@ -67,7 +78,8 @@ def _series(states: Sequence[engine.StateView], page_id: str, name: str) -> list
     for state in states:
         refcount = _page_field(state, page_id, "refcount")
         pins = _page_field(state, page_id, "pins") or 0
-        values.append(None if refcount is None else refcount - GUP_PIN_COUNTING_BIAS * pins)
+        bias = _pin_bias(state, page_id)
+        values.append(None if refcount is None else refcount - bias * pins)
     return values
 
 

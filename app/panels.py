@@ -280,5 +280,7 @@ def state_panel(
             ),
         )
         for key, title in SECTION_TITLES.items()
+        # The PMD section only once a scenario has large folios: order-0 panels stay as they were.
+        if key != "pmds" or state.pmds
     )
     return StatePanel(pages, ptes, sections)

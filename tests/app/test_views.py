@@ -115,3 +115,33 @@ def test_l1_two_violations_on_one_step_share_one_label() -> None:
     marks = next(t for t in timeline_figure(scenario, run, 0)["data"] if t["name"] == "✖ violation")
     assert len(marks["x"]) == len(set(marks["x"])) == 1
     assert sorted(marks["text"][0].split(" + ")) == ["data_leak", "lost_write"]
+
+
+def test_the_timeline_counts_a_large_folio_as_a_folio() -> None:
+    """A THP's head line is the folio's: its mapcount counts the PMD (entire) and every
+    subpage's PTEs, and a pin on a large folio is 1, not the small-folio bias."""
+    sc = engine.parse_scenario(
+        {
+            "id": "thp-timeline",
+            "title": "a THP pinned, then split",
+            "setup": [{"thp_fault": {"addr": "buf"}}],
+            "actors": [
+                {
+                    "name": "dev",
+                    "ops": [
+                        {"gup": {"addr": "buf#1", "mode": "pin"}},
+                        {"split_huge_pmd": {"addr": "buf"}},
+                    ],
+                }
+            ],
+        }
+    )
+    run = engine.run_schedule(sc, engine.make_config(sc), ["dev", "dev"])
+    figure = timeline_figure(sc, run, 2)
+    lines = {t["name"]: t["y"] for t in figure["data"] if t.get("yaxis") == "y2"}
+    assert lines["P0 mapcount"] == [1, 1, 2]  # the PMD, then one PTE per subpage
+    assert lines["P0 refcount − pin bias"] == [1, 1, 2]  # noqa: RUF001
+    assert lines["P0 pins"] == [0, 1, 1]
+    panel = state_panel(run.state, run.view(1), ())
+    assert any(r.label == "folio" for r in panel.pages[0].rows)
+    assert any(s.key == "pmds" for s in panel.sections)
