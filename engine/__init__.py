@@ -10,6 +10,7 @@ from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore
 from engine.export_jsonl import exploration_to_jsonl, run_to_jsonl
 from engine.export_perfetto import to_perfetto
+from engine.export_svg import render_svg
 from engine.first import find_first
 from engine.fixes import DESIGN_RULES, FIXES, Config, ConfigError
 from engine.lang import (
@@ -76,6 +77,7 @@ __all__ = [
     "parse_scenario",
     "render_diagram",
     "render_markdown",
+    "render_svg",
     "replay",
     "run_schedule",
     "run_to_json",
