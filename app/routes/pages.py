@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -54,6 +54,13 @@ from app.urls import Urls
 router = APIRouter(include_in_schema=False)
 # The dashboard's Export links are pages' URLs (a link's query) but files, documented as such.
 exports = APIRouter(tags=["exports"], responses=JSON_ERRORS)
+LINK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "a link's s= that is not a packed scenario, or holds an invalid one",
+        "content": JSON_ERRORS[422]["content"],
+    }
+}
+LINK_ROUTE = {**ROUTE_DOC, "responses": {**ROUTE_DOC["responses"], **LINK_ERRORS}}
 
 
 def is_htmx(request: Request) -> bool:
@@ -406,7 +413,7 @@ async def outcomes(
     return templates.TemplateResponse(request, "_outcomes.html", {"outcomes": view})
 
 
-@exports.get("/s/{scenario_id}/export/{format}", summary="Export a link's run", **ROUTE_DOC)
+@exports.get("/s/{scenario_id}/export/{format}", summary="Export a link's run", **LINK_ROUTE)
 def export_link(
     scenario_id: str,
     format: FormatParam,
