@@ -94,3 +94,12 @@ def test_markdown_table_cells_escape_pipes() -> None:
     )
     row = exp._repr_markdown_().splitlines()[-1]
     assert "a \\| b" in row and row.count(" | ") == 3
+
+
+def test_a_first_bug_search_says_it_counted_nothing() -> None:
+    sc, cfg, _ = _buggy()
+    first = engine.find_first(sc, cfg)
+    assert first is not None and first.first_bug
+    md = first._repr_markdown_()
+    assert md.startswith(f"first bug found after {first.states} states")
+    assert "nothing is counted" in _parse(first._repr_html_()).text[0]
