@@ -127,6 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.export == "perfetto":  # open it at ui.perfetto.dev or chrome://tracing
         print(json.dumps(engine.to_perfetto(run), separators=(",", ":")))
         return 0
+    if args.export == "svg":  # the timeline, for a slide or a bug report
+        sys.stdout.write(engine.render_svg(run))
+        return 0
     print(f"{sc.id} on kernel {cfg.label}")
     for s in run.steps:
         print(f"{s.index:>3} {s.actor:<10} {s.function:<26} {s.note}")
@@ -426,12 +429,16 @@ def parser() -> argparse.ArgumentParser:
             )
         if name != "diagram":
             s.add_argument("--json", action="store_true", help="print the API's JSON body")
-            unit, perfetto = "step", "; perfetto: Chrome trace-event JSON, one track per actor"
+            unit, perfetto = (
+                "step",
+                "; perfetto: Chrome trace-event JSON, one track per actor"
+                "; svg: the timeline as a standalone SVG image",
+            )
             if name != "run":
                 unit, perfetto = "outcome", ""
             s.add_argument(
                 "--export",
-                choices=("jsonl", "perfetto") if name == "run" else ("jsonl",),
+                choices=("jsonl", "perfetto", "svg") if name == "run" else ("jsonl",),
                 help=f"jsonl: a header line, then one JSON object per {unit}{perfetto}",
             )
         else:

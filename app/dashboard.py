@@ -131,6 +131,22 @@ class ABView:
 
 
 @dataclass(frozen=True, slots=True)
+class ExportLink:
+    label: str
+    hint: str  # the tooltip: what opens the file
+    url: str
+
+
+# The dashboard's Export links: the whole applied schedule, as the page's link names it.
+EXPORTS = (
+    ("perfetto", "Perfetto", "Chrome trace-event JSON: open it at ui.perfetto.dev"),
+    ("jsonl", "JSONL", "JSON Lines: the run, then one object per step"),
+    ("svg", "SVG", "the timeline as an SVG image"),
+    ("md", "Markdown", "the diagram as Markdown, for mailing lists and issues"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Dashboard:
     scenario: engine.Scenario
     config: engine.Config
@@ -165,6 +181,7 @@ class Dashboard:
     no_return: engine.NoReturn | None = None
     no_return_text: str = ""  # the narration's sentence about it, at or after that step
     about: About | None = None  # what the scenario is, for the page header
+    exports: tuple[ExportLink, ...] = ()  # the run shown, as files (app/routes/exports.py)
     data: dict[str, Any] = field(default_factory=dict)  # for the page's JSON island
 
     @property
@@ -587,6 +604,9 @@ def build_dashboard(
         no_return=no_return,
         no_return_text=lost_sentence(no_return, full, at),
         about=about(scenario, () if link.packed else STRIPS.of(scenario)),
+        exports=tuple(
+            ExportLink(label, hint, urls.export(sid, ref, fmt)) for fmt, label, hint in EXPORTS
+        ),
     )
     dashboard.data.update(_island(dashboard, sid, urls))
     return dashboard

@@ -116,6 +116,7 @@ def create_app(
     app.add_middleware(HeadAsGet)  # outermost: every GET route answers HEAD too
 
     app.include_router(api.router)
+    app.include_router(pages.exports)
     app.include_router(ws.router)
     app.include_router(rooms.router)
     app.include_router(pages.router)

@@ -83,6 +83,10 @@ class Urls:
     def outcomes(self, sid: str, ref: RunRef, **extra: str | int | None) -> str:
         return self._scenario(sid, "/outcomes", ref.query(**extra))
 
+    def export(self, sid: str, ref: RunRef, fmt: str) -> str:
+        """The run at `ref` as a file to download (app/exports.py names the formats)."""
+        return self._scenario(sid, f"/export/{quote(fmt, safe='')}", ref.query())
+
     def present(
         self, sid: str, ref: RunRef, room: str | None = None, token: str | None = None
     ) -> str:

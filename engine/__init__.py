@@ -12,6 +12,7 @@ from engine.expect import ExpectCheck, check_expect
 from engine.explore import Exploration, Outcome, explore, reachable_violations
 from engine.export_jsonl import exploration_to_jsonl, run_to_jsonl
 from engine.export_perfetto import to_perfetto
+from engine.export_svg import render_svg
 from engine.first import find_first
 from engine.fixes import DESIGN_RULES, FIXES, SWITCHES, Config, ConfigError, build_config
 from engine.lang import (
@@ -88,6 +89,7 @@ __all__ = [
     "reachable_violations",
     "render_diagram",
     "render_markdown",
+    "render_svg",
     "replay",
     "run_schedule",
     "run_to_json",

@@ -89,6 +89,17 @@ class Exploration:
     first_bug: bool = False
     preemptions: int = 0
 
+    # Jupyter's rich display (engine/notebook.py), imported when called: it imports this.
+    def _repr_html_(self) -> str:
+        from engine.notebook import exploration_html
+
+        return exploration_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from engine.notebook import exploration_markdown
+
+        return exploration_markdown(self)
+
 
 @collector_paused()
 def explore(

@@ -84,6 +84,18 @@ class Trace:
     model: Model
     start: World
 
+    # Jupyter's rich display (engine/notebook.py). Imported when called: the renderers
+    # import this module.
+    def _repr_html_(self) -> str:
+        from engine.notebook import trace_html
+
+        return trace_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from engine.notebook import trace_markdown
+
+        return trace_markdown(self)
+
     def world(self, at: int) -> World:
         """The world after `at` steps (0: after the setup)."""
         return self.steps[at - 1].world if at > 0 else self.start

@@ -13,7 +13,7 @@ from pydantic import Field
 import engine
 from app.config import MAX_SCHEDULE
 from app.deps import CatalogDep, ExplorerDep, RunnerDep
-from app.runref import RunRef
+from app.exports import ROUTE_DOC, FormatParam, export_response, replay_link
 from app.schemas import (
     ERRORS,
     JSON_ERRORS,
@@ -26,7 +26,6 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
-from app.security import site_url
 from app.service import (
     CLIENT_GONE,
     BadInput,
@@ -36,7 +35,7 @@ from app.service import (
     disconnected,
     resolve_scenario,
 )
-from app.urls import APP, Urls
+from app.urls import APP
 
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
@@ -179,15 +178,28 @@ def diagram(
     runner.check_length(body.schedule)
     scenario, config, result = _run(body, runner)
     at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
-    params = RunRef.for_link(scenario, config, body.scenario, body.schedule, at)
-    settings = request.app.state.settings
-    base = site_url(
-        request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
+    link = (
+        replay_link(request, scenario, config, body.scenario, body.schedule, at) if replay else None
     )
-    # The site's address (root included) in front.
-    link = Urls(base).page(scenario.id, params) if replay else None
     if format == "md":
         markdown = engine.render_markdown(scenario, config, result, link)
         return PlainTextResponse(markdown, media_type="text/markdown")
     text = engine.render_diagram(scenario, config, result).rstrip("\n")
     return PlainTextResponse(f"{text}\n\nreplay: {link}\n" if link else f"{text}\n")
+
+
+@router.post("/export/{format}", summary="Export a run", **ROUTE_DOC)
+def export_run(
+    body: DiagramRequest, format: FormatParam, request: Request, runner: RunnerDep
+) -> Response:
+    """One interleaving as a file to download: Perfetto trace-event JSON, JSON Lines, the
+    timeline as SVG, or the diagram as Markdown (`at`: the step its replay link opens at).
+
+    The body is `/api/run`'s; the replay is strict, as there: a step that does not apply is a
+    422 naming it. The dashboard's Export links are `GET /s/{id}/export/{format}`.
+    """
+    runner.check_length(body.schedule)
+    scenario, config, run = _run(body, runner)
+    at = len(body.schedule) if body.at is None else min(body.at, len(body.schedule))
+    link = replay_link(request, scenario, config, body.scenario, body.schedule, at)
+    return export_response(format, scenario, config, run, link)

@@ -10,11 +10,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 import engine
@@ -30,6 +30,7 @@ from app.dashboard import (
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.doom import no_return_of
 from app.errors import PageError, error_page
+from app.exports import ROUTE_DOC, FormatParam, export_response, replay_link
 from app.links import (
     LinkScenarioError,
     decode_doc,
@@ -37,9 +38,11 @@ from app.links import (
 )
 from app.outcomes import dashboard_outcomes
 from app.runref import RunRef
+from app.schemas import JSON_ERRORS
 from app.security import cross_site_subresource
 from app.service import (
     CLIENT_GONE,
+    BadInput,
     Catalog,
     Explorer,
     client_of,
@@ -51,6 +54,15 @@ from app.service import (
 from app.urls import Urls
 
 router = APIRouter(include_in_schema=False)
+# The dashboard's Export links are pages' URLs (a link's query) but files, documented as such.
+exports = APIRouter(tags=["exports"], responses=JSON_ERRORS)
+LINK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "a link's s= that is not a packed scenario, or holds an invalid one",
+        "content": JSON_ERRORS[422]["content"],
+    }
+}
+LINK_ROUTE = {**ROUTE_DOC, "responses": {**ROUTE_DOC["responses"], **LINK_ERRORS}}
 
 
 def is_htmx(request: Request) -> bool:
@@ -477,3 +489,39 @@ async def outcomes(
         sid, target.scenario, config, result, target.link.packed, notices, target.urls
     )
     return templates.TemplateResponse(request, "_outcomes.html", {"outcomes": view})
+
+
+@exports.get("/s/{scenario_id}/export/{format}", summary="Export a link's run", **LINK_ROUTE)
+def export_link(
+    scenario_id: str,
+    format: FormatParam,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    # Read by _target from the query string as the page reads them; declared for the docs.
+    v: Annotated[str | None, Query(description="the variant (kernel) to run on")] = None,
+    t: Annotated[str | None, Query(description="the schedule: actor names, with commas")] = None,
+    at: Annotated[str | None, Query(description="the step the Markdown's link opens at")] = None,
+    d: Annotated[str | None, Query(description="the scenario's digest in the link")] = None,
+    s: Annotated[str | None, Query(description="a custom scenario's document, packed")] = None,
+) -> Response:
+    """The run a dashboard link shows (the page's own query: v, t, at, d, s) as a file.
+
+    Unlike the page, which replays what still applies and explains the rest, a download is
+    the run asked for or an error: a step that does not apply is a 422 at `t` naming the step,
+    an unknown variant a 422 at `v`.
+    """
+    target = _target(request, catalog, settings, scenario_id)  # bounds, s= documents
+    link, scenario = target.link, target.scenario
+    # The errors name the link's parameters (v=, t=), not the API body's fields.
+    try:
+        config = engine.make_config(scenario, variant=link.variant)
+    except engine.ConfigError as err:
+        raise BadInput("v", str(err)) from err
+    try:
+        run = engine.run_schedule(scenario, config, link.schedule)
+    except engine.ScheduleError as err:
+        raise BadInput("t", str(err)) from err
+    ref = dict(scenario.document) if link.packed else scenario.id
+    url = replay_link(request, scenario, config, ref, link.schedule, link.step)
+    return export_response(format, scenario, config, run, url)

@@ -85,5 +85,12 @@ def test_links_stay_in_the_project_and_resolve(page: str) -> None:
 def test_the_readme_points_into_docs_not_outside() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "../" not in readme
-    for page in ("scenario-language.md", "cli.md", "api.md", "settings.md", "deploy.md"):
+    for page in (
+        "scenario-language.md",
+        "cli.md",
+        "api.md",
+        "settings.md",
+        "deploy.md",
+        "notebook.md",
+    ):
         assert f"(docs/{page})" in readme, page

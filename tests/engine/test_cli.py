@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,10 @@ def test_run_and_explore_export(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*run, "--export", "perfetto"]) == 0
     events = json.loads(capsys.readouterr().out)["traceEvents"]
     assert {e["name"] for e in events if e["ph"] == "i"} >= {"lost_write"}
+    assert main([*run, "--export", "svg"]) == 0
+    svg = ET.fromstring(capsys.readouterr().out.encode())
+    steps = [e for e in svg.iter("{http://www.w3.org/2000/svg}circle") if e.get("class") == "step"]
+    assert len(steps) == len(schedule.split(","))
     assert main(["explore", SCENARIO, "--variant", "buggy", "--export", "jsonl"]) == 1
     outcomes = capsys.readouterr().out.splitlines()
     assert json.loads(outcomes[0])["kind"] == "exploration"
