@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 import engine
-from engine.state import GUP_PIN_COUNTING_BIAS
+from engine.views import page_counts
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 VERMILLION = "#D55E00"
@@ -25,21 +25,10 @@ def _first_page_id(states: Sequence[engine.StateView]) -> str | None:
 
 
 def _page_field(state: engine.StateView, page_id: str, name: str) -> int | None:
-    page = state.page(page_id)
-    if page is None:
+    counts = page_counts(state, page_id)
+    if counts is None:
         return None
-    mapcount = page.mapcount
-    if page.order:
-        # A large folio's head: its mappings are the PMD's (entire) and every subpage's.
-        tails = (p.mapcount for p in state.pages if p.owner == f"tail of {page.id}")
-        mapcount += page.entire + sum(tails)
-    return {"refcount": page.refcount, "mapcount": mapcount, "pins": page.pins}[name]
-
-
-def _pin_bias(state: engine.StateView, page_id: str) -> int:
-    """What one pin adds to the refcount: GUP_PIN_COUNTING_BIAS, or 1 on a large folio."""
-    page = state.page(page_id)
-    return 1 if page is not None and page.order else GUP_PIN_COUNTING_BIAS
+    return dict(zip(("refcount", "mapcount", "pins"), counts, strict=True))[name]
 
 
 def _lanes(scenario: engine.Scenario, run: engine.Trace) -> list[Figure]:
@@ -71,16 +60,8 @@ def _lanes(scenario: engine.Scenario, run: engine.Trace) -> list[Figure]:
 
 
 def _series(states: Sequence[engine.StateView], page_id: str, name: str) -> list[int | None]:
-    if name != "refcount":
-        return [_page_field(state, page_id, name) for state in states]
-    # The pin bias (1024 per pin) would flatten every other line: it is plotted apart.
-    values: list[int | None] = []
-    for state in states:
-        refcount = _page_field(state, page_id, "refcount")
-        pins = _page_field(state, page_id, "pins") or 0
-        bias = _pin_bias(state, page_id)
-        values.append(None if refcount is None else refcount - bias * pins)
-    return values
+    # The refcount is plotted less the pins (1024 each on a small folio), which have a line.
+    return [_page_field(state, page_id, name) for state in states]
 
 
 def _counts(run: engine.Trace) -> list[Figure]:

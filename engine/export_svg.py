@@ -14,9 +14,8 @@ import re
 from collections.abc import Sequence
 from html import escape
 
-from engine.state import GUP_PIN_COUNTING_BIAS
 from engine.trace import Trace
-from engine.views import StateView
+from engine.views import StateView, page_counts
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 VERMILLION = "#D55E00"
@@ -44,12 +43,8 @@ def _fit(value: str, chars: int) -> str:
 
 
 def _pin_free(state: StateView, page_id: str) -> tuple[int, int, int] | None:
-    """(refcount less the pin bias, mapcount, pins): the 1024-per-pin bias would flatten
-    every other line, so pins get a line of their own, as on the dashboard."""
-    page = state.page(page_id)
-    if page is None:
-        return None
-    return page.refcount - GUP_PIN_COUNTING_BIAS * page.pins, page.mapcount, page.pins
+    """(refcount less the pins, mapcount, pins), as on the dashboard (views.page_counts)."""
+    return page_counts(state, page_id)
 
 
 def _step_path(xs: Sequence[float], ys: Sequence[float | None]) -> str:

@@ -210,6 +210,23 @@ class StateView:
         return next((p for p in self.pages if p.id == page_id), None)
 
 
+def page_counts(view: StateView, page_id: str) -> tuple[int, int, int] | None:
+    """(refcount less the pins, mapcount, pins) of a page, as the timelines plot them: a pin
+    adds GUP_PIN_COUNTING_BIAS to a small folio (1 to a large one), which would flatten
+    every other line, so pins get a line of their own; a large folio's head counts its PMD
+    (entire) mappings and every subpage's PTEs. None if the page does not exist yet."""
+    page = view.page(page_id)
+    if page is None:
+        return None
+    mapcount = page.mapcount
+    bias = GUP_PIN_COUNTING_BIAS
+    if page.order:
+        tails = (p.mapcount for p in view.pages if p.owner == f"tail of {page.id}")
+        mapcount += page.entire + sum(tails)
+        bias = 1
+    return page.refcount - bias * page.pins, mapcount, page.pins
+
+
 def _mmap_lock(proc_writer: str, readers: tuple[str, ...]) -> str | None:
     if proc_writer:
         return f"write: {proc_writer}"
