@@ -416,6 +416,9 @@ class World(NamedTuple):
     # deferred-split queue: large folios partially unmapped (deferred_split_folio).
     pmds: tuple[tuple[str, str, Pmd], ...] = ()
     deferred: tuple[int, ...] = ()
+    # Folios deferred_split_scan moved to its own private list (still linked there through
+    # _deferred_list, off the queue): only that scanner may unlink them.
+    scanning: tuple[int, ...] = ()
 
     def evolve(
         self,
@@ -438,6 +441,7 @@ class World(NamedTuple):
         swap_users: tuple[str, ...] | None = None,
         pmds: tuple[tuple[str, str, Pmd], ...] | None = None,
         deferred: tuple[int, ...] | None = None,
+        scanning: tuple[int, ...] | None = None,
     ) -> World:
         """This world with the given parts changed."""
         return World(
@@ -459,6 +463,7 @@ class World(NamedTuple):
             self.swap_users if swap_users is None else swap_users,
             self.pmds if pmds is None else pmds,
             self.deferred if deferred is None else deferred,
+            self.scanning if scanning is None else scanning,
         )
 
     # -- pages ---------------------------------------------------------------

@@ -203,12 +203,9 @@ def split_folio(ctx: Ctx, head: int) -> str:
 
 
 def on_scan_list(ctx: Ctx, head: int) -> bool:
-    """Whether a scanner holds `head` on deferred_split_scan's private list (taken off the
-    queue with a reference, not split yet): only that scanner may unlink it then."""
-    return any(
-        a.pc == "deferred_split_do" and isinstance(a.regs, Splitting) and a.regs.folio == head
-        for a in ctx.w.actors
-    )
+    """Whether `head` is on a deferred_split_scan's private list (taken off the queue with
+    a reference, not split yet): only that scanner may unlink it then."""
+    return head in ctx.w.scanning
 
 
 @SPLIT.step
@@ -222,6 +219,7 @@ def deferred_split_take(ctx: Ctx) -> Effect | Blocked:
         ctx.w = ctx.w.evolve(deferred=queue[1:])
         ctx.next_op()
         return ctx.effect("deferred_split_scan", f"folio_try_get fails on {page_name(head)}")
+    ctx.w = ctx.w.evolve(scanning=(*ctx.w.scanning, head))
     ctx.goto(deferred_split_do, folio=head)
     return ctx.effect(
         "deferred_split_scan",
@@ -232,6 +230,7 @@ def deferred_split_take(ctx: Ctx) -> Effect | Blocked:
 @SPLIT.step
 def deferred_split_do(ctx: Ctx) -> Effect | Blocked:
     head = ctx.regs(Splitting).folio
+    ctx.w = ctx.w.evolve(scanning=tuple(f for f in ctx.w.scanning if f != head))
     note = split_folio(ctx, head)
     freed = refs.put(ctx, head, what="folio_put")
     if freed:
