@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -105,64 +107,72 @@ def explore(
 
     With `symmetry`, interchangeable actors (engine.symmetry) share one stored world per
     orbit; each concrete move is still one edge, so the counts stay exact.
+
+    What is stored per state is compact: its world as a short byte string (`Codec`), its
+    edges and its first parent in integer arrays. A world itself lives only until its state
+    is expanded (breadth-first: the frontier, a small part of the space).
     """
     began = time.perf_counter()
     model = Model(scenario, config)
     sym = detect(scenario) if symmetry else None
+    codec = Codec()
     init = model.initial()
-    ids: dict[World, int] = {init: 0}
-    worlds: list[World] = [init]
-    succ: list[list[int]] = [[]]
-    parent: list[Parent] = [(-1, -1, None)]
+    key, segments = codec.encode(init)
+    ids: dict[bytes, int] = {key: 0}
+    pending: deque[tuple[World, list[bytes]]] = deque([(init, segments)])
+    graph = Graph()
+    parents = Parents()
+    parents.add(-1, -1, None)
     terminal: dict[int, tuple[tuple[str, ...], str, str]] = {}
     transitions = 0
     truncated = False
-    frontier = 0
-    while frontier < len(worlds):
-        if frontier % REPORT_EVERY == 0 and frontier:
+    sid = -1
+    while pending:
+        sid += 1  # states are expanded in the order they were found
+        if sid % REPORT_EVERY == 0 and sid:
             if progress is not None:
-                progress(len(worlds), transitions)
+                progress(len(ids), transitions)
             if (cancel is not None and cancel()) or time.perf_counter() - began > time_limit_s:
                 truncated = True
                 break
-        sid = frontier
-        frontier += 1
-        world = worlds[sid]
+        world, segments = pending.popleft()
+        graph.expand()
         moves = successors(model, world)
         if not moves:
             final, events = model.conclude(world)
             message = events[0][1] if events else ""
             terminal[sid] = (final.violations, model.label(final), message)
             continue
-        out = succ[sid]
         for actor, effect in moves:
             transitions += 1
-            fresh = len(worlds)
-            world, perm = effect.world, None
+            fresh = len(ids)
+            nxt_world, perm = effect.world, None
             if sym is not None:
-                world, perm = sym.canonical(world)
+                nxt_world, perm = sym.canonical(nxt_world)
+            key, nxt_segments = codec.encode(nxt_world, world, segments)
             if fresh < max_states:
-                # One hash per successor: a world is a deep tuple and hashing it is not free.
-                nxt = ids.setdefault(world, fresh)
+                # One hash per successor, of a short byte string (a bytes object keeps it).
+                nxt = ids.setdefault(key, fresh)
             else:
-                found = ids.get(world)
+                found = ids.get(key)
                 if found is None:
                     truncated = True
                     continue
                 nxt = found
             if nxt == fresh:
-                worlds.append(world)
-                succ.append([])
-                parent.append((sid, actor, perm))
-            out.append(nxt)
-    paths, order = count_paths(succ, len(worlds))
-    cycle = len(order) != len(worlds)
-    doomed = None if truncated or cycle else doomed_states(succ, order, terminal)
+                pending.append((nxt_world, nxt_segments))
+                parents.add(sid, actor, perm)
+            graph.edge(nxt)
+    del pending  # the unexpanded frontier of a cut-off search: no longer needed
+    graph.close(len(ids))
+    paths, order = count_paths(graph)
+    cycle = len(order) != len(ids)
+    doomed = None if truncated or cycle else doomed_states(graph, order, terminal)
     outcomes = tuple(
-        with_message(model, o) for o in group(terminal, paths, parent, model.names, doomed)
+        with_message(model, o) for o in group(terminal, paths, parents, model.names, doomed)
     )
     return Exploration(
-        states=len(worlds),
+        states=len(ids),
         transitions=transitions,
         interleavings=sum(o.interleavings for o in outcomes),
         outcomes=outcomes,
@@ -170,6 +180,129 @@ def explore(
         elapsed_ms=round((time.perf_counter() - began) * 1000, 2),
         cycle=cycle,
     )
+
+
+WIDE = 255  # the first byte of a segment whose codes do not all fit in a byte
+
+
+class Codec:
+    """Worlds as short byte strings, equal exactly when the worlds are equal.
+
+    Each of World's fields is encoded on its own, whatever the fields are (new fields are
+    encoded like the others): a tuple as its length and one code per element, anything else
+    as one code. A code numbers a value in that field's table in the order values were first
+    seen, so the tables hold each distinct page, actor, PTE... once, however many worlds
+    share it. A field's segment is its codes as bytes (one byte each) when all are below
+    WIDE, else WIDE then 4-byte codes; the first code (length + 1, or 0 for a non-tuple)
+    says how long the segment is, so the concatenation is unambiguous.
+
+    Successors share most fields (and most actors) with the world they came from, as the
+    same objects: `encode` reuses the base world's segments and codes for those, and looks
+    up only what changed. A code is never reassigned, so a world always gets the same key.
+    """
+
+    __slots__ = ("tables",)
+
+    def __init__(self) -> None:
+        self.tables: list[dict[object, int]] = [{} for _ in World._fields]
+
+    def encode(
+        self, world: World, base: World | None = None, base_segments: list[bytes] | None = None
+    ) -> tuple[bytes, list[bytes]]:
+        """The world's key and its segments (to pass as `base_segments` for its successors)."""
+        segments: list[bytes] = []
+        for i, value in enumerate(world):
+            old: object = None
+            old_segment = b""
+            if base is not None and base_segments is not None:
+                old, old_segment = base[i], base_segments[i]
+                if value is old:
+                    segments.append(old_segment)
+                    continue
+            table = self.tables[i]
+            if isinstance(value, tuple):
+                codes = [len(value) + 1]
+                # The same length, in one-byte codes: elements kept as the same objects keep
+                # their codes (an actor that did not move, a page the step did not touch).
+                same = isinstance(old, tuple) and len(old) == len(value) and old_segment[0] != WIDE
+                for j, element in enumerate(value):
+                    if same and element is old[j]:  # type: ignore[index]
+                        codes.append(old_segment[j + 1])
+                        continue
+                    code = table.get(element)
+                    if code is None:
+                        code = table[element] = len(table)
+                    codes.append(code)
+            else:
+                code = table.get(value)
+                if code is None:
+                    code = table[value] = len(table)
+                codes = [0, code]
+            if max(codes) < WIDE:
+                segments.append(bytes(codes))
+            else:
+                segments.append(bytes((WIDE,)) + array("I", codes).tobytes())
+        return b"".join(segments), segments
+
+
+class Graph:
+    """The state graph as integer arrays (compressed sparse rows): the successors of state s
+    are `targets[starts[s]:starts[s + 1]]`. States are expanded in order, so each state's
+    edges are appended after the previous state's."""
+
+    __slots__ = ("starts", "targets")
+
+    def __init__(self) -> None:
+        self.starts = array("q")
+        self.targets = array("q")
+
+    def expand(self) -> None:
+        """The next state's edges begin here."""
+        self.starts.append(len(self.targets))
+
+    def edge(self, target: int) -> None:
+        self.targets.append(target)
+
+    def close(self, n: int) -> None:
+        """Give the states never expanded (a cut-off search) no edges, and end the rows."""
+        end = len(self.targets)
+        self.starts.extend([end] * (n + 1 - len(self.starts)))
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def out(self, s: int) -> array[int]:
+        return self.targets[self.starts[s] : self.starts[s + 1]]
+
+
+class Parents:
+    """How each stored state was first reached, as integer arrays (see `Parent`)."""
+
+    __slots__ = ("actor", "perm", "perm_ids", "perms", "state")
+
+    def __init__(self) -> None:
+        self.state = array("q")
+        self.actor = array("i")
+        self.perm = array("i")  # an index into `perms`, -1 for none
+        # The few distinct permutations (at most the orbits' symmetries), stored once each.
+        self.perms: list[tuple[int, ...]] = []
+        self.perm_ids: dict[tuple[int, ...], int] = {}
+
+    def add(self, state: int, actor: int, perm: tuple[int, ...] | None) -> None:
+        self.state.append(state)
+        self.actor.append(actor)
+        if perm is None:
+            self.perm.append(-1)
+            return
+        index = self.perm_ids.get(perm)
+        if index is None:
+            index = self.perm_ids[perm] = len(self.perms)
+            self.perms.append(perm)
+        self.perm.append(index)
+
+    def __getitem__(self, sid: int) -> Parent:
+        index = self.perm[sid]
+        return self.state[sid], self.actor[sid], None if index < 0 else self.perms[index]
 
 
 def with_message(model: Model, outcome: Outcome) -> Outcome:
@@ -193,21 +326,24 @@ def first_message(model: Model, schedule: tuple[str, ...]) -> str:
     return events[0][1] if events else ""
 
 
-def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], list[int]]:
+def count_paths(graph: Graph) -> tuple[list[int], array[int]]:
     """Paths from state 0 to every state, and the topological (Kahn's) order they were
-    counted in; on a cycle the order stops short of n instead of looping."""
-    indegree = [0] * n
-    for out in succ:
-        for t in out:
-            indegree[t] += 1
+    counted in; on a cycle the order stops short of n instead of looping. (Integer arrays
+    but for the counts, which are exact Python integers: the order and the in-degrees would
+    otherwise be most of the search's peak memory.)"""
+    n = len(graph)
+    indegree = array("i", bytes(4 * n))
+    for t in graph.targets:
+        indegree[t] += 1
+    starts, targets = graph.starts, graph.targets
     paths = [0] * n
     paths[0] = 1
     ready = [i for i in range(n) if indegree[i] == 0]
-    order = []
+    order = array("q")
     while ready:
         s = ready.pop()
         order.append(s)
-        for t in succ[s]:
+        for t in targets[starts[s] : starts[s + 1]]:
             paths[t] += paths[s]
             indegree[t] -= 1
             if indegree[t] == 0:
@@ -216,21 +352,21 @@ def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], list[int]]:
 
 
 def doomed_states(
-    succ: list[list[int]], order: list[int], terminal: dict[int, tuple[tuple[str, ...], str, str]]
+    graph: Graph, order: array[int], terminal: dict[int, tuple[tuple[str, ...], str, str]]
 ) -> list[bool]:
     """Whether every run from each state breaks an invariant: a terminal state with a
     violation is doomed, and so is a state all of whose successors are (reverse topological
     order). The first doomed state of an example is its point of no return."""
-    doomed = [False] * len(succ)
+    doomed = [False] * len(graph)
     for s in reversed(order):
         if s in terminal:
             doomed[s] = bool(terminal[s][0])
         else:
-            doomed[s] = all(doomed[t] for t in succ[s])
+            doomed[s] = all(doomed[t] for t in graph.out(s))
     return doomed
 
 
-def path_states(parent: list[Parent], sid: int) -> list[int]:
+def path_states(parent: Parents, sid: int) -> list[int]:
     """The stored states along the first path to `sid`, from the initial state."""
     states = [sid]
     while parent[sid][0] >= 0:
@@ -239,7 +375,7 @@ def path_states(parent: list[Parent], sid: int) -> list[int]:
     return states[::-1]
 
 
-def example(parent: list[Parent], sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
+def example(parent: Parents, sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
     """The schedule of named actors that reaches state `sid`.
 
     Under symmetry a stored world may be a relabelled copy of the one the moves reached:
@@ -265,7 +401,7 @@ def example(parent: list[Parent], sid: int, names: tuple[str, ...]) -> tuple[str
 def group(
     terminal: dict[int, tuple[tuple[str, ...], str, str]],
     paths: list[int],
-    parent: list[Parent],
+    parent: Parents,
     names: tuple[str, ...],
     doomed: list[bool] | None = None,
 ) -> tuple[Outcome, ...]:
@@ -291,7 +427,7 @@ def group(
     return tuple(outcomes)
 
 
-def no_return(parent: list[Parent], sid: int, doomed: list[bool] | None) -> int:
+def no_return(parent: Parents, sid: int, doomed: list[bool] | None) -> int:
     """How many steps of the example lead to its point of no return (-1: not known)."""
     if doomed is None:
         return -1
