@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import compress
+from operator import is_not
 
 from engine.fixes import Config
 from engine.kernel.machine import Effect
@@ -117,6 +119,7 @@ def explore(
     sym = detect(scenario) if symmetry else None
     codec = Codec()
     init = model.initial()
+    plain_init = sym is not None and sym.canonical(init)[1] is None
     key, segments = codec.encode(init)
     ids: dict[bytes, int] = {key: 0}
     pending: deque[tuple[World, list[bytes]]] = deque([(init, segments)])
@@ -148,7 +151,8 @@ def explore(
             fresh = len(ids)
             nxt_world, perm = effect.world, None
             if sym is not None:
-                nxt_world, perm = sym.canonical(nxt_world)
+                # A stored world is canonical, and so is the initial one unless checked not.
+                nxt_world, perm = sym.canonical(nxt_world, world if sid or plain_init else None)
             key, nxt_segments = codec.encode(nxt_world, world, segments)
             if fresh < max_states:
                 # One hash per successor, of a short byte string (a bytes object keeps it).
@@ -182,6 +186,8 @@ def explore(
     )
 
 
+FIELDS = range(len(World._fields))
+RECENT_LIMIT = 20_000
 WIDE = 255  # the first byte of a segment whose codes do not all fit in a byte
 
 
@@ -201,48 +207,68 @@ class Codec:
     up only what changed. A code is never reassigned, so a world always gets the same key.
     """
 
-    __slots__ = ("tables",)
+    __slots__ = ("recent", "tables")
 
     def __init__(self) -> None:
         self.tables: list[dict[object, int]] = [{} for _ in World._fields]
+        # Each field's recent values and their segments: a state is reached again and again
+        # (three moves in four lead to a known one) and hashing a field's value in C is far
+        # cheaper than coding its elements in Python. Bounded: cleared when full.
+        self.recent: list[dict[object, bytes]] = [{} for _ in World._fields]
 
     def encode(
         self, world: World, base: World | None = None, base_segments: list[bytes] | None = None
     ) -> tuple[bytes, list[bytes]]:
         """The world's key and its segments (to pass as `base_segments` for its successors)."""
-        segments: list[bytes] = []
-        for i, value in enumerate(world):
-            old: object = None
-            old_segment = b""
-            if base is not None and base_segments is not None:
-                old, old_segment = base[i], base_segments[i]
-                if value is old:
-                    segments.append(old_segment)
-                    continue
-            table = self.tables[i]
-            if isinstance(value, tuple):
-                codes = [len(value) + 1]
-                # The same length, in one-byte codes: elements kept as the same objects keep
-                # their codes (an actor that did not move, a page the step did not touch).
-                same = isinstance(old, tuple) and len(old) == len(value) and old_segment[0] != WIDE
-                for j, element in enumerate(value):
-                    if same and element is old[j]:  # type: ignore[index]
-                        codes.append(old_segment[j + 1])
-                        continue
-                    code = table.get(element)
-                    if code is None:
-                        code = table[element] = len(table)
-                    codes.append(code)
-            else:
-                code = table.get(value)
-                if code is None:
-                    code = table[value] = len(table)
-                codes = [0, code]
-            if max(codes) < WIDE:
-                segments.append(bytes(codes))
-            else:
-                segments.append(bytes((WIDE,)) + array("I", codes).tobytes())
+        if base is None or base_segments is None:
+            segments = [self._segment(i, v, None, b"") for i, v in enumerate(world)]
+        else:
+            segments = base_segments.copy()
+            # Only the fields the step replaced (compress and map run in C: no Python-level
+            # loop over the fields it kept).
+            for i in compress(FIELDS, map(is_not, world, base)):
+                value = world[i]
+                recent = self.recent[i]
+                segment = recent.get(value)
+                if segment is None:
+                    segment = self._segment(i, value, base[i], base_segments[i])
+                    if len(recent) >= RECENT_LIMIT:
+                        recent.clear()
+                    recent[value] = segment
+                segments[i] = segment
         return b"".join(segments), segments
+
+    def _segment(self, field: int, value: object, old: object, old_segment: bytes) -> bytes:
+        table = self.tables[field]
+        if not isinstance(value, tuple):
+            code = table.get(value)
+            if code is None:
+                code = table[value] = len(table)
+            return bytes((0, code)) if code < WIDE else self._wide([0, code])
+        if isinstance(old, tuple) and len(old) == len(value) and old_segment[0] != WIDE:
+            # The same length, in one-byte codes: elements kept as the same objects keep
+            # their codes (an actor that did not move, a page the step did not touch).
+            narrow = bytearray(old_segment)
+            for j in compress(range(len(value)), map(is_not, value, old)):
+                code = table.get(value[j])
+                if code is None:
+                    code = table[value[j]] = len(table)
+                if code >= WIDE:
+                    break
+                narrow[j + 1] = code
+            else:
+                return bytes(narrow)
+        codes = [len(value) + 1]
+        for element in value:
+            code = table.get(element)
+            if code is None:
+                code = table[element] = len(table)
+            codes.append(code)
+        return bytes(codes) if max(codes) < WIDE else self._wide(codes)
+
+    @staticmethod
+    def _wide(codes: list[int]) -> bytes:
+        return bytes((WIDE,)) + array("I", codes).tobytes()
 
 
 class Graph:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.errors import InputError
 from engine.fixes import Config
 from engine.invariants import Fate, FateOf
 from engine.kernel import OPS, oracle
-from engine.kernel.machine import Blocked, Ctx, Effect
+from engine.kernel.machine import Blocked, Ctx, Effect, Params, StepFn
 from engine.lang.ir import Op, Scenario
 from engine.state import (
     DIRTY,
@@ -53,10 +53,18 @@ class SetupError(InputError):
 class Model:
     scenario: Scenario
     config: Config
+    # Looked up once rather than on each of the explorer's steps: the actors' names, and
+    # for each actor its ops as (the op's entry, its parameters).
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    plan: tuple[tuple[tuple[StepFn, Params], ...], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(a.name for a in self.scenario.actors)
+    def __post_init__(self) -> None:
+        actors = self.scenario.actors
+        object.__setattr__(self, "names", tuple(a.name for a in actors))
+        plan = tuple(tuple((OPS[op.kind].run, op.params) for op in a.ops) for a in actors)
+        object.__setattr__(self, "plan", plan)
 
     def ops(self, index: int) -> tuple[Op, ...]:
         return self.scenario.actors[index].ops
@@ -105,13 +113,12 @@ class Model:
 
     def step(self, world: World, index: int) -> Effect | Blocked | None:
         """Actor `index` takes its next atomic step; None when it has finished."""
-        actor = world.actors[index]
-        ops = self.scenario.actors[index].ops
-        if actor.op >= len(ops):
+        at = world.actors[index].op
+        ops = self.plan[index]
+        if at >= len(ops):
             return None
-        op = ops[actor.op]
-        ctx = Ctx(self.config, index, self.scenario.actors[index].name, op.params, world)
-        return OPS[op.kind].run(ctx)
+        run, params = ops[at]
+        return run(Ctx(self.config, index, self.names[index], params, world))
 
     def finished(self, world: World) -> bool:
         pairs = zip(world.actors, self.scenario.actors, strict=True)

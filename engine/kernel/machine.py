@@ -30,8 +30,10 @@ from engine.state import Actor, World
 Params = Mapping[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
+class Effect(NamedTuple):
+    """What one step did. (A named tuple, not a frozen dataclass: one is built for every
+    move the explorer tries, and a tuple is built in C.)"""
+
     world: World
     function: str
     note: str
