@@ -10,11 +10,12 @@ group terminal states by violations and by what became of the first page.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import compress
@@ -104,6 +105,7 @@ def explore(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     symmetry: bool = True,
+    frontier_worlds: int = 20_000,
 ) -> Exploration:
     """Search all interleavings of the scenario's actors under `config`.
 
@@ -112,7 +114,8 @@ def explore(
 
     What is stored per state is compact: its world as a short byte string (`Codec`), its
     edges and its first parent in integer arrays. A world itself lives only until its state
-    is expanded (breadth-first: the frontier, a small part of the space).
+    is expanded, and only while the frontier is under `frontier_worlds`: beyond, a state
+    waits as its key and its world is decoded when it is expanded.
     """
     began = time.perf_counter()
     model = Model(scenario, config)
@@ -122,7 +125,9 @@ def explore(
     plain_init = sym is not None and sym.canonical(init)[1] is None
     key, segments = codec.encode(init)
     ids: dict[bytes, int] = {key: 0}
-    pending: deque[tuple[World, list[bytes]]] = deque([(init, segments)])
+    # The frontier: worlds to expand, with their segments; past FRONTIER_WORLDS of them, only
+    # their keys (a wide search would otherwise hold a large part of its space as worlds).
+    pending: deque[tuple[World, list[bytes]] | bytes] = deque([(init, segments)])
     graph = Graph()
     parents = Parents()
     parents.add(-1, -1, None)
@@ -138,7 +143,8 @@ def explore(
             if (cancel is not None and cancel()) or time.perf_counter() - began > time_limit_s:
                 truncated = True
                 break
-        world, segments = pending.popleft()
+        entry = pending.popleft()
+        world, segments = codec.decode(entry) if isinstance(entry, bytes) else entry
         graph.expand()
         moves = successors(model, world)
         if not moves:
@@ -164,7 +170,7 @@ def explore(
                     continue
                 nxt = found
             if nxt == fresh:
-                pending.append((nxt_world, nxt_segments))
+                pending.append((nxt_world, nxt_segments) if len(pending) < frontier_worlds else key)
                 parents.add(sid, actor, perm)
             graph.edge(nxt)
     del pending  # the unexpanded frontier of a cut-off search: no longer needed
@@ -207,10 +213,11 @@ class Codec:
     up only what changed. A code is never reassigned, so a world always gets the same key.
     """
 
-    __slots__ = ("recent", "tables")
+    __slots__ = ("recent", "tables", "values")
 
     def __init__(self) -> None:
         self.tables: list[dict[object, int]] = [{} for _ in World._fields]
+        self.values: list[list[object]] = [[] for _ in World._fields]  # by code
         # Each field's recent values and their segments: a state is reached again and again
         # (three moves in four lead to a known one) and hashing a field's value in C is far
         # cheaper than coding its elements in Python. Bounded: cleared when full.
@@ -244,6 +251,7 @@ class Codec:
             code = table.get(value)
             if code is None:
                 code = table[value] = len(table)
+                self.values[field].append(value)
             return bytes((0, code)) if code < WIDE else self._wide([0, code])
         if isinstance(old, tuple) and len(old) == len(value) and old_segment[0] != WIDE:
             # The same length, in one-byte codes: elements kept as the same objects keep
@@ -253,6 +261,7 @@ class Codec:
                 code = table.get(value[j])
                 if code is None:
                     code = table[value[j]] = len(table)
+                    self.values[field].append(value[j])
                 if code >= WIDE:
                     break
                 narrow[j + 1] = code
@@ -263,12 +272,32 @@ class Codec:
             code = table.get(element)
             if code is None:
                 code = table[element] = len(table)
+                self.values[field].append(element)
             codes.append(code)
         return bytes(codes) if max(codes) < WIDE else self._wide(codes)
 
     @staticmethod
     def _wide(codes: list[int]) -> bytes:
         return bytes((WIDE,)) + array("I", codes).tobytes()
+
+    def decode(self, key: bytes) -> tuple[World, list[bytes]]:
+        """The world a key stands for (equal to the one encoded), and its segments."""
+        parts: list[object] = []
+        segments: list[bytes] = []
+        at = 0
+        for values in self.values:
+            if key[at] == WIDE:
+                first = int.from_bytes(key[at + 1 : at + 5], sys.byteorder)
+                end = at + 1 + 4 * (1 + (first - 1 if first else 1))
+                codes: Sequence[int] = array("I", key[at + 5 : end])
+            else:
+                first = key[at]
+                end = at + 1 + (first - 1 if first else 1)
+                codes = key[at + 1 : end]
+            parts.append(tuple([values[c] for c in codes]) if first else values[codes[0]])
+            segments.append(key[at:end])
+            at = end
+        return World._make(parts), segments
 
 
 class Graph:
