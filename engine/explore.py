@@ -105,7 +105,7 @@ def explore(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     symmetry: bool = True,
-    frontier_worlds: int = 20_000,
+    frontier_worlds: int = 2_000,
 ) -> Exploration:
     """Search all interleavings of the scenario's actors under `config`.
 
@@ -125,7 +125,7 @@ def explore(
     plain_init = sym is not None and sym.canonical(init)[1] is None
     key, segments = codec.encode(init)
     ids: dict[bytes, int] = {key: 0}
-    # The frontier: worlds to expand, with their segments; past FRONTIER_WORLDS of them, only
+    # The frontier: worlds to expand, with their segments; past `frontier_worlds` of them, only
     # their keys (a wide search would otherwise hold a large part of its space as worlds).
     pending: deque[tuple[World, list[bytes]] | bytes] = deque([(init, segments)])
     graph = Graph()
