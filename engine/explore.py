@@ -24,7 +24,7 @@ from operator import is_not
 from engine.fixes import Config
 from engine.kernel.machine import Effect
 from engine.lang.ir import Scenario
-from engine.model import Model, successors
+from engine.model import Model
 from engine.state import World
 from engine.symmetry import detect
 
@@ -121,6 +121,7 @@ def explore(
     model = Model(scenario, config)
     sym = detect(scenario) if symmetry else None
     codec = Codec()
+    steps = StepCache(model)
     init = model.initial()
     plain_init = sym is not None and sym.canonical(init)[1] is None
     key, segments = codec.encode(init)
@@ -146,16 +147,16 @@ def explore(
         entry = pending.popleft()
         world, segments = codec.decode(entry) if isinstance(entry, bytes) else entry
         graph.expand()
-        moves = successors(model, world)
+        moves = steps.successors(world, segments)
         if not moves:
             final, events = model.conclude(world)
             message = events[0][1] if events else ""
             terminal[sid] = (final.violations, model.label(final), message)
             continue
-        for actor, effect in moves:
+        for actor, nxt_world in moves:
             transitions += 1
             fresh = len(ids)
-            nxt_world, perm = effect.world, None
+            perm = None
             if sym is not None:
                 # A stored world is canonical, and so is the initial one unless checked not.
                 nxt_world, perm = sym.canonical(nxt_world, world if sid or plain_init else None)
@@ -298,6 +299,65 @@ class Codec:
             segments.append(key[at:end])
             at = end
         return World._make(parts), segments
+
+
+ACTORS = World._fields.index("actors")
+STEP_CACHE_LIMIT = 20_000
+
+
+class StepCache:
+    """Successors, remembering each step by what it can read: the actor, its state and the
+    world but for the actors.
+
+    A kernel step reads and changes its own actor (Ctx.me) and the shared world, never
+    another actor's state (the lock holders and owners it reads are names in the shared
+    world). So one actor's step from two worlds that differ only in other actors' states
+    does the same thing, and spaces are full of such worlds: the other actors' positions
+    multiply the states while the shared world takes a few values. A remembered step is
+    applied to the world at hand: the fields it replaced, and its actor's new state.
+    """
+
+    __slots__ = ("memo", "model")
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        # (actor, its state, the world's segments but the actors') -> None (not enabled),
+        # or (the fields the step replaced, its world).
+        self.memo: dict[tuple[int, object, bytes], tuple[tuple[int, ...], World] | None] = {}
+
+    def successors(self, world: World, segments: list[bytes]) -> list[tuple[int, World]]:
+        shared = b"".join(segments[:ACTORS] + segments[ACTORS + 1 :])
+        memo = self.memo
+        out: list[tuple[int, World]] = []
+        actors = world.actors
+        for i, me in enumerate(actors):
+            key = (i, me, shared)
+            if key in memo:
+                known = memo[key]
+                if known is None:
+                    continue
+                replaced, done = known
+                parts = list(world)
+                for f in replaced:
+                    parts[f] = done[f]
+                moved = list(actors)
+                moved[i] = done.actors[i]
+                parts[ACTORS] = tuple(moved)
+                out.append((i, World._make(parts)))
+                continue
+            result = self.model.step(world, i)
+            if len(memo) >= STEP_CACHE_LIMIT:
+                memo.clear()
+            if isinstance(result, Effect):
+                nxt = result.world
+                replaced = tuple(
+                    f for f in compress(FIELDS, map(is_not, nxt, world)) if f != ACTORS
+                )
+                memo[key] = (replaced, nxt)
+                out.append((i, nxt))
+            else:
+                memo[key] = None
+        return out
 
 
 class Graph:
