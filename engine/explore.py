@@ -122,6 +122,7 @@ def explore(
     sym = detect(scenario) if symmetry else None
     codec = Codec()
     steps = StepCache(model)
+    orbits: dict[bytes, tuple[World, tuple[int, ...] | None, bytes, list[bytes]]] = {}
     init = model.initial()
     plain_init = sym is not None and sym.canonical(init)[1] is None
     key, segments = codec.encode(init)
@@ -157,10 +158,22 @@ def explore(
             transitions += 1
             fresh = len(ids)
             perm = None
-            if sym is not None:
-                # A stored world is canonical, and so is the initial one unless checked not.
-                nxt_world, perm = sym.canonical(nxt_world, world if sid or plain_init else None)
             key, nxt_segments = codec.encode(nxt_world, world, segments)
+            if sym is not None:
+                # The orbit's representative, by the key of the world the move reached: most
+                # moves reach a world seen before, and the key costs far less than canonical().
+                known = orbits.get(key)
+                if known is None:
+                    # A stored world is canonical, and so is the initial one unless checked not.
+                    base = world if sid or plain_init else None
+                    canon, perm = sym.canonical(nxt_world, base)
+                    raw = key
+                    if perm is not None:
+                        key, nxt_segments = codec.encode(canon, world, segments)
+                    if len(orbits) >= ORBIT_CACHE_LIMIT:
+                        orbits.clear()
+                    orbits[raw] = known = (canon, perm, key, nxt_segments)
+                nxt_world, perm, key, nxt_segments = known
             if fresh < max_states:
                 # One hash per successor, of a short byte string (a bytes object keeps it).
                 nxt = ids.setdefault(key, fresh)
@@ -303,6 +316,7 @@ class Codec:
 
 ACTORS = World._fields.index("actors")
 STEP_CACHE_LIMIT = 20_000
+ORBIT_CACHE_LIMIT = 8_000
 
 
 class StepCache:
