@@ -227,11 +227,12 @@ class Codec:
     up only what changed. A code is never reassigned, so a world always gets the same key.
     """
 
-    __slots__ = ("recent", "tables", "values")
+    __slots__ = ("decoded", "recent", "tables", "values")
 
     def __init__(self) -> None:
         self.tables: list[dict[object, int]] = [{} for _ in World._fields]
         self.values: list[list[object]] = [[] for _ in World._fields]  # by code
+        self.decoded: list[dict[bytes, object]] = [{} for _ in World._fields]  # see decode
         # Each field's recent values and their segments: a state is reached again and again
         # (three moves in four lead to a known one) and hashing a field's value in C is far
         # cheaper than coding its elements in Python. Bounded: cleared when full.
@@ -299,17 +300,27 @@ class Codec:
         parts: list[object] = []
         segments: list[bytes] = []
         at = 0
-        for values in self.values:
-            if key[at] == WIDE:
+        for field, values in enumerate(self.values):
+            wide = key[at] == WIDE
+            if wide:
                 first = int.from_bytes(key[at + 1 : at + 5], sys.byteorder)
                 end = at + 1 + 4 * (1 + (first - 1 if first else 1))
-                codes: Sequence[int] = array("I", key[at + 5 : end])
             else:
                 first = key[at]
                 end = at + 1 + (first - 1 if first else 1)
-                codes = key[at + 1 : end]
-            parts.append(tuple([values[c] for c in codes]) if first else values[codes[0]])
-            segments.append(key[at:end])
+            segment = key[at:end]
+            # Most segments recur (a field takes few values): rebuilding a tuple of its
+            # elements is dearer than looking the segment up.
+            known = self.decoded[field]
+            value = known.get(segment, known)
+            if value is known:
+                codes: Sequence[int] = array("I", segment[5:]) if wide else segment[1:]
+                value = tuple([values[c] for c in codes]) if first else values[codes[0]]
+                if len(known) >= RECENT_LIMIT:
+                    known.clear()
+                known[segment] = value
+            parts.append(value)
+            segments.append(segment)
             at = end
         return World._make(parts), segments
 
