@@ -10,16 +10,21 @@ group terminal states by violations and by what became of the first page.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import compress
+from operator import is_not
 
 from engine.fixes import Config
 from engine.kernel.machine import Effect
 from engine.lang.ir import Scenario
-from engine.model import Model, successors
+from engine.model import Model
 from engine.state import World
 from engine.symmetry import detect
 
@@ -111,69 +116,98 @@ def explore(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     symmetry: bool = True,
+    frontier_worlds: int = 2_000,
 ) -> Exploration:
     """Search all interleavings of the scenario's actors under `config`.
 
     With `symmetry`, interchangeable actors (engine.symmetry) share one stored world per
     orbit; each concrete move is still one edge, so the counts stay exact.
+
+    What is stored per state is compact: its world as a short byte string (`Codec`), its
+    edges and its first parent in integer arrays. A world itself lives only until its state
+    is expanded, and only while the frontier is under `frontier_worlds`: beyond, a state
+    waits as its key and its world is decoded when it is expanded.
     """
     began = time.perf_counter()
     model = Model(scenario, config)
     sym = detect(scenario) if symmetry else None
+    codec = Codec()
+    steps = StepCache(model)
+    orbits: dict[bytes, tuple[World, tuple[int, ...] | None, bytes, list[bytes]]] = {}
     init = model.initial()
-    ids: dict[World, int] = {init: 0}
-    worlds: list[World] = [init]
-    succ: list[list[int]] = [[]]
-    parent: list[Parent] = [(-1, -1, None)]
+    plain_init = sym is not None and sym.canonical(init)[1] is None
+    key, segments = codec.encode(init)
+    ids: dict[bytes, int] = {key: 0}
+    # The frontier: worlds to expand, with their segments; past `frontier_worlds` of them, only
+    # their keys (a wide search would otherwise hold a large part of its space as worlds).
+    pending: deque[tuple[World, list[bytes]] | bytes] = deque([(init, segments)])
+    graph = Graph()
+    parents = Parents()
+    parents.add(-1, -1, None)
     terminal: dict[int, tuple[tuple[str, ...], str, str]] = {}
     transitions = 0
     truncated = False
-    frontier = 0
-    while frontier < len(worlds):
-        if frontier % REPORT_EVERY == 0 and frontier:
+    sid = -1
+    while pending:
+        sid += 1  # states are expanded in the order they were found
+        if sid % REPORT_EVERY == 0 and sid:
             if progress is not None:
-                progress(len(worlds), transitions)
+                progress(len(ids), transitions)
             if (cancel is not None and cancel()) or time.perf_counter() - began > time_limit_s:
                 truncated = True
                 break
-        sid = frontier
-        frontier += 1
-        world = worlds[sid]
-        moves = successors(model, world)
+        entry = pending.popleft()
+        world, segments = codec.decode(entry) if isinstance(entry, bytes) else entry
+        graph.expand()
+        moves = steps.successors(world, segments)
         if not moves:
             final, events = model.conclude(world)
             message = events[0][1] if events else ""
             terminal[sid] = (final.violations, model.label(final), message)
             continue
-        out = succ[sid]
-        for actor, effect in moves:
+        for actor, nxt_world in moves:
             transitions += 1
-            fresh = len(worlds)
-            world, perm = effect.world, None
+            fresh = len(ids)
+            perm = None
+            key, nxt_segments = codec.encode(nxt_world, world, segments)
             if sym is not None:
-                world, perm = sym.canonical(world)
+                # The orbit's representative, by the key of the world the move reached: most
+                # moves reach a world seen before, and the key costs far less than canonical().
+                known = orbits.get(key)
+                if known is None:
+                    # A stored world is canonical, and so is the initial one unless checked not.
+                    base = world if sid or plain_init else None
+                    canon, perm = sym.canonical(nxt_world, base)
+                    raw = key
+                    if perm is not None:
+                        key, nxt_segments = codec.encode(canon, world, segments)
+                    if len(orbits) >= ORBIT_CACHE_LIMIT:
+                        orbits.clear()
+                    orbits[raw] = known = (canon, perm, key, nxt_segments)
+                nxt_world, perm, key, nxt_segments = known
             if fresh < max_states:
-                # One hash per successor: a world is a deep tuple and hashing it is not free.
-                nxt = ids.setdefault(world, fresh)
+                # One hash per successor, of a short byte string (a bytes object keeps it).
+                nxt = ids.setdefault(key, fresh)
             else:
-                found = ids.get(world)
+                found = ids.get(key)
                 if found is None:
                     truncated = True
                     continue
                 nxt = found
             if nxt == fresh:
-                worlds.append(world)
-                succ.append([])
-                parent.append((sid, actor, perm))
-            out.append(nxt)
-    paths, order = count_paths(succ, len(worlds))
-    cycle = len(order) != len(worlds)
-    doomed = None if truncated or cycle else doomed_states(succ, order, terminal)
+                pending.append((nxt_world, nxt_segments) if len(pending) < frontier_worlds else key)
+                parents.add(sid, actor, perm)
+            graph.edge(nxt)
+    del pending  # the unexpanded frontier of a cut-off search: no longer needed
+    graph.close(len(ids))
+    paths, order = count_paths(graph)
+    cycle = len(order) != len(ids)
+    doomed = None if truncated or cycle else doomed_states(graph, order, terminal)
     outcomes = tuple(
-        with_message(model, o) for o in group(terminal, paths, parent, model.names, doomed)
+        with_message(model, o) for o in group(terminal, paths, parents, model.names, doomed)
     )
     return Exploration(
-        states=len(worlds),
+        states=len(ids),
         transitions=transitions,
         interleavings=sum(o.interleavings for o in outcomes),
         outcomes=outcomes,
@@ -181,6 +215,245 @@ def explore(
         elapsed_ms=round((time.perf_counter() - began) * 1000, 2),
         cycle=cycle,
     )
+
+
+FIELDS = range(len(World._fields))
+RECENT_LIMIT = 20_000
+WIDE = 255  # the first byte of a segment whose codes do not all fit in a byte
+
+
+class Codec:
+    """Worlds as short byte strings, equal exactly when the worlds are equal.
+
+    Each of World's fields is encoded on its own, whatever the fields are (new fields are
+    encoded like the others): a tuple as its length and one code per element, anything else
+    as one code. A code numbers a value in that field's table in the order values were first
+    seen, so the tables hold each distinct page, actor, PTE... once, however many worlds
+    share it. A field's segment is its codes as bytes (one byte each) when all are below
+    WIDE, else WIDE then 4-byte codes; the first code (length + 1, or 0 for a non-tuple)
+    says how long the segment is, so the concatenation is unambiguous.
+
+    Successors share most fields (and most actors) with the world they came from, as the
+    same objects: `encode` reuses the base world's segments and codes for those, and looks
+    up only what changed. A code is never reassigned, so a world always gets the same key.
+    """
+
+    __slots__ = ("decoded", "recent", "tables", "values")
+
+    def __init__(self) -> None:
+        self.tables: list[dict[object, int]] = [{} for _ in World._fields]
+        self.values: list[list[object]] = [[] for _ in World._fields]  # by code
+        self.decoded: list[dict[bytes, object]] = [{} for _ in World._fields]  # see decode
+        # Each field's recent values and their segments: a state is reached again and again
+        # (three moves in four lead to a known one) and hashing a field's value in C is far
+        # cheaper than coding its elements in Python. Bounded: cleared when full.
+        self.recent: list[dict[object, bytes]] = [{} for _ in World._fields]
+
+    def encode(
+        self, world: World, base: World | None = None, base_segments: list[bytes] | None = None
+    ) -> tuple[bytes, list[bytes]]:
+        """The world's key and its segments (to pass as `base_segments` for its successors)."""
+        if base is None or base_segments is None:
+            segments = [self._segment(i, v, None, b"") for i, v in enumerate(world)]
+        else:
+            segments = base_segments.copy()
+            # Only the fields the step replaced (compress and map run in C: no Python-level
+            # loop over the fields it kept).
+            for i in compress(FIELDS, map(is_not, world, base)):
+                value = world[i]
+                recent = self.recent[i]
+                segment = recent.get(value)
+                if segment is None:
+                    segment = self._segment(i, value, base[i], base_segments[i])
+                    if len(recent) >= RECENT_LIMIT:
+                        recent.clear()
+                    recent[value] = segment
+                segments[i] = segment
+        return b"".join(segments), segments
+
+    def _segment(self, field: int, value: object, old: object, old_segment: bytes) -> bytes:
+        table = self.tables[field]
+        if not isinstance(value, tuple):
+            code = table.get(value)
+            if code is None:
+                code = table[value] = len(table)
+                self.values[field].append(value)
+            return bytes((0, code)) if code < WIDE else self._wide([0, code])
+        if isinstance(old, tuple) and len(old) == len(value) and old_segment[0] != WIDE:
+            # The same length, in one-byte codes: elements kept as the same objects keep
+            # their codes (an actor that did not move, a page the step did not touch).
+            narrow = bytearray(old_segment)
+            for j in compress(range(len(value)), map(is_not, value, old)):
+                code = table.get(value[j])
+                if code is None:
+                    code = table[value[j]] = len(table)
+                    self.values[field].append(value[j])
+                if code >= WIDE:
+                    break
+                narrow[j + 1] = code
+            else:
+                return bytes(narrow)
+        codes = [len(value) + 1]
+        for element in value:
+            code = table.get(element)
+            if code is None:
+                code = table[element] = len(table)
+                self.values[field].append(element)
+            codes.append(code)
+        return bytes(codes) if max(codes) < WIDE else self._wide(codes)
+
+    @staticmethod
+    def _wide(codes: list[int]) -> bytes:
+        return bytes((WIDE,)) + array("I", codes).tobytes()
+
+    def decode(self, key: bytes) -> tuple[World, list[bytes]]:
+        """The world a key stands for (equal to the one encoded), and its segments."""
+        parts: list[object] = []
+        segments: list[bytes] = []
+        at = 0
+        for field, values in enumerate(self.values):
+            wide = key[at] == WIDE
+            if wide:
+                first = int.from_bytes(key[at + 1 : at + 5], sys.byteorder)
+                end = at + 1 + 4 * (1 + (first - 1 if first else 1))
+            else:
+                first = key[at]
+                end = at + 1 + (first - 1 if first else 1)
+            segment = key[at:end]
+            # Most segments recur (a field takes few values): rebuilding a tuple of its
+            # elements is dearer than looking the segment up.
+            known = self.decoded[field]
+            value = known.get(segment, known)
+            if value is known:
+                codes: Sequence[int] = array("I", segment[5:]) if wide else segment[1:]
+                value = tuple([values[c] for c in codes]) if first else values[codes[0]]
+                if len(known) >= RECENT_LIMIT:
+                    known.clear()
+                known[segment] = value
+            parts.append(value)
+            segments.append(segment)
+            at = end
+        return World._make(parts), segments
+
+
+ACTORS = World._fields.index("actors")
+STEP_CACHE_LIMIT = 20_000
+ORBIT_CACHE_LIMIT = 8_000
+
+
+class StepCache:
+    """Successors, remembering each step by what it can read: the actor, its state and the
+    world but for the actors.
+
+    A kernel step reads and changes its own actor (Ctx.me) and the shared world, never
+    another actor's state (the lock holders and owners it reads are names in the shared
+    world). So one actor's step from two worlds that differ only in other actors' states
+    does the same thing, and spaces are full of such worlds: the other actors' positions
+    multiply the states while the shared world takes a few values. A remembered step is
+    applied to the world at hand: the fields it replaced, and its actor's new state.
+    """
+
+    __slots__ = ("memo", "model")
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        # (actor, its state, the world's segments but the actors') -> None (not enabled),
+        # or (the fields the step replaced, its world).
+        self.memo: dict[tuple[int, object, bytes], tuple[tuple[int, ...], World] | None] = {}
+
+    def successors(self, world: World, segments: list[bytes]) -> list[tuple[int, World]]:
+        shared = b"".join(segments[:ACTORS] + segments[ACTORS + 1 :])
+        memo = self.memo
+        out: list[tuple[int, World]] = []
+        actors = world.actors
+        for i, me in enumerate(actors):
+            key = (i, me, shared)
+            if key in memo:
+                known = memo[key]
+                if known is None:
+                    continue
+                replaced, done = known
+                parts = list(world)
+                for f in replaced:
+                    parts[f] = done[f]
+                moved = list(actors)
+                moved[i] = done.actors[i]
+                parts[ACTORS] = tuple(moved)
+                out.append((i, World._make(parts)))
+                continue
+            result = self.model.step(world, i)
+            if len(memo) >= STEP_CACHE_LIMIT:
+                memo.clear()
+            if isinstance(result, Effect):
+                nxt = result.world
+                replaced = tuple(
+                    f for f in compress(FIELDS, map(is_not, nxt, world)) if f != ACTORS
+                )
+                memo[key] = (replaced, nxt)
+                out.append((i, nxt))
+            else:
+                memo[key] = None
+        return out
+
+
+class Graph:
+    """The state graph as integer arrays (compressed sparse rows): the successors of state s
+    are `targets[starts[s]:starts[s + 1]]`. States are expanded in order, so each state's
+    edges are appended after the previous state's."""
+
+    __slots__ = ("starts", "targets")
+
+    def __init__(self) -> None:
+        self.starts = array("q")
+        self.targets = array("q")
+
+    def expand(self) -> None:
+        """The next state's edges begin here."""
+        self.starts.append(len(self.targets))
+
+    def edge(self, target: int) -> None:
+        self.targets.append(target)
+
+    def close(self, n: int) -> None:
+        """Give the states never expanded (a cut-off search) no edges, and end the rows."""
+        end = len(self.targets)
+        self.starts.extend([end] * (n + 1 - len(self.starts)))
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def out(self, s: int) -> array[int]:
+        return self.targets[self.starts[s] : self.starts[s + 1]]
+
+
+class Parents:
+    """How each stored state was first reached, as integer arrays (see `Parent`)."""
+
+    __slots__ = ("actor", "perm", "perm_ids", "perms", "state")
+
+    def __init__(self) -> None:
+        self.state = array("q")
+        self.actor = array("i")
+        self.perm = array("i")  # an index into `perms`, -1 for none
+        # The few distinct permutations (at most the orbits' symmetries), stored once each.
+        self.perms: list[tuple[int, ...]] = []
+        self.perm_ids: dict[tuple[int, ...], int] = {}
+
+    def add(self, state: int, actor: int, perm: tuple[int, ...] | None) -> None:
+        self.state.append(state)
+        self.actor.append(actor)
+        if perm is None:
+            self.perm.append(-1)
+            return
+        index = self.perm_ids.get(perm)
+        if index is None:
+            index = self.perm_ids[perm] = len(self.perms)
+            self.perms.append(perm)
+        self.perm.append(index)
+
+    def __getitem__(self, sid: int) -> Parent:
+        index = self.perm[sid]
+        return self.state[sid], self.actor[sid], None if index < 0 else self.perms[index]
 
 
 def with_message(model: Model, outcome: Outcome) -> Outcome:
@@ -204,21 +477,24 @@ def first_message(model: Model, schedule: tuple[str, ...]) -> str:
     return events[0][1] if events else ""
 
 
-def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], list[int]]:
+def count_paths(graph: Graph) -> tuple[list[int], array[int]]:
     """Paths from state 0 to every state, and the topological (Kahn's) order they were
-    counted in; on a cycle the order stops short of n instead of looping."""
-    indegree = [0] * n
-    for out in succ:
-        for t in out:
-            indegree[t] += 1
+    counted in; on a cycle the order stops short of n instead of looping. (Integer arrays
+    but for the counts, which are exact Python integers: the order and the in-degrees would
+    otherwise be most of the search's peak memory.)"""
+    n = len(graph)
+    indegree = array("i", bytes(4 * n))
+    for t in graph.targets:
+        indegree[t] += 1
+    starts, targets = graph.starts, graph.targets
     paths = [0] * n
     paths[0] = 1
     ready = [i for i in range(n) if indegree[i] == 0]
-    order = []
+    order = array("q")
     while ready:
         s = ready.pop()
         order.append(s)
-        for t in succ[s]:
+        for t in targets[starts[s] : starts[s + 1]]:
             paths[t] += paths[s]
             indegree[t] -= 1
             if indegree[t] == 0:
@@ -227,21 +503,21 @@ def count_paths(succ: list[list[int]], n: int) -> tuple[list[int], list[int]]:
 
 
 def doomed_states(
-    succ: list[list[int]], order: list[int], terminal: dict[int, tuple[tuple[str, ...], str, str]]
+    graph: Graph, order: array[int], terminal: dict[int, tuple[tuple[str, ...], str, str]]
 ) -> list[bool]:
     """Whether every run from each state breaks an invariant: a terminal state with a
     violation is doomed, and so is a state all of whose successors are (reverse topological
     order). The first doomed state of an example is its point of no return."""
-    doomed = [False] * len(succ)
+    doomed = [False] * len(graph)
     for s in reversed(order):
         if s in terminal:
             doomed[s] = bool(terminal[s][0])
         else:
-            doomed[s] = all(doomed[t] for t in succ[s])
+            doomed[s] = all(doomed[t] for t in graph.out(s))
     return doomed
 
 
-def path_states(parent: list[Parent], sid: int) -> list[int]:
+def path_states(parent: Parents, sid: int) -> list[int]:
     """The stored states along the first path to `sid`, from the initial state."""
     states = [sid]
     while parent[sid][0] >= 0:
@@ -250,7 +526,7 @@ def path_states(parent: list[Parent], sid: int) -> list[int]:
     return states[::-1]
 
 
-def example(parent: list[Parent], sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
+def example(parent: Parents, sid: int, names: tuple[str, ...]) -> tuple[str, ...]:
     """The schedule of named actors that reaches state `sid`.
 
     Under symmetry a stored world may be a relabelled copy of the one the moves reached:
@@ -276,7 +552,7 @@ def example(parent: list[Parent], sid: int, names: tuple[str, ...]) -> tuple[str
 def group(
     terminal: dict[int, tuple[tuple[str, ...], str, str]],
     paths: list[int],
-    parent: list[Parent],
+    parent: Parents,
     names: tuple[str, ...],
     doomed: list[bool] | None = None,
 ) -> tuple[Outcome, ...]:
@@ -302,7 +578,7 @@ def group(
     return tuple(outcomes)
 
 
-def no_return(parent: list[Parent], sid: int, doomed: list[bool] | None) -> int:
+def no_return(parent: Parents, sid: int, doomed: list[bool] | None) -> int:
     """How many steps of the example lead to its point of no return (-1: not known)."""
     if doomed is None:
         return -1

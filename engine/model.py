@@ -8,13 +8,15 @@ read, leaked pages) and `label()` says what became of the scenario's first page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from engine.errors import InputError
 from engine.fixes import Config
 from engine.invariants import Fate, FateOf
 from engine.kernel import OPS, oracle
-from engine.kernel.machine import Blocked, Ctx, Effect
+from engine.kernel.machine import Blocked, Ctx, Effect, Params, StepFn
 from engine.lang.ir import Op, Scenario
 from engine.state import (
     DIRTY,
@@ -32,6 +34,15 @@ from engine.state import (
 )
 
 MAX_SETUP_STEPS = 200
+# The setup prefix of recent models, by scenario object and kernel: the setup alone takes
+# about half a millisecond, and every replay (a run, each outcome's first message, the
+# bounded passes of find_first) starts from it. An entry keeps its scenario alive, so an id
+# is never reused while its entry stands; the `is` check guards against a recycled id.
+SETUP_CACHE = 64
+_SETUPS: OrderedDict[tuple[int, str, tuple[tuple[str, bool], ...]], tuple[Scenario, World]] = (
+    OrderedDict()
+)
+_SETUPS_LOCK = threading.Lock()
 
 
 class SetupError(InputError):
@@ -42,15 +53,38 @@ class SetupError(InputError):
 class Model:
     scenario: Scenario
     config: Config
+    # Looked up once rather than on each of the explorer's steps: the actors' names, and
+    # for each actor its ops as (the op's entry, its parameters).
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    plan: tuple[tuple[tuple[StepFn, Params], ...], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(a.name for a in self.scenario.actors)
+    def __post_init__(self) -> None:
+        actors = self.scenario.actors
+        object.__setattr__(self, "names", tuple(a.name for a in actors))
+        plan = tuple(tuple((OPS[op.kind].run, op.params) for op in a.ops) for a in actors)
+        object.__setattr__(self, "plan", plan)
 
     def ops(self, index: int) -> tuple[Op, ...]:
         return self.scenario.actors[index].ops
 
     def initial(self) -> World:
+        """The world once the setup has run (shared: worlds are immutable values)."""
+        key = (id(self.scenario), self.config.kernel, tuple(sorted(self.config.fixes.items())))
+        with _SETUPS_LOCK:
+            known = _SETUPS.get(key)
+            if known is not None and known[0] is self.scenario:
+                _SETUPS.move_to_end(key)
+                return known[1]
+        world = self._run_setup()
+        with _SETUPS_LOCK:
+            _SETUPS[key] = (self.scenario, world)
+            if len(_SETUPS) > SETUP_CACHE:
+                _SETUPS.popitem(last=False)
+        return world
+
+    def _run_setup(self) -> World:
         sc = self.scenario
         world = World(
             pages=(),
@@ -79,13 +113,12 @@ class Model:
 
     def step(self, world: World, index: int) -> Effect | Blocked | None:
         """Actor `index` takes its next atomic step; None when it has finished."""
-        actor = world.actors[index]
-        ops = self.scenario.actors[index].ops
-        if actor.op >= len(ops):
+        at = world.actors[index].op
+        ops = self.plan[index]
+        if at >= len(ops):
             return None
-        op = ops[actor.op]
-        ctx = Ctx(self.config, index, self.scenario.actors[index].name, op.params, world)
-        return OPS[op.kind].run(ctx)
+        run, params = ops[at]
+        return run(Ctx(self.config, index, self.names[index], params, world))
 
     def finished(self, world: World) -> bool:
         pairs = zip(world.actors, self.scenario.actors, strict=True)

@@ -48,9 +48,18 @@ class Symmetry:
         default_factory=dict, compare=False, repr=False
     )
 
-    def canonical(self, world: World) -> tuple[World, tuple[int, ...] | None]:
+    def canonical(
+        self, world: World, base: World | None = None
+    ) -> tuple[World, tuple[int, ...] | None]:
         """The orbit's representative and `perm`: perm[i] is the slot that actor i's state
-        went to (None, and the world itself, when it is canonical already)."""
+        went to (None, and the world itself, when it is canonical already).
+
+        `base`, if given, is a canonical world that `world` was reached from: when no member
+        of any class changed state, the members are in base's (canonical) order still."""
+        if base is not None:
+            now, before = world.actors, base.actors
+            if all(now[i] is before[i] for members in self.classes for i in members):
+                return world, None
         moves: list[tuple[int, int]] = []  # (source actor, target slot)
         for members in self.classes:
             order = sorted(members, key=lambda i: (self._signature(world.actors[i], i), i))

@@ -1,13 +1,17 @@
 """Engine benchmarks: explore every catalog scenario and variant, throughput, growth.
 
 Usage: .venv/bin/python scripts/bench_engine.py (or scripts/bench.py engine)
+       .venv/bin/python scripts/bench_engine.py growth N [--no-symmetry]
+           one exhaustive search of the growth family, for `/usr/bin/time -v` (max RSS)
 Prints figures only; nothing here is a pass/fail test (targets: product.md section 6).
 """
 
 from __future__ import annotations
 
 import resource
+import sys
 import time
+import tracemalloc
 
 import engine
 from engine.lang import parse_scenario
@@ -73,6 +77,7 @@ def main() -> None:
     print(f"largest, best of 3 runs: {best:.1f} ms = {states / best * 1000:,.0f} states/s")
     growth()
     first_bug()
+    memory()
 
 
 def growth() -> None:
@@ -113,5 +118,43 @@ def first_bug() -> None:
         print(f"{n:>6} {found.states:>9} {found.preemptions:>8} {min(times):>9.1f}  (best of 3)")
 
 
+def memory(actors: int = 4) -> None:
+    """Bytes per stored state: the peak of everything the exhaustive search allocates
+    (tracemalloc), over its states, without symmetry (every interleaving's world stored)."""
+    sc = parse_scenario(family(actors))
+    cfg = engine.make_config(sc, kernel="5.17")
+    engine.explore(sc, cfg, max_states=10, symmetry=False)  # imports and caches, not counted
+    tracemalloc.start()
+    try:
+        exp = engine.explore(sc, cfg, max_states=300_000, time_limit_s=120, symmetry=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(
+        f"\nmemory, growth n={actors} without symmetry: {exp.states} states, "
+        f"peak {peak / 1e6:.1f} MB = {peak / exp.states:.0f} B/state"
+        " (tracemalloc; target: 1M states well under 1 GB)"
+    )
+
+
+def one_growth(argv: list[str]) -> None:
+    n = int(argv[0])
+    symmetry = "--no-symmetry" not in argv
+    sc = parse_scenario(family(n))
+    cfg = engine.make_config(sc, kernel="5.17")
+    began = time.perf_counter()
+    exp = engine.explore(sc, cfg, max_states=10_000_000, time_limit_s=3600, symmetry=symmetry)
+    ms = (time.perf_counter() - began) * 1000
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"growth n={n} symmetry={'on' if symmetry else 'off'}: {exp.states} states, "
+        f"{exp.transitions} transitions, {exp.interleavings} interleavings, {ms:.0f} ms, "
+        f"{exp.states / ms * 1000:,.0f} states/s, max RSS {rss:.0f} MB"
+    )
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["growth"]:
+        one_growth(sys.argv[2:])
+    else:
+        main()

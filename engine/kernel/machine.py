@@ -30,8 +30,10 @@ from engine.state import Actor, World
 Params = Mapping[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
+class Effect(NamedTuple):
+    """What one step did. (A named tuple, not a frozen dataclass: one is built for every
+    move the explorer tries, and a tuple is built in C.)"""
+
     world: World
     function: str
     note: str
@@ -43,6 +45,7 @@ class Blocked:
     reason: str
 
 
+_ACTORS = World._fields.index("actors")
 START = "start"  # the pc of an actor before its op's first step
 R = TypeVar("R", bound=tuple[object, ...])
 
@@ -50,24 +53,45 @@ R = TypeVar("R", bound=tuple[object, ...])
 class Ctx:
     """The one actor taking one step: its parameters, the world it changes, events."""
 
-    __slots__ = ("cfg", "events", "index", "machine", "name", "params", "w")
+    __slots__ = ("_me", "cfg", "events", "index", "machine", "name", "params", "w")
 
     def __init__(self, cfg: Config, index: int, name: str, params: Params, world: World) -> None:
         self.cfg = cfg
         self.index = index
         self.name = name
         self.params = params
+        # The world as the step changes it, except the acting actor's own state: that is
+        # `_me` once the step changed it (None before), and is written into the world once,
+        # when the step ends (`effect`). Almost every step changes its actor (goto, next_op,
+        # often twice) and the world besides: building a new world for each of those changes
+        # was a third of all the worlds a step built. Kernel steps read their own actor only
+        # through `me`; `w.actors[index]` is stale until the step ends.
         self.w = world
+        self._me: Actor | None = None
         self.events: list[tuple[str, str]] = []
         self.machine: Machine | None = None
 
     # -- the acting actor -------------------------------------------------------
     @property
     def me(self) -> Actor:
-        return self.w.actors[self.index]
+        me = self._me
+        return self.w.actors[self.index] if me is None else me
 
     def set_me(self, actor: Actor) -> None:
-        self.w = self.w.set_actor(self.index, actor)
+        self._me = actor
+
+    def world(self) -> World:
+        """The world with every change of this step so far, the actor's own included."""
+        me = self._me
+        if me is None:
+            return self.w
+        actors = list(self.w.actors)
+        actors[self.index] = me
+        parts = list(self.w)
+        parts[_ACTORS] = tuple(actors)
+        # _make takes the fields positionally, whatever World's fields are: one tuple built
+        # in C, where evolve() tests each of its keywords in Python.
+        return World._make(parts)
 
     def regs(self, kind: type[R]) -> R:
         """The op's registers (all defaults before its first `goto` sets any)."""
@@ -111,7 +135,7 @@ class Ctx:
 
     def effect(self, function: str, note: str) -> Effect:
         """What this step did: the kernel function it models and one sentence."""
-        return Effect(self.w, function, note, tuple(self.events))
+        return Effect(self.world(), function, note, tuple(self.events))
 
 
 StepFn = Callable[[Ctx], "Effect | Blocked"]
