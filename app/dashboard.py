@@ -316,6 +316,8 @@ def _why(comparison: engine.Comparison, b_kernel: str) -> str:
             f"{s.name} {'on' if s.on else 'off'}" + (f" ({s.commit})" if s.commit else "")
             for s in comparison.responsible
         )
+        if comparison.jointly:
+            return f"{doing}. No single switch explains it; together: {named}."
         return f"{doing}. The switch responsible: {named}."
     if comparison.changed:
         return (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 from engine.fixes import SWITCHES, Config, build_config
 from engine.lang.ir import Scenario
@@ -53,12 +54,18 @@ class Comparison:
     b: Trace
     differences: tuple[Difference, ...]
     changed: tuple[str, ...]  # every switch whose value differs between the two kernels
-    # Those that alone turn A's first differing step into B's (flipped to B's value).
+    # Those that alone turn A's first differing step into B's (flipped to B's value); or,
+    # when none does alone, the first pair that does together (`jointly`).
     responsible: tuple[Switch, ...]
+    jointly: bool = False
 
     @property
     def indices(self) -> tuple[int, ...]:
         return tuple(d.index for d in self.differences)
+
+
+# Pairs are tried only between kernels this close: each pair is one replay of the prefix.
+MAX_PAIRED = 12
 
 
 def _switch(name: str, on: bool) -> Switch:
@@ -83,13 +90,21 @@ def compare(scenario: Scenario, a: Config, b: Config, schedule: Sequence[str]) -
     diffs = differences(run_a, run_b)
     changed = tuple(name for name in SWITCHES if a.fixes[name] != b.fixes[name])
     responsible: list[Switch] = []
+    jointly = False
     if diffs:
         first = diffs[0]
         prefix = list(schedule[: first.index])
-        for name in changed:
-            flipped = build_config(a.kernel, {**a.overrides, name: b.fixes[name]})
+
+        def explains(names: tuple[str, ...]) -> bool:
+            flipped = build_config(a.kernel, {**a.overrides, **{n: b.fixes[n] for n in names}})
             tried = replay(scenario, flipped, prefix)
             step = tried.steps[first.index - 1] if len(tried.steps) >= first.index else None
-            if (Side.of(step) if step else None) == first.b:
-                responsible.append(_switch(name, b.fixes[name]))
-    return Comparison(run_a, run_b, diffs, changed, tuple(responsible))
+            return (Side.of(step) if step else None) == first.b
+
+        responsible = [_switch(n, b.fixes[n]) for n in changed if explains((n,))]
+        if not responsible and 1 < len(changed) <= MAX_PAIRED:
+            # Two fixes can both change one step (a flush that each would do): name the pair.
+            pair = next((p for p in combinations(changed, 2) if explains(p)), None)
+            if pair is not None:
+                responsible, jointly = [_switch(n, b.fixes[n]) for n in pair], True
+    return Comparison(run_a, run_b, diffs, changed, tuple(responsible), jointly)

@@ -52,6 +52,32 @@ FIXES: dict[str, Fix] = {
             "refcount == 1 + mapcount; otherwise remaps it and sets PG_swapbacked",
         ),
         Fix(
+            "tlb_flush_nested",
+            "99baac21e458",
+            "4.13",
+            "tlb_gather_mmu counts itself in mm->tlb_flush_pending, and tlb_finish_mmu "
+            "flushes the whole range when another gather on the mm is in flight "
+            "(mm_tlb_flush_nested): a madvise that found PTEs already cleaned by a "
+            "concurrent one no longer returns with their stale TLB entries",
+        ),
+        Fix(
+            "flush_tlb_batched_pending",
+            "3ea277194daa",
+            "4.13",
+            "reclaim's batched unmap marks the mm (mm->tlb_flush_batched), and mprotect, "
+            "madvise, munmap and mremap call flush_tlb_batched_pending under the PTE lock "
+            "before changing its PTEs, so none returns while reclaim's deferred flush still "
+            "leaves a stale writable entry",
+        ),
+        Fix(
+            "ksm_tlb_flush_pending",
+            "b3a81d0841a9",
+            "4.13",
+            "KSM's write_protect_page clears, flushes and counts even a read-only, clean PTE "
+            "while a TLB flush is pending on the mm (mm_tlb_flush_pending): a CPU may still "
+            "store through a writable entry that a deferred flush has not removed",
+        ),
+        Fix(
             "lazyfree_no_dirty_after_freeze",
             "d17be2d9ff6c",
             "5.15",
@@ -285,6 +311,34 @@ DESIGN_RULES: dict[str, Fix] = {
             "fork's copy_nonpresent_pte clears the exclusive bit of a swap PTE it shares "
             "(pte_swp_clear_exclusive in parent and child), so neither swap-in may map the "
             "page writable without the refcount check",
+        ),
+        Fix(
+            "tlb_flush_before_free",
+            # Mel Gorman, "mm: send one IPI per CPU to TLB flush all entries after
+            # unmapping pages" (4.3): the batch and this rule came in together.
+            "72b252aed506",
+            "",
+            "reclaim frees the pages it unmapped with TTU_BATCH_FLUSH only after "
+            "try_to_unmap_flush: no CPU can still reach a freed page through its TLB",
+        ),
+        Fix(
+            "tlb_flush_dirty_before_io",
+            # Mel Gorman, "mm: defer flush of writable TLB entries" (4.3, with the batch).
+            "d950c9477d51",
+            "",
+            "reclaim flushes deferred TLB entries (try_to_unmap_flush_dirty) before pageout "
+            "cleans a dirty folio for I/O: no store through a writable entry lands after "
+            "the data was taken for the write",
+        ),
+        Fix(
+            "ksm_count_after_flush",
+            # KSM's original merge (2.6.32): write_protect_page clears the PTE and flushes
+            # before it counts references.
+            "31dbd01f3143",
+            "",
+            "KSM's write_protect_page clears and flushes the PTE before it compares the "
+            "refcount with mapcount + 1 + swapcache: a GUP-fast that took its reference "
+            "after the count must see the PTE change and back off",
         ),
         Fix(
             "freeze_before_dirty",

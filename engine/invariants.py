@@ -59,6 +59,12 @@ INVARIANTS: tuple[Invariant, ...] = (
         "leaks a page",
     ),
     Invariant(
+        "stale_tlb",
+        "a CPU stored through a TLB entry that a returned mprotect had revoked: the kernel "
+        "changed the PTE but never flushed the entry (kernel-model.md invariant 13)",
+        "writes through a stale TLB entry",
+    ),
+    Invariant(
         "deadlock", "no actor can take a step, but not every actor has finished", "deadlocks"
     ),
 )

@@ -17,7 +17,7 @@ from engine.fixes import Config
 from engine.invariants import Fate, FateOf
 from engine.kernel import OPS, oracle
 from engine.kernel.machine import Blocked, Ctx, Effect, Params, StepFn
-from engine.lang.ir import Op, Scenario
+from engine.lang.ir import Op, Scenario, cpus_of
 from engine.state import (
     DIRTY,
     PRIVATE,
@@ -59,12 +59,14 @@ class Model:
     plan: tuple[tuple[tuple[StepFn, Params], ...], ...] = field(
         init=False, repr=False, compare=False
     )
+    cpus: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         actors = self.scenario.actors
         object.__setattr__(self, "names", tuple(a.name for a in actors))
         plan = tuple(tuple((OPS[op.kind].run, op.params) for op in a.ops) for a in actors)
         object.__setattr__(self, "plan", plan)
+        object.__setattr__(self, "cpus", cpus_of(actors))
 
     def ops(self, index: int) -> tuple[Op, ...]:
         return self.scenario.actors[index].ops
@@ -118,7 +120,7 @@ class Model:
         if at >= len(ops):
             return None
         run, params = ops[at]
-        return run(Ctx(self.config, index, self.names[index], params, world))
+        return run(Ctx(self.config, index, self.names[index], params, world, self.cpus[index]))
 
     def finished(self, world: World) -> bool:
         pairs = zip(world.actors, self.scenario.actors, strict=True)

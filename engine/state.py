@@ -38,6 +38,7 @@ PRIVATE = 32
 ANON_EXCLUSIVE = 64
 REFERENCED = 128
 RECLAIM = 256  # PG_reclaim: reclaim wants the folio freed once its writeback ends
+KSM = 512  # PageKsm: a KSM page, shared read-only by every mapping KSM merged into it
 
 FLAG_NAMES: tuple[tuple[int, str], ...] = (
     (LOCKED, "locked"),
@@ -49,6 +50,7 @@ FLAG_NAMES: tuple[tuple[int, str], ...] = (
     (ANON_EXCLUSIVE, "anon_exclusive"),
     (REFERENCED, "referenced"),
     (RECLAIM, "reclaim"),
+    (KSM, "ksm"),
 )
 
 
@@ -330,6 +332,15 @@ class Proc(NamedTuple):
     ptl: str = ""  # actor holding this process's PTE lock across steps (fork)
     seq: int = 0  # mm->write_protect_seq: odd while fork copies page tables
     has_pinned: bool = False  # MMF_HAS_PINNED
+    # TLB batching state of the mm: mm->tlb_flush_pending (mmu_gathers and protection
+    # changes in flight, counted since 99baac21e458) and mm->tlb_flush_batched (reclaim
+    # cleared a PTE of this mm and deferred its flush: 3ea277194daa).
+    tlb_pending: int = 0
+    tlb_batched: bool = False
+    # Addresses whose VMA lost VM_WRITE (mprotect PROT_READ): a write fault there is a
+    # SIGSEGV; and those whose mprotect has returned, after which no store may succeed.
+    readonly: tuple[str, ...] = ()
+    revoked: tuple[str, ...] = ()
 
     def evolve(
         self,
@@ -339,6 +350,10 @@ class Proc(NamedTuple):
         ptl: str | None = None,
         seq: int | None = None,
         has_pinned: bool | None = None,
+        tlb_pending: int | None = None,
+        tlb_batched: bool | None = None,
+        readonly: tuple[str, ...] | None = None,
+        revoked: tuple[str, ...] | None = None,
     ) -> Proc:
         """This process with the given fields changed (its name never changes)."""
         return Proc(
@@ -348,7 +363,29 @@ class Proc(NamedTuple):
             self.ptl if ptl is None else ptl,
             self.seq if seq is None else seq,
             self.has_pinned if has_pinned is None else has_pinned,
+            self.tlb_pending if tlb_pending is None else tlb_pending,
+            self.tlb_batched if tlb_batched is None else tlb_batched,
+            self.readonly if readonly is None else readonly,
+            self.revoked if revoked is None else revoked,
         )
+
+
+class Tlb(NamedTuple):
+    """One CPU's cached translation of one address of one process (x86-like).
+
+    A store through a writable entry that is already dirty does not touch the PTE; one
+    through a clean entry walks the page table to set the PTE's dirty bit (and faults if
+    the PTE no longer allows it); a load through any entry reads the page it names. The
+    entry outlives the PTE it was filled from until a flush removes it.
+    """
+
+    cpu: str
+    proc: str
+    addr: str
+    page: int
+    gen: int  # the page's generation when the entry was filled
+    write: bool
+    dirty: bool
 
 
 class Actor(NamedTuple):
@@ -419,6 +456,8 @@ class World(NamedTuple):
     # Folios deferred_split_scan moved to its own private list (still linked there through
     # _deferred_list, off the queue): only that scanner may unlink them.
     scanning: tuple[int, ...] = ()
+    # The CPUs' TLBs, sorted (empty unless the scenario's actors run on CPUs).
+    tlb: tuple[Tlb, ...] = ()
 
     def evolve(
         self,
@@ -442,6 +481,7 @@ class World(NamedTuple):
         pmds: tuple[tuple[str, str, Pmd], ...] | None = None,
         deferred: tuple[int, ...] | None = None,
         scanning: tuple[int, ...] | None = None,
+        tlb: tuple[Tlb, ...] | None = None,
     ) -> World:
         """This world with the given parts changed."""
         return World(
@@ -464,6 +504,7 @@ class World(NamedTuple):
             self.pmds if pmds is None else pmds,
             self.deferred if deferred is None else deferred,
             self.scanning if scanning is None else scanning,
+            self.tlb if tlb is None else tlb,
         )
 
     # -- pages ---------------------------------------------------------------
@@ -557,7 +598,18 @@ class World(NamedTuple):
                 return pte
         return None
 
-    def set_pte(self, proc: str, addr: str, pte: Pte | None) -> World:
+    def set_pte(self, proc: str, addr: str, pte: Pte | None, flush: bool = True) -> World:
+        """Change addr's entry. A change that revokes what a CPU may have cached (the page,
+        presence, write permission or the dirty bit) is flushed from every TLB at once, as
+        ptep_clear_flush and flush_tlb_page do, unless `flush` is False: a deferred flush
+        (mmu_gather, TTU_BATCH_FLUSH), whose caller flushes later with flush_tlb."""
+        if self.tlb and flush:
+            old = self.pte(proc, addr)
+            # Only a present entry is flushed when it changes: replacing an empty, swap or
+            # migration entry flushes nothing, so an entry a deferred flush left behind
+            # stays cached until that flush.
+            if old is not None and old.present:
+                return self.shootdown(proc, addr, pte).set_pte(proc, addr, pte, flush=False)
         if self.pmds and "#" in addr:
             where = split_addr(addr)
             assert where is not None
@@ -573,6 +625,51 @@ class World(NamedTuple):
             rest.append((proc, addr, pte))
         return self.evolve(ptes=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
 
+    # -- TLBs --------------------------------------------------------------------
+    def tlb_entry(self, cpu: str, proc: str, addr: str) -> Tlb | None:
+        for e in self.tlb:
+            if e.cpu == cpu and e.proc == proc and e.addr == addr:
+                return e
+        return None
+
+    def tlb_fill(self, entry: Tlb) -> World:
+        """The CPU caches this translation (replacing its entry for the address)."""
+        rest = [
+            e
+            for e in self.tlb
+            if not (e.cpu == entry.cpu and e.proc == entry.proc and e.addr == entry.addr)
+        ]
+        return self.evolve(tlb=tuple(sorted((*rest, entry))))
+
+    def flush_tlb(self, proc: str, addrs: tuple[str, ...] | None = None, cpu: str = "") -> World:
+        """flush_tlb_range / flush_tlb_mm: drop the process's entries for `addrs` (all of
+        them for None) from every CPU's TLB, or from `cpu`'s alone."""
+        kept = tuple(
+            e
+            for e in self.tlb
+            if not (
+                e.proc == proc and (addrs is None or e.addr in addrs) and (not cpu or e.cpu == cpu)
+            )
+        )
+        return self if len(kept) == len(self.tlb) else self.evolve(tlb=kept)
+
+    def cached(self, proc: str, addr: str) -> bool:
+        """Whether any CPU caches a translation of addr."""
+        return any(e.proc == proc and e.addr == addr for e in self.tlb)
+
+    def shootdown(self, proc: str, addr: str, pte: Pte | None) -> World:
+        """Drop the cached translations of addr that `pte` revokes."""
+        stale = tuple(
+            e.cpu for e in self.tlb if e.proc == proc and e.addr == addr and revokes(e, pte)
+        )
+        if not stale:
+            return self
+        return self.evolve(
+            tlb=tuple(
+                e for e in self.tlb if not (e.proc == proc and e.addr == addr and e.cpu in stale)
+            )
+        )
+
     def pmd(self, proc: str, region: str) -> Pmd:
         for p, r, pmd in self.pmds:
             if p == proc and r == region:
@@ -580,10 +677,25 @@ class World(NamedTuple):
         return Pmd()
 
     def set_pmd(self, proc: str, region: str, pmd: Pmd) -> World:
-        rest = [(p, r, e) for p, r, e in self.pmds if not (p == proc and r == region)]
+        world = self
+        if self.tlb:
+            old = self.pmd(proc, region)
+            revoked = (old.kind, old.page) != (pmd.kind, pmd.page) or (
+                (old.write and not pmd.write) or (old.dirty and not pmd.dirty)
+            )
+            if revoked:
+                # A PMD change is flushed over the whole range (pmdp_invalidate,
+                # pmdp_collapse_flush, pmdp_huge_clear_flush): its subpages' entries go.
+                prefix = region + "#"
+                world = self.evolve(
+                    tlb=tuple(
+                        e for e in self.tlb if not (e.proc == proc and e.addr.startswith(prefix))
+                    )
+                )
+        rest = [(p, r, e) for p, r, e in world.pmds if not (p == proc and r == region)]
         if pmd != Pmd():
             rest.append((proc, region, pmd))
-        return self.evolve(pmds=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
+        return world.evolve(pmds=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
 
     def huge_mappings(self) -> list[tuple[str, str, Pte]]:
         """Each subpage address mapped through a huge PMD, as the PTE a walk would see."""
@@ -675,6 +787,13 @@ class World(NamedTuple):
         if violation in self.violations:
             return self
         return self.evolve(violations=tuple(sorted((*self.violations, violation))))
+
+
+def revokes(entry: Tlb, pte: Pte | None) -> bool:
+    """Whether a cached translation is no longer what the new entry allows."""
+    if pte is None or not pte.present or pte.page != entry.page:
+        return True
+    return (entry.write and not pte.write) or (entry.dirty and not pte.dirty)
 
 
 def page_name(index: int) -> str:

@@ -96,9 +96,14 @@ def scenario_language() -> str:
         "(zram), whose swap-in of an entry with one user skips the swap cache (from 4.15) and "
         "discards a slot's content when the slot is freed; default: a plain swap device",
         "setup": f"up to {lang.MAX_SETUP} operations run in order, alone, before the race",
-        "actors": f"1 to {lang.MAX_ACTORS} `{{name, label, ops}}`; `name` is used in schedules "
-        f"and links; `ops` holds up to {lang.MAX_OPS} operations, interleaved with the other "
-        "actors' at step granularity",
+        "actors": f"1 to {lang.MAX_ACTORS} `{{name, label, cpu, thread, ops}}`; `name` is used "
+        f"in schedules and links; `ops` holds up to {lang.MAX_OPS} operations, interleaved with "
+        "the other actors' at step granularity. `cpu` (`CPU1`) names the CPU the actor runs on "
+        "and `thread` (`app`) the process it is a thread of (its ops' default `proc`): once one "
+        "actor names either, every actor runs on a CPU (`CPU<i>` unless named) whose TLB caches "
+        "the translations its loads and stores walk, and PTE changes whose flush the kernel "
+        "defers (MADV_FREE's mmu_gather, reclaim's TTU_BATCH_FLUSH, mprotect) leave stale "
+        "entries until the flush; without either no TLB is modelled",
         "expect": "per variant (`default` without variants): `{violations: [...], reachable: "
         "[...]}`, what the catalog's tests check by exploration",
     }

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs, swap, thp
+from engine.kernel import oracle, refs, swap, thp, tlb
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, holding, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
+    KSM,
     LOCKED,
     NO_PAGE,
     PRIVATE,
@@ -161,6 +162,8 @@ def page_mkwrite(ctx: Ctx, index: int) -> None:
 
 def reuse_anon(ctx: Ctx, index: int, page: Page) -> bool:
     """do_wp_page: may this write fault reuse the anon page in place?"""
+    if page.has(KSM):
+        return False  # a KSM page is always copied (wp_can_reuse_anon_folio, PageKsm)
     if ctx.cfg.on("anon_exclusive") and page.has(ANON_EXCLUSIVE):
         return True
     if ctx.w.folio(index) != index or page.order:
@@ -413,6 +416,10 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     if ctx.w.proc(proc) is None:
         return Blocked(f"waits for process {proc} to exist")
+    if ctx.cpu:
+        cached = tlb.cached_access(ctx, proc, addr, write)
+        if cached is not None:
+            return cached
     pte, gone = address(ctx, proc, addr)
     if pte is None and not gone:
         reason = wait_reason(ctx, proc, None)
@@ -420,6 +427,11 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     if pte is None:
         ctx.next_op()
         return ctx.effect("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")
+    if write and needs_fault(pte, write) and tlb.readonly(ctx, proc, addr):
+        ctx.next_op()
+        return ctx.effect(
+            "SIGSEGV", f"{proc} stores to {addr}, which mprotect made read-only: SIGSEGV"
+        )
     in_steps = pte.swap >= 0 and not pte.present and swapin_in_steps(ctx)
     reason = wait_reason(ctx, proc, pte, lookup=not in_steps)
     if reason:
@@ -442,6 +454,8 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     pte = ctx.w.pte(proc, addr)
     assert pte is not None
     note = store(ctx, proc, addr, pte, ctx.p("value")) if write else load(ctx, proc, addr, pte)
+    if ctx.cpu:
+        tlb.fill(ctx, proc, addr)
     ctx.next_op()
     return ctx.effect("store" if write else "load", note)
 

@@ -53,13 +53,18 @@ R = TypeVar("R", bound=tuple[object, ...])
 class Ctx:
     """The one actor taking one step: its parameters, the world it changes, events."""
 
-    __slots__ = ("_me", "cfg", "events", "index", "machine", "name", "params", "w")
+    __slots__ = ("_me", "cfg", "cpu", "events", "index", "machine", "name", "params", "w")
 
-    def __init__(self, cfg: Config, index: int, name: str, params: Params, world: World) -> None:
+    def __init__(
+        self, cfg: Config, index: int, name: str, params: Params, world: World, cpu: str = ""
+    ) -> None:
         self.cfg = cfg
         self.index = index
         self.name = name
         self.params = params
+        # The CPU the actor runs on, whose TLB its accesses use; "" in a scenario without
+        # CPUs, where every access walks the page table and every PTE change is flushed.
+        self.cpu = cpu
         # The world as the step changes it, except the acting actor's own state: that is
         # `_me` once the step changed it (None before), and is written into the world once,
         # when the step ends (`effect`). Almost every step changes its actor (goto, next_op,
@@ -106,6 +111,13 @@ class Ctx:
         if changes:
             regs = regs._replace(**changes)
         self.set_me(self.me.evolve(pc=step.__name__, regs=regs))
+
+    def update(self, **changes: object) -> None:
+        """Change registers without ending the step or choosing the next one."""
+        machine = self.machine
+        assert machine is not None
+        regs: Any = self.regs(machine.regs)
+        self.set_me(self.me.evolve(regs=regs._replace(**changes)))
 
     def then(self, step: StepFn) -> Effect | Blocked:
         """Go on with `step` inside the same atomic step: no other actor runs in between."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs, swap, thp
+from engine.kernel import oracle, refs, swap, thp, tlb
 from engine.kernel.fault import wait_reason
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, op
 from engine.state import (
@@ -29,12 +29,28 @@ from engine.state import (
 
 
 class Marking(NamedTuple):
-    """MADV_FREE between clearing the PTE and marking the folio lazyfree."""
+    """MADV_FREE between clearing the PTE and marking the folio lazyfree, and (with
+    CPUs) until tlb_finish_mmu."""
 
     page: int = NO_PAGE
+    gathered: bool = False  # tlb_remove_tlb_entry queued the PTE's flush in the mmu_gather
 
 
 MADV_FREE = Machine(Marking)
+
+
+def walked(ctx: Ctx, function: str, note: str) -> Effect:
+    """The walk is done without anything to flush. With CPUs, the walk still ran between
+    tlb_gather_mmu and tlb_finish_mmu (and flush_tlb_batched_pending under the PTE lock),
+    and tlb_finish_mmu may flush for a nested gather."""
+    if ctx.cpu:
+        proc = ctx.proc
+        tlb.gather(ctx, proc)
+        batched = tlb.flush_batched_pending(ctx, proc)
+        finished = tlb.finish_mmu(ctx, proc, ctx.p("addr"), gathered=False)
+        note = f"{batched}{note}" + (f"; tlb_finish_mmu {finished}" if finished else "")
+    ctx.next_op()
+    return ctx.effect(function, note)
 
 
 def free_pte_range(ctx: Ctx) -> Effect | Blocked:
@@ -47,38 +63,54 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
         return Blocked(reason)
     key = oracle.key_for(ctx.w, proc, addr)
     if pte is None or pte.file:
-        ctx.next_op()
-        return ctx.effect(
-            "madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping"
+        return walked(
+            ctx, "madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping"
         )
     if pte.swap >= 0:
         freed = swap.free_swap_and_cache(ctx, pte.swap)
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
-        ctx.next_op()
-        return ctx.effect(
-            "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped{freed}"
+        return walked(
+            ctx, "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped{freed}"
         )
     if not pte.present or pte.page == ZERO_PAGE:
-        ctx.next_op()
-        return ctx.effect("madvise_free_pte_range", f"nothing mapped at {addr}")
+        return walked(ctx, "madvise_free_pte_range", f"nothing mapped at {addr}")
     index = pte.page
     page = ctx.w.page(index)
     if page.has(DIRTY) or page.has(SWAPCACHE):
         if page.locker or page.mapcount != 1:
-            ctx.next_op()
-            return ctx.effect(
+            return walked(
+                ctx,
                 "madvise_free_pte_range",
                 f"{page_name(index)} is shared or locked: skipped, its dirty state stays",
             )
         refs.update(ctx, index, page.clear(DIRTY))
-    ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(dirty=False, young=False))
+    clean = pte.evolve(dirty=False, young=False)
+    if not ctx.cpu:
+        ctx.w = ctx.w.set_pte(proc, addr, clean)
+        ctx.w = oracle.lazyfree(ctx.w, key)
+        ctx.goto(mark_lazyfree, page=index)
+        return ctx.effect(
+            "madvise_free_pte_range",
+            f"clears PG_dirty and the PTE's dirty and young bits of {page_name(index)} "
+            "(write permission stays)",
+        )
+    # With CPUs: tlb_gather_mmu, then under the PTE lock flush_tlb_batched_pending and
+    # the PTE change, whose flush the mmu_gather defers to tlb_finish_mmu; only a young
+    # or dirty PTE is queued (tlb_remove_tlb_entry).
+    tlb.gather(ctx, proc)
+    batched = tlb.flush_batched_pending(ctx, proc)
+    gathered = (pte.dirty or pte.young) and tlb.pending(ctx, proc, addr)
+    ctx.w = ctx.w.set_pte(proc, addr, clean, flush=False)
     ctx.w = oracle.lazyfree(ctx.w, key)
-    ctx.goto(mark_lazyfree, page=index)
+    ctx.goto(mark_lazyfree, page=index, gathered=gathered)
+    if pte.dirty or pte.young:
+        what = "clears the PTE's dirty and young bits; its TLB flush waits in the mmu_gather"
+    else:
+        what = "finds the PTE already clean and old: nothing to flush"
     return ctx.effect(
         "madvise_free_pte_range",
-        f"clears PG_dirty and the PTE's dirty and young bits of {page_name(index)} "
-        "(write permission stays)",
+        f"{batched}clears PG_dirty of {page_name(index)}; {what} (write permission stays)",
     )
 
 
@@ -144,7 +176,10 @@ def free_huge_pmd_set(ctx: Ctx) -> Effect:
 def mark_lazyfree(ctx: Ctx) -> Effect:
     index = ctx.regs(Marking).page
     page = ctx.w.page(index)
-    ctx.next_op()
+    if ctx.cpu:
+        ctx.goto(finish_mmu)
+    else:
+        ctx.next_op()
     if not (page.anon and page.has(SWAPBACKED) and not page.has(SWAPCACHE) and page.lru):
         return ctx.effect("folio_mark_lazyfree", f"{page_name(index)} cannot become lazyfree now")
     refs.update(ctx, index, page.clear(SWAPBACKED).evolve(lru="inactive_file"))
@@ -152,6 +187,15 @@ def mark_lazyfree(ctx: Ctx) -> Effect:
         "folio_mark_lazyfree",
         f"lru_lazyfree: {page_name(index)} loses PG_swapbacked and moves to the inactive file LRU",
     )
+
+
+@MADV_FREE.step
+def finish_mmu(ctx: Ctx) -> Effect:
+    """tlb_finish_mmu, and madvise returns to user space."""
+    addr = ctx.p("addr")
+    note = tlb.finish_mmu(ctx, ctx.proc, addr, ctx.regs(Marking).gathered)
+    ctx.next_op()
+    return ctx.effect("tlb_finish_mmu", f"{note or 'nothing to flush'}; madvise returns")
 
 
 @op(
@@ -165,6 +209,7 @@ def mark_lazyfree(ctx: Ctx) -> Effect:
         "madvise_free_pte_range",
         "free_swap_and_cache",
         "folio_mark_lazyfree",
+        "tlb_finish_mmu",
     ),
 )
 def madvise_free_op(ctx: Ctx) -> Effect | Blocked:
@@ -190,6 +235,7 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     if pte is None:
         ctx.next_op()
         return ctx.effect("zap_pte_range", f"{addr} is not mapped")
+    batched = tlb.flush_batched_pending(ctx, proc) if ctx.cpu else ""
     # zap_pmd_range on part of a huge PMD: __split_huge_pmd first, then the one PTE.
     split = thp.split_if_huge(ctx, proc, addr)
     if split:
@@ -232,7 +278,7 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     if held:
         swap.put_swap_device(ctx)
     ctx.next_op()
-    return ctx.effect("zap_pte_range", f"{proc}: {note}")
+    return ctx.effect("zap_pte_range", f"{proc}: {batched}{note}")
 
 
 class Zapping(NamedTuple):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs, swap
+from engine.kernel import refs, swap, tlb
 from engine.kernel.filemap import writepage
 from engine.kernel.machine import (
     PROC,
@@ -121,6 +121,9 @@ class Regs(NamedTuple):
     activate: bool = False  # putback to the active list
     io: bool = False  # a write was started: folio_end_writeback is this actor's last step
     gen: int = -1  # the folio's generation when that write started
+    # With CPUs: the mappings try_to_unmap cleared whose TLB flush TTU_BATCH_FLUSH deferred
+    # (set_tlb_ubc_flush_pending), flushed by try_to_unmap_flush[_dirty].
+    flushes: tuple[tuple[str, str], ...] = ()
 
 
 SHRINK = Machine(Regs)
@@ -265,11 +268,20 @@ def unmap_clear(ctx: Ctx) -> Effect | Blocked:
     p = ctx.w.proc(proc)
     if p is not None and p.ptl and p.ptl != ctx.name:
         return Blocked(f"waits for the PTE lock of {proc}, held by {p.ptl}")
-    ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
+    note = f"clears the PTE of {proc}:{addr}"
+    if ctx.cpu and tlb.pending(ctx, proc, addr):
+        # TTU_BATCH_FLUSH: ptep_get_and_clear, and set_tlb_ubc_flush_pending defers the
+        # flush; from 3ea277194daa it also marks the mm (mm->tlb_flush_batched).
+        ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file), flush=False)
+        ctx.update(flushes=(*regs(ctx).flushes, (proc, addr)))
+        if p is not None and ctx.cfg.on("flush_tlb_batched_pending"):
+            p = p.evolve(tlb_batched=True)
+        note += " (its TLB flush deferred: set_tlb_ubc_flush_pending)"
+    else:
+        ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
     if p is not None:
         # The PTE lock is held until try_to_unmap_one has decided: faults wait, GUP-fast doesn't.
         ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
-    note = f"clears the PTE of {proc}:{addr}"
     if pte.dirty:
         refs.mark_dirty(ctx, index)
         note += "; it was dirty: folio_mark_dirty"
@@ -350,6 +362,9 @@ def pageout(ctx: Ctx) -> Effect | Blocked:
         early = defer_dirty_file(ctx, index, p)
         if early:
             return early
+    if ctx.cfg.on("tlb_flush_dirty_before_io"):
+        flush(ctx)  # try_to_unmap_flush_dirty: no store may land after the data is taken
+    p = ctx.w.page(index)
     # is_page_cache_freeable: only the isolation and cache references (and buffers).
     if p.ref - p.has(PRIVATE) != 2:
         ctx.goto(putback, activate=False)
@@ -528,9 +543,22 @@ def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
     return ctx.effect(function, f"{why}: removed from {where}")
 
 
+def flush(ctx: Ctx) -> str:
+    """try_to_unmap_flush: the TLB flushes TTU_BATCH_FLUSH deferred, on every CPU."""
+    flushes = regs(ctx).flushes
+    if not flushes:
+        return ""
+    for proc, addr in flushes:
+        ctx.w = ctx.w.flush_tlb(proc, (addr,))
+    ctx.update(flushes=())
+    return "the deferred TLB flush"
+
+
 @SHRINK.step
 def free_it(ctx: Ctx) -> Effect:
     index, _ = page(ctx)
+    if ctx.cfg.on("tlb_flush_before_free"):
+        flush(ctx)
     ctx.w = ctx.w.free_page(index)
     end_pass(ctx)
     ctx.next_op()
@@ -552,6 +580,7 @@ def putback(ctx: Ctx) -> Effect:
         lru = lru.replace("inactive", "active")
     refs.update(ctx, index, p.evolve(lru=lru))
     freed = refs.put(ctx, index, what="folio_putback_lru")
+    flush(ctx)  # try_to_unmap_flush at the end of shrink_folio_list
     end_pass(ctx)
     if r.io:
         ctx.goto(end_io)

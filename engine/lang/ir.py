@@ -65,6 +65,30 @@ class ActorSpec:
     name: str
     label: str
     ops: tuple[Op, ...]
+    cpu: str = ""  # the CPU it runs on (its TLB); "" unless the scenario names CPUs
+    thread: str = ""  # the process it is a thread of: its ops' default `proc`
+
+
+def cpus_of(actors: tuple[ActorSpec, ...]) -> tuple[str, ...]:
+    """The CPU each actor runs on. A scenario that names no CPU and no thread models no
+    TLB: every access walks the page table, as every scenario did before TLBs existed.
+    Once one actor names either, every actor runs on a CPU with a TLB: its own, or
+    `CPU<i>` after its place in the list (a name no other actor took)."""
+    if not any(a.cpu or a.thread for a in actors):
+        return tuple("" for _ in actors)
+    taken = {a.cpu for a in actors if a.cpu}
+    out = []
+    for i, a in enumerate(actors):
+        cpu = a.cpu
+        n = i
+        while not cpu:
+            candidate = f"CPU{n}"
+            if candidate not in taken:
+                cpu = candidate
+                taken.add(cpu)
+            n += 1
+        out.append(cpu)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

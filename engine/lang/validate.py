@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from engine.fixes import SWITCHES, valid_kernel
@@ -47,6 +48,7 @@ MAX_DEPTH = 32
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,23}$")
 VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
+CPU = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,7}$")
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 SUBPAGES = tuple(str(i) for i in range(HPAGE_NR))
 TOP_KEYS = (
@@ -325,6 +327,13 @@ def _macro(
     return ops
 
 
+def _in_process(op: Op, proc: str) -> Op:
+    """An op of a thread of `proc`: `proc` is its process unless the op names one."""
+    if "proc" in op.params or not any(p.name == "proc" for p in OPS[op.kind].params):
+        return op
+    return replace(op, params={**op.params, "proc": proc})
+
+
 def _procs(doc: Mapping[str, Any]) -> set[str]:
     """`app` and every child a fork anywhere in the document creates."""
     actors = doc.get("actors")
@@ -443,7 +452,7 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
     if not araw:
         c.err("actors", "at least one actor is needed")
     for i, a in enumerate(araw):
-        ad = c.mapping(a, f"actors[{i}]", ("name", "label", "ops"))
+        ad = c.mapping(a, f"actors[{i}]", ("name", "label", "cpu", "thread", "ops"))
         name = str(ad.get("name", ""))
         if not NAME.match(name):
             c.err(f"actors[{i}].name", "must be a lowercase name")
@@ -454,7 +463,21 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         ops = _ops(c, ad.get("ops"), f"actors[{i}].ops", files, procs, MAX_OPS, setup=False)
         if not ops and "ops" not in ad:
             c.err(f"actors[{i}].ops", "is required")
-        actors.append(ActorSpec(name, label, ops))
+        cpu = ad.get("cpu", "")
+        if cpu != "" and not (isinstance(cpu, str) and CPU.match(cpu)):
+            c.err(f"actors[{i}].cpu", "must be a CPU name such as CPU0 or cpu1 (letters, digits)")
+            cpu = ""
+        thread = ad.get("thread", "")
+        if thread != "" and (not isinstance(thread, str) or thread not in procs):
+            c.err(
+                f"actors[{i}].thread",
+                "must name the process this actor is a thread of; known: "
+                + ", ".join(sorted(procs)),
+            )
+            thread = ""
+        if thread:
+            ops = tuple(_in_process(op, str(thread)) for op in ops)
+        actors.append(ActorSpec(name, label, ops, str(cpu), str(thread)))
     _large_folio_rule(c, setup, actors)
     vnames = tuple(v.name for v in variants) or ("default",)
     expect: dict[str, Expect] = {}

@@ -64,9 +64,13 @@ def test_the_responsible_switch_alone_reproduces_the_other_kernels_step(
     if not c.differences:
         return
     first = c.differences[0]
-    assert c.responsible, f"{sid}: no single switch explains step {first.index}"
-    for switch in c.responsible:
-        flipped = build_config(ca.kernel, {**ca.overrides, switch.name: switch.on})
+    assert c.responsible, f"{sid}: no switch, nor pair, explains step {first.index}"
+    # Each named switch alone reproduces B's step; or, named jointly, the pair together
+    # does and neither alone.
+    tries = [{s.name: s.on for s in c.responsible}] if c.jointly else []
+    tries += [] if c.jointly else [{s.name: s.on} for s in c.responsible]
+    for flips in tries:
+        flipped = build_config(ca.kernel, {**ca.overrides, **flips})
         run = engine.replay(sc, flipped, schedule[: first.index])
         step = run.steps[first.index - 1] if len(run.steps) >= first.index else None
         assert (engine.Side.of(step) if step else None) == first.b

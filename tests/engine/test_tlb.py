@@ -1,0 +1,255 @@
+"""CPUs, TLBs, deferred flushes, mprotect and KSM (issue 12): the new parts composed with the old."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import engine
+from engine.explore import reachable_violations
+from engine.model import Model
+from engine.state import KSM, World
+from tests.engine.builders import SETUP_LAZYFREE, OpDoc, config
+
+WRITE_A: list[OpDoc] = [{"write": {"addr": "buf", "value": "A"}}]
+
+
+def on_cpus(
+    actors: dict[str, tuple[str, list[OpDoc]]], setup: list[OpDoc] = WRITE_A
+) -> engine.Scenario:
+    """A scenario whose actors run on the given CPUs (name -> (cpu, ops)), threads of app."""
+    doc: dict[str, Any] = {
+        "id": "inline-tlb",
+        "title": "inline TLB scenario",
+        "setup": setup,
+        "actors": [
+            {"name": name, "cpu": cpu, "thread": "app", "ops": ops}
+            for name, (cpu, ops) in actors.items()
+        ],
+    }
+    return engine.parse_scenario(doc)
+
+
+def world_after(sc: engine.Scenario, kernel: str, schedule: list[str], **fixes: bool) -> World:
+    return engine.run_schedule(sc, config(sc, kernel, **fixes), schedule).world(len(schedule))
+
+
+def violations(sc: engine.Scenario, kernel: str, **fixes: bool) -> set[str]:
+    return reachable_violations(engine.explore(sc, config(sc, kernel, **fixes)))
+
+
+# The issue's acceptance: written from the ops alone, two threads of one process, one storing
+# around its own MADV_FREE while the other's MADV_FREE runs, against reclaim.
+R12_BY_HAND = {
+    "t0": ("CPU0", [{"madvise_free": {"addr": "buf"}}]),
+    "t1": (
+        "CPU1",
+        [
+            {"write": {"addr": "buf", "value": "B"}},
+            {"madvise_free": {"addr": "buf"}},
+            {"write": {"addr": "buf", "value": "C"}},
+        ],
+    ),
+    "kswapd": ("CPU2", [{"shrink_folio_list": {"addr": "buf"}}]),
+}
+
+
+def test_two_threads_madv_free_and_a_store_lose_it_on_4_12_and_not_on_4_13() -> None:
+    sc = on_cpus(R12_BY_HAND)
+    assert "lost_write" in violations(sc, "4.12")
+    assert violations(sc, "4.13") == set()
+    # The fix that decides is mm_tlb_flush_nested, not reclaim's batched-flush marking.
+    assert "lost_write" in violations(sc, "4.13", tlb_flush_nested=False)
+    assert violations(sc, "4.13", flush_tlb_batched_pending=False) == set()
+
+
+def test_a_store_through_a_dirty_writable_entry_leaves_the_pte_clean() -> None:
+    sc = on_cpus({"t": ("CPU1", [{"write": {"addr": "buf", "value": "B"}}] * 1)})
+    w = world_after(sc, "6.6", ["t"])
+    entry = w.tlb_entry("CPU1", "app", "buf")
+    assert entry is not None and entry.write and entry.dirty
+    # Clean the PTE behind the CPU's back, as a deferred flush leaves it, and store again.
+    pte = w.pte("app", "buf")
+    assert pte is not None
+    clean = w.set_pte("app", "buf", pte.evolve(dirty=False), flush=False)
+    assert clean.tlb_entry("CPU1", "app", "buf") == entry
+    flushed = w.set_pte("app", "buf", pte.evolve(dirty=False))
+    assert flushed.tlb_entry("CPU1", "app", "buf") is None
+
+
+def test_a_store_through_a_clean_entry_walks_and_dirties_the_pte() -> None:
+    sc = on_cpus(
+        {"t": ("CPU1", [{"read": {"addr": "buf"}}, {"write": {"addr": "buf", "value": "B"}}])},
+        SETUP_LAZYFREE,
+    )
+    w = world_after(sc, "6.6", ["t"])
+    entry = w.tlb_entry("CPU1", "app", "buf")
+    assert entry is not None and not entry.dirty
+    w = world_after(sc, "6.6", ["t", "t"])
+    pte = w.pte("app", "buf")
+    assert pte is not None and pte.dirty
+    after = w.tlb_entry("CPU1", "app", "buf")
+    assert after is not None and after.dirty
+
+
+def test_a_scenario_without_cpus_caches_nothing() -> None:
+    sc = engine.load_catalog()["madv-free-vs-dio"]
+    exp = engine.explore(sc, engine.make_config(sc, "buggy"))
+    for outcome in exp.outcomes:
+        run = engine.run_schedule(sc, engine.make_config(sc, "buggy"), outcome.example)
+        assert all(not run.world(k).tlb for k in range(len(outcome.example) + 1))
+
+
+def test_reclaim_frees_only_after_its_deferred_flush() -> None:
+    """A load through the entry reclaim's TTU_BATCH_FLUSH left behind: after the flush it
+    faults in zero-fill; without the rule it reads the freed page."""
+    sc = on_cpus(
+        {
+            "t": ("CPU1", [{"read": {"addr": "buf"}}, {"read": {"addr": "buf"}}]),
+            "kswapd": ("CPU0", [{"shrink_folio_list": {"addr": "buf"}}]),
+        },
+        SETUP_LAZYFREE,
+    )
+    assert "use_after_free" not in violations(sc, "6.6")
+    assert "use_after_free" in violations(sc, "6.6", tlb_flush_before_free=False)
+
+
+def test_mprotect_read_makes_a_store_a_sigsegv() -> None:
+    sc = engine.parse_scenario(
+        {
+            "id": "mp",
+            "title": "mprotect",
+            "setup": WRITE_A,
+            "actors": [
+                {
+                    "name": "app",
+                    "ops": [
+                        {"mprotect": {"addr": "buf", "prot": "read"}},
+                        {"write": {"addr": "buf", "value": "B"}},
+                        {"read": {"addr": "buf", "expect": "A"}},
+                        {"mprotect": {"addr": "buf", "prot": "write"}},
+                        {"write": {"addr": "buf", "value": "C"}},
+                        {"read": {"addr": "buf", "expect": "C"}},
+                    ],
+                }
+            ],
+        }
+    )
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["app"] * 6)
+    functions = [s.function for s in run.steps]
+    assert functions[1] == "SIGSEGV"
+    assert not run.violations
+
+
+def test_mprotect_vs_reclaim_leaves_a_writable_entry_on_4_12_only() -> None:
+    sc = on_cpus(
+        {
+            "t1": (
+                "CPU1",
+                [
+                    {"write": {"addr": "buf", "value": "B"}},
+                    {"mprotect": {"addr": "buf", "prot": "read"}},
+                    {"write": {"addr": "buf", "value": "C"}},
+                ],
+            ),
+            "kswapd": (
+                "CPU0",
+                [{"shrink_folio_list": {"addr": "buf"}}, {"shrink_folio_list": {"addr": "buf"}}],
+            ),
+        }
+    )
+    assert "stale_tlb" in violations(sc, "4.12")
+    assert violations(sc, "4.13") == set()
+    assert "stale_tlb" in violations(sc, "4.13", flush_tlb_batched_pending=False)
+
+
+def test_ksm_merge_maps_a_read_only_ksm_page_and_a_write_copies_it() -> None:
+    sc = engine.parse_scenario(
+        {
+            "id": "ksm",
+            "title": "ksm",
+            "setup": WRITE_A,
+            "actors": [
+                {"name": "ksmd", "ops": [{"ksm_merge": {"addr": "buf"}}]},
+                {
+                    "name": "app",
+                    "ops": [
+                        {"write": {"addr": "buf", "value": "B"}},
+                        {"read": {"addr": "buf", "expect": "B"}},
+                    ],
+                },
+            ],
+        }
+    )
+    w = world_after(sc, "6.6", ["ksmd", "ksmd"])
+    pte = w.pte("app", "buf")
+    assert pte is not None and not pte.write
+    kpage = w.page(pte.page)
+    assert kpage.has(KSM) and kpage.data == "A"
+    assert w.page(0).free  # the merged page had no other user
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["ksmd", "ksmd", "app", "app"])
+    pte = run.world(4).pte("app", "buf")
+    assert pte is not None and pte.write and not run.world(4).page(pte.page).has(KSM)
+    assert not run.violations
+
+
+@pytest.mark.parametrize("mode", ["get", "pin"])
+def test_ksm_backs_off_from_a_page_gup_holds(mode: str) -> None:
+    sc = engine.parse_scenario(
+        {
+            "id": "ksm-gup",
+            "title": "ksm vs gup",
+            "setup": WRITE_A,
+            "actors": [
+                {
+                    "name": "dio",
+                    "ops": [
+                        {"gup_fast": {"addr": "buf", "mode": mode, "write": True}},
+                        {"dma_write": {"value": "B"}},
+                        {"put_page" if mode == "get" else "unpin": {}},
+                    ],
+                },
+                {"name": "ksmd", "ops": [{"ksm_merge": {"addr": "buf"}}]},
+            ],
+        }
+    )
+    for kernel in ("4.12", "5.19", "6.6"):
+        assert violations(sc, kernel) == set(), kernel
+    # Counting first loses the DMA; from 5.19 a pin on an exclusive page is still refused by
+    # page_try_share_anon_rmap, a plain reference is not.
+    assert "lost_write" in violations(sc, "4.12", ksm_count_after_flush=False)
+    late = violations(sc, "6.6", ksm_count_after_flush=False)
+    assert ("lost_write" in late) == (mode == "get")
+
+
+def test_actor_cpu_and_thread_are_checked() -> None:
+    base: dict[str, Any] = {"id": "bad", "title": "bad", "setup": WRITE_A}
+    with pytest.raises(engine.ScenarioError) as err:
+        engine.parse_scenario(
+            {**base, "actors": [{"name": "a", "cpu": "cpu 1", "ops": [{"read": {"addr": "buf"}}]}]}
+        )
+    assert "actors[0].cpu" in str(err.value)
+    with pytest.raises(engine.ScenarioError) as err:
+        engine.parse_scenario(
+            {**base, "actors": [{"name": "a", "thread": "nope", "ops": [{"read": {"addr": "buf"}}]}]}
+        )
+    assert "actors[0].thread" in str(err.value) and "app" in str(err.value)
+
+
+def test_cpus_are_given_to_every_actor_once_one_is_named() -> None:
+    sc = engine.parse_scenario(
+        {
+            "id": "cpus",
+            "title": "cpus",
+            "setup": WRITE_A,
+            "actors": [
+                {"name": "a", "ops": [{"read": {"addr": "buf"}}]},
+                {"name": "b", "cpu": "CPU0", "ops": [{"read": {"addr": "buf"}}]},
+                {"name": "c", "thread": "app", "ops": [{"read": {"addr": "buf"}}]},
+            ],
+        }
+    )
+    assert Model(sc, config(sc, "6.6")).cpus == ("CPU1", "CPU0", "CPU2")
+    plain = engine.load_catalog()["madv-free-vs-dio"]
+    assert set(Model(plain, engine.make_config(plain, "buggy")).cpus) == {""}
