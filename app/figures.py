@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 import engine
+from engine.lang.ir import cpus_of
 from engine.views import page_counts
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -129,6 +130,50 @@ def _violations(run: engine.Trace) -> list[Figure]:
     ]
 
 
+def _flushes(scenario: engine.Scenario, run: engine.Trace) -> list[Figure]:
+    """A mark on each step that removed TLB entries (a flush, immediate or deferred), on
+    the lane of the actor that flushed: where a stale entry stops being usable. A CPU
+    access that reloads its own entry from the page table is not a flush."""
+    cpu_of = dict(zip((a.name for a in scenario.actors), cpus_of(scenario.actors), strict=True))
+    xs: list[int] = []
+    ys: list[str] = []
+    texts: list[str] = []
+    before = run.initial
+    for step in run.steps:
+        now = {t.key for t in step.state.tlb}
+        access = step.op.startswith(("write", "read"))
+        gone = sorted(
+            t.key
+            for t in before.tlb
+            if t.key not in now and not (access and t.cpu == cpu_of[step.actor])
+        )
+        if gone:
+            xs.append(step.index)
+            ys.append(step.actor)
+            texts.append(escape(f"{step.function} flushes " + ", ".join(gone)))
+        before = step.state
+    if not xs:
+        return []
+    return [
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "⇣ TLB flush",
+            "x": xs,
+            "y": ys,
+            "text": texts,
+            "hovertemplate": "step %{x}: %{text}<extra></extra>",
+            "marker": {
+                "size": 20,
+                "color": "#000000",
+                "symbol": "line-ew-open",
+                "line": {"width": 2},
+            },
+            "yaxis": "y",
+        }
+    ]
+
+
 def _no_return_marks(step: int) -> tuple[Figure, Figure]:
     """A solid vermillion rule at the point of no return and its label, above the lanes: a
     line and a word, not colour alone."""
@@ -162,7 +207,7 @@ def timeline_figure(
     a marked rule at the point of no return when the run has one."""
     lanes = [actor.name for actor in scenario.actors]
     last = max(len(run.steps), 1)
-    data = _lanes(scenario, run) + _counts(run) + _violations(run)
+    data = _lanes(scenario, run) + _counts(run) + _violations(run) + _flushes(scenario, run)
     layout: Figure = {
         "height": 200 + 36 * len(lanes),
         "margin": {"l": 90, "r": 150, "t": 10 if no_return is None else 26, "b": 48},

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.views import PageView as EnginePage
-from engine.views import PteView, StateView
+from engine.views import PteView, StateView, TlbView
 
 SECTION_TITLES = {
     "swap": "Swap",
@@ -178,6 +178,30 @@ def pte_row(pte: PteView, changes: Changes) -> Row:
     return Row(f"PTE {pte.key}", target, changes.touched(prefix), chips)
 
 
+def tlb_row(entry: TlbView, changes: Changes) -> Row:
+    """A CPU's cached translation, shown under the PTE it was filled from."""
+    bits = {"write": entry.write, "dirty": entry.dirty}
+    chips = tuple(Chip(bit if on else f"·{bit}", "on" if on else "off") for bit, on in bits.items())
+    if entry.stale:
+        chips += (Chip("stale", "removed", changes.touched(f"tlb.{entry.key}")),)
+    label = f"TLB {entry.cpu} {entry.proc}:{entry.addr}"
+    return Row(label, f"→ {entry.page}", changes.touched(f"tlb.{entry.key}"), chips)
+
+
+def pte_and_tlb_rows(state: StateView, changes: Changes) -> tuple[Row, ...]:
+    """Each PTE followed by the TLB entries CPUs hold for it; entries whose PTE is gone last."""
+    rows: list[Row] = []
+    shown: set[str] = set()
+    for pte in state.ptes:
+        rows.append(pte_row(pte, changes))
+        for entry in state.tlb:
+            if (entry.proc, entry.addr) == (pte.proc, pte.addr):
+                rows.append(tlb_row(entry, changes))
+                shown.add(entry.key)
+    rows.extend(tlb_row(e, changes) for e in state.tlb if e.key not in shown)
+    return tuple(rows)
+
+
 def _fields(key: str, pairs: Iterable[tuple[str, Any]]) -> str:
     """`data=A, entries=1, cache=P0`: an item's fields after its key."""
     return show({name: value for name, value in pairs if str(value) != key})
@@ -269,7 +293,7 @@ def state_panel(
         page_view(page, previous.page(page.id) if previous else None, changes)
         for page in state.pages
     )
-    ptes = tuple(pte_row(pte, changes) for pte in state.ptes)
+    ptes = pte_and_tlb_rows(state, changes)
     sections = tuple(
         Section(
             key,

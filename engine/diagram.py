@@ -12,7 +12,7 @@ import textwrap
 
 from engine.doom import point_of_no_return
 from engine.fixes import Config
-from engine.lang.ir import Scenario
+from engine.lang.ir import Scenario, cpus_of
 from engine.trace import Step, Trace, make_config, replay
 from engine.views import StateView
 
@@ -87,10 +87,12 @@ def decisive_steps(scenario: Scenario, config: Config, run: Trace) -> dict[int, 
     return found
 
 
-def _widths(names: list[str], run: Trace, lines: dict[int, list[str]]) -> list[int]:
+def _widths(
+    names: list[str], heads: list[str], run: Trace, lines: dict[int, list[str]]
+) -> list[int]:
     """Each column as wide as its widest call plus the gutter, so a narrow left column does
     not push the right one past the width."""
-    widest = [len(n) for n in names]
+    widest = [len(h) for h in heads]
     for step in run.steps:
         who = names.index(step.actor)
         for text in lines[step.index]:
@@ -125,7 +127,7 @@ def _next_of_actor(run: Trace) -> dict[int, Step]:
     return after
 
 
-def _heading(cells: list[str], offsets: list[int], names: list[str]) -> str:
+def _heading(cells: list[str], offsets: list[int]) -> str:
     row = ""
     for cell, at in zip(cells, offsets, strict=True):
         row = row.ljust(at) + cell
@@ -134,6 +136,10 @@ def _heading(cells: list[str], offsets: list[int], names: list[str]) -> str:
 
 def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | None = None) -> str:
     names = [a.name for a in scenario.actors]
+    # Where actors run on CPUs, the columns are CPUs, as in the commit messages of TLB
+    # fixes ("CPU0 ... CPU1"), each with the actor it runs.
+    cpus = cpus_of(scenario.actors)
+    heads = [f"{cpu} ({n})" if cpu else n for cpu, n in zip(cpus, names, strict=True)]
     decisive = decisive_steps(scenario, config, run)
     doom = point_of_no_return(scenario, config, [s.actor for s in run.steps])
     # First each step's own lines (its op header when a new op starts, the step), without
@@ -172,7 +178,7 @@ def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | N
         last_op[step.actor] = step.op_index
         out.append(text + (f"  {note}" if note else ""))
         own[step.index] = out
-    widths = _widths(names, run, own)
+    widths = _widths(names, heads, run, own)
     offsets = [sum(widths[:i]) for i in range(len(names))]
     # Too wide in all: a column starts early enough for its widest call to end by WIDTH.
     # A row holds one actor's step, so a column running on under the next one's heading
@@ -180,8 +186,8 @@ def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | N
     for i in range(len(names) - 1, 0, -1):
         latest = WIDTH - (widths[i] - GUTTER)
         if i < len(names) - 1:
-            latest = min(latest, offsets[i + 1] - len(names[i]) - 1)
-        offsets[i] = max(min(offsets[i], latest), offsets[i - 1] + len(names[i - 1]) + 1)
+            latest = min(latest, offsets[i + 1] - len(heads[i]) - 1)
+        offsets[i] = max(min(offsets[i], latest), offsets[i - 1] + len(heads[i - 1]) + 1)
     lines = [
         *_wrap(f"{scenario.title}, kernel {config.label}", WIDTH, ""),
         *textwrap.wrap(
@@ -191,8 +197,8 @@ def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | N
             break_on_hyphens=False,
         ),
         "",
-        _heading(names, offsets, names),
-        _heading(["-" * len(n) for n in names], offsets, names),
+        _heading(heads, offsets),
+        _heading(["-" * len(h) for h in heads], offsets),
     ]
     for step in run.steps:
         who = names.index(step.actor)

@@ -23,6 +23,7 @@ from engine.state import (
     World,
     flag_list,
     page_name,
+    revokes,
 )
 
 
@@ -141,6 +142,23 @@ class PmdView:
 
 
 @dataclass(frozen=True, slots=True)
+class TlbView:
+    """One CPU's cached translation; `stale` when the PTE no longer allows what it does."""
+
+    cpu: str
+    proc: str
+    addr: str
+    page: str | None
+    write: bool
+    dirty: bool
+    stale: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.cpu}:{self.proc}:{self.addr}"
+
+
+@dataclass(frozen=True, slots=True)
 class SlotView:
     slot: str
     data: str | None  # None until written
@@ -205,6 +223,7 @@ class StateView:
     node: tuple[NodeView, ...]
     violations: tuple[str, ...]
     pmds: tuple[PmdView, ...] = ()
+    tlb: tuple[TlbView, ...] = ()
 
     def page(self, page_id: str) -> PageView | None:
         return next((p for p in self.pages if p.id == page_id), None)
@@ -317,6 +336,18 @@ def state_view(model: Model, world: World) -> StateView:
             PmdView(proc, region, e.kind, page_ref(e.page), e.write, e.dirty, e.young)
             for proc, region, e in world.pmds
         ),
+        tlb=tuple(
+            TlbView(
+                t.cpu,
+                t.proc,
+                t.addr,
+                page_ref(t.page),
+                t.write,
+                t.dirty,
+                revokes(t, world.pte(t.proc, t.addr)) or world.pages[t.page].gen != t.gen,
+            )
+            for t in world.tlb
+        ),
     )
 
 
@@ -417,6 +448,26 @@ def to_json(view: StateView) -> dict[str, Any]:
             if view.pmds
             else {}
         ),
+        # Only in scenarios whose actors run on CPUs, so other states read as before.
+        **(
+            {
+                "tlb": [
+                    {
+                        "id": t.key,
+                        "cpu": t.cpu,
+                        "proc": t.proc,
+                        "addr": t.addr,
+                        "page": t.page,
+                        "write": t.write,
+                        "dirty": t.dirty,
+                        "stale": t.stale,
+                    }
+                    for t in view.tlb
+                ]
+            }
+            if view.tlb
+            else {}
+        ),
     }
 
 
@@ -430,6 +481,7 @@ KEYS = {
     "expected": "where",
     "node": "name",
     "pmds": None,
+    "tlb": "id",
 }
 
 
