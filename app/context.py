@@ -14,6 +14,7 @@ from typing import Literal
 
 import engine
 from app.verdict_strip import ReleaseRun
+from engine.fixes import SWITCHES
 from engine.invariants import INVARIANTS
 
 Role = Literal["introduced", "fixed", "design", "reverted", "related"]
@@ -52,6 +53,15 @@ KNOWN: dict[str, Known] = {
     "d1e153fea2a8": Known("design", "GUP migrates pinned pages out of the movable zone first"),
     "d824ec2a1546": Known("fixed", "reclaim does not drop private data (buffers) of a pinned page"),
     "cc5095747edf": Known("fixed", "ext4 warns instead of BUG on pages dirtied behind its back"),
+    "4647706ebeee": Known(
+        "reverted", "flushes every zapped range (4.14); reverted in 4.19 for 99baac21e458's check"
+    ),
+    "31dbd01f3143": Known(
+        "design", "KSM: write-protect and flush before counting references", "2.6.32"
+    ),
+    "72b252aed506": Known(
+        "design", "reclaim batches its TLB flushes (TTU_BATCH_FLUSH), freeing after them", "4.3"
+    ),
 }
 
 # How a verdict reads in words: "loses data".
@@ -99,8 +109,19 @@ class About:
     strip: tuple[ReleaseRun, ...] = ()  # the verdict on every release (catalog scenarios)
 
 
+def _from_switches(commit: str) -> Known | None:
+    """A commit the engine models as a fix switch (fixed), a design rule (design), or the
+    revert of a fix (reverted), with the switch's own effect as what it did."""
+    for fix in SWITCHES.values():
+        if fix.commit and fix.commit[:12] == commit:
+            return Known("fixed" if fix.version else "design", fix.effect)
+        if fix.revert_commit and fix.revert_commit[:12] == commit:
+            return Known("reverted", f"removes {fix.commit[:12]} ({fix.name})")
+    return None
+
+
 def ref_view(ref: engine.Ref) -> RefView:
-    known = KNOWN.get(ref.commit[:12])
+    known = KNOWN.get(ref.commit[:12]) or _from_switches(ref.commit[:12])
     return RefView(
         commit=ref.commit,
         title=ref.title,

@@ -25,6 +25,7 @@ from app.runref import RunRef
 from app.service import replay_lenient
 from app.urls import APP, Urls
 from app.verdict_strip import STRIPS
+from engine.lang.ir import cpus_of
 
 Side = engine.Side
 LineStatus = Literal["done", "next", "todo"]
@@ -79,6 +80,7 @@ class Column:
     done: bool
     blocked: str | None
     step: Link | None  # its Step button, when the actor can run
+    cpu: str = ""  # the CPU it runs on, in a scenario with TLBs
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +430,7 @@ def _columns(
     for step in run.steps:
         executed[(step.actor, step.op_index)].append(step)
     views = {view.name: view for view in run.actors}
+    cpus = cpus_of(scenario.actors)
     columns = []
     for number, actor in enumerate(scenario.actors, start=1):
         view = views.get(actor.name)
@@ -452,6 +455,7 @@ def _columns(
                 bool(view and view.done),
                 view.blocked if view else None,
                 move,
+                cpus[number - 1],
             )
         )
     return tuple(columns)

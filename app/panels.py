@@ -24,7 +24,7 @@ SECTION_TITLES = {
     "procs": "Processes (mmap_lock, PTE lock)",
     "pmds": "PMDs (huge mappings, cleared or invalidated entries)",
 }
-ChipKind = Literal["on", "added", "removed", "off"]
+ChipKind = Literal["on", "added", "removed", "off", "warn"]
 
 
 class Changes:
@@ -183,7 +183,7 @@ def tlb_row(entry: TlbView, changes: Changes) -> Row:
     bits = {"write": entry.write, "dirty": entry.dirty}
     chips = tuple(Chip(bit if on else f"·{bit}", "on" if on else "off") for bit, on in bits.items())
     if entry.stale:
-        chips += (Chip("stale", "removed", changes.touched(f"tlb.{entry.key}")),)
+        chips += (Chip("⚠ stale", "warn", changes.touched(f"tlb.{entry.key}")),)
     label = f"TLB {entry.cpu} {entry.proc}:{entry.addr}"
     return Row(label, f"→ {entry.page}", changes.touched(f"tlb.{entry.key}"), chips)
 

@@ -313,6 +313,17 @@ DESIGN_RULES: dict[str, Fix] = {
             "page writable without the refcount check",
         ),
         Fix(
+            "rcu_gup_fast",
+            # Peter Zijlstra / Steve Capper, "mm: introduce a general RCU
+            # get_user_pages_fast()" (3.18): GUP-fast protected by RCU-freed page tables.
+            "2667f50e8b81",
+            "",
+            "a TLB flush does not wait for GUP-fast (page tables freed by RCU; flushes "
+            "without an IPI to every CPU: arm64, powerpc radix, x86 under a hypervisor). Off: "
+            "the flush is an IPI that waits for a CPU whose interrupts GUP-fast disabled "
+            "(x86 native), so pmdp_collapse_flush and KSM's ptep_clear_flush wait for its walk",
+        ),
+        Fix(
             "tlb_flush_before_free",
             # Mel Gorman, "mm: send one IPI per CPU to TLB flush all entries after
             # unmapping pages" (4.3): the batch and this rule came in together.

@@ -458,6 +458,9 @@ class World(NamedTuple):
     scanning: tuple[int, ...] = ()
     # The CPUs' TLBs, sorted (empty unless the scenario's actors run on CPUs).
     tlb: tuple[Tlb, ...] = ()
+    # Actors in GUP-fast's interrupts-disabled walk, when a TLB flush is an IPI that waits
+    # for them (the design rule rcu_gup_fast off: x86 without paravirt flushes).
+    irq_off: tuple[str, ...] = ()
 
     def evolve(
         self,
@@ -482,6 +485,7 @@ class World(NamedTuple):
         deferred: tuple[int, ...] | None = None,
         scanning: tuple[int, ...] | None = None,
         tlb: tuple[Tlb, ...] | None = None,
+        irq_off: tuple[str, ...] | None = None,
     ) -> World:
         """This world with the given parts changed."""
         return World(
@@ -505,6 +509,7 @@ class World(NamedTuple):
             self.deferred if deferred is None else deferred,
             self.scanning if scanning is None else scanning,
             self.tlb if tlb is None else tlb,
+            self.irq_off if irq_off is None else irq_off,
         )
 
     # -- pages ---------------------------------------------------------------

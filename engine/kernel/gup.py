@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs
+from engine.kernel import oracle, refs, tlb
 from engine.kernel.fault import (
     MAX_FAULT_RETRIES,
     address,
@@ -192,6 +192,7 @@ def must_unshare(ctx: Ctx, pte: Pte) -> bool:
 
 
 def fallback(ctx: Ctx, why: str, function: str) -> Effect:
+    tlb.irqs(ctx, disabled=False)
     if ctx.flagp("fast_only"):
         ctx.next_op()
         return ctx.effect(function, f"{why}; get_user_pages_fast_only gives up, holding nothing")
@@ -227,6 +228,7 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
     # gup_huge_pmd takes the folio from the PMD; gup_pte_range computes it in try_grab_folio.
     folio = ctx.w.folio(pte.page) if huge else NO_PAGE
     bound = ctx.w.page(pte.page).gen
+    tlb.irqs(ctx, disabled=True)
     ctx.goto(
         fast_grab, page=pte.page, pte=pte, seq=seq, bound=bound, pmd=pmd, huge=huge, folio=folio
     )
@@ -307,6 +309,7 @@ def fast_recheck(ctx: Ctx) -> Effect:
         # gup_fast_pte_range: folio_set_referenced on every page it returns, pins included.
         refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr), r.bound)
+    tlb.irqs(ctx, disabled=False)
     ctx.next_op()
     if r.huge:
         return ctx.effect(

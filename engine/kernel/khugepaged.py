@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs
+from engine.kernel import refs, tlb
 from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Machine, op
 from engine.kernel.thp import REGION
 from engine.state import (
@@ -91,8 +91,11 @@ def collapse_lock(ctx: Ctx) -> Effect | Blocked:
 
 
 @COLLAPSE.step
-def collapse_flush(ctx: Ctx) -> Effect:
+def collapse_flush(ctx: Ctx) -> Effect | Blocked:
     proc, region = ctx.proc, ctx.p("addr")
+    waits = tlb.ipi_wait(ctx, "pmdp_collapse_flush")
+    if waits:
+        return waits
     pmd = ctx.w.pmd(proc, region)
     ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="none", table=pmd.table))
     ctx.goto(collapse_isolate, pmd=pmd)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs
+from engine.kernel import refs, tlb
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -124,6 +124,9 @@ def write_protect(ctx: Ctx) -> Effect | Blocked:
             f"{addr} is already read-only and clean: no ptep_clear_flush, no count; "
             f"pages_identical compares {page.data!r}",
         )
+    waits = tlb.ipi_wait(ctx, "ptep_clear_flush")
+    if waits:
+        return waits
     # ptep_clear_flush: the PTE is gone and every CPU's entry flushed before the count.
     ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
     if ctx.cfg.on("ksm_count_after_flush"):

@@ -235,6 +235,12 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     if pte is None:
         ctx.next_op()
         return ctx.effect("zap_pte_range", f"{addr} is not mapped")
+    if pte.present:
+        # The zap's flush (tlb_finish_mmu) comes before the page is freed: with IPI flushes
+        # it waits for a GUP-fast walking with interrupts disabled.
+        waits = tlb.ipi_wait(ctx, "tlb_finish_mmu")
+        if waits:
+            return waits
     batched = tlb.flush_batched_pending(ctx, proc) if ctx.cpu else ""
     # zap_pmd_range on part of a huge PMD: __split_huge_pmd first, then the one PTE.
     split = thp.split_if_huge(ctx, proc, addr)

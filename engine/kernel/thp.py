@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs
+from engine.kernel import oracle, refs, tlb
 from engine.kernel.machine import PROC, Blocked, Ctx, Effect, Machine, Param, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -230,6 +230,12 @@ def deferred_split_take(ctx: Ctx) -> Effect | Blocked:
 @SPLIT.step
 def deferred_split_do(ctx: Ctx) -> Effect | Blocked:
     head = ctx.regs(Splitting).folio
+    if ctx.w.folio_mapcount(head):
+        # unmap_folio's migration entries are set with ptep_clear_flush: with IPI flushes
+        # it waits for a GUP-fast walking with interrupts disabled.
+        waits = tlb.ipi_wait(ctx, "unmap_folio")
+        if waits:
+            return waits
     ctx.w = ctx.w.evolve(scanning=tuple(f for f in ctx.w.scanning if f != head))
     note = split_folio(ctx, head)
     freed = refs.put(ctx, head, what="folio_put")

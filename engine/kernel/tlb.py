@@ -19,7 +19,7 @@ the flush a CPU keeps using its entry.
 from __future__ import annotations
 
 from engine.kernel import oracle, refs
-from engine.kernel.machine import Ctx, Effect
+from engine.kernel.machine import Blocked, Ctx, Effect
 from engine.state import Pte, Tlb, page_name, revokes
 
 
@@ -142,3 +142,25 @@ def finish_mmu(ctx: Ctx, proc: str, addr: str, gathered: bool) -> str:
         )
         return f"{why}flushes the TLB entries of {addr} on every CPU"
     return ""
+
+
+def ipi_wait(ctx: Ctx, function: str) -> Blocked | None:
+    """A flush by IPI (design rule rcu_gup_fast off) waits for every other CPU to take the
+    interrupt: a GUP-fast walking with interrupts disabled holds it up until it is done."""
+    waiting = [a for a in ctx.w.irq_off if a != ctx.name]
+    if not waiting:
+        return None
+    return Blocked(
+        f"{function}'s TLB-flush IPI waits for {', '.join(waiting)}: "
+        "interrupts disabled in GUP-fast"
+    )
+
+
+def irqs(ctx: Ctx, disabled: bool) -> None:
+    """local_irq_save / local_irq_restore around GUP-fast's walk, when flushes wait for it."""
+    if ctx.cfg.on("rcu_gup_fast"):
+        return
+    rest = tuple(a for a in ctx.w.irq_off if a != ctx.name)
+    now = tuple(sorted((*rest, ctx.name))) if disabled else rest
+    if now != ctx.w.irq_off:
+        ctx.w = ctx.w.evolve(irq_off=now)

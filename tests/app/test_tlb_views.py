@@ -39,7 +39,7 @@ def test_the_page_panel_shows_the_tlb_entry_under_its_pte() -> None:
     labels = [r.label for r in panel.ptes]
     assert labels == ["PTE app:buf", "TLB CPU1 app:buf"]
     chips = [c.text for c in panel.ptes[1].chips]
-    assert chips == ["write", "dirty", "stale"]
+    assert chips == ["write", "dirty", "⚠ stale"]
     assert [c.text for c in panel.ptes[0].chips if c.kind == "off"] == ["·dirty", "·young"]
 
 

@@ -253,3 +253,23 @@ def test_cpus_are_given_to_every_actor_once_one_is_named() -> None:
     assert Model(sc, config(sc, "6.6")).cpus == ("CPU1", "CPU0", "CPU2")
     plain = engine.load_catalog()["madv-free-vs-dio"]
     assert set(Model(plain, engine.make_config(plain, "buggy")).cpus) == {""}
+
+
+def test_an_ipi_flush_waits_for_gup_fast_and_closes_the_thp_windows() -> None:
+    """R11 and R10 need a flush that does not wait for GUP-fast's interrupts-disabled walk;
+    with IPI flushes (x86 native) pmdp_collapse_flush, the zap and unmap_folio wait, and the
+    races are gone. KSM counting
+    first is broken either way: the IPI only delays the write-protect after the count."""
+    r11 = engine.load_catalog()["thp-collapse-vs-gup-fast"]
+    buggy = engine.make_config(r11, "buggy")
+    assert "lost_write" in reachable_violations(engine.explore(r11, buggy))
+    x86 = engine.make_config(r11, "buggy", fixes={"rcu_gup_fast": False})
+    assert reachable_violations(engine.explore(r11, x86)) == set()
+    r10 = engine.load_catalog()["gup-fast-vs-thp-split"]
+    x86 = engine.make_config(r10, "buggy", fixes={"rcu_gup_fast": False})
+    assert reachable_violations(engine.explore(r10, x86)) == set()
+    r7 = engine.load_catalog()["ksm-vs-gup-fast"]
+    ipi = engine.make_config(r7, "count_first", fixes={"rcu_gup_fast": False})
+    assert "lost_write" in reachable_violations(engine.explore(r7, ipi))
+    ok = engine.make_config(r7, "merged", fixes={"rcu_gup_fast": False})
+    assert reachable_violations(engine.explore(r7, ok)) == set()

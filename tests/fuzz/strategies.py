@@ -175,6 +175,10 @@ def valid_documents(draw: st.DrawFn, max_actors: int = 3) -> Doc:
         actor: Doc = {"name": name, "ops": draw(program(addrs, files, procs))}
         if draw(st.integers(0, 3)) == 0:
             actor["label"] = draw(label)
+        if draw(st.integers(0, 3)) == 0:  # a CPU with a TLB, as a thread of a process
+            actor["cpu"] = draw(st.sampled_from(["CPU0", "CPU1", "cpu7"]))
+            if draw(st.booleans()):
+                actor["thread"] = draw(st.sampled_from(procs))
         doc["actors"].append(actor)
     variants = draw(
         st.lists(st.sampled_from(["buggy", "fixed", "what_if"]), max_size=2, unique=True)
