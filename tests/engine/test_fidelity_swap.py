@@ -339,3 +339,63 @@ def test_the_further_swapin_race_of_31c4a3d3a0f8() -> None:
         sc, engine.make_config(sc, "fixed"), [*schedule[:-2], *["thread_b"] * 5]
     )
     assert "loads 'B'" in end.steps[-1].note and end.violations == ()
+
+
+# GUP's fault (faultin_page -> handle_mm_fault) runs the same do_swap_page steps as a CPU
+# fault, under the slow path's mmap_lock, and follow_page_pte is retried after it.
+GUP_SWAPIN = [
+    "follow_page_pte",
+    "do_swap_page",
+    "swapcache_prepare",
+    "add_to_swap_cache",
+    "swap_read_folio",
+    "folio_lock",
+    "pte_same",
+    "follow_page_pte",
+]
+
+
+def test_gup_faults_a_swap_pte_in_with_do_swap_pages_steps() -> None:
+    sc = engine.parse_scenario(
+        doc({"drv": [{"gup": {"addr": "buf", "mode": "pin", "write": True}}]}, SWAPPED_OUT)
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["drv"] * 8)
+    assert [s.function for s in run.steps] == GUP_SWAPIN
+    assert "maps P0 writable" in run.steps[6].note
+    assert "drv takes P0" in run.steps[7].note and run.finished
+    # The slow path keeps mmap_lock across the fault's steps, and lets it go at the end.
+    assert all("drv" in s.world.proc("app").mmap_readers for s in run.steps[:7])  # type: ignore[union-attr]
+    assert run.steps[-1].world.proc("app").mmap_readers == ()  # type: ignore[union-attr]
+    # The swap-in's reference shows as the GUP's own in the holder breakdown.
+    assert engine.kernel.OPS["gup"].refs_held["swapin_lock"] == "swap-in"
+
+
+GUP_RACE: dict[str, list[dict[str, Any]]] = {
+    "drv": [{"gup": {"addr": "buf", "mode": "pin"}}, {"unpin": {}}],
+    "cpu1": [{"write": {"addr": "buf", "value": "B"}}],
+    "kswapd": [{"shrink_folio_list": {"addr": "buf"}}, {"shrink_folio_list": {"addr": "buf"}}],
+}
+
+
+def test_a_gup_and_a_cpu_fault_on_one_zram_entry_race_until_6_8() -> None:
+    # 13ddaf26be32's race with GUP as the slow faulter: the pin's skip-swapcache swap-in reads
+    # page A, the CPU write swaps in B, kswapd swaps B out to the reused entry, and GUP's
+    # pte_same passes: it maps and pins the stale A. From 6.8 swapcache_prepare serializes them.
+    sc = synchronous(GUP_RACE)
+    assert violations(sc, "6.7") == {"lost_write"}
+    assert violations(sc, "6.8") == set()
+    assert violations(sc, "4.14") == set()  # before 0bcac06f27d7 nothing skips the swap cache
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["drv"] * 3)
+    assert "swapcache_prepare pins S0" in run.steps[2].note
+    cpu1 = next(a for a in run.actors if a.name == "cpu1")
+    assert cpu1.blocked and "S0 is claimed by another swap-in" in cpu1.blocked
+
+
+def test_swapoff_under_gups_swap_in() -> None:
+    # 2799e77529c2 (5.14): GUP's do_swap_page takes get_swap_device as a CPU fault's does.
+    sc = synchronous({"drv": [{"gup": {"addr": "buf", "mode": "get"}}], "admin": [{"swapoff": {}}]})
+    assert violations(sc, "5.13") == {"use_after_free"}
+    assert violations(sc, "5.14") == set()
+    run = engine.run_schedule(sc, config(sc, "5.14"), ["drv", "drv", "drv", *["admin"] * 4])
+    admin = next(a for a in run.actors if a.name == "admin")
+    assert admin.blocked and "get_swap_device of drv" in admin.blocked
