@@ -60,15 +60,6 @@ def swap_free(ctx: Ctx, index: int) -> None:
     settle(ctx, index)
 
 
-def free_swap_and_cache(ctx: Ctx, index: int) -> str:
-    """zap_pte_range / MADV_FREE on a swap PTE: swap_free, and if only the swap cache is
-    left (count == SWAP_HAS_CACHE), __try_to_reclaim_swap: under a successful trylock, an
-    unmapped folio not under writeback leaves the swap cache (folio_free_swap) and the
-    lookup's reference is dropped. Returns what it did beyond swap_free, for the note."""
-    swap_free(ctx, index)
-    return try_to_reclaim_swap(ctx, index)
-
-
 def only_cache_left(ctx: Ctx, index: int) -> bool:
     """free_swap_and_cache's test after __swap_entry_free: count == SWAP_HAS_CACHE."""
     slot = ctx.w.swap[index]
@@ -76,7 +67,11 @@ def only_cache_left(ctx: Ctx, index: int) -> bool:
 
 
 def try_to_reclaim_swap(ctx: Ctx, index: int) -> str:
-    """__try_to_reclaim_swap(TTRS_UNMAPPED | TTRS_FULL) of the slot's swap-cache folio."""
+    """__try_to_reclaim_swap(TTRS_UNMAPPED | TTRS_FULL) of the slot's swap-cache folio, the
+    second half of free_swap_and_cache (zap_pte_range, MADV_FREE on a swap PTE) once only
+    SWAP_HAS_CACHE is left: under a successful trylock, an unmapped folio not under
+    writeback leaves the swap cache (folio_free_swap) and the lookup's reference is dropped.
+    Returns what it did, for the note."""
     slot = ctx.w.swap[index]
     folio = slot.cache
     if slot.entries or folio < 0:

@@ -399,3 +399,43 @@ def test_swapoff_under_gups_swap_in() -> None:
     run = engine.run_schedule(sc, config(sc, "5.14"), ["drv", "drv", "drv", *["admin"] * 4])
     admin = next(a for a in run.actors if a.name == "admin")
     assert admin.blocked and "get_swap_device of drv" in admin.blocked
+
+
+def test_madv_free_of_a_swap_pte_runs_free_swap_and_cache_in_its_two_steps() -> None:
+    # madvise_free_pte_range, under the PTE lock: free_swap_and_cache(_nr), pte_clear. Only
+    # SWAP_HAS_CACHE is left of S0 (the written page stays in the swap cache), so the second
+    # step, __try_to_reclaim_swap, frees the folio: zap_pte_range's steps, shared.
+    sc = engine.parse_scenario(
+        doc(
+            {"app": [{"madvise_free": {"addr": "buf"}}, {"read": {"addr": "buf", "expect": "0"}}]},
+            SWAPPED_OUT[:3],
+        )
+    )
+    run = engine.run_schedule(sc, config(sc, "6.9"), ["app"] * 4)
+    assert [s.function for s in run.steps[:2]] == ["madvise_free_pte_range", "free_swap_and_cache"]
+    assert "only SWAP_HAS_CACHE is left of S0" in run.steps[0].note
+    assert run.steps[0].world.pte("app", "buf") == engine.state.Pte()  # pte_clear
+    assert "P0 leaves the swap cache: the last reference, freed" in run.steps[1].note
+    assert run.steps[1].world.swap_free == (0,) and run.steps[1].world.swap_users == ()
+    assert run.finished and run.violations == ()  # the address reads zero-fill
+    # With no swap cache left, the entry's last count goes in the first step: one step.
+    gone = engine.parse_scenario(doc({"app": [{"madvise_free": {"addr": "buf"}}]}, SWAPPED_OUT))
+    one = engine.run_schedule(gone, config(gone, "6.9"), ["app"])
+    assert one.finished and one.steps[0].world.swap_free == (0,)
+
+
+def test_swapoff_under_madv_free_of_a_swap_pte() -> None:
+    # 82b1c07a0af6's window through MADV_FREE, free_swap_and_cache's other caller: swapoff
+    # frees the swap cache and swap_map between __swap_entry_free and
+    # swap_page_trans_huge_swapped; from 6.9 get_swap_device holds swapoff off.
+    sc = engine.parse_scenario(
+        doc(
+            {"app": [{"madvise_free": {"addr": "buf"}}], "admin": [{"swapoff": {}}]},
+            SWAPPED_OUT[:3],
+        )
+    )
+    assert violations(sc, "6.8") == {"use_after_free"}
+    assert violations(sc, "6.9") == set()
+    run = engine.run_schedule(sc, config(sc, "6.9"), ["app", *["admin"] * 3])
+    admin = next(a for a in run.actors if a.name == "admin")
+    assert admin.blocked and "get_swap_device of app" in admin.blocked
