@@ -98,6 +98,7 @@ class Model:
             writers=(),
             actors=(*tuple(Actor() for _ in sc.actors), Actor()),
             swap_sync=sc.swap_sync,
+            swap_readahead=sc.swap_readahead,
         )
         setup = len(sc.actors)
         for op in sc.setup:

@@ -412,6 +412,9 @@ class World(NamedTuple):
     swap_sync: bool = False
     swap_dev: str = ""
     swap_users: tuple[str, ...] = ()
+    # Whether a swap-in through the swap cache reads the neighbouring slots too
+    # (swapin_readahead; `swap: {readahead: true}`, off unless a scenario asks).
+    swap_readahead: bool = False
     # PMD entries that are not a plain PTE table, (proc, region, Pmd), sorted; and the
     # deferred-split queue: large folios partially unmapped (deferred_split_folio).
     pmds: tuple[tuple[str, str, Pmd], ...] = ()
@@ -439,6 +442,7 @@ class World(NamedTuple):
         swap_sync: bool | None = None,
         swap_dev: str | None = None,
         swap_users: tuple[str, ...] | None = None,
+        swap_readahead: bool | None = None,
         pmds: tuple[tuple[str, str, Pmd], ...] | None = None,
         deferred: tuple[int, ...] | None = None,
         scanning: tuple[int, ...] | None = None,
@@ -461,6 +465,7 @@ class World(NamedTuple):
             self.swap_sync if swap_sync is None else swap_sync,
             self.swap_dev if swap_dev is None else swap_dev,
             self.swap_users if swap_users is None else swap_users,
+            self.swap_readahead if swap_readahead is None else swap_readahead,
             self.pmds if pmds is None else pmds,
             self.deferred if deferred is None else deferred,
             self.scanning if scanning is None else scanning,

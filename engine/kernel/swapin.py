@@ -41,6 +41,7 @@ SWAPIN_STEPS = (
     "do_swap_page",
     "swap_cache_get_folio",
     "swapcache_prepare",
+    "swap_cluster_readahead",
     "add_to_swap_cache",
     "swap_read_folio",
     "folio_lock",
@@ -326,6 +327,9 @@ def read_swap_cache_async(ctx: Ctx) -> Effect | Blocked:
     another task is adding it to the swap cache (or a swap-in that skips the swap cache
     holds it): schedule_timeout_uninterruptible(1) and try again."""
     entry = regs(ctx).entry
+    ahead = readahead(ctx, entry)
+    if isinstance(ahead, Blocked):
+        return ahead
     if not swap.swapcache_prepare(ctx, entry):
         return Blocked(
             f"swapcache_prepare(S{entry}): -EEXIST, another task is adding it to the swap "
@@ -333,10 +337,62 @@ def read_swap_cache_async(ctx: Ctx) -> Effect | Blocked:
         )
     ctx.w, index = ctx.w.new_page(Page(ref=1, flags=SWAPBACKED, owner="anon"))
     ctx.goto(swapin_add, page=index, cached=True)
-    return ctx.effect(
-        "swapcache_prepare",
-        f"swap_cache_get_folio misses; __read_swap_cache_async allocates {page_name(index)} "
-        f"and swapcache_prepare claims S{entry} (SWAP_HAS_CACHE)",
+    note = (
+        f"__read_swap_cache_async allocates {page_name(index)} and swapcache_prepare claims "
+        f"S{entry} (SWAP_HAS_CACHE)"
+    )
+    if ahead:
+        return ctx.effect("swap_cluster_readahead", f"{ahead}; then {note}")
+    return ctx.effect("swapcache_prepare", f"swap_cache_get_folio misses; {note}")
+
+
+# swap_cluster_readahead reads the page_cluster-aligned cluster around the entry
+# (swapin_nr_pages: up to 1 << page_cluster slots, page_cluster 3 by default).
+CLUSTER = 8
+
+
+def readahead(ctx: Ctx, entry: int) -> str | Blocked:
+    """swapin_readahead's neighbours (only with `swap: {readahead: true}`): before the entry
+    itself, swap_cluster_readahead runs __read_swap_cache_async on every other slot of its
+    cluster. A slot with no swap count is skipped ("Just skip read ahead for unused swap
+    slot"), one already in the swap cache is found and put back; any other is read into a
+    new folio added to the swap cache, folio_put by the readahead: it sits unmapped with
+    the swap cache's reference only, until a fault maps it, free_swap_and_cache
+    (__try_to_reclaim_swap) or swapoff frees it. A slot another swap-in has claimed
+    (SWAP_HAS_CACHE, no folio yet) gives -EEXIST, and __read_swap_cache_async waits.
+    The model reads them all in this one step, each read completed at once (the kernel
+    submits them and the reads complete later, each folio locked until then); the
+    device's cluster stands for swap_vma_readahead's window of PTEs too, which holds the
+    same slots in a scenario's few addresses. Returns the note, "" if nothing was read."""
+    if not ctx.w.swap_readahead:
+        return ""
+    read = []
+    for index, slot in enumerate(ctx.w.swap):
+        if index == entry or index // CLUSTER != entry // CLUSTER:
+            continue
+        if not slot.entries or slot.cache >= 0:
+            continue
+        if slot.has_cache:
+            return Blocked(
+                f"swap_cluster_readahead: swapcache_prepare(S{index}): -EEXIST, another task "
+                "is adding it to the swap cache; retry"
+            )
+        page = Page(
+            ref=1,
+            flags=SWAPBACKED | SWAPCACHE,
+            lru="inactive_anon",
+            data=slot.data if slot.written else "0",
+            owner="anon",
+            swap=index,
+        )
+        ctx.w, folio = ctx.w.new_page(page)
+        ctx.w = ctx.w.set_slot(index, slot.evolve(cache=folio))
+        read.append(f"S{index} into {page_name(folio)}")
+    if not read:
+        return ""
+    return (
+        f"swap_cache_get_folio misses; swap_cluster_readahead reads {', '.join(read)}: in the "
+        "swap cache, unmapped (the swap cache's reference only)"
     )
 
 

@@ -439,3 +439,117 @@ def test_swapoff_under_madv_free_of_a_swap_pte() -> None:
     run = engine.run_schedule(sc, config(sc, "6.9"), ["app", *["admin"] * 3])
     admin = next(a for a in run.actors if a.name == "admin")
     assert admin.blocked and "get_swap_device of app" in admin.blocked
+
+
+# Two addresses swapped out to S0 and S1: neighbours in the swap device's cluster.
+TWO_SWAPPED = [
+    {"write": {"addr": "buf", "value": "A"}},
+    {"write": {"addr": "buf2", "value": "C"}},
+    *[{"shrink_folio_list": {"addr": "buf"}}] * 3,
+    *[{"shrink_folio_list": {"addr": "buf2"}}] * 3,
+]
+
+
+def readahead(actors: dict[str, list[dict[str, Any]]], on: bool = True) -> engine.Scenario:
+    d = doc(actors, TWO_SWAPPED)
+    if on:
+        d["swap"] = {"readahead": True}
+    return engine.parse_scenario(d)
+
+
+def test_readahead_brings_the_neighbour_slot_into_the_swap_cache_unmapped() -> None:
+    # swap_cluster_readahead: before its own entry, the fault reads the neighbour S1 (in use,
+    # not cached) into a new swap-cache folio that only the swap cache holds; the later
+    # fault on buf2 finds it there (no read, no swapcache_prepare).
+    sc = readahead(
+        {
+            "app": [
+                {"read": {"addr": "buf", "expect": "A"}},
+                {"read": {"addr": "buf2", "expect": "C"}},
+            ]
+        }
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["app"] * 12)
+    assert run.steps[1].function == "swap_cluster_readahead"
+    assert "reads S1 into P1" in run.steps[1].note, run.steps[1].note
+    world = run.steps[1].world
+    p1 = world.page(1)
+    assert world.swap[1].cache == 1 and p1.swap == 1 and p1.data == "C"
+    assert (p1.ref, p1.mapcount) == (1, 0) and p1.has(engine.state.SWAPCACHE)
+    assert world.swap[0].has_cache and world.swap[0].cache < 0  # then S0 is claimed
+    assert [s.function for s in run.steps[7:9]] == ["do_swap_page", "swap_cache_get_folio"]
+    assert "finds P1 in the swap cache of S1" in run.steps[8].note
+    assert run.finished and run.violations == ()
+    # Off unless the scenario asks: the same fault leaves S1 alone.
+    off = readahead({"app": [{"read": {"addr": "buf"}}]}, on=False)
+    plain = engine.run_schedule(off, config(off, "6.8"), ["app"] * 2)
+    assert plain.steps[1].function == "swapcache_prepare"
+    assert plain.steps[1].world.swap[1].cache < 0
+
+
+def test_zapping_the_neighbour_frees_its_readahead_folio() -> None:
+    # The readahead folio holds only SWAP_HAS_CACHE's reference: MADV_DONTNEED of buf2 drops
+    # S1's last swap count and free_swap_and_cache's __try_to_reclaim_swap frees the folio.
+    sc = readahead({"app": [{"read": {"addr": "buf"}}, {"madvise_dontneed": {"addr": "buf2"}}]})
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["app"] * 9)
+    assert "only SWAP_HAS_CACHE is left of S1" in run.steps[7].note, run.steps[7].note
+    assert "P1 leaves the swap cache: the last reference, freed" in run.steps[8].note
+    world = run.steps[8].world
+    assert world.page(1).free and 1 in world.swap_free and run.finished
+
+
+def test_swapoff_maps_the_readahead_folio_back() -> None:
+    sc = readahead({"app": [{"read": {"addr": "buf"}}], "admin": [{"swapoff": {}}]})
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["app", "app", *["app"] * 5, "admin", "admin"])
+    assert "buf2 held S1: finds it in the swap cache" in run.steps[8].note, run.steps[8].note
+    for kernel in ("5.0", "6.8"):
+        # A readahead neighbour racing swapoff and a fault on it: no new verdict.
+        both = readahead(
+            {
+                "app": [{"read": {"addr": "buf", "expect": "A"}}],
+                "kid": [{"read": {"addr": "buf2", "expect": "C"}}],
+                "admin": [{"swapoff": {}}],
+            }
+        )
+        assert violations(both, kernel) <= {"use_after_free"}, kernel
+    assert violations(both, "6.8") == set()
+
+
+def test_two_faults_on_neighbours_each_find_the_others_readahead() -> None:
+    # cpu1's swap-in of S1 reads its neighbour S0 ahead; cpu0's fault on buf then finds
+    # that folio in the swap cache instead of reading S0 itself.
+    sc = readahead({"cpu0": [{"read": {"addr": "buf"}}], "cpu1": [{"read": {"addr": "buf2"}}]})
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu1", "cpu1", "cpu0", "cpu0"])
+    assert "reads S0 into" in run.steps[1].note, run.steps[1].note
+    assert run.steps[3].function == "swap_cache_get_folio"
+    assert "in the swap cache of S0" in run.steps[3].note, run.steps[3].note
+    assert violations(sc, "6.8") == set()
+
+
+def test_the_readahead_waits_for_a_neighbour_a_skipping_swap_in_pinned() -> None:
+    # zram: cpu1's swap-in of S1 (one user) skips the swap cache and pins S1 with
+    # swapcache_prepare (6.8); cpu0's entry S0 has two users (fork), so it goes through the
+    # swap cache, and its readahead's __read_swap_cache_async of S1 gets -EEXIST and waits.
+    setup = [
+        {"write": {"addr": "buf", "value": "A"}},
+        {"fork": {"child": "kid"}},
+        *[{"shrink_folio_list": {"addr": "buf"}}] * 3,
+        {"write": {"addr": "buf2", "value": "C"}},
+        *[{"shrink_folio_list": {"addr": "buf2"}}] * 3,
+    ]
+    d = doc({"cpu0": [{"read": {"addr": "buf"}}], "cpu1": [{"read": {"addr": "buf2"}}]}, setup)
+    d["swap"] = {"readahead": True, "synchronous": True}
+    sc = engine.parse_scenario(d)
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["cpu1", "cpu1", "cpu0"])
+    cpu0 = next(a for a in run.actors if a.name == "cpu0")
+    assert cpu0.blocked and "swap_cluster_readahead: swapcache_prepare(S1)" in cpu0.blocked
+    assert violations(sc, "6.8") == set()
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_the_readahead_attribute_is_validated(value: object) -> None:
+    d = doc({"cpu": [{"read": {"addr": "buf"}}]})
+    d["swap"] = {"readahead": value}
+    with pytest.raises(ScenarioError) as err:
+        engine.parse_scenario(d)
+    assert [e.path for e in err.value.errors] == ["swap.readahead"]
