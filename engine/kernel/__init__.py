@@ -18,6 +18,7 @@ from engine.kernel import (
     reclaim,
     swapfile,
     thp,
+    zswap,
 )
 from engine.kernel.machine import OPS
 
@@ -34,6 +35,7 @@ PATHS = (
     reclaim,
     swapfile,
     thp,
+    zswap,
 )
 
 __all__ = ["OPS", "PATHS"]

@@ -35,8 +35,20 @@ def settle(ctx: Ctx, index: int) -> None:
         return
     if ctx.w.swap_sync:
         # zram_slot_free_notify: the compressed copy is discarded with the slot.
-        ctx.w = ctx.w.set_slot(index, Slot())
+        slot = Slot(zgen=slot.zgen)
+    if slot.zswap:
+        # zswap_invalidate (frontswap_invalidate_page before 6.5): the tree drops its entry;
+        # a writeback holding the entry keeps its own reference.
+        slot = slot.evolve(zswap=0, zdata="")
+    ctx.w = ctx.w.set_slot(index, slot)
     ctx.w = ctx.w.evolve(swap_free=(*ctx.w.swap_free, index))
+
+
+def read_slot(slot: Slot) -> str:
+    """swap_read_folio's data: zswap_load, else the device; a slot never written (or
+    discarded by zram) reads as zeros."""
+    stored = slot.stored
+    return "0" if stored is None else stored
 
 
 def alloc_slot(ctx: Ctx, page: int) -> int | None:
@@ -44,12 +56,14 @@ def alloc_slot(ctx: Ctx, page: int) -> int | None:
     swap cache, or None when the device takes no allocations (swapoff has begun)."""
     if ctx.w.swap_dev != ON:
         return None
+    zgen = 0
     if ctx.w.swap_free:
         index = ctx.w.swap_free[-1]
         ctx.w = ctx.w.evolve(swap_free=ctx.w.swap_free[:-1])
+        zgen = ctx.w.swap[index].zgen
     else:
         index = len(ctx.w.swap)
-    ctx.w = ctx.w.set_slot(index, Slot(cache=page))
+    ctx.w = ctx.w.set_slot(index, Slot(cache=page, zgen=zgen))
     return index
 
 

@@ -280,10 +280,10 @@ def swapin_read(ctx: Ctx) -> Effect | Blocked:
             "swap_read_folio", f"the swap device is gone under the read: {ctx.name} oopses"
         )
     slot = ctx.w.swap[r.entry]
-    data = slot.data if slot.written else "0"
+    data = swap.read_slot(slot)
     refs.update(ctx, r.page, ctx.w.page(r.page).evolve(data=data))
     ctx.goto(swapin_map)
-    what = f"{data!r}" if slot.written else "zeros (the slot was freed and discarded)"
+    what = f"{data!r}" if slot.stored is not None else "zeros (the slot was freed and discarded)"
     return ctx.effect("swap_read_folio", f"reads S{r.entry} into {page_name(r.page)}: {what}")
 
 
@@ -381,7 +381,7 @@ def readahead(ctx: Ctx, entry: int) -> str | Blocked:
             ref=1,
             flags=SWAPBACKED | SWAPCACHE,
             lru="inactive_anon",
-            data=slot.data if slot.written else "0",
+            data=swap.read_slot(slot),
             owner="anon",
             swap=index,
         )
@@ -421,13 +421,14 @@ def swapin_io(ctx: Ctx) -> Effect | Blocked:
     """swap_read_folio, and the read's completion (folio_end_read: uptodate, unlocked)."""
     r = regs(ctx)
     slot = ctx.w.swap[r.entry]
-    data = slot.data if slot.written else "0"
+    data = swap.read_slot(slot)
     page = ctx.w.page(r.page)
     refs.update(ctx, r.page, page.clear(LOCKED).evolve(data=data, locker=""))
     ctx.goto(swapin_lock)
+    source = " (zswap_load)" if slot.zswap else ""
     return ctx.effect(
         "swap_read_folio",
-        f"reads {data!r} from S{r.entry} into {page_name(r.page)}; the read completes: "
+        f"reads {data!r} from S{r.entry}{source} into {page_name(r.page)}; the read completes: "
         "uptodate, folio unlocked",
     )
 

@@ -91,6 +91,7 @@ class Scenario:
     sha256: str = ""
     swap_sync: bool = False  # `swap: {synchronous: true}`: SWP_SYNCHRONOUS_IO (zram)
     swap_readahead: bool = False  # `swap: {readahead: true}`: swapin_readahead's neighbours
+    zswap: bool = False  # `swap: {zswap: true}`: swap-out stores pages in zswap
 
     def variant(self, name: str) -> Variant | None:
         for v in self.variants:

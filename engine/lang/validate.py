@@ -427,7 +427,7 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         if not NAME.match(str(fname)):
             c.err(fpath, "file names must be lowercase names")
         files[str(fname)] = c.value(fd.get("data", "0"), f"{fpath}.data")
-    sd = c.mapping(d.get("swap"), "swap", ("synchronous", "readahead"))
+    sd = c.mapping(d.get("swap"), "swap", ("synchronous", "readahead", "zswap"))
     synchronous = sd.get("synchronous", False)
     if not isinstance(synchronous, bool):
         c.err(
@@ -443,6 +443,14 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
             "neighbouring slots in use into the swap cache)",
         )
         readahead = False
+    zswap = sd.get("zswap", False)
+    if not isinstance(zswap, bool):
+        c.err(
+            "swap.zswap",
+            "must be true or false (true: swap_writepage stores pages in zswap, and a "
+            "zswap_writeback op writes them to the device)",
+        )
+        zswap = False
     procs = _procs(d)
     setup = _ops(c, d.get("setup"), "setup", files, procs, MAX_SETUP, setup=True)
     actors = []
@@ -493,6 +501,7 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         files=files,
         swap_sync=synchronous,
         swap_readahead=readahead,
+        zswap=zswap,
         setup=setup,
         actors=tuple(actors),
         expect=expect,

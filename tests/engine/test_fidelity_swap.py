@@ -11,6 +11,7 @@ import pytest
 
 import engine
 from engine.lang.ir import ScenarioError
+from engine.model import Model
 from tests.engine.builders import config, doc
 
 SWAPPED_OUT = [
@@ -553,3 +554,76 @@ def test_the_readahead_attribute_is_validated(value: object) -> None:
     with pytest.raises(ScenarioError) as err:
         engine.parse_scenario(d)
     assert [e.path for e in err.value.errors] == ["swap.readahead"]
+
+
+def zswapped(actors: dict[str, list[dict[str, Any]]]) -> engine.Scenario:
+    d = doc(actors, SWAPPED_OUT[:3])
+    d["swap"] = {"zswap": True}
+    return engine.parse_scenario(d)
+
+
+def test_zswap_stores_on_swap_out_loads_on_swap_in_and_invalidates_on_free() -> None:
+    # swap_writepage: zswap_store keeps the page and ends the writeback at once, so the second
+    # pass also frees it; swap_read_folio's zswap_load reads it; the slot's free invalidates.
+    sc = zswapped({"app": [{"write": {"addr": "buf", "value": "B"}}]})
+    start = Model(sc, config(sc, "6.8")).initial()
+    slot = start.swap[0]
+    assert (slot.zswap, slot.zdata, slot.written, slot.entries) == (1, "A", False, 1)
+    assert start.page(0).free  # freed in the pass that stored it
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["app"] * 7)
+    assert "reads 'A' from S0 (zswap_load)" in run.steps[3].note, run.steps[3].note
+    end = run.steps[-1].world
+    assert end.swap_free == (0,) and end.swap[0].zswap == 0  # zswap_invalidate
+    assert run.finished and run.violations == ()
+
+
+# The seven steps of 04fc7816089c's message (catalog: zswap-writeback-vs-swapin).
+ZSWAP_COMMIT = [
+    "zswpd",  # (2) the shrinker takes A's entry, with its own reference
+    *["app"] * 7,  # (3) the fault: swap-in from zswap, reuse, X freed (entry invalidated); B
+    *["kswapd"] * 4,  # the first pass only clears the young bit
+    *["kswapd"] * 9,  # (4)-(5) B is stored at X (reused) as a new entry, and freed
+    *["zswpd"] * 2,  # (6) a swap-cache folio for X, A decompressed into it, written to X
+    *["app"] * 5,  # (7) the swap-in of X finds that folio: A
+]
+
+
+def test_the_commit_message_interleaving_of_04fc7816089c() -> None:
+    sc = engine.load_catalog()["zswap-writeback-vs-swapin"]
+    buggy = engine.run_schedule(sc, engine.make_config(sc, "buggy"), ZSWAP_COMMIT)
+    notes = [s.note for s in buggy.steps]
+    assert "takes zswap entry #1 of S0 ('A')" in notes[0]
+    assert "delete_from_swap_cache: the page is dirty, the slot free" in notes[6]
+    assert "P0 enters the swap cache at slot S0" in notes[15]  # X is handed out again
+    assert "zswap_store keeps 'B' for S0 (zswap entry #2)" in notes[18]
+    assert "the tree holds entry #2 now, not #1: stale data" in notes[22]
+    assert "app loads 'A' from buf" in notes[-1]
+    assert {v.name for v in buggy.violations} == {"lost_write"}
+    # 6.4: the recheck aborts, but leaves the folio stranded (locked, referenced); 6.8 cleans up.
+    stranded = engine.run_schedule(sc, engine.make_config(sc, "stranded"), ZSWAP_COMMIT[:23])
+    assert "no longer holds entry #1" in stranded.steps[-1].note
+    p1 = stranded.steps[-1].world.page(1)
+    assert p1.locker == "zswpd" and p1.ref == 1 and not p1.has(engine.state.SWAPCACHE)
+    zswpd = next(a for a in stranded.actors if a.name == "zswpd")
+    assert zswpd.done  # it returned -ENOMEM holding both
+    fixed = engine.run_schedule(sc, engine.make_config(sc, "fixed"), [*ZSWAP_COMMIT[:23], "zswpd"])
+    assert "folio_unlock, folio_put of P1: the last reference, freed" in fixed.steps[-1].note
+    assert fixed.steps[-1].world.page(1).free
+
+
+def test_zswap_writeback_skips_an_entry_a_swap_in_got_first() -> None:
+    sc = zswapped(
+        {"zswpd": [{"zswap_writeback": {}}], "app": [{"read": {"addr": "buf", "expect": "A"}}]}
+    )
+    run = engine.run_schedule(sc, config(sc, "6.8"), ["zswpd", "app", "app", "app", "zswpd"])
+    assert "we raced with swapin" in run.steps[-1].note, run.steps[-1].note
+    assert violations(sc, "6.3") == set()  # no reuse of the slot, no stale write
+
+
+@pytest.mark.parametrize("value", ["on", 0])
+def test_the_zswap_attribute_is_validated(value: object) -> None:
+    d = doc({"cpu": [{"read": {"addr": "buf"}}]})
+    d["swap"] = {"zswap": value}
+    with pytest.raises(ScenarioError) as err:
+        engine.parse_scenario(d)
+    assert [e.path for e in err.value.errors] == ["swap.zswap"]
