@@ -627,3 +627,28 @@ def test_the_zswap_attribute_is_validated(value: object) -> None:
     with pytest.raises(ScenarioError) as err:
         engine.parse_scenario(d)
     assert [e.path for e in err.value.errors] == ["swap.zswap"]
+
+
+SWAP_RACES = sorted(sid for sid, sc in engine.load_catalog().items() if "swap" in sc.tags)
+# 31c4a3d3a0f8 is 2.6.36, older than the oldest modelled kernel: a design rule, no release.
+DESIGN_RULES = {"31c4a3d3a0f8"}
+
+
+@pytest.mark.parametrize("sid", SWAP_RACES)
+def test_every_catalog_swap_race_has_a_buggy_and_a_fixed_kernel(sid: str) -> None:
+    # Issue 13's catalog rule: commit and release in the refs, the commit named in the summary
+    # (which tells its message's interleaving), and variants on both sides of the fix.
+    sc = engine.load_catalog()[sid]
+    assert sc.refs and sc.refs[0].commit in sc.summary
+    for ref in sc.refs:
+        assert ref.commit and (ref.version or ref.commit in DESIGN_RULES), ref
+    verdicts = {
+        v.name: {
+            x
+            for o in engine.explore(sc, engine.make_config(sc, v.name)).outcomes
+            for x in o.violations
+        }
+        for v in sc.variants
+    }
+    assert any(verdicts.values()), verdicts
+    assert not all(verdicts.values()), verdicts
