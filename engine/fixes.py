@@ -202,6 +202,25 @@ FIXES: dict[str, Fix] = {
             "__try_to_reclaim_swap",
         ),
         Fix(
+            "zswap_writeback_recheck",
+            # Domenico Cerasuolo; in akpm's mm-hotfixes-stable-2023-05-18 pull after
+            # 6.4-rc1, so 6.4 (stable 6.3.4 and 6.1.30, CVE-2023-53178).
+            "04fc7816089c",
+            "6.4",
+            "zswap_writeback_entry checks, once its folio is in the swap cache, that the tree "
+            "still holds the entry it took: else the slot was freed and reused, and writing "
+            "the stale data back would put it in the new page's swap cache",
+        ),
+        Fix(
+            "zswap_writeback_cleanup",
+            # Yosry Ahmed, posted 25 Jan 2024, Cc stable (6.8 rc's; derived, not read in a
+            # tag).
+            "e3b63e966cac",
+            "6.8",
+            "the abort path of zswap_writeback_entry's recheck unlocks and puts the folio "
+            "it deleted from the swap cache (before, the folio was stranded)",
+        ),
+        Fix(
             "gup_longterm_touch",
             # Jason Gunthorpe's GUP interface rework for 6.3 ("mm/gup: remove the
             # restriction on locked with FOLL_LONGTERM"); its mainline hash was not

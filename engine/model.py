@@ -100,6 +100,8 @@ class Model:
             writers=(),
             actors=(*tuple(Actor() for _ in sc.actors), Actor()),
             swap_sync=sc.swap_sync,
+            swap_readahead=sc.swap_readahead,
+            zswap=sc.zswap,
         )
         setup = len(sc.actors)
         for op in sc.setup:
@@ -159,7 +161,8 @@ def observe_all(ctx: Ctx) -> None:
             value = page.data
         elif pte.swap >= 0:
             slot = w.swap[pte.swap]
-            value = w.page(slot.cache).data if slot.cache >= 0 else slot.data
+            stored = slot.stored if slot.stored is not None else slot.data
+            value = w.page(slot.cache).data if slot.cache >= 0 else stored
         else:
             value = "0"
         oracle.observe(ctx, f"{proc}:{addr}", value, f"{proc} would read {addr}:")
@@ -204,8 +207,7 @@ def fate(world: World) -> FateOf:
         return FateOf(Fate.PAGE_MIGRATED)
     if page.free or page.gen > 0:
         swapped = any(
-            e.swap >= 0 and world.swap[e.swap].written and world.swap[e.swap].data == page.data
-            for _, _, e in world.ptes
+            e.swap >= 0 and world.swap[e.swap].stored == page.data for _, _, e in world.ptes
         )
         if swapped:
             return FateOf(Fate.PAGE_SWAPPED)

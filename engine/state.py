@@ -243,6 +243,10 @@ class Slot(NamedTuple):
     which is set while a swap-cache folio (`cache`) holds the slot, or, with no folio,
     while a swap-in that skips the swap cache owns it (`has_cache`: swapcache_prepare,
     13ddaf26be32). A slot whose count is 0 is free, and the allocator hands it out again.
+    With zswap, swap_writepage stores the page compressed (`zswap`: the number of the
+    zswap entry the tree holds for the slot, 0 for none; `zdata`: its content) instead
+    of writing it; `zgen` counts the entries stored for the slot, so a new one is told
+    from an old one (04fc7816089c).
     """
 
     data: str = ""
@@ -250,6 +254,9 @@ class Slot(NamedTuple):
     entries: int = 0  # swap entries (PTEs) that point at it
     cache: int = NO_PAGE
     has_cache: bool = False  # SWAP_HAS_CACHE without a swap-cache folio
+    zswap: int = 0
+    zdata: str = ""
+    zgen: int = 0
 
     def evolve(
         self,
@@ -259,6 +266,9 @@ class Slot(NamedTuple):
         entries: int | None = None,
         cache: int | None = None,
         has_cache: bool | None = None,
+        zswap: int | None = None,
+        zdata: str | None = None,
+        zgen: int | None = None,
     ) -> Slot:
         """This slot with the given fields changed."""
         return Slot(
@@ -267,7 +277,18 @@ class Slot(NamedTuple):
             self.entries if entries is None else entries,
             self.cache if cache is None else cache,
             self.has_cache if has_cache is None else has_cache,
+            self.zswap if zswap is None else zswap,
+            self.zdata if zdata is None else zdata,
+            self.zgen if zgen is None else zgen,
         )
+
+    @property
+    def stored(self) -> str | None:
+        """What swap_read_folio gets: zswap's copy (zswap_load) if the tree holds one,
+        else what was written to the device; None if neither."""
+        if self.zswap:
+            return self.zdata
+        return self.data if self.written else None
 
     @property
     def in_use(self) -> bool:
@@ -449,6 +470,11 @@ class World(NamedTuple):
     swap_sync: bool = False
     swap_dev: str = ""
     swap_users: tuple[str, ...] = ()
+    # Whether a swap-in through the swap cache reads the neighbouring slots too
+    # (swapin_readahead; `swap: {readahead: true}`, off unless a scenario asks).
+    swap_readahead: bool = False
+    # Whether zswap is enabled (`swap: {zswap: true}`): swap-out stores pages compressed.
+    zswap: bool = False
     # PMD entries that are not a plain PTE table, (proc, region, Pmd), sorted; and the
     # deferred-split queue: large folios partially unmapped (deferred_split_folio).
     pmds: tuple[tuple[str, str, Pmd], ...] = ()
@@ -481,6 +507,8 @@ class World(NamedTuple):
         swap_sync: bool | None = None,
         swap_dev: str | None = None,
         swap_users: tuple[str, ...] | None = None,
+        swap_readahead: bool | None = None,
+        zswap: bool | None = None,
         pmds: tuple[tuple[str, str, Pmd], ...] | None = None,
         deferred: tuple[int, ...] | None = None,
         scanning: tuple[int, ...] | None = None,
@@ -505,6 +533,8 @@ class World(NamedTuple):
             self.swap_sync if swap_sync is None else swap_sync,
             self.swap_dev if swap_dev is None else swap_dev,
             self.swap_users if swap_users is None else swap_users,
+            self.swap_readahead if swap_readahead is None else swap_readahead,
+            self.zswap if zswap is None else zswap,
             self.pmds if pmds is None else pmds,
             self.deferred if deferred is None else deferred,
             self.scanning if scanning is None else scanning,

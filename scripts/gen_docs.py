@@ -94,7 +94,10 @@ def scenario_language() -> str:
         "files": f"up to {lang.MAX_FILES} `NAME: {{data: VALUE}}` (the data on disk; default `0`)",
         "swap": "the swap device: `{synchronous: true}` for a SWP_SYNCHRONOUS_IO device "
         "(zram), whose swap-in of an entry with one user skips the swap cache (from 4.15) and "
-        "discards a slot's content when the slot is freed; default: a plain swap device",
+        "discards a slot's content when the slot is freed; `{readahead: true}`: a swap-in "
+        "through the swap cache first reads the other slots in use of its cluster into the "
+        "swap cache, unmapped (swap_cluster_readahead); default: a plain swap device, no "
+        "readahead",
         "setup": f"up to {lang.MAX_SETUP} operations run in order, alone, before the race",
         "actors": f"1 to {lang.MAX_ACTORS} `{{name, label, cpu, thread, ops}}`; `name` is used "
         f"in schedules and links; `ops` holds up to {lang.MAX_OPS} operations, interleaved with "

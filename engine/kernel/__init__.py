@@ -20,6 +20,7 @@ from engine.kernel import (
     reclaim,
     swapfile,
     thp,
+    zswap,
 )
 from engine.kernel.machine import OPS
 
@@ -38,6 +39,7 @@ PATHS = (
     reclaim,
     swapfile,
     thp,
+    zswap,
 )
 
 __all__ = ["OPS", "PATHS"]

@@ -5,31 +5,25 @@ handler the kernel would (do_anonymous_page, do_wp_page, do_swap_page,
 filemap_fault + do_page_mkwrite) and applies it. Which anonymous pages a write
 fault may reuse in place is exactly where the COW fixes differ by version.
 
-A CPU access's do_swap_page runs in its steps on every swap device: the PTE read
-(orig_pte), swap_cache_get_folio, then either the swap cache's protocol
-(__read_swap_cache_async: swapcache_prepare, add_to_swap_cache, swap_read_folio;
-folio_lock and the check that the folio is still the entry's swap cache) or, on a
-synchronous device, the path that skips the swap cache; and last the pte_same recheck
-under the PTE lock, swap_free and the reuse rules. GUP's fault (handle_mm_fault from
-gup.py) still swaps in in one step.
+A fault on a swap PTE is do_swap_page in its steps (swapin.py), the same steps for a
+CPU access as for GUP's fault: the access's machine mounts them, and the access is
+retried once the fault returns.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs, swap, thp, tlb
-from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, holding, op
+from engine.kernel import oracle, refs, swapin, thp, tlb
+from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, StepFn, op
 from engine.state import (
     ANON_EXCLUSIVE,
-    DIRTY,
     KSM,
     LOCKED,
     NO_PAGE,
     PRIVATE,
     SWAPBACKED,
     SWAPCACHE,
-    WRITEBACK,
     ZERO_PAGE,
     Expected,
     Page,
@@ -42,21 +36,11 @@ from engine.state import (
 # safety net rather than a modelling choice; the retry count in the registers keeps the graph
 # acyclic.
 MAX_FAULT_RETRIES = 16
-# The steps of do_swap_page: both devices, the swap cache's protocol, the skip path.
-SWAPIN_STEPS = (
-    "do_swap_page",
-    "swap_cache_get_folio",
-    "swapcache_prepare",
-    "add_to_swap_cache",
-    "swap_read_folio",
-    "folio_lock",
-    "pte_same",
-)
 
 
 class Faulting(NamedTuple):
     """A CPU access that took a fault and retries the access; do_swap_page's own state
-    between its steps."""
+    between its steps (swapin.SwapinRegs)."""
 
     tries: int = 0
     entry: int = -1  # the swap entry do_swap_page read from the PTE (vmf->orig_pte)
@@ -67,6 +51,16 @@ class Faulting(NamedTuple):
 
 
 ACCESS = Machine(Faulting)
+
+
+def _writing(ctx: Ctx) -> bool:
+    """The access is a store (the `write` op), not a load."""
+    return "value" in ctx.params
+
+
+def _resume(ctx: Ctx) -> StepFn:
+    """Once a fault returned, the access is retried."""
+    return store_access if _writing(ctx) else load_access
 
 
 def wait_reason(ctx: Ctx, proc: str, pte: Pte | None, lookup: bool = True) -> str | None:
@@ -99,24 +93,6 @@ def wait_reason(ctx: Ctx, proc: str, pte: Pte | None, lookup: bool = True) -> st
         if locker and locker != ctx.name:
             return f"waits for the folio lock of {page_name(cached)}, held by {locker}"
     return None
-
-
-def swapin_wait(ctx: Ctx, pte: Pte) -> str | None:
-    """Why a swap-in of this PTE's entry must wait: another swap-in owns SWAP_HAS_CACHE
-    with no folio in the swap cache yet, one that skips the swap cache (13ddaf26be32) or
-    one between swapcache_prepare and add_to_swap_cache. swapcache_prepare gives -EEXIST:
-    do_swap_page's skip path sleeps a tick and the fault is retried (a wait queue since
-    01626a182302), __read_swap_cache_async loops, until the owner adds its folio or
-    clears SWAP_HAS_CACHE."""
-    if pte.present or pte.swap < 0:
-        return None
-    slot = ctx.w.swap[pte.swap]
-    if slot.cache >= 0 or not slot.has_cache:
-        return None
-    return (
-        f"waits: S{pte.swap} is claimed by another swap-in (SWAP_HAS_CACHE, no folio yet: "
-        "swapcache_prepare -EEXIST, retry)"
-    )
 
 
 def needs_fault(pte: Pte, write: bool) -> bool:
@@ -178,7 +154,7 @@ def reuse_anon(ctx: Ctx, index: int, page: Page) -> bool:
         if page.ref > 1 + (1 if page.has(SWAPCACHE) else 0) or page.has(LOCKED):
             return False
         if page.has(SWAPCACHE):
-            free_swap(ctx, index)
+            swapin.free_swap(ctx, index)
         return ctx.w.page(index).ref == 1
     if ctx.cfg.on("wp_reuse_by_refcount"):
         # 09854ba94c6a: page_count() == 1 under a successful trylock_page.
@@ -243,8 +219,8 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
             ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(write=True, dirty=True, young=True))
             return f"wp_page_shared: page_mkwrite attaches buffers, dirties {page_name(pte.page)}"
         return do_wp_page(ctx, proc, addr, pte, unshare)
-    if pte.swap >= 0:
-        return do_swap_page(ctx, proc, addr, pte, write)
+    # A swap PTE is faulted in by do_swap_page's own steps (swapin.py), never here.
+    assert pte.swap < 0, "do_swap_page runs in its steps: swapin.swapin_start"
     if pte.file:
         index, read = file_page(ctx, pte.file)
         refs.get(ctx, index)
@@ -265,83 +241,6 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
         proc, addr, Pte(page=index, present=True, write=True, dirty=True, young=True)
     )
     return f"do_anonymous_page: a new zero-filled {page_name(index)} mapped writable at {addr}"
-
-
-def do_swap_page(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> str:
-    """do_swap_page in one step (GUP's fault): the swap cache's folio, or a new one read
-    from the slot into the swap cache, mapped by map_swapped_in."""
-    slot = ctx.w.swap[pte.swap]
-    if slot.cache >= 0:
-        index, how = slot.cache, "finds it in the swap cache"
-        refs.get(ctx, index)
-    else:
-        page = Page(
-            ref=2,  # the swap cache's and this fault's
-            flags=SWAPBACKED | SWAPCACHE,
-            lru="inactive_anon",
-            data=slot.data,
-            owner="anon",
-            swap=pte.swap,
-        )
-        ctx.w, index = ctx.w.new_page(page)
-        ctx.w = ctx.w.set_slot(pte.swap, slot.evolve(cache=index))
-        how = "reads it from swap"
-    return f"do_swap_page: {how}, {map_swapped_in(ctx, proc, addr, pte, index, write)}"
-
-
-def map_swapped_in(ctx: Ctx, proc: str, addr: str, pte: Pte, index: int, write: bool) -> str:
-    """Under the PTE lock, pte_same passed: swap_free, the reuse rules of the kernel's
-    version, and set_pte_at. The fault's reference on the folio becomes the mapping's.
-    Returns the end of the step's sentence."""
-    slot = ctx.w.swap[pte.swap]
-    # reuse_swap_page (up to 5.17) counts mappings and swap entries before this fault's
-    # page_add_anon_rmap and swap_free: this PTE's own entry is the 1 it allows.
-    swap_users = ctx.w.page(index).mapcount + slot.entries
-    swap.swap_free(ctx, pte.swap)
-    page = ctx.w.page(index)
-    refs.update(ctx, index, page.evolve(mapcount=page.mapcount + 1))
-    freed = ""
-    if ctx.cfg.on("swap_cow_by_refcount"):
-        # c145e0b47c77 (5.18): should_try_to_free_swap on a write fault when only the swap
-        # cache and this fault hold the folio, then the do_wp_page rule: refcount == 1.
-        # 5.19+: pte_swp_exclusive says the page was exclusive when it was swapped out.
-        page = ctx.w.page(index)
-        if write and page.ref == 2 and page.has(SWAPCACHE):
-            freed = free_swap(ctx, index)
-        page = ctx.w.page(index)
-        known = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")
-        exclusive = known or page.ref == 1
-        if exclusive and ctx.cfg.on("anon_exclusive"):
-            refs.update(ctx, index, page.set(ANON_EXCLUSIVE))
-        # Only a write fault maps it writable; a read fault maps it read-only (exclusive from
-        # 5.19, so the later write fault reuses it in do_wp_page).
-        writable = write and exclusive
-    else:
-        # Up to 5.17, reuse_swap_page: mapcount + swapcount == 1, the refcount ignored (a GUP
-        # reference does not stop the reuse); it also deletes the folio from the swap cache
-        # and dirties it unless it is under writeback.
-        writable = write and swap_users == 1
-        if writable and not ctx.w.page(index).has(WRITEBACK) and ctx.w.page(index).has(SWAPCACHE):
-            freed = free_swap(ctx, index)
-    ctx.w = ctx.w.set_pte(
-        proc,
-        addr,
-        Pte(page=index, present=True, write=writable, dirty=write and writable, young=True),
-    )
-    ro = "writable" if writable else "read-only"
-    return f"maps {page_name(index)} {ro}{freed} ({refs.refs_note(ctx, index)})"
-
-
-def free_swap(ctx: Ctx, index: int) -> str:
-    """folio_free_swap / delete_from_swap_cache once no swap entry is left: the folio leaves
-    the swap cache (dropping its reference) and is dirty, its only copy now being in memory."""
-    page = ctx.w.page(index)
-    slot = ctx.w.swap[page.swap]
-    if slot.entries > 0 or page.has(WRITEBACK):
-        return ""
-    swap.uncache(ctx, page.swap)
-    refs.update(ctx, index, page.clear(SWAPCACHE).set(DIRTY).evolve(ref=page.ref - 1, swap=-1))
-    return "; delete_from_swap_cache: the page is dirty, the slot free"
 
 
 def address(ctx: Ctx, proc: str, addr: str) -> tuple[Pte | None, bool]:
@@ -432,12 +331,12 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         return ctx.effect(
             "SIGSEGV", f"{proc} stores to {addr}, which mprotect made read-only: SIGSEGV"
         )
-    in_steps = pte.swap >= 0 and not pte.present and swapin_in_steps(ctx)
+    in_steps = pte.swap >= 0 and not pte.present
     reason = wait_reason(ctx, proc, pte, lookup=not in_steps)
     if reason:
         return Blocked(reason)
     if needs_fault(pte, write):
-        pinned = swapin_wait(ctx, pte)
+        pinned = swapin.swapin_wait(ctx, pte)
         if pinned:
             return Blocked(pinned)
         eof = past_eof(ctx, proc, addr, pte)
@@ -447,7 +346,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         if tries >= MAX_FAULT_RETRIES:
             raise RuntimeError(f"{ctx.name}: fault retry bound exceeded at {addr}")
         if in_steps:
-            return swapin_start(ctx, pte, tries)
+            return swapin.swapin_start(ctx, pte, tries)
         note = handle_mm_fault(ctx, proc, addr, write)
         ctx.goto(store_access if write else load_access, tries=tries + 1)
         return ctx.effect("handle_mm_fault", note)
@@ -458,302 +357,6 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         tlb.fill(ctx, proc, addr)
     ctx.next_op()
     return ctx.effect("store" if write else "load", note)
-
-
-# do_swap_page in its steps (mm/memory.c, mm/swap_state.c).
-
-
-def swapin_in_steps(ctx: Ctx) -> bool:
-    """Whether a CPU access swaps in in do_swap_page's steps (else one handle_mm_fault)."""
-    return True
-
-
-def mmap_read(ctx: Ctx, take: bool) -> None:
-    """The fault holds mmap_lock for read (the VMA lock from 6.4) across its steps: fork,
-    which takes it for write, waits."""
-    p = ctx.w.proc(ctx.proc)
-    assert p is not None
-    readers = tuple(r for r in p.mmap_readers if r != ctx.name)
-    ctx.w = ctx.w.set_proc(
-        p.evolve(mmap_readers=tuple(sorted((*readers, ctx.name))) if take else readers)
-    )
-
-
-def retry(ctx: Ctx) -> None:
-    """The fault is done (or gave up): the access is retried, do_swap_page's state cleared."""
-    if ctx.regs(Faulting).device:
-        swap.put_swap_device(ctx)
-    mmap_read(ctx, take=False)
-    ctx.goto(
-        store_access if _writing(ctx) else load_access,
-        tries=ctx.regs(Faulting).tries + 1,
-        entry=-1,
-        page=NO_PAGE,
-        pinned=False,
-        device=False,
-        cached=False,
-    )
-
-
-def _writing(ctx: Ctx) -> bool:
-    """The access is a store (the `write` op), not a load."""
-    return "value" in ctx.params
-
-
-def swapin_start(ctx: Ctx, pte: Pte, tries: int) -> Effect | Blocked:
-    """handle_pte_fault read the PTE without its lock (orig_pte): a swap entry."""
-    entry = pte.swap
-    note = f"do_swap_page: the PTE holds swap entry S{entry} (read without the PTE lock)"
-    if ctx.cfg.on("do_swap_page_get_swap_device"):
-        if not swap.get_swap_device(ctx):
-            retry(ctx)
-            return ctx.effect(
-                "do_swap_page", f"{note}; get_swap_device fails (swapoff): return, retry"
-            )
-        note += "; get_swap_device holds off swapoff"
-    held = ctx.cfg.on("do_swap_page_get_swap_device")
-    mmap_read(ctx, take=True)
-    ctx.goto(swapin_lookup, tries=tries, entry=entry, device=held)
-    return ctx.effect("do_swap_page", note)
-
-
-@ACCESS.step
-def swapin_lookup(ctx: Ctx) -> Effect | Blocked:
-    """swap_cache_get_folio, then the swap cache path or the one that skips it."""
-    r = ctx.regs(Faulting)
-    proc, addr, entry = ctx.proc, ctx.p("addr"), r.entry
-    if ctx.w.swap_dev == swap.OFF and not ctx.cfg.on("get_swap_device"):
-        swap.device_gone(ctx, f"do_swap_page of S{entry} (__swap_count, swapcache_prepare)")
-        mmap_read(ctx, take=False)  # the oops: the model lets the task's locks go
-        ctx.next_op()
-        return ctx.effect(
-            "swap_cache_get_folio",
-            f"swap_map of the swapped-off device is gone: NULL pointer access, {ctx.name} oopses",
-        )
-    if ctx.w.swap_dev in (swap.INVALID, swap.OFF):
-        retry(ctx)
-        return ctx.effect(
-            "swap_cache_get_folio",
-            "get_swap_device fails (swapoff): no folio; pte_same fails, the fault returns",
-        )
-    pte = ctx.w.pte(proc, addr)
-    if pte is None or pte.present or pte.swap != entry:
-        retry(ctx)
-        return ctx.effect(
-            "swap_cache_get_folio",
-            f"S{entry} is no longer behind {addr} (another path mapped it): the fault returns",
-        )
-    slot = ctx.w.swap[entry]
-    skip = (
-        ctx.w.swap_sync
-        and ctx.cfg.on("swap_skip_swapcache")
-        and slot.cache < 0
-        and slot.entries == 1
-    )
-    if not skip:
-        if slot.cache < 0:
-            return ctx.then(read_swap_cache_async)
-        index = slot.cache
-        if not refs.try_get(ctx, index):
-            return Blocked(
-                f"waits: {page_name(index)} is frozen by reclaim (folio_try_get fails, retry)"
-            )
-        ctx.goto(swapin_lock, page=index, cached=True)
-        return ctx.effect(
-            "swap_cache_get_folio",
-            f"finds {page_name(index)} in the swap cache of S{entry} and takes a reference "
-            f"({refs.refs_note(ctx, index)})",
-        )
-    note = "swap_cache_get_folio misses; SWP_SYNCHRONOUS_IO and __swap_count == 1"
-    pinned = False
-    if ctx.cfg.on("skip_swapcache_swapcache_prepare"):
-        if not swap.swapcache_prepare(ctx, entry):
-            return Blocked(f"swapcache_prepare(S{entry}): -EEXIST, another swap-in owns it; retry")
-        pinned = True
-        note += f"; swapcache_prepare pins S{entry} (SWAP_HAS_CACHE)"
-    ctx.w, index = ctx.w.new_page(Page(ref=1, flags=SWAPBACKED, owner="anon"))
-    ctx.goto(swapin_read, page=index, pinned=pinned)
-    return ctx.effect(
-        "swap_cache_get_folio", f"{note}: skip the swap cache, allocate {page_name(index)}"
-    )
-
-
-@ACCESS.step
-def swapin_read(ctx: Ctx) -> Effect | Blocked:
-    """swap_read_folio: a synchronous read of the slot into the new folio."""
-    r = ctx.regs(Faulting)
-    if ctx.w.swap_dev == swap.OFF:
-        swap.device_gone(ctx, f"swap_read_folio of S{r.entry} (sis->swap_file)")
-        refs.put(ctx, r.page, what="do_swap_page")
-        mmap_read(ctx, take=False)  # the oops: the model lets the task's locks go
-        ctx.next_op()
-        return ctx.effect(
-            "swap_read_folio", f"the swap device is gone under the read: {ctx.name} oopses"
-        )
-    slot = ctx.w.swap[r.entry]
-    data = slot.data if slot.written else "0"
-    refs.update(ctx, r.page, ctx.w.page(r.page).evolve(data=data))
-    ctx.goto(swapin_map)
-    what = f"{data!r}" if slot.written else "zeros (the slot was freed and discarded)"
-    return ctx.effect("swap_read_folio", f"reads S{r.entry} into {page_name(r.page)}: {what}")
-
-
-@ACCESS.step
-def swapin_map(ctx: Ctx) -> Effect | Blocked:
-    """Under the PTE lock: pte_same, then map the folio and swap_free the entry."""
-    r = ctx.regs(Faulting)
-    proc, addr, entry, index = ctx.proc, ctx.p("addr"), r.entry, r.page
-    p = ctx.w.proc(proc)
-    if p is not None and p.ptl and p.ptl != ctx.name:
-        return Blocked(f"waits for the PTE lock of {proc}, held by {p.ptl}")
-    pte = ctx.w.pte(proc, addr)
-    same = pte is not None and not pte.present and pte.swap == entry
-    clear = ""
-    if same:
-        assert pte is not None
-        write = _writing(ctx)
-        exclusive = ANON_EXCLUSIVE if ctx.cfg.on("anon_exclusive") else 0
-        page = ctx.w.page(index)
-        refs.update(ctx, index, page.set(exclusive).evolve(mapcount=1, lru="inactive_anon"))
-        ctx.w = ctx.w.set_pte(
-            proc, addr, Pte(page=index, present=True, write=write, dirty=write, young=True)
-        )
-        swap.swap_free(ctx, entry)
-        note = (
-            f"pte_same: {addr} still holds S{entry}: set_pte_at maps {page_name(index)} "
-            f"{'writable' if write else 'read-only'}, swap_free(S{entry})"
-        )
-    else:
-        refs.put(ctx, index, what="do_swap_page")
-        note = f"pte_same fails: {addr} changed; {page_name(index)} is dropped"
-    if r.pinned:
-        swap.swapcache_clear(ctx, entry)
-        clear = f"; swapcache_clear unpins S{entry}"
-    retry(ctx)
-    return ctx.effect("pte_same", note + clear)
-
-
-def read_swap_cache_async(ctx: Ctx) -> Effect | Blocked:
-    """swapin_readahead -> __read_swap_cache_async after the lookup missed: allocate a
-    folio and claim the entry with swapcache_prepare (SWAP_HAS_CACHE). -EEXIST means
-    another task is adding it to the swap cache (or a swap-in that skips the swap cache
-    holds it): schedule_timeout_uninterruptible(1) and try again."""
-    entry = ctx.regs(Faulting).entry
-    if not swap.swapcache_prepare(ctx, entry):
-        return Blocked(
-            f"swapcache_prepare(S{entry}): -EEXIST, another task is adding it to the swap "
-            "cache; retry"
-        )
-    ctx.w, index = ctx.w.new_page(Page(ref=1, flags=SWAPBACKED, owner="anon"))
-    ctx.goto(swapin_add, page=index, cached=True)
-    return ctx.effect(
-        "swapcache_prepare",
-        f"swap_cache_get_folio misses; __read_swap_cache_async allocates {page_name(index)} "
-        f"and swapcache_prepare claims S{entry} (SWAP_HAS_CACHE)",
-    )
-
-
-@ACCESS.step
-def swapin_add(ctx: Ctx) -> Effect | Blocked:
-    """add_to_swap_cache: the new folio, locked, is the entry's swap cache (and on the LRU)."""
-    r = ctx.regs(Faulting)
-    slot = ctx.w.swap[r.entry]
-    ctx.w = ctx.w.set_slot(r.entry, slot.evolve(cache=r.page, has_cache=False))
-    page = ctx.w.page(r.page)
-    refs.update(
-        ctx,
-        r.page,
-        page.set(SWAPCACHE | LOCKED).evolve(
-            ref=page.ref + 1, locker=ctx.name, swap=r.entry, lru="inactive_anon"
-        ),
-    )
-    ctx.goto(swapin_io)
-    return ctx.effect(
-        "add_to_swap_cache",
-        f"{page_name(r.page)}, locked, enters the swap cache of S{r.entry}; folio_add_lru "
-        f"({refs.refs_note(ctx, r.page)})",
-    )
-
-
-@ACCESS.step
-def swapin_io(ctx: Ctx) -> Effect | Blocked:
-    """swap_read_folio, and the read's completion (folio_end_read: uptodate, unlocked)."""
-    r = ctx.regs(Faulting)
-    slot = ctx.w.swap[r.entry]
-    data = slot.data if slot.written else "0"
-    page = ctx.w.page(r.page)
-    refs.update(ctx, r.page, page.clear(LOCKED).evolve(data=data, locker=""))
-    ctx.goto(swapin_lock)
-    return ctx.effect(
-        "swap_read_folio",
-        f"reads {data!r} from S{r.entry} into {page_name(r.page)}; the read completes: "
-        "uptodate, folio unlocked",
-    )
-
-
-def drop_folio(ctx: Ctx, index: int, locked: bool) -> None:
-    """out_page / out_release: folio_unlock if this fault holds the lock, then folio_put."""
-    page = ctx.w.page(index)
-    if locked:
-        refs.update(ctx, index, page.clear(LOCKED).evolve(locker=""))
-    refs.put(ctx, index, what="do_swap_page")
-
-
-@ACCESS.step
-def swapin_lock(ctx: Ctx) -> Effect | Blocked:
-    """folio_lock_or_retry, then: is the folio still the entry's swap cache?"""
-    r = ctx.regs(Faulting)
-    page = ctx.w.page(r.page)
-    if page.locker and page.locker != ctx.name:
-        return Blocked(
-            f"folio_lock_or_retry: waits for the lock of {page_name(r.page)}, held by {page.locker}"
-        )
-    refs.update(ctx, r.page, page.set(LOCKED).evolve(locker=ctx.name))
-    moved = page.swap != r.entry and ctx.cfg.on("swapin_recheck_swap_entry")
-    if not page.has(SWAPCACHE) or moved:
-        drop_folio(ctx, r.page, locked=True)
-        retry(ctx)
-        return ctx.effect(
-            "folio_lock",
-            f"{page_name(r.page)} locked, but no longer the swap cache of S{r.entry} "
-            "(folio_free_swap or swapoff released it): out_page, the fault returns",
-        )
-    ctx.goto(swapin_map_cached)
-    if page.swap != r.entry:
-        return ctx.effect(
-            "folio_lock",
-            f"locks {page_name(r.page)}: (what if) only PageSwapCache is checked, and it is "
-            f"in the swap cache, of S{page.swap} now, not S{r.entry}",
-        )
-    return ctx.effect(
-        "folio_lock", f"locks {page_name(r.page)}, still the swap cache of S{r.entry}"
-    )
-
-
-@ACCESS.step
-def swapin_map_cached(ctx: Ctx) -> Effect | Blocked:
-    """Under the PTE lock: pte_same, then swap_free, the reuse rules, set_pte_at and
-    folio_unlock of a swap-cache folio."""
-    r = ctx.regs(Faulting)
-    proc, addr, entry, index = ctx.proc, ctx.p("addr"), r.entry, r.page
-    p = ctx.w.proc(proc)
-    if p is not None and p.ptl and p.ptl != ctx.name:
-        return Blocked(f"waits for the PTE lock of {proc}, held by {p.ptl}")
-    pte = ctx.w.pte(proc, addr)
-    if pte is None or pte.present or pte.swap != entry:
-        drop_folio(ctx, index, locked=True)
-        retry(ctx)
-        return ctx.effect(
-            "pte_same", f"pte_same fails: {addr} changed; out_nomap drops {page_name(index)}"
-        )
-    note = map_swapped_in(ctx, proc, addr, pte, index, _writing(ctx))
-    page = ctx.w.page(index)
-    refs.update(ctx, index, page.clear(LOCKED).evolve(locker=""))
-    retry(ctx)
-    return ctx.effect(
-        "pte_same",
-        f"pte_same: {addr} still holds S{entry}: swap_free(S{entry}), {note}; folio_unlock",
-    )
 
 
 @ACCESS.step
@@ -768,17 +371,15 @@ def load_access(ctx: Ctx) -> Effect | Blocked:
     return _access(ctx, write=False)
 
 
-# The swap-in's own reference on its folio (regs.page) before these steps.
-SWAPIN_HELD = holding(
-    "swap-in", swapin_read, swapin_map, swapin_add, swapin_io, swapin_lock, swapin_map_cached
-)
+# A CPU fault takes mmap_lock (or the VMA lock) itself, in do_user_addr_fault.
+swapin.mount(ACCESS, swapin.Caller(write=_writing, resume=_resume, takes_mmap_lock=True))
 
 
 @op(
     "write",
     (ADDR, Param("value", "value", required=True, positional=True), PROC),
-    ("handle_mm_fault", "filemap_fault", *SWAPIN_STEPS, "store", "SIGSEGV"),
-    refs_held=SWAPIN_HELD,
+    ("handle_mm_fault", "filemap_fault", *swapin.SWAPIN_STEPS, "store", "SIGSEGV"),
+    refs_held=swapin.SWAPIN_HELD,
 )
 def write_op(ctx: Ctx) -> Effect | Blocked:
     """CPU store: faults the page in (zero-fill, file + page_mkwrite, swap-in, COW) as needed."""
@@ -788,8 +389,8 @@ def write_op(ctx: Ctx) -> Effect | Blocked:
 @op(
     "read",
     (ADDR, PROC, Param("expect", "value")),
-    ("handle_mm_fault", "filemap_fault", *SWAPIN_STEPS, "load", "SIGSEGV"),
-    refs_held=SWAPIN_HELD,
+    ("handle_mm_fault", "filemap_fault", *swapin.SWAPIN_STEPS, "load", "SIGSEGV"),
+    refs_held=swapin.SWAPIN_HELD,
 )
 def read_op(ctx: Ctx) -> Effect | Blocked:
     """CPU load, checked by the lost-write oracle (and against `expect` if given)."""

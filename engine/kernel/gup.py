@@ -5,23 +5,29 @@ reference with an inc-not-zero (+1, or +GUP_PIN_COUNTING_BIAS for a pin), then
 re-read the PTE (and, for pins, mm->write_protect_seq) and back off if anything
 changed. Anything the fast path cannot handle falls back, as get_user_pages_fast
 does, to the slow path: follow_page_pte under mmap_lock and the PTE lock, with
-handle_mm_fault in between when there is no suitable page yet.
+handle_mm_fault in between when there is no suitable page yet (faultin_page). A swap
+PTE is faulted in by do_swap_page's steps (swapin.py), the ones a CPU access takes,
+under the slow path's mmap_lock; follow_page_pte is retried once the fault returned.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs, tlb
-from engine.kernel.fault import (
-    MAX_FAULT_RETRIES,
-    address,
-    handle_mm_fault,
-    past_eof,
-    swapin_wait,
-    wait_reason,
+from engine.kernel import oracle, refs, swapin, tlb
+from engine.kernel.fault import MAX_FAULT_RETRIES, address, handle_mm_fault, past_eof, wait_reason
+from engine.kernel.machine import (
+    ADDR,
+    PROC,
+    Blocked,
+    Ctx,
+    Effect,
+    Machine,
+    Param,
+    StepFn,
+    holding,
+    op,
 )
-from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, holding, op
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
@@ -59,6 +65,7 @@ SLOW_STEPS = (
     "follow_trans_huge_pmd",
     "handle_mm_fault",
     "filemap_fault",
+    *swapin.SWAPIN_STEPS,
 )
 
 
@@ -81,6 +88,12 @@ class Regs(NamedTuple):
     pmd: Pmd | None = None
     huge: bool = False
     folio: int = NO_PAGE
+    # do_swap_page's registers while the slow path faults a swap PTE in (swapin.SwapinRegs;
+    # `page` is then the swap-in's folio).
+    entry: int = -1
+    pinned: bool = False
+    device: bool = False
+    cached: bool = False
 
 
 GUP = Machine(Regs)
@@ -391,7 +404,9 @@ def slow_follow(ctx: Ctx) -> Effect | Blocked:
 def slow_fault(ctx: Ctx) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     pte = ctx.w.pte(proc, addr)
-    reason = wait_reason(ctx, proc, pte)
+    # do_swap_page's own steps look a swap-cache folio up (and wait for it there).
+    in_steps = pte is not None and pte.swap >= 0 and not pte.present
+    reason = wait_reason(ctx, proc, pte, lookup=not in_steps)
     if reason:
         return Blocked(reason)
     tries = regs(ctx).tries
@@ -400,7 +415,7 @@ def slow_fault(ctx: Ctx) -> Effect | Blocked:
     if pte is None:
         ctx.goto(slow_follow, tries=tries + 1)
         return ctx.effect("handle_mm_fault", f"{addr} vanished; retry")
-    pinned = swapin_wait(ctx, pte)
+    pinned = swapin.swapin_wait(ctx, pte)
     if pinned:
         return Blocked(pinned)
     eof = past_eof(ctx, proc, addr, pte)
@@ -409,15 +424,31 @@ def slow_fault(ctx: Ctx) -> Effect | Blocked:
     if eof:
         leave_mmap_lock(ctx)  # faultin_page: VM_FAULT_SIGBUS is -EFAULT for GUP, holding nothing
         return eof
-    write = ctx.flagp("write") or regs(ctx).forced
+    if in_steps:
+        return swapin.swapin_start(ctx, pte, tries)
+    write = fault_write(ctx)
     note = handle_mm_fault(ctx, proc, addr, write, unshare=regs(ctx).unshare)
     ctx.goto(slow_follow, tries=tries + 1)
     return ctx.effect("handle_mm_fault", note)
 
 
+def fault_write(ctx: Ctx) -> bool:
+    """faultin_page's FAULT_FLAG_WRITE: FOLL_WRITE, or the COW break's forced write fault."""
+    return ctx.flagp("write") or regs(ctx).forced
+
+
+def resume_follow(ctx: Ctx) -> StepFn:
+    """Once faultin_page returned, __get_user_pages retries follow_page_pte."""
+    return slow_follow
+
+
+# GUP's fault runs under the mmap_lock the slow path took (slow_follow), not its own.
+swapin.mount(GUP, swapin.Caller(write=fault_write, resume=resume_follow, takes_mmap_lock=False))
+
 # Between try_grab_folio and the recheck, GUP-fast's reference is speculative: the recheck
 # may still drop it. (A pin shows under "pins" whatever the step.)
 SPECULATIVE = holding("speculative", fast_recheck)
+HELD = {**SPECULATIVE, **swapin.SWAPIN_HELD}
 
 
 def run_gup(ctx: Ctx, fast: bool) -> Effect | Blocked:
@@ -429,20 +460,20 @@ def run_gup(ctx: Ctx, fast: bool) -> Effect | Blocked:
     (*GUP_PARAMS, Param("fast_only", "bool")),
     FAST_STEPS + SLOW_STEPS,
     holds="mode",
-    refs_held=SPECULATIVE,
+    refs_held=HELD,
 )
 def gup_fast_op(ctx: Ctx) -> Effect | Blocked:
     """Lockless GUP (get_user_pages_fast / pin_user_pages_fast), falling back to the slow path."""
     return run_gup(ctx, fast=True)
 
 
-@op("gup", GUP_PARAMS, SLOW_STEPS, holds="mode")
+@op("gup", GUP_PARAMS, SLOW_STEPS, holds="mode", refs_held=swapin.SWAPIN_HELD)
 def gup_op(ctx: Ctx) -> Effect | Blocked:
     """Slow GUP under mmap_lock: get_user_pages (FOLL_TOUCH) or pin_user_pages."""
     return run_gup(ctx, fast=False)
 
 
-@op("vmsplice", (ADDR, PROC), FAST_STEPS + SLOW_STEPS, holds="pipe", refs_held=SPECULATIVE)
+@op("vmsplice", (ADDR, PROC), FAST_STEPS + SLOW_STEPS, holds="pipe", refs_held=HELD)
 def vmsplice_op(ctx: Ctx) -> Effect | Blocked:
     """vmsplice(2): a read-only GUP reference handed to a pipe (CVE-2020-29374)."""
     return GUP.resume(ctx, vmsplice_start)

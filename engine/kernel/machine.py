@@ -173,6 +173,12 @@ class Machine:
         self.steps[fn.__name__] = fn
         return fn
 
+    def include(self, *steps: StepFn) -> None:
+        """Register steps another machine shares (a kernel function with several callers,
+        like do_swap_page): the caller's registers must have the fields they use."""
+        for fn in steps:
+            self.steps[fn.__name__] = fn
+
     def resume(self, ctx: Ctx, entry: StepFn) -> Effect | Blocked:
         """Run the actor's next step: `entry` when the op starts, else the step its pc names."""
         ctx.machine = self

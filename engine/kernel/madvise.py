@@ -9,7 +9,7 @@ the page alive but not mapped (R13).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from engine.kernel import oracle, refs, swap, thp, tlb
 from engine.kernel.fault import wait_reason
@@ -29,26 +29,35 @@ from engine.state import (
 
 
 class Marking(NamedTuple):
-    """MADV_FREE between clearing the PTE and marking the folio lazyfree, and (with
-    CPUs) until tlb_finish_mmu."""
+    """MADV_FREE between clearing the PTE and marking the folio lazyfree (with CPUs, until
+    tlb_finish_mmu), or, for a swap PTE, inside free_swap_and_cache (the fields of
+    Zapping: reclaim_swap is shared)."""
 
     page: int = NO_PAGE
+    entry: int = -1
+    device: bool = False
     gathered: bool = False  # tlb_remove_tlb_entry queued the PTE's flush in the mmu_gather
 
 
 MADV_FREE = Machine(Marking)
 
 
+def around_walk(ctx: Ctx, note: str) -> str:
+    """A walk that gathered nothing to flush. With CPUs it still ran between tlb_gather_mmu
+    and tlb_finish_mmu (and flush_tlb_batched_pending under the PTE lock), and
+    tlb_finish_mmu may flush for a nested gather: the step's sentence says so."""
+    if not ctx.cpu:
+        return note
+    proc = ctx.proc
+    tlb.gather(ctx, proc)
+    batched = tlb.flush_batched_pending(ctx, proc)
+    finished = tlb.finish_mmu(ctx, proc, ctx.p("addr"), gathered=False)
+    return f"{batched}{note}" + (f"; tlb_finish_mmu {finished}" if finished else "")
+
+
 def walked(ctx: Ctx, function: str, note: str) -> Effect:
-    """The walk is done without anything to flush. With CPUs, the walk still ran between
-    tlb_gather_mmu and tlb_finish_mmu (and flush_tlb_batched_pending under the PTE lock),
-    and tlb_finish_mmu may flush for a nested gather."""
-    if ctx.cpu:
-        proc = ctx.proc
-        tlb.gather(ctx, proc)
-        batched = tlb.flush_batched_pending(ctx, proc)
-        finished = tlb.finish_mmu(ctx, proc, ctx.p("addr"), gathered=False)
-        note = f"{batched}{note}" + (f"; tlb_finish_mmu {finished}" if finished else "")
+    """The walk is done without anything to flush: the op ends here."""
+    note = around_walk(ctx, note)
     ctx.next_op()
     return ctx.effect(function, note)
 
@@ -67,12 +76,16 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
             ctx, "madvise_free_single_vma", f"-EINVAL: {addr} is not a private anon mapping"
         )
     if pte.swap >= 0:
-        freed = swap.free_swap_and_cache(ctx, pte.swap)
+        # Under the PTE lock: free_swap_and_cache(_nr), then pte_clear (clear_not_present_
+        # full_ptes), the steps zap_pte_range takes for a swap PTE, and its second step.
+        entry = pte.swap
+        held = drop_swap_entry(ctx, entry)
         ctx.w = ctx.w.set_pte(proc, addr, Pte())
         ctx.w = oracle.lazyfree(ctx.w, key)
-        return walked(
-            ctx, "free_swap_and_cache", f"{addr} was swapped out: its swap entry is dropped{freed}"
+        note = around_walk(
+            ctx, f"{addr} was swapped out: free_swap_and_cache drops S{entry}, pte_clear"
         )
+        return reclaim_next(ctx, "madvise_free_pte_range", note, entry, held)
     if not pte.present or pte.page == ZERO_PAGE:
         return walked(ctx, "madvise_free_pte_range", f"nothing mapped at {addr}")
     index = pte.page
@@ -265,10 +278,8 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
             note += ": the last reference, the page is freed"
     entry, held = -1, False
     if not pte.present and pte.swap >= 0:
-        # free_swap_and_cache: get_swap_device from 6.9 (82b1c07a0af6), __swap_entry_free.
         entry = pte.swap
-        held = ctx.cfg.on("free_swap_and_cache_get_swap_device") and swap.get_swap_device(ctx)
-        swap.swap_free(ctx, entry)
+        held = drop_swap_entry(ctx, entry)
         note = f"drops the swap entry of {addr}"
     ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
     if not pte.file:
@@ -276,15 +287,27 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
     elif unmap:
         # The address is gone; the file keeps its own expectations.
         ctx.w = oracle.zap(ctx.w, f"{proc}:{addr}", unmapped=True)
+    return reclaim_next(ctx, "zap_pte_range", f"{proc}: {batched}{note}", entry, held)
+
+
+def drop_swap_entry(ctx: Ctx, entry: int) -> bool:
+    """free_swap_and_cache's first half: get_swap_device from 6.9 (82b1c07a0af6), then
+    __swap_entry_free. Returns whether it holds the device."""
+    held = ctx.cfg.on("free_swap_and_cache_get_swap_device") and swap.get_swap_device(ctx)
+    swap.swap_free(ctx, entry)
+    return held
+
+
+def reclaim_next(ctx: Ctx, function: str, note: str, entry: int, held: bool) -> Effect:
+    """End the step: on to free_swap_and_cache's second half if only SWAP_HAS_CACHE is left
+    of the entry (reclaim_swap), else the op is done."""
     if entry >= 0 and swap.only_cache_left(ctx, entry):
         ctx.goto(reclaim_swap, entry=entry, device=held)
-        return ctx.effect(
-            "zap_pte_range", f"{proc}: {note}; only SWAP_HAS_CACHE is left of S{entry}"
-        )
+        return ctx.effect(function, f"{note}; only SWAP_HAS_CACHE is left of S{entry}")
     if held:
         swap.put_swap_device(ctx)
     ctx.next_op()
-    return ctx.effect("zap_pte_range", f"{proc}: {batched}{note}")
+    return ctx.effect(function, note)
 
 
 class Zapping(NamedTuple):
@@ -299,8 +322,10 @@ ZAP = Machine(Zapping)
 
 @ZAP.step
 def reclaim_swap(ctx: Ctx) -> Effect:
-    """swap_page_trans_huge_swapped reads swap_map, then __try_to_reclaim_swap."""
-    r = ctx.regs(Zapping)
+    """swap_page_trans_huge_swapped reads swap_map, then __try_to_reclaim_swap (a step of
+    MADV_FREE's machine too, whose registers have the same fields)."""
+    assert ctx.machine is not None
+    r = cast(Zapping, ctx.regs(ctx.machine.regs))
     ctx.next_op()
     if swap.device_gone(ctx, f"free_swap_and_cache of S{r.entry} (swap_map)"):
         return ctx.effect(
@@ -312,6 +337,9 @@ def reclaim_swap(ctx: Ctx) -> Effect:
     return ctx.effect(
         "free_swap_and_cache", note or f"__try_to_reclaim_swap: S{r.entry}'s folio stays"
     )
+
+
+MADV_FREE.include(reclaim_swap)
 
 
 def dontneed(ctx: Ctx) -> Effect | Blocked:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs, swap, tlb
+from engine.kernel import refs, swap, tlb, zswap
 from engine.kernel.filemap import writepage
 from engine.kernel.machine import (
     PROC,
@@ -373,6 +373,12 @@ def pageout(ctx: Ctx) -> Effect | Blocked:
             f"is_page_cache_freeable: ref={p.ref}, someone else holds {page_name(index)}: "
             "PAGE_KEEP, not written",
         )
+    if p.has(SWAPCACHE) and ctx.w.zswap:
+        # swap_writepage: zswap_store takes the page, folio_end_writeback at once; clean
+        # and not under writeback, the folio can be freed in this same pass.
+        note = zswap.store(ctx, index)
+        ctx.goto(release)
+        return ctx.effect("pageout", note)
     if p.has(SWAPCACHE):
         # swap_writepage -> __swap_writepage: set_page_writeback, unlock, submit_bio.
         slot = ctx.w.swap[p.swap]

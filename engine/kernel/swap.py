@@ -35,8 +35,20 @@ def settle(ctx: Ctx, index: int) -> None:
         return
     if ctx.w.swap_sync:
         # zram_slot_free_notify: the compressed copy is discarded with the slot.
-        ctx.w = ctx.w.set_slot(index, Slot())
+        slot = Slot(zgen=slot.zgen)
+    if slot.zswap:
+        # zswap_invalidate (frontswap_invalidate_page before 6.5): the tree drops its entry;
+        # a writeback holding the entry keeps its own reference.
+        slot = slot.evolve(zswap=0, zdata="")
+    ctx.w = ctx.w.set_slot(index, slot)
     ctx.w = ctx.w.evolve(swap_free=(*ctx.w.swap_free, index))
+
+
+def read_slot(slot: Slot) -> str:
+    """swap_read_folio's data: zswap_load, else the device; a slot never written (or
+    discarded by zram) reads as zeros."""
+    stored = slot.stored
+    return "0" if stored is None else stored
 
 
 def alloc_slot(ctx: Ctx, page: int) -> int | None:
@@ -44,12 +56,14 @@ def alloc_slot(ctx: Ctx, page: int) -> int | None:
     swap cache, or None when the device takes no allocations (swapoff has begun)."""
     if ctx.w.swap_dev != ON:
         return None
+    zgen = 0
     if ctx.w.swap_free:
         index = ctx.w.swap_free[-1]
         ctx.w = ctx.w.evolve(swap_free=ctx.w.swap_free[:-1])
+        zgen = ctx.w.swap[index].zgen
     else:
         index = len(ctx.w.swap)
-    ctx.w = ctx.w.set_slot(index, Slot(cache=page))
+    ctx.w = ctx.w.set_slot(index, Slot(cache=page, zgen=zgen))
     return index
 
 
@@ -60,15 +74,6 @@ def swap_free(ctx: Ctx, index: int) -> None:
     settle(ctx, index)
 
 
-def free_swap_and_cache(ctx: Ctx, index: int) -> str:
-    """zap_pte_range / MADV_FREE on a swap PTE: swap_free, and if only the swap cache is
-    left (count == SWAP_HAS_CACHE), __try_to_reclaim_swap: under a successful trylock, an
-    unmapped folio not under writeback leaves the swap cache (folio_free_swap) and the
-    lookup's reference is dropped. Returns what it did beyond swap_free, for the note."""
-    swap_free(ctx, index)
-    return try_to_reclaim_swap(ctx, index)
-
-
 def only_cache_left(ctx: Ctx, index: int) -> bool:
     """free_swap_and_cache's test after __swap_entry_free: count == SWAP_HAS_CACHE."""
     slot = ctx.w.swap[index]
@@ -76,7 +81,11 @@ def only_cache_left(ctx: Ctx, index: int) -> bool:
 
 
 def try_to_reclaim_swap(ctx: Ctx, index: int) -> str:
-    """__try_to_reclaim_swap(TTRS_UNMAPPED | TTRS_FULL) of the slot's swap-cache folio."""
+    """__try_to_reclaim_swap(TTRS_UNMAPPED | TTRS_FULL) of the slot's swap-cache folio, the
+    second half of free_swap_and_cache (zap_pte_range, MADV_FREE on a swap PTE) once only
+    SWAP_HAS_CACHE is left: under a successful trylock, an unmapped folio not under
+    writeback leaves the swap cache (folio_free_swap) and the lookup's reference is dropped.
+    Returns what it did, for the note."""
     slot = ctx.w.swap[index]
     folio = slot.cache
     if slot.entries or folio < 0:

@@ -60,7 +60,7 @@ def unuse_pte(ctx: Ctx, proc: str, addr: str, pte: Pte) -> Effect | Blocked:
             f"swapcache_prepare(S{entry}): -EEXIST, a swap-in is adding it to the swap cache; retry"
         )
     else:
-        data = slot.data if slot.written else "0"
+        data = swap.read_slot(slot)
         new = Page(
             ref=1,
             flags=SWAPBACKED | SWAPCACHE,

@@ -114,6 +114,8 @@ class Scenario:
     # The full SHA-256 of the canonical document: what every cache keys on.
     sha256: str = ""
     swap_sync: bool = False  # `swap: {synchronous: true}`: SWP_SYNCHRONOUS_IO (zram)
+    swap_readahead: bool = False  # `swap: {readahead: true}`: swapin_readahead's neighbours
+    zswap: bool = False  # `swap: {zswap: true}`: swap-out stores pages in zswap
 
     def variant(self, name: str) -> Variant | None:
         for v in self.variants:

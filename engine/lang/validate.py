@@ -436,7 +436,7 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         if not NAME.match(str(fname)):
             c.err(fpath, "file names must be lowercase names")
         files[str(fname)] = c.value(fd.get("data", "0"), f"{fpath}.data")
-    sd = c.mapping(d.get("swap"), "swap", ("synchronous",))
+    sd = c.mapping(d.get("swap"), "swap", ("synchronous", "readahead", "zswap"))
     synchronous = sd.get("synchronous", False)
     if not isinstance(synchronous, bool):
         c.err(
@@ -444,6 +444,22 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
             "must be true or false (true: a SWP_SYNCHRONOUS_IO device such as zram)",
         )
         synchronous = False
+    readahead = sd.get("readahead", False)
+    if not isinstance(readahead, bool):
+        c.err(
+            "swap.readahead",
+            "must be true or false (true: a swap-in through the swap cache also reads the "
+            "neighbouring slots in use into the swap cache)",
+        )
+        readahead = False
+    zswap = sd.get("zswap", False)
+    if not isinstance(zswap, bool):
+        c.err(
+            "swap.zswap",
+            "must be true or false (true: swap_writepage stores pages in zswap, and a "
+            "zswap_writeback op writes them to the device)",
+        )
+        zswap = False
     procs = _procs(d)
     setup = _ops(c, d.get("setup"), "setup", files, procs, MAX_SETUP, setup=True)
     actors = []
@@ -507,6 +523,8 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         variants=tuple(variants),
         files=files,
         swap_sync=synchronous,
+        swap_readahead=readahead,
+        zswap=zswap,
         setup=setup,
         actors=tuple(actors),
         expect=expect,
