@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import engine
 from engine.explore import reachable_violations
-from engine.model import Model
+from engine.model import Model, successors
 from engine.state import KSM, World
 from tests.engine.builders import SETUP_LAZYFREE, OpDoc, config
 
@@ -232,7 +234,10 @@ def test_actor_cpu_and_thread_are_checked() -> None:
     assert "actors[0].cpu" in str(err.value)
     with pytest.raises(engine.ScenarioError) as err:
         engine.parse_scenario(
-            {**base, "actors": [{"name": "a", "thread": "nope", "ops": [{"read": {"addr": "buf"}}]}]}
+            {
+                **base,
+                "actors": [{"name": "a", "thread": "nope", "ops": [{"read": {"addr": "buf"}}]}],
+            }
         )
     assert "actors[0].thread" in str(err.value) and "app" in str(err.value)
 
@@ -273,3 +278,51 @@ def test_an_ipi_flush_waits_for_gup_fast_and_closes_the_thp_windows() -> None:
     assert "lost_write" in reachable_violations(engine.explore(r7, ipi))
     ok = engine.make_config(r7, "merged", fixes={"rcu_gup_fast": False})
     assert reachable_violations(engine.explore(r7, ok)) == set()
+
+
+# Threads on CPUs doing whatever the TLB ops allow, against reclaim, migration and KSM.
+TLB_OPS: list[OpDoc] = [
+    {"write": {"addr": "buf", "value": "B"}},
+    {"write": {"addr": "buf", "value": "C"}},
+    {"read": {"addr": "buf"}},
+    {"madvise_free": {"addr": "buf"}},
+    {"madvise_dontneed": {"addr": "buf"}},
+    {"mprotect": {"addr": "buf", "prot": "read"}},
+    {"mprotect": {"addr": "buf", "prot": "write"}},
+]
+KERNEL_OPS: list[OpDoc] = [
+    {"shrink_folio_list": {"addr": "buf"}},
+    {"migrate": {"addr": "buf"}},
+    {"ksm_merge": {"addr": "buf"}},
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    threads=st.lists(
+        st.lists(st.sampled_from(TLB_OPS), min_size=1, max_size=3), min_size=1, max_size=2
+    ),
+    kernel_ops=st.lists(st.sampled_from(KERNEL_OPS), min_size=1, max_size=2),
+    release=st.sampled_from(["4.12", "4.13", "6.6"]),
+)
+def test_no_tlb_entry_outlives_the_page_it_maps(
+    threads: list[list[OpDoc]], kernel_ops: list[OpDoc], release: str
+) -> None:
+    """Invariant 13's first half, in every reachable state of random scenarios: a page is
+    never freed while a CPU's TLB may still map it (flush before free), on every kernel."""
+    actors = {f"t{i}": (f"CPU{i}", ops) for i, ops in enumerate(threads)}
+    actors["kd"] = ("CPU9", kernel_ops)
+    sc = on_cpus(actors)
+    model = Model(sc, config(sc, release))
+    seen: set[World] = set()
+    todo = [model.initial()]
+    while todo and len(seen) < 4000:
+        world = todo.pop()
+        if world in seen:
+            continue
+        seen.add(world)
+        for entry in world.tlb:
+            page = world.pages[entry.page]
+            assert not page.free and page.gen == entry.gen, (entry, page)
+        assert "use_after_free" not in world.violations
+        todo.extend(effect.world for _, effect in successors(model, world))
