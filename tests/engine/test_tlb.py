@@ -1,4 +1,4 @@
-"""CPUs, TLBs, deferred flushes, mprotect and KSM (issue 12): the new parts composed with the old."""
+"""CPUs, TLBs, deferred flushes, mprotect and KSM (issue 12), composed with the old parts."""
 
 from __future__ import annotations
 
