@@ -33,6 +33,7 @@ from engine.state import (
     KSM,
     LOCKED,
     NO_PAGE,
+    SWAPBACKED,
     SWAPCACHE,
     Page,
     Pte,
@@ -171,7 +172,9 @@ def replace(ctx: Ctx) -> Effect | Blocked:
         refs.update(ctx, index, page.clear(LOCKED).evolve(locker=""))
         ctx.next_op()
         return ctx.effect("replace_page", f"pte_same fails at {addr}: -EFAULT, no merge")
-    kpage = Page(ref=1, mapcount=1, flags=KSM, lru="inactive_anon", data=r.data, owner="anon")
+    kpage = Page(
+        ref=1, mapcount=1, flags=KSM | SWAPBACKED, lru="inactive_anon", data=r.data, owner="anon"
+    )
     ctx.w, k = ctx.w.new_page(kpage)
     ctx.w = ctx.w.set_pte(proc, addr, Pte(page=k, present=True, young=True))
     refs.update(ctx, index, page.clear(LOCKED).evolve(locker="", mapcount=page.mapcount - 1))

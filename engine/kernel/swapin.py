@@ -26,6 +26,7 @@ from engine.kernel.machine import Blocked, Ctx, Effect, Machine, StepFn, holding
 from engine.state import (
     ANON_EXCLUSIVE,
     DIRTY,
+    KSM,
     LOCKED,
     NO_PAGE,
     SWAPBACKED,
@@ -127,7 +128,9 @@ def map_swapped_in(ctx: Ctx, proc: str, addr: str, pte: Pte, index: int, write: 
             freed = free_swap(ctx, index)
         page = ctx.w.page(index)
         known = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")
-        exclusive = known or page.ref == 1
+        # A KSM folio still in the swap cache is shared by design: never exclusive
+        # (do_swap_page: "if (!folio_test_ksm(folio))"), so a write copies it.
+        exclusive = (known or page.ref == 1) and not page.has(KSM)
         if exclusive and ctx.cfg.on("anon_exclusive"):
             refs.update(ctx, index, page.set(ANON_EXCLUSIVE))
         # Only a write fault maps it writable; a read fault maps it read-only (exclusive from
@@ -137,7 +140,7 @@ def map_swapped_in(ctx: Ctx, proc: str, addr: str, pte: Pte, index: int, write: 
         # Up to 5.17, reuse_swap_page: mapcount + swapcount == 1, the refcount ignored (a GUP
         # reference does not stop the reuse); it also deletes the folio from the swap cache
         # and dirties it unless it is under writeback.
-        writable = write and swap_users == 1
+        writable = write and swap_users == 1 and not ctx.w.page(index).has(KSM)
         if writable and not ctx.w.page(index).has(WRITEBACK) and ctx.w.page(index).has(SWAPCACHE):
             freed = free_swap(ctx, index)
     ctx.w = ctx.w.set_pte(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import engine
 from engine.explore import reachable_violations
+from engine.kernel.machine import Effect
 from engine.model import Model, successors
 from engine.state import KSM, World
 from tests.engine.builders import SETUP_LAZYFREE, OpDoc, config
@@ -326,3 +327,46 @@ def test_no_tlb_entry_outlives_the_page_it_maps(
             assert not page.free and page.gen == entry.gen, (entry, page)
         assert "use_after_free" not in world.violations
         todo.extend(effect.world for _, effect in successors(model, world))
+
+
+def test_a_ksm_page_swapped_in_from_the_swap_cache_is_still_copied_on_write() -> None:
+    """KSM merges, reclaim puts the KSM page in the swap cache and unmaps it, and a write
+    swaps it in from the cache: do_swap_page never treats a KSM folio as exclusive, so the
+    write fault copies it instead of writing into the page other mappings share."""
+    sc = engine.parse_scenario(
+        {
+            "id": "ksm-swap",
+            "title": "ksm page swapped in",
+            "setup": WRITE_A,
+            "actors": [
+                {
+                    "name": "app",
+                    "ops": [
+                        {"ksm_merge": {"addr": "buf"}},
+                        {"shrink_folio_list": {"addr": "buf"}},
+                        {"shrink_folio_list": {"addr": "buf"}},
+                        {"write": {"addr": "buf", "value": "B"}},
+                        {"read": {"addr": "buf", "expect": "B"}},
+                    ],
+                }
+            ],
+        }
+    )
+    for kernel in ("5.17", "6.6"):
+        model = Model(sc, config(sc, kernel))
+        world = model.initial()
+        ksm_page = -1
+        functions = []
+        while (result := model.step(world, 0)) is not None:
+            assert isinstance(result, Effect), result
+            world = result.world
+            functions.append(result.function)
+            pte = world.pte("app", "buf")
+            if pte is not None and pte.present and world.page(pte.page).has(KSM):
+                ksm_page = pte.page
+            elif pte is not None and pte.present and pte.write:
+                assert pte.page != ksm_page or not world.page(pte.page).has(KSM), kernel
+        assert ksm_page >= 0
+        # It went to swap and came back from the swap cache, then the write copied it.
+        assert "add_to_swap" in functions and "swap_cache_get_folio" in functions, functions
+        assert not world.violations, (kernel, world.violations)
