@@ -219,6 +219,22 @@ FIXES: dict[str, Fix] = {
             "a MADV_DONTNEED under mmap_lock for read no longer sees it none and skips it",
         ),
         Fix(
+            "pmdp_invalidate_atomic",
+            "d52605d7cb30",
+            "4.16",
+            "pmdp_invalidate makes the PMD non-present atomically and returns its old value; "
+            "__split_huge_pmd_locked takes the dirty bit from that value instead of reading "
+            "it before, so a CPU's write through the still-present PMD cannot lose it",
+        ),
+        Fix(
+            "lazyfree_folio_no_split",
+            "820c4e2e6f51",
+            "5.18",
+            "shrink_folio_list no longer splits a large folio that is not swap-backed (file "
+            "or lazyfree) before unmapping it: try_to_unmap splits its PMD, each PTE is "
+            "discarded, and the folio is freed whole",
+        ),
+        Fix(
             "migrate_unqueue_deferred",
             "9bcef5973e31",
             "6.7",

@@ -409,6 +409,16 @@ def past_eof(ctx: Ctx, proc: str, addr: str, pte: Pte) -> Effect | Blocked | Non
     )
 
 
+def through_huge_pmd(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> bool:
+    """A load or store the MMU serves through a present huge PMD, without a fault: it takes
+    no lock, so a splitter holding the PMD lock (before pmdp_invalidate) does not hold it
+    off, and the MMU sets the PMD's dirty and young bits under it."""
+    p = ctx.w.proc(proc)
+    if p is None or p.mmap_writer or needs_fault(pte, write):
+        return False
+    return thp.huge_at(ctx, proc, addr)
+
+
 def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     if ctx.w.proc(proc) is None:
@@ -422,7 +432,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         return ctx.effect("SIGSEGV", f"{proc} touches {addr}, which is no longer mapped: SIGSEGV")
     in_steps = pte.swap >= 0 and not pte.present and swapin_in_steps(ctx)
     reason = wait_reason(ctx, proc, pte, lookup=not in_steps)
-    if reason:
+    if reason and not through_huge_pmd(ctx, proc, addr, pte, write):
         return Blocked(reason)
     if needs_fault(pte, write):
         pinned = swapin_wait(ctx, pte)

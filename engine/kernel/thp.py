@@ -83,13 +83,17 @@ def thp_fault_op(ctx: Ctx) -> Effect | Blocked:
     )
 
 
-def split_pmd(ctx: Ctx, proc: str, region: str) -> str:
+def split_pmd(ctx: Ctx, proc: str, region: str, bits: Pmd | None = None) -> str:
     """__split_huge_pmd_locked on an anon huge PMD, under the PMD lock: pmdp_invalidate,
     then a PTE per subpage with the PMD's bits (the dirty bit carried over to each PTE and
     to the folio, 0ccf7f168e17), a reference and a mapcount per PTE in place of the PMD's
-    one reference and entire mapcount, then pmd_populate with the deposited table."""
+    one reference and entire mapcount, then pmd_populate with the deposited table.
+    `bits`: the write, dirty and young bits as read before pmdp_invalidate (before
+    d52605d7cb30); by default, those pmdp_invalidate returns atomically."""
     pmd = ctx.w.pmd(proc, region)
     assert pmd.kind == "huge"
+    if bits is not None:
+        pmd = pmd.evolve(write=bits.write, dirty=bits.dirty, young=bits.young)
     head = pmd.page
     folio = ctx.w.page(head)
     ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="table", table=pmd.table + 1))
@@ -126,17 +130,69 @@ def after_pte_unmap(ctx: Ctx, index: int) -> None:
         ctx.w = ctx.w.evolve(deferred=(*ctx.w.deferred, head))
 
 
-@op("split_huge_pmd", (REGION, PROC), ("__split_huge_pmd_locked",))
-def split_huge_pmd_op(ctx: Ctx) -> Effect | Blocked:
-    """split_huge_pmd: a huge PMD becomes a table of PTEs mapping the same subpages."""
+class PmdSplit(NamedTuple):
+    bits: Pmd | None = None  # the PMD's bits as __split_huge_pmd_locked read them (pre-4.16)
+
+
+PMD_SPLIT = Machine(PmdSplit)
+
+
+@PMD_SPLIT.step
+def split_huge_pmd_start(ctx: Ctx) -> Effect | Blocked:
     proc, region = ctx.proc, ctx.p("addr")
     reason = mmap_lock_reason(ctx, proc)
     if reason:
         return Blocked(reason)
-    ctx.next_op()
     if ctx.w.pmd(proc, region).kind != "huge":
+        ctx.next_op()
         return ctx.effect("__split_huge_pmd_locked", f"the PMD over {region} is not huge")
-    return ctx.effect("__split_huge_pmd_locked", split_pmd(ctx, proc, region))
+    if ctx.cfg.on("pmdp_invalidate_atomic"):
+        ctx.next_op()
+        return ctx.effect("__split_huge_pmd_locked", split_pmd(ctx, proc, region))
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PMD lock of {region}, held by {p.ptl}")
+    # Before d52605d7cb30 the bits were read with plain loads while the PMD was still
+    # present and writable; pmdp_invalidate then rewrote it non-atomically.
+    pmd = ctx.w.pmd(proc, region)
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+    ctx.goto(split_huge_pmd_invalidate, bits=pmd)
+    return ctx.effect(
+        "__split_huge_pmd_locked",
+        f"takes the PMD lock of {region} and reads its bits: "
+        f"{'dirty' if pmd.dirty else 'clean'}, {'young' if pmd.young else 'old'} "
+        "(pmd_dirty(*pmd) before pmdp_invalidate; the PMD stays present and writable)",
+    )
+
+
+@PMD_SPLIT.step
+def split_huge_pmd_invalidate(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    bits = ctx.regs(PmdSplit).bits
+    assert bits is not None
+    now = ctx.w.pmd(proc, region)
+    lost = [b for b in ("dirty", "young") if getattr(now, b) and not getattr(bits, b)]
+    note = split_pmd(ctx, proc, region, bits)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    ctx.next_op()
+    if lost:
+        note += (
+            f"; the {' and '.join(lost)} bit(s) a CPU set since the read are lost: "
+            "the PTEs and the folio stay " + ("clean" if "dirty" in lost else "old")
+        )
+    return ctx.effect("pmdp_invalidate", note + "; drops the PMD lock")
+
+
+@op("split_huge_pmd", (REGION, PROC), ("__split_huge_pmd_locked", "pmdp_invalidate"))
+def split_huge_pmd_op(ctx: Ctx) -> Effect | Blocked:
+    """split_huge_pmd: a huge PMD becomes a table of PTEs mapping the same subpages (as
+    mprotect or munmap of part of a THP does). Before 4.16 (d52605d7cb30) it read the PMD's
+    dirty and young bits, then pmdp_invalidate: two steps, and a CPU's write in between
+    sets a dirty bit that is lost."""
+    return PMD_SPLIT.resume(ctx, split_huge_pmd_start)
 
 
 class Splitting(NamedTuple):
@@ -154,18 +210,33 @@ def can_split(ctx: Ctx, head: int) -> bool:
     return ctx.w.folio_mapcount(head) == folio.ref - extra - 1
 
 
-def split_folio(ctx: Ctx, head: int) -> str:
+def pmd_lock_wait(ctx: Ctx, head: int) -> Blocked | None:
+    """Why splitting the folio `head` must wait: another actor holds the PMD lock of a huge
+    PMD mapping it (unmap_folio's split takes that lock)."""
+    for proc, region, pmd in ctx.w.pmds:
+        if pmd.kind == "huge" and pmd.page == head:
+            p = ctx.w.proc(proc)
+            if p is not None and p.ptl and p.ptl != ctx.name:
+                return Blocked(f"waits for the PMD lock of {region}, held by {p.ptl}")
+    return None
+
+
+def split_folio(ctx: Ctx, head: int, locked: bool = False, tails_lru: str = "") -> str:
     """split_huge_page_to_list_to_order, anon and not in the swap cache, as one step:
     folio_trylock, unmap_folio (migration entries), folio_ref_freeze with the expected
     count 1, __split_huge_page (each tail an order-0 page with one reference, the flags of
     the folio and its own PG_anon_exclusive), remap_page, and the put of every page but
-    the caller's. Returns the sentence; the folio stays unsplit if the freeze fails."""
+    the caller's. Returns the sentence; the folio stays unsplit if the freeze fails.
+    `locked`: the caller holds the folio lock (shrink_folio_list's split_folio_to_list);
+    the head stays locked and the tails are unlocked; `tails_lru`, the LRU the tails go
+    on when the head was isolated from it (the model puts them back there, for a later
+    pass: the kernel queues them on the shrinker's own list)."""
     # unmap_folio with TTU_SPLIT_HUGE_PMD: a PMD mapping is split into PTEs first.
     for proc, region, pmd in ctx.w.pmds:
         if pmd.kind == "huge" and pmd.page == head:
             split_pmd(ctx, proc, region)
     folio = ctx.w.page(head)
-    if folio.has(LOCKED):
+    if folio.has(LOCKED) and not locked:
         return f"folio_trylock fails: {page_name(head)} is locked"
     if not can_split(ctx, head):
         return (
@@ -176,17 +247,21 @@ def split_folio(ctx: Ctx, head: int) -> str:
     for i in range(folio.nr):
         sub = ctx.w.page(head + i)
         mine = sub.flags & PER_PAGE_FLAGS
+        own = flags | mine
+        if i and locked:
+            own &= ~LOCKED  # __split_huge_page unlocks every tail but the caller's page
         # Unfrozen: the caller's reference on the head, one on each tail that remap and
         # the final put then turn into one per remaining mapping.
         ref = (1 if i == 0 else 0) + sub.mapcount
         page = Page(
             ref=ref,
             mapcount=sub.mapcount,
-            flags=flags | mine,
-            lru=folio.lru,
+            flags=own,
+            lru=folio.lru if i == 0 or not tails_lru else tails_lru,
             data=sub.data,
             owner=folio.owner,
             gen=sub.gen,
+            locker=folio.locker if i == 0 else "",
             swap=folio.swap,
         )
         refs.update(ctx, head + i, page)
@@ -230,6 +305,9 @@ def deferred_split_take(ctx: Ctx) -> Effect | Blocked:
 @SPLIT.step
 def deferred_split_do(ctx: Ctx) -> Effect | Blocked:
     head = ctx.regs(Splitting).folio
+    wait = pmd_lock_wait(ctx, head)
+    if wait:
+        return wait
     ctx.w = ctx.w.evolve(scanning=tuple(f for f in ctx.w.scanning if f != head))
     note = split_folio(ctx, head)
     freed = refs.put(ctx, head, what="folio_put")
@@ -501,3 +579,33 @@ def copy_huge_pmd(ctx: Ctx, parent: str, child: str, region: str) -> str:
         f"copy_huge_pmd: {child} shares {page_name(head)} through a read-only huge PMD "
         f"({refs.refs_note(ctx, head)})"
     )
+
+
+def folio_mappers(ctx: Ctx, index: int) -> list[tuple[str, str, Pte]]:
+    """Every mapping of the folio `index` heads, subpage by subpage (a huge PMD shows up as
+    each subpage's PTE): what rmap_walk visits. An order-0 page's are its own."""
+    page = ctx.w.page(index)
+    if not page.order:
+        return ctx.w.mappers(index)
+    return [m for i in range(page.nr) for m in ctx.w.mappers(index + i)]
+
+
+def referenced_mappings(ctx: Ctx, young: list[tuple[str, str, Pte]]) -> int:
+    """folio_referenced's count of young mappings: a huge PMD is one mapping, however many
+    subpages it shows up as."""
+    seen = set()
+    for proc, addr, _ in young:
+        where = split_addr(addr)
+        if where is not None and ctx.w.pmd(proc, where[0]).kind == "huge":
+            seen.add((proc, where[0]))
+        else:
+            seen.add((proc, addr))
+    return len(seen)
+
+
+def huge_pmd_of(ctx: Ctx, head: int) -> tuple[str, str] | None:
+    """A (proc, region) whose huge PMD maps the folio `head`, if any."""
+    for proc, region, pmd in ctx.w.pmds:
+        if pmd.kind == "huge" and pmd.page == head:
+            return proc, region
+    return None

@@ -206,6 +206,7 @@ LARGE_FOLIO_AWARE = (
     "numa_migrate",
     "migrate",
     "split_folio",
+    "shrink_folio_list",
 )
 
 

@@ -246,7 +246,101 @@ def test_migrating_a_large_folio_remaps_each_subpage_to_the_copy() -> None:
     assert (w.pages[2].ref, w.pages[2].order) == (HPAGE_NR, 1)
 
 
-@pytest.mark.parametrize("op", ["shrink_folio_list", "vmsplice"])
+def run_to_end(
+    sc: engine.Scenario, kernel: str, actor: str = "k", first: tuple[str, ...] = ()
+) -> engine.Trace:
+    """Run `first`, then `actor` alone until its ops are done."""
+    cfg = config(sc, kernel)
+    n = 1
+    while True:
+        run = engine.run_schedule(sc, cfg, [*first, *[actor] * n])
+        if run.actors[[a.name for a in sc.actors].index(actor)].done:
+            return run
+        n += 1
+
+
+LAZYFREE_THP: list[OpDoc] = [*THP, {"madvise_free": {"addr": "buf"}}]
+RECLAIM: OpDoc = {"shrink_folio_list": {"addr": "buf#0"}}
+
+
+def test_reclaim_discards_a_clean_lazyfree_thp_whole_from_5_18() -> None:
+    """820c4e2e6f51: no split_folio_to_list; try_to_unmap with TTU_SPLIT_HUGE_PMD splits
+    the PMD, each PTE is discarded (refcount == 1 + folio_mapcount), the folio freed whole."""
+    sc = scenario({"k": [RECLAIM]}, LAZYFREE_THP)
+    run = run_to_end(sc, "6.6")
+    functions = [s.function for s in run.steps]
+    assert "split_folio_to_list" not in functions
+    assert functions[3] == "split_huge_pmd_address"
+    assert functions.count("try_to_unmap_one") == HPAGE_NR
+    w = run.world(len(run.steps))
+    assert w.pages[0].free and w.pages[1].free and not run.violations
+
+
+def test_reclaim_splits_a_lazyfree_thp_before_5_18_and_puts_the_tail_back() -> None:
+    sc = scenario({"k": [RECLAIM]}, LAZYFREE_THP)
+    run = run_to_end(sc, "5.17")
+    assert "split_folio_to_list" in [s.function for s in run.steps]
+    w = run.world(len(run.steps))
+    assert w.pages[0].free
+    tail = w.pages[1]
+    assert (tail.order, tail.head, tail.ref, tail.mapcount) == (0, -1, 1, 1)
+    assert tail.lazyfree and tail.lru == "inactive_file" and not tail.has(1)  # unlocked
+
+
+def test_a_redirtied_lazyfree_thp_is_kept_and_swap_backed_again() -> None:
+    redirtied = [*LAZYFREE_THP, {"write": {"addr": "buf#1", "value": "B"}}]
+    sc = scenario({"k": [RECLAIM, RECLAIM]}, redirtied)  # the first pass finds it young
+    run = run_to_end(sc, "6.6")
+    assert any("folio_set_swapbacked" in s.note for s in run.steps)
+    w = run.world(len(run.steps))
+    assert not w.pages[0].free and not w.pages[0].lazyfree
+    assert w.pte("app", "buf#1") is not None and not run.violations
+
+
+def test_reclaim_of_an_anon_thp_splits_it_and_swaps_the_head_out() -> None:
+    """The model's swap device has no free THP cluster: THP_SWPOUT_FALLBACK splits the
+    folio (split_folio_to_list) and the head, now order-0, goes to the swap cache."""
+    sc = scenario({"k": [RECLAIM, RECLAIM]}, THP)  # the first pass only ages it
+    run = run_to_end(sc, "6.6")
+    assert "split_folio_to_list" in [s.function for s in run.steps]
+    w = run.world(len(run.steps))
+    pte = w.pte("app", "buf#0")
+    assert pte is not None and pte.swap == 0 and w.swap[0].data == "0"
+    assert (w.pages[1].order, w.pages[1].mapcount, w.pages[1].lru) == (0, 1, "active_anon")
+
+
+def test_reclaim_keeps_a_pinned_thp_out_of_swap() -> None:
+    sc = scenario(
+        {"dev": [{"gup": {"addr": "buf#1", "mode": "pin"}}], "k": [RECLAIM, RECLAIM]}, THP
+    )
+    run = run_to_end(sc, "6.6", first=("dev",))
+    notes = [s.note for s in run.steps if s.actor == "k"]
+    assert any("may be DMA-pinned: keep it out of swap" in n for n in notes)
+    assert run.world(len(run.steps)).pages[0].order == 1
+
+
+@pytest.mark.parametrize(("kernel", "dirty"), [("4.15", False), ("4.16", True)])
+def test_split_huge_pmd_loses_a_dirty_bit_set_after_its_read_before_4_16(
+    kernel: str, dirty: bool
+) -> None:
+    """d52605d7cb30: before 4.16 __split_huge_pmd_locked read pmd_dirty before
+    pmdp_invalidate; a store through the still-present PMD in between is not carried."""
+    sc = scenario(
+        {
+            "t2": [{"split_huge_pmd": {"addr": "buf"}}],
+            "t1": [{"write": {"addr": "buf#0", "value": "B"}}],
+        },
+        LAZYFREE_THP,
+    )
+    cfg = config(sc, kernel)
+    schedule = ["t2", "t1", "t2"] if kernel == "4.15" else ["t2", "t1"]
+    w = engine.run_schedule(sc, cfg, schedule).world(len(schedule))
+    pte = w.pte("app", "buf#0")
+    assert pte is not None and pte.present
+    assert (w.pages[0].has(2) or pte.dirty) is dirty  # PG_dirty or a dirty PTE
+
+
+@pytest.mark.parametrize("op", ["vmsplice"])
 def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> None:
     with pytest.raises(engine.ScenarioError) as err:
         scenario({"app": [{op: {"addr": "buf#0"}}]}, THP)
@@ -254,7 +348,7 @@ def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> N
 
 
 # Random scenarios over large folios: the THP ops composed with the large-folio-aware ones.
-THP_KERNELS = ("4.19", "5.13", "5.14", "5.19", "6.0", "6.9", "6.10")
+THP_KERNELS = ("4.15", "4.19", "5.13", "5.14", "5.17", "5.19", "6.0", "6.9", "6.10")
 SUBPAGES = ("buf#0", "buf#1")
 
 
@@ -276,6 +370,7 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
             "numa_migrate",
             "migrate",
             "split_folio",
+            "shrink_folio_list",
             "alloc_page",
             "fork",
         ]
@@ -313,7 +408,7 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
 def thp_scenarios(draw: st.DrawFn) -> tuple[engine.Scenario, engine.Config]:
     actors = {f"t{i}": draw(thp_op_lists()) for i in range(draw(st.integers(1, 2)))}
     setup: list[OpDoc] = draw(
-        st.sampled_from([THP, SMALL, [*THP, {"split_huge_pmd": {"addr": "buf"}}]])
+        st.sampled_from([THP, SMALL, [*THP, {"split_huge_pmd": {"addr": "buf"}}], LAZYFREE_THP])
     )
     sc = scenario(actors, setup)
     fixes = {}
