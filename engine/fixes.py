@@ -235,6 +235,22 @@ FIXES: dict[str, Fix] = {
             "discarded, and the folio is freed whole",
         ),
         Fix(
+            "thp_migration",
+            "616b8371539a",
+            "4.14",
+            "migrate_pages moves a PMD-mapped THP whole: try_to_migrate_one replaces the huge "
+            "PMD by a PMD migration entry (set_pmd_migration_entry) and remove_migration_pmd "
+            "maps the copy with a huge PMD; before, the PMD was split first",
+        ),
+        Fix(
+            "split_pmd_migration_no_invalidate",
+            "3a5a8d343e1c",
+            "6.10",
+            "__split_huge_pmd_locked calls pmdp_invalidate only on a present PMD; on a PMD "
+            "migration entry it had marked the entry invalid, which arm64's pmd_present() "
+            "takes for a present PMD, so GUP-fast could read the entry's bits as a page",
+        ),
+        Fix(
             "migrate_unqueue_deferred",
             "9bcef5973e31",
             "6.7",

@@ -190,7 +190,11 @@ class Pmd(NamedTuple):
     `buf`). A region nobody has touched at PMD level is a PTE table (the default): its
     entries are the World's PTEs. `none` is a cleared PMD whose old table may still be
     walked by a lockless walker that read it before (pmdp_collapse_flush); `huge` maps a
-    whole large folio; `invalid` is pmdp_invalidate's transient entry.
+    whole large folio; `invalid` is pmdp_invalidate's transient entry; `migration` is a PMD
+    migration entry for the folio at `page` (set_pmd_migration_entry), which a walk sees as
+    a migration entry for each subpage; `invalid_migration` is a migration entry that
+    pmdp_invalidate was applied to (before 6.10, 3a5a8d343e1c), which arm64's pmd_present()
+    takes for a present PMD.
     """
 
     kind: str = "table"  # "table" | "none" | "huge" | "invalid"
@@ -545,6 +549,8 @@ class World(NamedTuple):
             pmd = self.pmd(proc, where[0])
             if pmd.kind == "huge":
                 return self.pte_of_huge(pmd, where[1])
+            if pmd.kind == "migration":
+                return Pte(page=pmd.page + where[1], migration=True, write=pmd.write)
             if pmd.kind != "table":
                 return None
         return self.raw_pte(proc, addr)

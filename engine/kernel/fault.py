@@ -347,7 +347,11 @@ def address(ctx: Ctx, proc: str, addr: str) -> tuple[Pte | None, bool]:
     if pte is not None:
         return pte, False
     where = split_addr(addr)
-    if where is not None and ctx.w.pmd(proc, where[0]).kind in ("none", "invalid"):
+    if where is not None and ctx.w.pmd(proc, where[0]).kind in (
+        "none",
+        "invalid",
+        "invalid_migration",
+    ):
         # khugepaged cleared the PMD under mmap_lock (and the VMA lock): the fault waits.
         return None, False
     exp = ctx.w.expected(f"{proc}:{addr}")

@@ -143,6 +143,8 @@ def split_huge_pmd_start(ctx: Ctx) -> Effect | Blocked:
     reason = mmap_lock_reason(ctx, proc)
     if reason:
         return Blocked(reason)
+    if ctx.w.pmd(proc, region).kind == "migration":
+        return split_migration_entry(ctx, proc, region)
     if ctx.w.pmd(proc, region).kind != "huge":
         ctx.next_op()
         return ctx.effect("__split_huge_pmd_locked", f"the PMD over {region} is not huge")
@@ -184,6 +186,57 @@ def split_huge_pmd_invalidate(ctx: Ctx) -> Effect:
             "the PTEs and the folio stay " + ("clean" if "dirty" in lost else "old")
         )
     return ctx.effect("pmdp_invalidate", note + "; drops the PMD lock")
+
+
+def populate_migration_ptes(ctx: Ctx, proc: str, region: str, pmd: Pmd) -> str:
+    """__split_huge_pmd_locked on a PMD migration entry: a PTE migration entry per subpage
+    (the rmap and the references were dropped when the entry was set), pmd_populate."""
+    nr = ctx.w.page(pmd.page).nr
+    ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="table", table=pmd.table + 1))
+    for i in range(nr):
+        entry = Pte(page=pmd.page + i, migration=True, write=pmd.write)
+        ctx.w = ctx.w.set_pte(proc, subpage_addr(region, i), entry)
+    return (
+        f"__split_huge_pmd_locked: the PMD migration entry over {region} becomes {nr} PTE "
+        f"migration entries for {page_name(pmd.page)}"
+    )
+
+
+def split_migration_entry(ctx: Ctx, proc: str, region: str) -> Effect | Blocked:
+    """__split_huge_pmd on a PMD migration entry (mprotect or munmap of part of a THP under
+    migration). From 6.10 (3a5a8d343e1c) it is rewritten into PTE migration entries under
+    the PMD lock; before, pmdp_invalidate ran on it first, unconditionally."""
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PMD lock of {region}, held by {p.ptl}")
+    pmd = ctx.w.pmd(proc, region)
+    if ctx.cfg.on("split_pmd_migration_no_invalidate"):
+        ctx.next_op()
+        return ctx.effect(
+            "__split_huge_pmd_locked", populate_migration_ptes(ctx, proc, region, pmd)
+        )
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+    ctx.w = ctx.w.set_pmd(proc, region, pmd.evolve(kind="invalid_migration"))
+    ctx.goto(split_migration_populate, bits=pmd)
+    return ctx.effect(
+        "pmdp_invalidate",
+        f"pmd_mkinvalid on the PMD migration entry over {region}, holding the PMD lock: on "
+        "arm64 pmd_present() is now true for it",
+    )
+
+
+@PMD_SPLIT.step
+def split_migration_populate(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    bits = ctx.regs(PmdSplit).bits
+    assert bits is not None
+    note = populate_migration_ptes(ctx, proc, region, bits)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    ctx.next_op()
+    return ctx.effect("__split_huge_pmd_locked", note + "; drops the PMD lock")
 
 
 @op("split_huge_pmd", (REGION, PROC), ("__split_huge_pmd_locked", "pmdp_invalidate"))
@@ -380,7 +433,14 @@ def zap_region(ctx: Ctx, proc: str, region: str, unmap: bool) -> Effect | Blocke
     assert p is not None
     keys = [f"{proc}:{subpage_addr(region, i)}" for i in range(HPAGE_NR)]
     note = ""
-    if pmd.kind in ("huge", "invalid"):
+    if pmd.kind in ("invalid_migration", "migration"):
+        if p.ptl and p.ptl != ctx.name:
+            return Blocked(f"zap_huge_pmd waits for the PMD lock of {region}, held by {p.ptl}")
+        # A PMD migration entry: its rmap and reference went when it was set.
+        ctx.w = ctx.w.set_pmd(proc, region, Pmd())
+        note = f"zap_huge_pmd: clears the PMD migration entry of {page_name(pmd.page)}"
+        function = "zap_huge_pmd"
+    elif pmd.kind in ("huge", "invalid"):
         if p.ptl and p.ptl != ctx.name:
             return Blocked(f"zap_huge_pmd waits for the PMD lock of {region}, held by {p.ptl}")
         head = pmd.page

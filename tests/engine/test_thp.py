@@ -233,9 +233,11 @@ def test_numa_migrate_refuses_a_gup_reference() -> None:
 
 
 def test_migrating_a_large_folio_remaps_each_subpage_to_the_copy() -> None:
-    """migrate_pages of a PMD-mapped THP: the PMD is split (TTU_SPLIT_HUGE_PMD), each PTE
-    becomes a migration entry, and each is restored to the same subpage of the copy."""
-    sc = scenario({"mig": [{"migrate": {"addr": "buf#1"}}]}, THP)
+    """migrate_pages of a PTE-mapped THP: each PTE becomes a migration entry, and each is
+    restored to the same subpage of the copy."""
+    sc = scenario(
+        {"mig": [{"migrate": {"addr": "buf#1"}}]}, [*THP, {"split_huge_pmd": {"addr": "buf"}}]
+    )
     cfg = config(sc, "6.10")
     run = engine.run_schedule(sc, cfg, ["mig"] * 6)
     w = run.world(6)
@@ -244,6 +246,38 @@ def test_migrating_a_large_folio_remaps_each_subpage_to_the_copy() -> None:
     assert new is not None and new.page == 3 and w.pages[3].data == "A"
     assert w.pages[0].free and w.pages[1].free  # the old folio
     assert (w.pages[2].ref, w.pages[2].order) == (HPAGE_NR, 1)
+
+
+def test_migrating_a_pmd_mapped_thp_uses_a_pmd_migration_entry() -> None:
+    """616b8371539a (4.14): set_pmd_migration_entry, then remove_migration_pmd maps the
+    copy with a huge PMD; faults on the entry wait (pmd_migration_entry_wait)."""
+    sc = scenario({"mig": [{"migrate": {"addr": "buf#1"}}]}, THP)
+    run = engine.run_schedule(sc, config(sc, "6.10"), ["mig"] * 6)
+    assert "set_pmd_migration_entry" in run.steps[2].note
+    mid = run.world(3).pte("app", "buf#1")
+    assert mid is not None and mid.migration and mid.page == 1
+    w = run.world(6)
+    assert run.actors[0].done and not run.violations
+    pmd = w.pmd("app", "buf")
+    assert (pmd.kind, pmd.page) == ("huge", 2)
+    assert (w.pages[2].ref, w.pages[2].entire, w.pages[3].data) == (1, 1, "A")
+    assert w.pages[0].free and w.pages[1].free
+
+
+@pytest.mark.parametrize(("kernel", "bug"), [("6.9", True), ("6.10", False)])
+def test_splitting_a_pmd_migration_entry_under_gup_fast(kernel: str, bug: bool) -> None:
+    """3a5a8d343e1c: before 6.10 pmdp_invalidate ran on the migration entry, which
+    GUP-fast (arm64) then took for a present huge PMD."""
+    sc = scenario(
+        {
+            "mig": [{"migrate": {"addr": "buf#0"}}],
+            "t2": [{"split_huge_pmd": {"addr": "buf"}}],
+            "dev": [{"gup_fast": {"addr": "buf#0", "mode": "pin"}}],
+        },
+        THP,
+    )
+    exp = engine.explore(sc, config(sc, kernel))
+    assert ("kernel_bug" in reachable_violations(exp)) is bug
 
 
 def run_to_end(
