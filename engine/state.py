@@ -203,6 +203,10 @@ class Pmd(NamedTuple):
     dirty: bool = False
     young: bool = False
     table: int = 0  # which PTE table a "table" entry points to (bumped by each new one)
+    # A huge PMD made PROT_NONE for NUMA hinting (change_huge_pmd with prot_numa,
+    # pmd_protnone): it still maps the folio, but every access faults (do_huge_pmd_numa_page)
+    # and GUP-fast falls back.
+    numa: bool = False
 
     def evolve(
         self,
@@ -213,6 +217,7 @@ class Pmd(NamedTuple):
         dirty: bool | None = None,
         young: bool | None = None,
         table: int | None = None,
+        numa: bool | None = None,
     ) -> Pmd:
         """This entry with the given fields changed."""
         return Pmd(
@@ -222,6 +227,7 @@ class Pmd(NamedTuple):
             self.dirty if dirty is None else dirty,
             self.young if young is None else young,
             self.table if table is None else table,
+            self.numa if numa is None else numa,
         )
 
 
@@ -547,6 +553,9 @@ class World(NamedTuple):
             where = split_addr(addr)
             assert where is not None
             pmd = self.pmd(proc, where[0])
+            if pmd.kind == "huge" and pmd.numa:
+                # pmd_protnone: mapped, but the MMU refuses every access (a hinting fault).
+                return Pte(page=pmd.page + where[1])
             if pmd.kind == "huge":
                 return self.pte_of_huge(pmd, where[1])
             if pmd.kind == "migration":

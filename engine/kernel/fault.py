@@ -217,6 +217,8 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
     """One fault, as the kernel would resolve it. Returns the sentence for the step."""
     pte = ctx.w.pte(proc, addr)
     assert pte is not None
+    if thp.numa_at(ctx, proc, addr):
+        return thp.do_huge_pmd_numa_page(ctx, proc, addr)
     if pte.present and not (write or unshare):
         return f"{addr} is already mapped (another fault got there first): nothing to do"
     if pte.present and (write or unshare) and pte.write and pte.page != ZERO_PAGE:

@@ -669,3 +669,98 @@ def huge_pmd_of(ctx: Ctx, head: int) -> tuple[str, str] | None:
         if pmd.kind == "huge" and pmd.page == head:
             return proc, region
     return None
+
+
+def numa_at(ctx: Ctx, proc: str, addr: str) -> bool:
+    """Whether addr is under a huge PMD made PROT_NONE for NUMA hinting."""
+    where = split_addr(addr)
+    if where is None:
+        return False
+    pmd = ctx.w.pmd(proc, where[0])
+    return pmd.kind == "huge" and pmd.numa
+
+
+def do_huge_pmd_numa_page(ctx: Ctx, proc: str, addr: str) -> str:
+    """The NUMA hinting fault on a PROT_NONE huge PMD, under the PMD lock: the folio stays
+    where it is (the model does not choose to migrate here; see numa_migrate), and
+    pmd_modify gives the PMD its VMA's protection back, young, writable if it was."""
+    where = split_addr(addr)
+    assert where is not None
+    pmd = ctx.w.pmd(proc, where[0])
+    ctx.w = ctx.w.set_pmd(proc, where[0], pmd.evolve(numa=False, young=True))
+    return (
+        f"do_huge_pmd_numa_page: a NUMA hinting fault on {addr}; {page_name(pmd.page)} stays, "
+        f"the PMD over {where[0]} is accessible again"
+    )
+
+
+class Protecting(NamedTuple):
+    old: Pmd | None = None  # the PMD change_huge_pmd cleared, to set again
+
+
+PROT = Machine(Protecting)
+
+
+@PROT.step
+def change_huge_pmd_start(ctx: Ctx) -> Effect | Blocked:
+    proc, region = ctx.proc, ctx.p("addr")
+    reason = mmap_lock_reason(ctx, proc)
+    if reason:
+        return Blocked(reason)
+    pmd = ctx.w.pmd(proc, region)
+    if pmd.kind != "huge" or pmd.numa:
+        ctx.next_op()
+        return ctx.effect(
+            "change_huge_pmd", f"the PMD over {region} is not an accessible huge PMD: nothing to do"
+        )
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"__pmd_trans_huge_lock waits for the PMD lock of {region}, held by {p.ptl}")
+    if ctx.cfg.on("pmd_change_in_place"):
+        # ced108037c2a: pmdp_invalidate, pmd_modify, set_pmd_at: never none meanwhile.
+        ctx.w = ctx.w.set_pmd(proc, region, pmd.evolve(numa=True))
+        ctx.next_op()
+        return ctx.effect(
+            "change_huge_pmd",
+            f"makes the PMD over {region} PROT_NONE in place (pmdp_invalidate, pmd_modify) "
+            "for NUMA hinting",
+        )
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+    ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="none", table=pmd.table))
+    ctx.goto(change_huge_pmd_set, old=pmd)
+    return ctx.effect(
+        "pmdp_huge_get_and_clear_notify",
+        f"change_huge_pmd clears the PMD over {region}, holding the PMD lock",
+    )
+
+
+@PROT.step
+def change_huge_pmd_set(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    old = ctx.regs(Protecting).old
+    assert old is not None
+    ctx.w = ctx.w.set_pmd(proc, region, old.evolve(numa=True))
+    p = ctx.w.proc(proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    ctx.next_op()
+    return ctx.effect(
+        "set_pmd_at",
+        f"sets the PMD over {region} again, PROT_NONE (pmd_modify); drops the PMD lock",
+    )
+
+
+@op(
+    "change_prot_numa",
+    (REGION, PROC),
+    ("change_huge_pmd", "pmdp_huge_get_and_clear_notify", "set_pmd_at"),
+)
+def change_prot_numa_op(ctx: Ctx) -> Effect | Blocked:
+    """NUMA balancing's scanner (task_numa_work -> change_prot_numa) over a PMD-mapped THP,
+    under mmap_lock for read: change_huge_pmd makes the huge PMD PROT_NONE, so the next
+    access takes a NUMA hinting fault (do_huge_pmd_numa_page). Since 4.11 (ced108037c2a)
+    the PMD is changed in place; before, it was cleared and set again, and a
+    MADV_DONTNEED looking at it without the lock in between skipped it (design rule
+    pmd_change_in_place)."""
+    return PROT.resume(ctx, change_huge_pmd_start)

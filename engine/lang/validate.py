@@ -207,6 +207,7 @@ LARGE_FOLIO_AWARE = (
     "migrate",
     "split_folio",
     "shrink_folio_list",
+    "change_prot_numa",
 )
 
 

@@ -374,6 +374,25 @@ def test_split_huge_pmd_loses_a_dirty_bit_set_after_its_read_before_4_16(
     assert (w.pages[0].has(2) or pte.dirty) is dirty  # PG_dirty or a dirty PTE
 
 
+def test_a_prot_none_pmd_sends_gup_fast_to_the_slow_path_and_a_load_to_a_hinting_fault() -> None:
+    """change_prot_numa: the huge PMD stays mapped but PROT_NONE; GUP-fast falls back and
+    the slow path's fault (do_huge_pmd_numa_page) makes it accessible again."""
+    sc = scenario(
+        {
+            "numa": [{"change_prot_numa": {"addr": "buf"}}],
+            "app": [{"read": {"addr": "buf#1"}}],
+            "dev": [{"gup_fast": {"addr": "buf#0", "mode": "get"}}],
+        },
+        THP,
+    )
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["numa", "dev", "app", "app"])
+    w = run.world(2)
+    assert w.pmd("app", "buf").numa and w.folio_mapcount(0) == 1
+    assert "falls back" in run.steps[1].note
+    assert run.steps[2].function == "handle_mm_fault" and "hinting" in run.steps[2].note
+    assert not run.world(4).pmd("app", "buf").numa and not run.violations
+
+
 @pytest.mark.parametrize("op", ["vmsplice"])
 def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> None:
     with pytest.raises(engine.ScenarioError) as err:
@@ -405,6 +424,7 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
             "migrate",
             "split_folio",
             "shrink_folio_list",
+            "change_prot_numa",
             "alloc_page",
             "fork",
         ]
@@ -418,7 +438,13 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
         elif kind in ("gup_fast", "gup"):
             mode = draw(st.sampled_from(("get", "pin")))
             args = {"addr": sub, "mode": mode, "write": draw(st.booleans())}
-        elif kind in ("split_huge_pmd", "collapse", "numa_migrate", "madvise_free"):
+        elif kind in (
+            "split_huge_pmd",
+            "collapse",
+            "numa_migrate",
+            "madvise_free",
+            "change_prot_numa",
+        ):
             args = {"addr": "buf"}
         elif kind == "madvise_dontneed":
             args = {"addr": draw(st.sampled_from((*SUBPAGES, "buf")))}
