@@ -251,6 +251,14 @@ FIXES: dict[str, Fix] = {
             "takes for a present PMD, so GUP-fast could read the entry's bits as a page",
         ),
         Fix(
+            "split_skips_pmd_migration_entry",
+            "be6e843fc51a",
+            "6.15",
+            "split_huge_pmd_locked returns early on a PMD migration entry when it splits for "
+            "a given folio; before, it applied pmd_folio() to the entry (an rmap walk of "
+            "another folio reaching a THP under migration), an invalid address",
+        ),
+        Fix(
             "migrate_unqueue_deferred",
             "9bcef5973e31",
             "6.7",

@@ -116,12 +116,15 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         saved.append((proc, addr))
         offsets.append(pte.page - index)
     ctx.goto(move, mapped=tuple(saved), subpages=tuple(offsets))
-    what = "PTE(s)"
     if any("#" not in a for _, a in saved) and p.order:
-        what = "the huge PMD (set_pmd_migration_entry)" if len(saved) == 1 else "PMD and PTEs"
+        return ctx.effect(
+            "try_to_migrate_one",
+            f"set_pmd_migration_entry: the huge PMD of {page_name(index)} becomes a PMD "
+            f"migration entry ({refs.refs_note(ctx, index)})",
+        )
     return ctx.effect(
         "try_to_migrate_one",
-        f"{what} of {page_name(index)} replaced by migration entries "
+        f"PTE(s) of {page_name(index)} replaced by migration entries "
         f"({refs.refs_note(ctx, index)})",
     )
 

@@ -274,6 +274,35 @@ def pmd_lock_wait(ctx: Ctx, head: int) -> Blocked | None:
     return None
 
 
+def rmap_walk_pmds(ctx: Ctx, head: int) -> None:
+    """unmap_folio's rmap walk (try_to_migrate_one, split_huge_pmd_address with the folio):
+    the anon_vma sends it to the folio's address in every process that shares it (the
+    model: every process), whatever that PMD maps now. A PMD migration entry of another
+    folio there made split_huge_pmd_locked apply pmd_folio() to it before 6.15."""
+    folio = ctx.w.page(head)
+    regions = sorted(
+        {
+            a.partition("#")[0]
+            for i in range(folio.nr)
+            for _, a, _ in ctx.w.mappers(head + i)
+            if "#" in a
+        }
+    )
+    for proc in ctx.w.procs:
+        for region in regions:
+            pmd = ctx.w.pmd(proc.name, region)
+            if pmd.kind != "migration" or pmd.page == head:
+                continue
+            if not ctx.cfg.on("split_skips_pmd_migration_entry"):
+                ctx.violate(
+                    "kernel_bug",
+                    f"{ctx.name}: the rmap walk of {page_name(head)} reaches {proc.name}:"
+                    f"{region}, a PMD migration entry of {page_name(pmd.page)}; "
+                    "split_huge_pmd_locked applies pmd_folio() to it: BUG, unable to handle "
+                    "page fault (be6e843fc51a)",
+                )
+
+
 def split_folio(ctx: Ctx, head: int, locked: bool = False, tails_lru: str = "") -> str:
     """split_huge_page_to_list_to_order, anon and not in the swap cache, as one step:
     folio_trylock, unmap_folio (migration entries), folio_ref_freeze with the expected
@@ -284,6 +313,7 @@ def split_folio(ctx: Ctx, head: int, locked: bool = False, tails_lru: str = "") 
     the head stays locked and the tails are unlocked; `tails_lru`, the LRU the tails go
     on when the head was isolated from it (the model puts them back there, for a later
     pass: the kernel queues them on the shrinker's own list)."""
+    rmap_walk_pmds(ctx, head)
     # unmap_folio with TTU_SPLIT_HUGE_PMD: a PMD mapping is split into PTEs first.
     for proc, region, pmd in ctx.w.pmds:
         if pmd.kind == "huge" and pmd.page == head:

@@ -374,6 +374,17 @@ def test_split_huge_pmd_loses_a_dirty_bit_set_after_its_read_before_4_16(
     assert (w.pages[0].has(2) or pte.dirty) is dirty  # PG_dirty or a dirty PTE
 
 
+@pytest.mark.parametrize(("kernel", "bug"), [("6.14", True), ("6.15", False)])
+def test_a_deferred_split_rmap_walk_meets_another_folios_pmd_migration_entry(
+    kernel: str, bug: bool
+) -> None:
+    """be6e843fc51a: split_huge_pmd_locked applied pmd_folio() to a PMD migration entry of
+    another folio at the address the split folio's rmap walk visits."""
+    sc = engine.load_catalog()["deferred-split-vs-pmd-migration-entry"]
+    exp = engine.explore(sc, config(sc, kernel))
+    assert ("kernel_bug" in reachable_violations(exp)) is bug
+
+
 def test_a_prot_none_pmd_sends_gup_fast_to_the_slow_path_and_a_load_to_a_hinting_fault() -> None:
     """change_prot_numa: the huge PMD stays mapped but PROT_NONE; GUP-fast falls back and
     the slow path's fault (do_huge_pmd_numa_page) makes it accessible again."""
