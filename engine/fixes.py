@@ -243,6 +243,14 @@ FIXES: dict[str, Fix] = {
             "maps the copy with a huge PMD; before, the PMD was split first",
         ),
         Fix(
+            "pmd_migration_entry_atomic",
+            "8a8683ad9ba4",
+            "5.6",
+            "set_pmd_migration_entry takes the PMD's dirty bit from the value pmdp_invalidate "
+            "returns; before, it read the PMD first with a plain load, and a write through "
+            "the PMD in between lost the dirty bit",
+        ),
+        Fix(
             "split_pmd_migration_no_invalidate",
             "3a5a8d343e1c",
             "6.10",

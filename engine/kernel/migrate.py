@@ -35,6 +35,7 @@ class Regs(NamedTuple):
     target: int = NO_PAGE  # the folio the entries are restored to (new, or the old on failure)
     ok: bool = False  # the data moved: the new folio replaces the old
     subpages: tuple[int, ...] = ()  # for each entry in `mapped`, its subpage's offset
+    pmdval: Pmd | None = None  # the huge PMD as set_pmd_migration_entry read it (pre-5.6)
 
 
 MIGRATE = Machine(Regs)
@@ -82,10 +83,32 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         if pr is not None and pr.ptl and pr.ptl != ctx.name:
             return Blocked(f"waits for the PTE lock of {proc}, held by {pr.ptl}")
     if ctx.cfg.on("anon_exclusive") and p.has(ANON_EXCLUSIVE) and p.maybe_dma_pinned():
+        release_pmd_lock(ctx)
         ctx.goto(putback, ok=False)
         return ctx.effect(
             "try_to_migrate_one",
             f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned, stays mapped",
+        )
+    read = regs(ctx).pmdval
+    where = thp.huge_pmd_of(ctx, index) if p.order else None
+    if (
+        where is not None
+        and read is None
+        and ctx.cfg.on("thp_migration")
+        and not ctx.cfg.on("pmd_migration_entry_atomic")
+    ):
+        # Before 8a8683ad9ba4: pmdval = *pvmw->pmd, then pmdp_invalidate, under the PMD
+        # lock page_vma_mapped_walk took; the PMD stays present and writable in between.
+        proc, region = where
+        owner = ctx.w.proc(proc)
+        assert owner is not None
+        pmd = ctx.w.pmd(proc, region)
+        ctx.w = ctx.w.set_proc(owner.evolve(ptl=ctx.name))
+        ctx.goto(unmap, pmdval=pmd)
+        return ctx.effect(
+            "set_pmd_migration_entry",
+            f"takes the PMD lock of {region} and reads the PMD (pmdval = *pvmw->pmd): "
+            f"{'dirty' if pmd.dirty else 'clean'}; pmdp_invalidate comes next",
         )
     saved = []
     offsets = []
@@ -95,7 +118,8 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
                 continue
             if ctx.cfg.on("thp_migration"):
                 # try_to_migrate_one on a PMD mapping: set_pmd_migration_entry.
-                set_pmd_migration_entry(ctx, proc, region, index)
+                bits = read if (proc, region) == where else None
+                set_pmd_migration_entry(ctx, proc, region, index, bits)
                 saved.append((proc, region))
                 offsets.append(0)
             else:
@@ -129,12 +153,25 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
     )
 
 
-def set_pmd_migration_entry(ctx: Ctx, proc: str, region: str, index: int) -> None:
+def release_pmd_lock(ctx: Ctx) -> None:
+    """Drop a PMD lock the pre-5.6 set_pmd_migration_entry read took, if this actor holds one."""
+    for p in ctx.w.procs:
+        if p.ptl == ctx.name:
+            ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+
+
+def set_pmd_migration_entry(
+    ctx: Ctx, proc: str, region: str, index: int, bits: Pmd | None = None
+) -> None:
     """The huge PMD becomes a PMD migration entry: pmdp_invalidate (its dirty bit goes to
-    the folio, 8a8683ad9ba4), folio_remove_rmap_pmd and the PMD's reference dropped."""
+    the folio; `bits`, the PMD as read before it, before 8a8683ad9ba4),
+    folio_remove_rmap_pmd and the PMD's reference dropped."""
     pmd = ctx.w.pmd(proc, region)
+    if bits is not None:
+        pmd = pmd.evolve(write=bits.write, dirty=bits.dirty)
     entry = Pmd(kind="migration", page=index, write=pmd.write, table=pmd.table)
     ctx.w = ctx.w.set_pmd(proc, region, entry)
+    release_pmd_lock(ctx)
     if pmd.dirty:
         refs.mark_dirty(ctx, index)
     folio = ctx.w.page(index)

@@ -385,6 +385,29 @@ def test_a_deferred_split_rmap_walk_meets_another_folios_pmd_migration_entry(
     assert ("kernel_bug" in reachable_violations(exp)) is bug
 
 
+@pytest.mark.parametrize(("kernel", "dirty"), [("5.5", False), ("5.6", True)])
+def test_set_pmd_migration_entry_loses_a_dirty_bit_set_after_its_read_before_5_6(
+    kernel: str, dirty: bool
+) -> None:
+    """8a8683ad9ba4: before 5.6 set_pmd_migration_entry read the PMD, then pmdp_invalidate;
+    a store through the PMD in between left the folio clean."""
+    sc = scenario(
+        {
+            "mig": [{"migrate": {"addr": "buf#0"}}],
+            "t1": [{"write": {"addr": "buf#0", "value": "B"}}],
+        },
+        LAZYFREE_THP,
+    )
+    # 5.5: the store lands between the read and pmdp_invalidate; 5.6 has no such window
+    # (the store before the unmap leaves a dirty PMD, which goes to the folio).
+    schedule = (
+        ["mig", "mig", "mig", "t1", "mig"] if kernel == "5.5" else ["mig", "mig", "t1", "mig"]
+    )
+    w = engine.run_schedule(sc, config(sc, kernel), schedule).world(len(schedule))
+    assert w.pmd("app", "buf").kind == "migration" and w.pages[0].data == "B"
+    assert w.pages[0].has(2) is dirty
+
+
 def test_a_prot_none_pmd_sends_gup_fast_to_the_slow_path_and_a_load_to_a_hinting_fault() -> None:
     """change_prot_numa: the huge PMD stays mapped but PROT_NONE; GUP-fast falls back and
     the slow path's fault (do_huge_pmd_numa_page) makes it accessible again."""
