@@ -264,6 +264,54 @@ FIXES: dict[str, Fix] = {
             "a MADV_DONTNEED under mmap_lock for read no longer sees it none and skips it",
         ),
         Fix(
+            "pmdp_invalidate_atomic",
+            "d52605d7cb30",
+            "4.16",
+            "pmdp_invalidate makes the PMD non-present atomically and returns its old value; "
+            "__split_huge_pmd_locked takes the dirty bit from that value instead of reading "
+            "it before, so a CPU's write through the still-present PMD cannot lose it",
+        ),
+        Fix(
+            "lazyfree_folio_no_split",
+            "820c4e2e6f51",
+            "5.18",
+            "shrink_folio_list no longer splits a large folio that is not swap-backed (file "
+            "or lazyfree) before unmapping it: try_to_unmap splits its PMD, each PTE is "
+            "discarded, and the folio is freed whole",
+        ),
+        Fix(
+            "thp_migration",
+            "616b8371539a",
+            "4.14",
+            "migrate_pages moves a PMD-mapped THP whole: try_to_migrate_one replaces the huge "
+            "PMD by a PMD migration entry (set_pmd_migration_entry) and remove_migration_pmd "
+            "maps the copy with a huge PMD; before, the PMD was split first",
+        ),
+        Fix(
+            "pmd_migration_entry_atomic",
+            "8a8683ad9ba4",
+            "5.6",
+            "set_pmd_migration_entry takes the PMD's dirty bit from the value pmdp_invalidate "
+            "returns; before, it read the PMD first with a plain load, and a write through "
+            "the PMD in between lost the dirty bit",
+        ),
+        Fix(
+            "split_pmd_migration_no_invalidate",
+            "3a5a8d343e1c",
+            "6.10",
+            "__split_huge_pmd_locked calls pmdp_invalidate only on a present PMD; on a PMD "
+            "migration entry it had marked the entry invalid, which arm64's pmd_present() "
+            "takes for a present PMD, so GUP-fast could read the entry's bits as a page",
+        ),
+        Fix(
+            "split_skips_pmd_migration_entry",
+            "be6e843fc51a",
+            "6.15",
+            "split_huge_pmd_locked returns early on a PMD migration entry when it splits for "
+            "a given folio; before, it applied pmd_folio() to the entry (an rmap walk of "
+            "another folio reaching a THP under migration), an invalid address",
+        ),
+        Fix(
             "migrate_unqueue_deferred",
             "9bcef5973e31",
             "6.7",

@@ -192,7 +192,11 @@ class Pmd(NamedTuple):
     `buf`). A region nobody has touched at PMD level is a PTE table (the default): its
     entries are the World's PTEs. `none` is a cleared PMD whose old table may still be
     walked by a lockless walker that read it before (pmdp_collapse_flush); `huge` maps a
-    whole large folio; `invalid` is pmdp_invalidate's transient entry.
+    whole large folio; `invalid` is pmdp_invalidate's transient entry; `migration` is a PMD
+    migration entry for the folio at `page` (set_pmd_migration_entry), which a walk sees as
+    a migration entry for each subpage; `invalid_migration` is a migration entry that
+    pmdp_invalidate was applied to (before 6.10, 3a5a8d343e1c), which arm64's pmd_present()
+    takes for a present PMD.
     """
 
     kind: str = "table"  # "table" | "none" | "huge" | "invalid"
@@ -201,6 +205,10 @@ class Pmd(NamedTuple):
     dirty: bool = False
     young: bool = False
     table: int = 0  # which PTE table a "table" entry points to (bumped by each new one)
+    # A huge PMD made PROT_NONE for NUMA hinting (change_huge_pmd with prot_numa,
+    # pmd_protnone): it still maps the folio, but every access faults (do_huge_pmd_numa_page)
+    # and GUP-fast falls back.
+    numa: bool = False
 
     def evolve(
         self,
@@ -211,6 +219,7 @@ class Pmd(NamedTuple):
         dirty: bool | None = None,
         young: bool | None = None,
         table: int | None = None,
+        numa: bool | None = None,
     ) -> Pmd:
         """This entry with the given fields changed."""
         return Pmd(
@@ -220,6 +229,7 @@ class Pmd(NamedTuple):
             self.dirty if dirty is None else dirty,
             self.young if young is None else young,
             self.table if table is None else table,
+            self.numa if numa is None else numa,
         )
 
 
@@ -619,8 +629,13 @@ class World(NamedTuple):
             where = split_addr(addr)
             assert where is not None
             pmd = self.pmd(proc, where[0])
+            if pmd.kind == "huge" and pmd.numa:
+                # pmd_protnone: mapped, but the MMU refuses every access (a hinting fault).
+                return Pte(page=pmd.page + where[1])
             if pmd.kind == "huge":
                 return self.pte_of_huge(pmd, where[1])
+            if pmd.kind == "migration":
+                return Pte(page=pmd.page + where[1], migration=True, write=pmd.write)
             if pmd.kind != "table":
                 return None
         return self.raw_pte(proc, addr)
@@ -716,7 +731,9 @@ class World(NamedTuple):
         if self.tlb:
             old = self.pmd(proc, region)
             revoked = (old.kind, old.page) != (pmd.kind, pmd.page) or (
-                (old.write and not pmd.write) or (old.dirty and not pmd.dirty)
+                (old.write and not pmd.write)
+                or (old.dirty and not pmd.dirty)
+                or (pmd.numa and not old.numa)
             )
             if revoked:
                 # A PMD change is flushed over the whole range (pmdp_invalidate,

@@ -130,7 +130,9 @@ class PmdView:
 
     proc: str
     region: str
-    kind: str  # "huge" | "none" | "invalid" | "table" (a table other than the first)
+    # "huge" | "protnone" (a huge PMD made PROT_NONE for NUMA hinting) | "none" | "invalid"
+    # | "migration" | "invalid_migration" | "table" (a table other than the first)
+    kind: str
     page: str | None  # huge: the folio's head
     write: bool
     dirty: bool
@@ -333,7 +335,15 @@ def state_view(model: Model, world: World) -> StateView:
         node=(NodeView("node0", world.pgdat_dirty),),
         violations=tuple(world.violations),
         pmds=tuple(
-            PmdView(proc, region, e.kind, page_ref(e.page), e.write, e.dirty, e.young)
+            PmdView(
+                proc,
+                region,
+                "protnone" if e.numa else e.kind,
+                page_ref(e.page),
+                e.write,
+                e.dirty,
+                e.young,
+            )
             for proc, region, e in world.pmds
         ),
         tlb=tuple(

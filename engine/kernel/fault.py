@@ -196,6 +196,8 @@ def handle_mm_fault(ctx: Ctx, proc: str, addr: str, write: bool, unshare: bool =
     """One fault, as the kernel would resolve it. Returns the sentence for the step."""
     pte = ctx.w.pte(proc, addr)
     assert pte is not None
+    if thp.numa_at(ctx, proc, addr):
+        return thp.do_huge_pmd_numa_page(ctx, proc, addr)
     if pte.present and not (write or unshare):
         return f"{addr} is already mapped (another fault got there first): nothing to do"
     if pte.present and (write or unshare) and pte.write and pte.page != ZERO_PAGE:
@@ -249,7 +251,11 @@ def address(ctx: Ctx, proc: str, addr: str) -> tuple[Pte | None, bool]:
     if pte is not None:
         return pte, False
     where = split_addr(addr)
-    if where is not None and ctx.w.pmd(proc, where[0]).kind in ("none", "invalid"):
+    if where is not None and ctx.w.pmd(proc, where[0]).kind in (
+        "none",
+        "invalid",
+        "invalid_migration",
+    ):
         # khugepaged cleared the PMD under mmap_lock (and the VMA lock): the fault waits.
         return None, False
     exp = ctx.w.expected(f"{proc}:{addr}")
@@ -311,6 +317,16 @@ def past_eof(ctx: Ctx, proc: str, addr: str, pte: Pte) -> Effect | Blocked | Non
     )
 
 
+def through_huge_pmd(ctx: Ctx, proc: str, addr: str, pte: Pte, write: bool) -> bool:
+    """A load or store the MMU serves through a present huge PMD, without a fault: it takes
+    no lock, so a splitter holding the PMD lock (before pmdp_invalidate) does not hold it
+    off, and the MMU sets the PMD's dirty and young bits under it."""
+    p = ctx.w.proc(proc)
+    if p is None or p.mmap_writer or needs_fault(pte, write):
+        return False
+    return thp.huge_at(ctx, proc, addr)
+
+
 def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
     proc, addr = ctx.proc, ctx.p("addr")
     if ctx.w.proc(proc) is None:
@@ -333,7 +349,7 @@ def _access(ctx: Ctx, write: bool) -> Effect | Blocked:
         )
     in_steps = pte.swap >= 0 and not pte.present
     reason = wait_reason(ctx, proc, pte, lookup=not in_steps)
-    if reason:
+    if reason and not through_huge_pmd(ctx, proc, addr, pte, write):
         return Blocked(reason)
     if needs_fault(pte, write):
         pinned = swapin.swapin_wait(ctx, pte)

@@ -228,6 +228,18 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
         )
     where = split_addr(addr)
     pmd = ctx.w.pmd(proc, where[0]) if where else None
+    if pmd is not None and pmd.kind == "invalid_migration":
+        # Before 3a5a8d343e1c: an invalidated migration entry is pmd_present() on arm64, and
+        # gup_huge_pmd takes the swap entry's bits for a page frame.
+        ctx.violate(
+            "kernel_bug",
+            f"{ctx.name}: GUP-fast reads the invalidated PMD migration entry over {addr} as a "
+            "present huge PMD and grabs the 'page' its swap-entry bits name (BadThings)",
+        )
+        ctx.next_op()
+        return ctx.effect(
+            "pmdp_get_lockless", f"{ctx.name} takes the migration entry over {addr} for a THP"
+        )
     if pmd is not None and pmd.kind in ("none", "invalid"):
         return fallback(
             ctx, f"pmdp_get_lockless: the PMD over {addr} is {pmd.kind}", "pmdp_get_lockless"

@@ -93,6 +93,11 @@ def collapse_lock(ctx: Ctx) -> Effect | Blocked:
 @COLLAPSE.step
 def collapse_flush(ctx: Ctx) -> Effect | Blocked:
     proc, region = ctx.proc, ctx.p("addr")
+    p = ctx.w.proc(proc)
+    if p is not None and p.ptl and p.ptl != ctx.name:
+        # anon_vma_lock_write, then the PMD lock: an rmap walk (reclaim's try_to_unmap, which
+        # holds the anon_vma lock for read and the PTE lock) finishes first.
+        return Blocked(f"anon_vma_lock_write waits for {p.ptl}'s rmap walk of {proc}")
     waits = tlb.ipi_wait(ctx, "pmdp_collapse_flush")
     if waits:
         return waits

@@ -21,6 +21,7 @@ from engine.state import (
     SWAPCACHE,
     ZERO_PAGE,
     Page,
+    Pmd,
     page_name,
 )
 
@@ -34,6 +35,7 @@ class Regs(NamedTuple):
     target: int = NO_PAGE  # the folio the entries are restored to (new, or the old on failure)
     ok: bool = False  # the data moved: the new folio replaces the old
     subpages: tuple[int, ...] = ()  # for each entry in `mapped`, its subpage's offset
+    pmdval: Pmd | None = None  # the huge PMD as set_pmd_migration_entry read it (pre-5.6)
 
 
 MIGRATE = Machine(Regs)
@@ -81,19 +83,49 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         if pr is not None and pr.ptl and pr.ptl != ctx.name:
             return Blocked(f"waits for the PTE lock of {proc}, held by {pr.ptl}")
     if ctx.cfg.on("anon_exclusive") and p.has(ANON_EXCLUSIVE) and p.maybe_dma_pinned():
+        release_pmd_lock(ctx)
         ctx.goto(putback, ok=False)
         return ctx.effect(
             "try_to_migrate_one",
             f"page_try_share_anon_rmap fails: {page_name(index)} may be pinned, stays mapped",
         )
-    if p.order:
-        # try_to_migrate with TTU_SPLIT_HUGE_PMD: a PMD mapping is split into PTEs first.
-        for proc, region, pmd in ctx.w.pmds:
-            if pmd.kind == "huge" and pmd.page == index:
-                thp.split_pmd(ctx, proc, region)
-        mappers = [m for i in range(p.nr) for m in ctx.w.mappers(index + i)]
+    read = regs(ctx).pmdval
+    where = thp.huge_pmd_of(ctx, index) if p.order else None
+    if (
+        where is not None
+        and read is None
+        and ctx.cfg.on("thp_migration")
+        and not ctx.cfg.on("pmd_migration_entry_atomic")
+    ):
+        # Before 8a8683ad9ba4: pmdval = *pvmw->pmd, then pmdp_invalidate, under the PMD
+        # lock page_vma_mapped_walk took; the PMD stays present and writable in between.
+        proc, region = where
+        owner = ctx.w.proc(proc)
+        assert owner is not None
+        pmd = ctx.w.pmd(proc, region)
+        ctx.w = ctx.w.set_proc(owner.evolve(ptl=ctx.name))
+        ctx.goto(unmap, pmdval=pmd)
+        return ctx.effect(
+            "set_pmd_migration_entry",
+            f"takes the PMD lock of {region} and reads the PMD (pmdval = *pvmw->pmd): "
+            f"{'dirty' if pmd.dirty else 'clean'}; pmdp_invalidate comes next",
+        )
     saved = []
     offsets = []
+    if p.order:
+        for proc, region, pmd in ctx.w.pmds:
+            if pmd.kind != "huge" or pmd.page != index:
+                continue
+            if ctx.cfg.on("thp_migration"):
+                # try_to_migrate_one on a PMD mapping: set_pmd_migration_entry.
+                bits = read if (proc, region) == where else None
+                set_pmd_migration_entry(ctx, proc, region, index, bits)
+                saved.append((proc, region))
+                offsets.append(0)
+            else:
+                # Before 4.14 the THP was split first (modelled as TTU_SPLIT_HUGE_PMD).
+                thp.split_pmd(ctx, proc, region)
+        mappers = [m for i in range(p.nr) for m in ctx.w.mappers(index + i)]
     for proc, addr, pte in mappers:
         # The migration entry replaces the PTE only: the VMA (a MAP_SHARED file binding
         # included) stays, so a failed or finished migration restores a file mapping.
@@ -108,11 +140,70 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
         saved.append((proc, addr))
         offsets.append(pte.page - index)
     ctx.goto(move, mapped=tuple(saved), subpages=tuple(offsets))
+    if any("#" not in a for _, a in saved) and p.order:
+        return ctx.effect(
+            "try_to_migrate_one",
+            f"set_pmd_migration_entry: the huge PMD of {page_name(index)} becomes a PMD "
+            f"migration entry ({refs.refs_note(ctx, index)})",
+        )
     return ctx.effect(
         "try_to_migrate_one",
         f"PTE(s) of {page_name(index)} replaced by migration entries "
         f"({refs.refs_note(ctx, index)})",
     )
+
+
+def release_pmd_lock(ctx: Ctx) -> None:
+    """Drop a PMD lock the pre-5.6 set_pmd_migration_entry read took, if this actor holds one."""
+    for p in ctx.w.procs:
+        if p.ptl == ctx.name:
+            ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+
+
+def set_pmd_migration_entry(
+    ctx: Ctx, proc: str, region: str, index: int, bits: Pmd | None = None
+) -> None:
+    """The huge PMD becomes a PMD migration entry: pmdp_invalidate (its dirty bit goes to
+    the folio; `bits`, the PMD as read before it, before 8a8683ad9ba4),
+    folio_remove_rmap_pmd and the PMD's reference dropped."""
+    pmd = ctx.w.pmd(proc, region)
+    if bits is not None:
+        pmd = pmd.evolve(write=bits.write, dirty=bits.dirty)
+    entry = Pmd(kind="migration", page=index, write=pmd.write, table=pmd.table)
+    ctx.w = ctx.w.set_pmd(proc, region, entry)
+    release_pmd_lock(ctx)
+    if pmd.dirty:
+        refs.mark_dirty(ctx, index)
+    folio = ctx.w.page(index)
+    refs.update(ctx, index, folio.evolve(entire=folio.entire - 1))
+    refs.put(ctx, index, what="set_pmd_migration_entry")
+
+
+def remove_migration_pmds(ctx: Ctx, index: int, dst: int) -> int:
+    """remove_migration_pmd for every PMD migration entry of the folio `index` (the rmap
+    walk finds them all), and remove_migration_pte for the PTE migration entries a split of
+    such an entry left (__split_huge_pmd_locked on a migration entry). Returns how many."""
+    nr = ctx.w.page(index).nr
+    done = 0
+    for proc, region, pmd in ctx.w.pmds:
+        if pmd.kind == "migration" and pmd.page == index:
+            huge = Pmd(kind="huge", page=dst, write=pmd.write, table=pmd.table)
+            ctx.w = ctx.w.set_pmd(proc, region, huge)
+            refs.get(ctx, dst)
+            d = ctx.w.page(dst)
+            refs.update(ctx, dst, d.evolve(entire=d.entire + 1))
+            done += 1
+    for proc, addr, pte in ctx.w.ptes:
+        if pte.migration and index <= pte.page < index + nr and "#" in addr:
+            if ctx.w.pmd(proc, addr.partition("#")[0]).kind != "table":
+                continue
+            sub = dst + pte.page - index
+            ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(page=sub, present=True, migration=False))
+            refs.get(ctx, sub)
+            s = ctx.w.page(sub)
+            refs.update(ctx, sub, s.evolve(mapcount=s.mapcount + 1))
+            done += 1
+    return done
 
 
 def cache_of(ctx: Ctx, index: int) -> str:
@@ -235,10 +326,20 @@ def move_mapping(ctx: Ctx, index: int, p: Page, name: str) -> Effect:
 
 
 @MIGRATE.step
-def remove_ptes(ctx: Ctx) -> Effect:
+def remove_ptes(ctx: Ctx) -> Effect | Blocked:
     index, dst = regs(ctx).page, regs(ctx).target
+    for proc, region, pmd in ctx.w.pmds:
+        owner = ctx.w.proc(proc)
+        entry = pmd.kind in ("migration", "invalid_migration") and pmd.page == index
+        if entry and owner is not None and owner.ptl and owner.ptl != ctx.name:
+            # page_vma_mapped_walk takes the PMD lock to look at a PMD migration entry.
+            return Blocked(
+                f"remove_migration_pmd waits for the PMD lock of {region}, held by {owner.ptl}"
+            )
     offsets = regs(ctx).subpages or (0,) * len(regs(ctx).mapped)
     for (proc, addr), offset in zip(regs(ctx).mapped, offsets, strict=True):
+        if "#" not in addr and ctx.w.page(index).order:
+            continue  # a PMD migration entry: below
         pte = ctx.w.pte(proc, addr)
         if pte is None or not pte.migration:
             continue
@@ -248,6 +349,8 @@ def remove_ptes(ctx: Ctx) -> Effect:
         refs.get(ctx, sub)
         p = ctx.w.page(sub)
         refs.update(ctx, sub, p.evolve(mapcount=p.mapcount + 1))
+    if any("#" not in a for _, a in regs(ctx).mapped) and ctx.w.page(index).order:
+        remove_migration_pmds(ctx, index, dst)
     if regs(ctx).ok:
         ctx.w = ctx.w.evolve(migrated=tuple(sorted({*ctx.w.migrated, index})))
     ctx.goto(putback)
@@ -285,6 +388,7 @@ def putback(ctx: Ctx) -> Effect:
         "isolate_lru_folio",
         "folio_lock",
         "try_to_migrate_one",
+        "set_pmd_migration_entry",
         "migrate_folio",
         "mem_cgroup_migrate",
         "remove_migration_ptes",

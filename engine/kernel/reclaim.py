@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import refs, swap, tlb, zswap
+from engine.kernel import refs, swap, thp, tlb, zswap
 from engine.kernel.filemap import writepage
 from engine.kernel.machine import (
     PROC,
@@ -61,8 +61,10 @@ STEPS = (
     "folio_check_references",
     "folio_maybe_dma_pinned",
     "folio_mapped",
+    "split_folio_to_list",
     "add_to_swap",
     "folio_set_reclaim",
+    "split_huge_pmd_address",
     "ptep_get_and_clear",
     "try_to_unmap_one",
     "pageout",
@@ -148,6 +150,7 @@ def isolate(ctx: Ctx) -> Effect:
     if index < 0:
         ctx.next_op()
         return ctx.effect("isolate_lru_folio", "no page to reclaim there")
+    index = ctx.w.folio(index)  # a subpage of a large folio: the LRU holds its folio
     p = ctx.w.page(index)
     if not p.lru or not refs.try_get(ctx, index):
         ctx.next_op()
@@ -192,20 +195,21 @@ def check_references(ctx: Ctx) -> Effect:
             f"{page_name(index)} is under writeback: PG_reclaim, activate; "
             "a pass after the I/O ends can free it",
         )
-    young = [(pr, a, e) for pr, a, e in ctx.w.mappers(index) if e.young]
+    young = [(pr, a, e) for pr, a, e in thp.folio_mappers(ctx, index) if e.young]
     for pr, a, e in young:
         ctx.w = ctx.w.set_pte(pr, a, e.evolve(young=False))
     referenced = p.has(REFERENCED)
     p = ctx.w.page(index).clear(REFERENCED)
     if young:
-        if p.has(SWAPBACKED) or referenced or len(young) > 1:
+        mappings = thp.referenced_mappings(ctx, young) if p.order else len(young)
+        if p.has(SWAPBACKED) or referenced or mappings > 1:
             # folio_set_referenced comes before the activation test, so a file folio keeps
             # the mark (5.x returned for a swap-backed folio before setting it).
             refs.update(ctx, index, p if p.has(SWAPBACKED) else p.set(REFERENCED))
             ctx.goto(putback, activate=True)
             return ctx.effect(
                 "folio_check_references",
-                f"folio_referenced clears {len(young)} young PTE bit(s): recently used, activate",
+                f"folio_referenced clears {mappings} young PTE bit(s): recently used, activate",
             )
         refs.update(ctx, index, p.set(REFERENCED))
         ctx.goto(putback, activate=False)
@@ -229,10 +233,66 @@ def check_references(ctx: Ctx) -> Effect:
 
 
 def next_after_references(ctx: Ctx) -> StepFn:
-    _, p = page(ctx)
+    index, p = page(ctx)
+    if p.order and split_before_unmap(ctx, p):
+        return split_to_list
     if p.anon and p.has(SWAPBACKED) and not p.has(SWAPCACHE):
         return add_to_swap
-    return unmap_clear if p.mapcount else pageout
+    return unmap_clear if ctx.w.folio_mapcount(index) else pageout
+
+
+def split_before_unmap(ctx: Ctx, p: Page) -> bool:
+    """Whether shrink_folio_list splits this large folio before try_to_unmap: an anon one
+    on its way to swap, and (until 820c4e2e6f51, 5.18) any other, file or lazyfree."""
+    if p.anon and p.has(SWAPBACKED):
+        return not p.has(SWAPCACHE)
+    return not ctx.cfg.on("lazyfree_folio_no_split")
+
+
+@SHRINK.step
+def split_to_list(ctx: Ctx) -> Effect | Blocked:
+    """split_folio_to_list of a large folio, which this pass holds isolated and locked.
+
+    Anon: folio_maybe_dma_pinned keeps it out of swap; can_split_folio must pass ("cannot
+    split folio, skip it": activate); a folio no PMD maps is split right away, a
+    PMD-mapped one after add_to_swap fails to get a whole THP's swap cluster (the model's
+    swap device has none: THP_SWPOUT_FALLBACK). Either way the head, now order-0, goes on
+    to add_to_swap. Before 5.18, a lazyfree folio is split too ("Split file THP"), and a
+    failure keeps it. The tails go back on the LRU for a later pass (the kernel queues
+    them on this pass's own list)."""
+    index, p = page(ctx)
+    r = regs(ctx)
+    wait = thp.pmd_lock_wait(ctx, index)
+    if wait:
+        return wait
+    swapping = p.anon and p.has(SWAPBACKED)
+    if swapping and ctx.cfg.on("no_swapcache_for_pinned") and p.maybe_dma_pinned():
+        ctx.goto(putback, activate=False)
+        return ctx.effect(
+            "folio_maybe_dma_pinned", f"{page_name(index)} may be DMA-pinned: keep it out of swap"
+        )
+    if swapping and not thp.can_split(ctx, index):
+        ctx.goto(putback, activate=True)
+        return ctx.effect(
+            "split_folio_to_list",
+            f"can_split_folio: {page_name(index)} has extra references "
+            f"({refs.refs_note(ctx, index)}): cannot split, activate",
+        )
+    why = (
+        "no PMD maps it: split right away"
+        if swapping and not p.entire
+        else "add_to_swap finds no free THP swap cluster: THP_SWPOUT_FALLBACK, split"
+        if swapping
+        else "a large folio that is not swap-backed is split before unmapping (before 5.18)"
+    )
+    note = thp.split_folio(ctx, index, locked=True, tails_lru=r.lru)
+    if ctx.w.page(index).order:
+        ctx.goto(putback, activate=swapping)
+        return ctx.effect(
+            "split_folio_to_list", f"{why}; {note}: {'activate' if swapping else 'keep'}"
+        )
+    ctx.goto(next_after_references(ctx))
+    return ctx.effect("split_folio_to_list", f"{why}; {note}")
 
 
 @SHRINK.step
@@ -260,8 +320,12 @@ def add_to_swap(ctx: Ctx) -> Effect:
 
 @SHRINK.step
 def unmap_clear(ctx: Ctx) -> Effect | Blocked:
-    index, _ = page(ctx)
-    mappers = ctx.w.mappers(index)
+    index, folio = page(ctx)
+    if folio.order:
+        split = split_huge_pmd_address(ctx, index)
+        if split:
+            return split
+    mappers = thp.folio_mappers(ctx, index)
     if not mappers:
         return ctx.then(pageout)
     proc, addr, pte = mappers[0]
@@ -291,6 +355,23 @@ def unmap_clear(ctx: Ctx) -> Effect | Blocked:
     return ctx.effect("ptep_get_and_clear", note)
 
 
+def split_huge_pmd_address(ctx: Ctx, index: int) -> Effect | Blocked | None:
+    """try_to_unmap_one with TTU_SPLIT_HUGE_PMD: a huge PMD mapping the folio is split
+    into PTEs first, under the PMD lock; None if no huge PMD maps it."""
+    where = thp.huge_pmd_of(ctx, index)
+    if where is None:
+        return None
+    proc, region = where
+    owner = ctx.w.proc(proc)
+    if owner is not None and owner.ptl and owner.ptl != ctx.name:
+        return Blocked(
+            f"split_huge_pmd_address waits for the PMD lock of {region}, held by {owner.ptl}"
+        )
+    note = thp.split_pmd(ctx, proc, region)
+    ctx.goto(unmap_clear)
+    return ctx.effect("split_huge_pmd_address", f"TTU_SPLIT_HUGE_PMD: {note}")
+
+
 def restore(ctx: Ctx, why: str, swapbacked: bool = False) -> Effect:
     index, p = page(ctx)
     r = regs(ctx)
@@ -306,19 +387,24 @@ def restore(ctx: Ctx, why: str, swapbacked: bool = False) -> Effect:
 def decide(ctx: Ctx) -> Effect:
     index, p = page(ctx)
     proc, addr = regs(ctx).proc, regs(ctx).addr
+    old = regs(ctx).old
+    # The subpage this mapping maps (the folio itself for an order-0 page).
+    sub = old.page if p.order and old is not None else index
     owner = ctx.w.proc(proc)
     if owner is not None and owner.ptl == ctx.name:
         ctx.w = ctx.w.set_proc(owner.evolve(ptl=""))
     if p.lazyfree:
+        mapped = ctx.w.folio_mapcount(index)
         if ctx.cfg.on("lazyfree_refcount_check"):
-            ok = p.ref == 1 + p.mapcount and not p.has(DIRTY)
-            why = f"ref={p.ref}, map={p.mapcount}, {'dirty' if p.has(DIRTY) else 'clean'}"
+            ok = p.ref == 1 + mapped and not p.has(DIRTY)
+            why = f"ref={p.ref}, map={mapped}, {'dirty' if p.has(DIRTY) else 'clean'}"
         else:
             ok = not p.has(DIRTY)
             why = "PG_dirty set" if p.has(DIRTY) else "PG_dirty clear"
         if not ok:
             return restore(ctx, f"lazyfree {page_name(index)} {why}: folio_set_swapbacked", True)
-        refs.update(ctx, index, p.evolve(mapcount=p.mapcount - 1))
+        s = ctx.w.page(sub)
+        refs.update(ctx, sub, s.evolve(mapcount=s.mapcount - 1))
         refs.put(ctx, index, what="try_to_unmap_one")
         ctx.goto(unmap_clear)
         return ctx.effect(
@@ -457,7 +543,7 @@ def release(ctx: Ctx) -> Effect | Blocked:
 @SHRINK.step
 def free(ctx: Ctx) -> Effect | Blocked:
     index, p = page(ctx)
-    if p.mapcount:
+    if ctx.w.folio_mapcount(index):
         ctx.goto(putback, activate=True)
         return ctx.effect("folio_mapped", f"{page_name(index)} is still mapped: activate")
     if p.lazyfree:

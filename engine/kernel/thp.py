@@ -83,13 +83,17 @@ def thp_fault_op(ctx: Ctx) -> Effect | Blocked:
     )
 
 
-def split_pmd(ctx: Ctx, proc: str, region: str) -> str:
+def split_pmd(ctx: Ctx, proc: str, region: str, bits: Pmd | None = None) -> str:
     """__split_huge_pmd_locked on an anon huge PMD, under the PMD lock: pmdp_invalidate,
     then a PTE per subpage with the PMD's bits (the dirty bit carried over to each PTE and
     to the folio, 0ccf7f168e17), a reference and a mapcount per PTE in place of the PMD's
-    one reference and entire mapcount, then pmd_populate with the deposited table."""
+    one reference and entire mapcount, then pmd_populate with the deposited table.
+    `bits`: the write, dirty and young bits as read before pmdp_invalidate (before
+    d52605d7cb30); by default, those pmdp_invalidate returns atomically."""
     pmd = ctx.w.pmd(proc, region)
     assert pmd.kind == "huge"
+    if bits is not None:
+        pmd = pmd.evolve(write=bits.write, dirty=bits.dirty, young=bits.young)
     head = pmd.page
     folio = ctx.w.page(head)
     ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="table", table=pmd.table + 1))
@@ -126,17 +130,122 @@ def after_pte_unmap(ctx: Ctx, index: int) -> None:
         ctx.w = ctx.w.evolve(deferred=(*ctx.w.deferred, head))
 
 
-@op("split_huge_pmd", (REGION, PROC), ("__split_huge_pmd_locked",))
-def split_huge_pmd_op(ctx: Ctx) -> Effect | Blocked:
-    """split_huge_pmd: a huge PMD becomes a table of PTEs mapping the same subpages."""
+class PmdSplit(NamedTuple):
+    bits: Pmd | None = None  # the PMD's bits as __split_huge_pmd_locked read them (pre-4.16)
+
+
+PMD_SPLIT = Machine(PmdSplit)
+
+
+@PMD_SPLIT.step
+def split_huge_pmd_start(ctx: Ctx) -> Effect | Blocked:
     proc, region = ctx.proc, ctx.p("addr")
     reason = mmap_lock_reason(ctx, proc)
     if reason:
         return Blocked(reason)
-    ctx.next_op()
+    if ctx.w.pmd(proc, region).kind == "migration":
+        return split_migration_entry(ctx, proc, region)
     if ctx.w.pmd(proc, region).kind != "huge":
+        ctx.next_op()
         return ctx.effect("__split_huge_pmd_locked", f"the PMD over {region} is not huge")
-    return ctx.effect("__split_huge_pmd_locked", split_pmd(ctx, proc, region))
+    if ctx.cfg.on("pmdp_invalidate_atomic"):
+        ctx.next_op()
+        return ctx.effect("__split_huge_pmd_locked", split_pmd(ctx, proc, region))
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PMD lock of {region}, held by {p.ptl}")
+    # Before d52605d7cb30 the bits were read with plain loads while the PMD was still
+    # present and writable; pmdp_invalidate then rewrote it non-atomically.
+    pmd = ctx.w.pmd(proc, region)
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+    ctx.goto(split_huge_pmd_invalidate, bits=pmd)
+    return ctx.effect(
+        "__split_huge_pmd_locked",
+        f"takes the PMD lock of {region} and reads its bits: "
+        f"{'dirty' if pmd.dirty else 'clean'}, {'young' if pmd.young else 'old'} "
+        "(pmd_dirty(*pmd) before pmdp_invalidate; the PMD stays present and writable)",
+    )
+
+
+@PMD_SPLIT.step
+def split_huge_pmd_invalidate(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    bits = ctx.regs(PmdSplit).bits
+    assert bits is not None
+    now = ctx.w.pmd(proc, region)
+    lost = [b for b in ("dirty", "young") if getattr(now, b) and not getattr(bits, b)]
+    note = split_pmd(ctx, proc, region, bits)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    ctx.next_op()
+    if lost:
+        note += (
+            f"; the {' and '.join(lost)} bit(s) a CPU set since the read are lost: "
+            "the PTEs and the folio stay " + ("clean" if "dirty" in lost else "old")
+        )
+    return ctx.effect("pmdp_invalidate", note + "; drops the PMD lock")
+
+
+def populate_migration_ptes(ctx: Ctx, proc: str, region: str, pmd: Pmd) -> str:
+    """__split_huge_pmd_locked on a PMD migration entry: a PTE migration entry per subpage
+    (the rmap and the references were dropped when the entry was set), pmd_populate."""
+    nr = ctx.w.page(pmd.page).nr
+    ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="table", table=pmd.table + 1))
+    for i in range(nr):
+        entry = Pte(page=pmd.page + i, migration=True, write=pmd.write)
+        ctx.w = ctx.w.set_pte(proc, subpage_addr(region, i), entry)
+    return (
+        f"__split_huge_pmd_locked: the PMD migration entry over {region} becomes {nr} PTE "
+        f"migration entries for {page_name(pmd.page)}"
+    )
+
+
+def split_migration_entry(ctx: Ctx, proc: str, region: str) -> Effect | Blocked:
+    """__split_huge_pmd on a PMD migration entry (mprotect or munmap of part of a THP under
+    migration). From 6.10 (3a5a8d343e1c) it is rewritten into PTE migration entries under
+    the PMD lock; before, pmdp_invalidate ran on it first, unconditionally."""
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"waits for the PMD lock of {region}, held by {p.ptl}")
+    pmd = ctx.w.pmd(proc, region)
+    if ctx.cfg.on("split_pmd_migration_no_invalidate"):
+        ctx.next_op()
+        return ctx.effect(
+            "__split_huge_pmd_locked", populate_migration_ptes(ctx, proc, region, pmd)
+        )
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+    ctx.w = ctx.w.set_pmd(proc, region, pmd.evolve(kind="invalid_migration"))
+    ctx.goto(split_migration_populate, bits=pmd)
+    return ctx.effect(
+        "pmdp_invalidate",
+        f"pmd_mkinvalid on the PMD migration entry over {region}, holding the PMD lock: on "
+        "arm64 pmd_present() is now true for it",
+    )
+
+
+@PMD_SPLIT.step
+def split_migration_populate(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    bits = ctx.regs(PmdSplit).bits
+    assert bits is not None
+    note = populate_migration_ptes(ctx, proc, region, bits)
+    p = ctx.w.proc(proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    ctx.next_op()
+    return ctx.effect("__split_huge_pmd_locked", note + "; drops the PMD lock")
+
+
+@op("split_huge_pmd", (REGION, PROC), ("__split_huge_pmd_locked", "pmdp_invalidate"))
+def split_huge_pmd_op(ctx: Ctx) -> Effect | Blocked:
+    """split_huge_pmd: a huge PMD becomes a table of PTEs mapping the same subpages (as
+    mprotect or munmap of part of a THP does). Before 4.16 (d52605d7cb30) it read the PMD's
+    dirty and young bits, then pmdp_invalidate: two steps, and a CPU's write in between
+    sets a dirty bit that is lost."""
+    return PMD_SPLIT.resume(ctx, split_huge_pmd_start)
 
 
 class Splitting(NamedTuple):
@@ -154,18 +263,63 @@ def can_split(ctx: Ctx, head: int) -> bool:
     return ctx.w.folio_mapcount(head) == folio.ref - extra - 1
 
 
-def split_folio(ctx: Ctx, head: int) -> str:
+def pmd_lock_wait(ctx: Ctx, head: int) -> Blocked | None:
+    """Why splitting the folio `head` must wait: another actor holds the PMD lock of a huge
+    PMD mapping it (unmap_folio's split takes that lock)."""
+    for proc, region, pmd in ctx.w.pmds:
+        if pmd.kind == "huge" and pmd.page == head:
+            p = ctx.w.proc(proc)
+            if p is not None and p.ptl and p.ptl != ctx.name:
+                return Blocked(f"waits for the PMD lock of {region}, held by {p.ptl}")
+    return None
+
+
+def rmap_walk_pmds(ctx: Ctx, head: int) -> None:
+    """unmap_folio's rmap walk (try_to_migrate_one, split_huge_pmd_address with the folio):
+    the anon_vma sends it to the folio's address in every process that shares it (the
+    model: every process), whatever that PMD maps now. A PMD migration entry of another
+    folio there made split_huge_pmd_locked apply pmd_folio() to it before 6.15."""
+    folio = ctx.w.page(head)
+    regions = sorted(
+        {
+            a.partition("#")[0]
+            for i in range(folio.nr)
+            for _, a, _ in ctx.w.mappers(head + i)
+            if "#" in a
+        }
+    )
+    for proc in ctx.w.procs:
+        for region in regions:
+            pmd = ctx.w.pmd(proc.name, region)
+            if pmd.kind != "migration" or pmd.page == head:
+                continue
+            if not ctx.cfg.on("split_skips_pmd_migration_entry"):
+                ctx.violate(
+                    "kernel_bug",
+                    f"{ctx.name}: the rmap walk of {page_name(head)} reaches {proc.name}:"
+                    f"{region}, a PMD migration entry of {page_name(pmd.page)}; "
+                    "split_huge_pmd_locked applies pmd_folio() to it: BUG, unable to handle "
+                    "page fault (be6e843fc51a)",
+                )
+
+
+def split_folio(ctx: Ctx, head: int, locked: bool = False, tails_lru: str = "") -> str:
     """split_huge_page_to_list_to_order, anon and not in the swap cache, as one step:
     folio_trylock, unmap_folio (migration entries), folio_ref_freeze with the expected
     count 1, __split_huge_page (each tail an order-0 page with one reference, the flags of
     the folio and its own PG_anon_exclusive), remap_page, and the put of every page but
-    the caller's. Returns the sentence; the folio stays unsplit if the freeze fails."""
+    the caller's. Returns the sentence; the folio stays unsplit if the freeze fails.
+    `locked`: the caller holds the folio lock (shrink_folio_list's split_folio_to_list);
+    the head stays locked and the tails are unlocked; `tails_lru`, the LRU the tails go
+    on when the head was isolated from it (the model puts them back there, for a later
+    pass: the kernel queues them on the shrinker's own list)."""
+    rmap_walk_pmds(ctx, head)
     # unmap_folio with TTU_SPLIT_HUGE_PMD: a PMD mapping is split into PTEs first.
     for proc, region, pmd in ctx.w.pmds:
         if pmd.kind == "huge" and pmd.page == head:
             split_pmd(ctx, proc, region)
     folio = ctx.w.page(head)
-    if folio.has(LOCKED):
+    if folio.has(LOCKED) and not locked:
         return f"folio_trylock fails: {page_name(head)} is locked"
     if not can_split(ctx, head):
         return (
@@ -176,17 +330,21 @@ def split_folio(ctx: Ctx, head: int) -> str:
     for i in range(folio.nr):
         sub = ctx.w.page(head + i)
         mine = sub.flags & PER_PAGE_FLAGS
+        own = flags | mine
+        if i and locked:
+            own &= ~LOCKED  # __split_huge_page unlocks every tail but the caller's page
         # Unfrozen: the caller's reference on the head, one on each tail that remap and
         # the final put then turn into one per remaining mapping.
         ref = (1 if i == 0 else 0) + sub.mapcount
         page = Page(
             ref=ref,
             mapcount=sub.mapcount,
-            flags=flags | mine,
-            lru=folio.lru,
+            flags=own,
+            lru=folio.lru if i == 0 or not tails_lru else tails_lru,
             data=sub.data,
             owner=folio.owner,
             gen=sub.gen,
+            locker=folio.locker if i == 0 else "",
             swap=folio.swap,
         )
         refs.update(ctx, head + i, page)
@@ -230,6 +388,9 @@ def deferred_split_take(ctx: Ctx) -> Effect | Blocked:
 @SPLIT.step
 def deferred_split_do(ctx: Ctx) -> Effect | Blocked:
     head = ctx.regs(Splitting).folio
+    wait = pmd_lock_wait(ctx, head)
+    if wait:
+        return wait
     if ctx.w.folio_mapcount(head):
         # unmap_folio's migration entries are set with ptep_clear_flush: with IPI flushes
         # it waits for a GUP-fast walking with interrupts disabled.
@@ -308,7 +469,14 @@ def zap_region(ctx: Ctx, proc: str, region: str, unmap: bool) -> Effect | Blocke
     assert p is not None
     keys = [f"{proc}:{subpage_addr(region, i)}" for i in range(HPAGE_NR)]
     note = ""
-    if pmd.kind in ("huge", "invalid"):
+    if pmd.kind in ("invalid_migration", "migration"):
+        if p.ptl and p.ptl != ctx.name:
+            return Blocked(f"zap_huge_pmd waits for the PMD lock of {region}, held by {p.ptl}")
+        # A PMD migration entry: its rmap and reference went when it was set.
+        ctx.w = ctx.w.set_pmd(proc, region, Pmd())
+        note = f"zap_huge_pmd: clears the PMD migration entry of {page_name(pmd.page)}"
+        function = "zap_huge_pmd"
+    elif pmd.kind in ("huge", "invalid"):
         if p.ptl and p.ptl != ctx.name:
             return Blocked(f"zap_huge_pmd waits for the PMD lock of {region}, held by {p.ptl}")
         head = pmd.page
@@ -507,3 +675,128 @@ def copy_huge_pmd(ctx: Ctx, parent: str, child: str, region: str) -> str:
         f"copy_huge_pmd: {child} shares {page_name(head)} through a read-only huge PMD "
         f"({refs.refs_note(ctx, head)})"
     )
+
+
+def folio_mappers(ctx: Ctx, index: int) -> list[tuple[str, str, Pte]]:
+    """Every mapping of the folio `index` heads, subpage by subpage (a huge PMD shows up as
+    each subpage's PTE): what rmap_walk visits. An order-0 page's are its own."""
+    page = ctx.w.page(index)
+    if not page.order:
+        return ctx.w.mappers(index)
+    return [m for i in range(page.nr) for m in ctx.w.mappers(index + i)]
+
+
+def referenced_mappings(ctx: Ctx, young: list[tuple[str, str, Pte]]) -> int:
+    """folio_referenced's count of young mappings: a huge PMD is one mapping, however many
+    subpages it shows up as."""
+    seen = set()
+    for proc, addr, _ in young:
+        where = split_addr(addr)
+        if where is not None and ctx.w.pmd(proc, where[0]).kind == "huge":
+            seen.add((proc, where[0]))
+        else:
+            seen.add((proc, addr))
+    return len(seen)
+
+
+def huge_pmd_of(ctx: Ctx, head: int) -> tuple[str, str] | None:
+    """A (proc, region) whose huge PMD maps the folio `head`, if any."""
+    for proc, region, pmd in ctx.w.pmds:
+        if pmd.kind == "huge" and pmd.page == head:
+            return proc, region
+    return None
+
+
+def numa_at(ctx: Ctx, proc: str, addr: str) -> bool:
+    """Whether addr is under a huge PMD made PROT_NONE for NUMA hinting."""
+    where = split_addr(addr)
+    if where is None:
+        return False
+    pmd = ctx.w.pmd(proc, where[0])
+    return pmd.kind == "huge" and pmd.numa
+
+
+def do_huge_pmd_numa_page(ctx: Ctx, proc: str, addr: str) -> str:
+    """The NUMA hinting fault on a PROT_NONE huge PMD, under the PMD lock: the folio stays
+    where it is (the model does not choose to migrate here; see numa_migrate), and
+    pmd_modify gives the PMD its VMA's protection back, young, writable if it was."""
+    where = split_addr(addr)
+    assert where is not None
+    pmd = ctx.w.pmd(proc, where[0])
+    ctx.w = ctx.w.set_pmd(proc, where[0], pmd.evolve(numa=False, young=True))
+    return (
+        f"do_huge_pmd_numa_page: a NUMA hinting fault on {addr}; {page_name(pmd.page)} stays, "
+        f"the PMD over {where[0]} is accessible again"
+    )
+
+
+class Protecting(NamedTuple):
+    old: Pmd | None = None  # the PMD change_huge_pmd cleared, to set again
+
+
+PROT = Machine(Protecting)
+
+
+@PROT.step
+def change_huge_pmd_start(ctx: Ctx) -> Effect | Blocked:
+    proc, region = ctx.proc, ctx.p("addr")
+    reason = mmap_lock_reason(ctx, proc)
+    if reason:
+        return Blocked(reason)
+    pmd = ctx.w.pmd(proc, region)
+    if pmd.kind != "huge" or pmd.numa:
+        ctx.next_op()
+        return ctx.effect(
+            "change_huge_pmd", f"the PMD over {region} is not an accessible huge PMD: nothing to do"
+        )
+    p = ctx.w.proc(proc)
+    assert p is not None
+    if p.ptl and p.ptl != ctx.name:
+        return Blocked(f"__pmd_trans_huge_lock waits for the PMD lock of {region}, held by {p.ptl}")
+    if ctx.cfg.on("pmd_change_in_place"):
+        # ced108037c2a: pmdp_invalidate, pmd_modify, set_pmd_at: never none meanwhile.
+        ctx.w = ctx.w.set_pmd(proc, region, pmd.evolve(numa=True))
+        ctx.next_op()
+        return ctx.effect(
+            "change_huge_pmd",
+            f"makes the PMD over {region} PROT_NONE in place (pmdp_invalidate, pmd_modify) "
+            "for NUMA hinting",
+        )
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=ctx.name))
+    ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="none", table=pmd.table))
+    ctx.goto(change_huge_pmd_set, old=pmd)
+    return ctx.effect(
+        "pmdp_huge_get_and_clear_notify",
+        f"change_huge_pmd clears the PMD over {region}, holding the PMD lock",
+    )
+
+
+@PROT.step
+def change_huge_pmd_set(ctx: Ctx) -> Effect:
+    proc, region = ctx.proc, ctx.p("addr")
+    old = ctx.regs(Protecting).old
+    assert old is not None
+    ctx.w = ctx.w.set_pmd(proc, region, old.evolve(numa=True))
+    p = ctx.w.proc(proc)
+    assert p is not None
+    ctx.w = ctx.w.set_proc(p.evolve(ptl=""))
+    ctx.next_op()
+    return ctx.effect(
+        "set_pmd_at",
+        f"sets the PMD over {region} again, PROT_NONE (pmd_modify); drops the PMD lock",
+    )
+
+
+@op(
+    "change_prot_numa",
+    (REGION, PROC),
+    ("change_huge_pmd", "pmdp_huge_get_and_clear_notify", "set_pmd_at"),
+)
+def change_prot_numa_op(ctx: Ctx) -> Effect | Blocked:
+    """NUMA balancing's scanner (task_numa_work -> change_prot_numa) over a PMD-mapped THP,
+    under mmap_lock for read: change_huge_pmd makes the huge PMD PROT_NONE, so the next
+    access takes a NUMA hinting fault (do_huge_pmd_numa_page). Since 4.11 (ced108037c2a)
+    the PMD is changed in place; before, it was cleared and set again, and a
+    MADV_DONTNEED looking at it without the lock in between skipped it (design rule
+    pmd_change_in_place)."""
+    return PROT.resume(ctx, change_huge_pmd_start)

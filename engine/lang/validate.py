@@ -208,6 +208,8 @@ LARGE_FOLIO_AWARE = (
     "numa_migrate",
     "migrate",
     "split_folio",
+    "shrink_folio_list",
+    "change_prot_numa",
 )
 
 

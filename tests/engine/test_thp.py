@@ -233,9 +233,11 @@ def test_numa_migrate_refuses_a_gup_reference() -> None:
 
 
 def test_migrating_a_large_folio_remaps_each_subpage_to_the_copy() -> None:
-    """migrate_pages of a PMD-mapped THP: the PMD is split (TTU_SPLIT_HUGE_PMD), each PTE
-    becomes a migration entry, and each is restored to the same subpage of the copy."""
-    sc = scenario({"mig": [{"migrate": {"addr": "buf#1"}}]}, THP)
+    """migrate_pages of a PTE-mapped THP: each PTE becomes a migration entry, and each is
+    restored to the same subpage of the copy."""
+    sc = scenario(
+        {"mig": [{"migrate": {"addr": "buf#1"}}]}, [*THP, {"split_huge_pmd": {"addr": "buf"}}]
+    )
     cfg = config(sc, "6.10")
     run = engine.run_schedule(sc, cfg, ["mig"] * 6)
     w = run.world(6)
@@ -246,7 +248,186 @@ def test_migrating_a_large_folio_remaps_each_subpage_to_the_copy() -> None:
     assert (w.pages[2].ref, w.pages[2].order) == (HPAGE_NR, 1)
 
 
-@pytest.mark.parametrize("op", ["shrink_folio_list", "vmsplice"])
+def test_migrating_a_pmd_mapped_thp_uses_a_pmd_migration_entry() -> None:
+    """616b8371539a (4.14): set_pmd_migration_entry, then remove_migration_pmd maps the
+    copy with a huge PMD; faults on the entry wait (pmd_migration_entry_wait)."""
+    sc = scenario({"mig": [{"migrate": {"addr": "buf#1"}}]}, THP)
+    run = engine.run_schedule(sc, config(sc, "6.10"), ["mig"] * 6)
+    assert "set_pmd_migration_entry" in run.steps[2].note
+    mid = run.world(3).pte("app", "buf#1")
+    assert mid is not None and mid.migration and mid.page == 1
+    w = run.world(6)
+    assert run.actors[0].done and not run.violations
+    pmd = w.pmd("app", "buf")
+    assert (pmd.kind, pmd.page) == ("huge", 2)
+    assert (w.pages[2].ref, w.pages[2].entire, w.pages[3].data) == (1, 1, "A")
+    assert w.pages[0].free and w.pages[1].free
+
+
+@pytest.mark.parametrize(("kernel", "bug"), [("6.9", True), ("6.10", False)])
+def test_splitting_a_pmd_migration_entry_under_gup_fast(kernel: str, bug: bool) -> None:
+    """3a5a8d343e1c: before 6.10 pmdp_invalidate ran on the migration entry, which
+    GUP-fast (arm64) then took for a present huge PMD."""
+    sc = scenario(
+        {
+            "mig": [{"migrate": {"addr": "buf#0"}}],
+            "t2": [{"split_huge_pmd": {"addr": "buf"}}],
+            "dev": [{"gup_fast": {"addr": "buf#0", "mode": "pin"}}],
+        },
+        THP,
+    )
+    exp = engine.explore(sc, config(sc, kernel))
+    assert ("kernel_bug" in reachable_violations(exp)) is bug
+
+
+def run_to_end(
+    sc: engine.Scenario, kernel: str, actor: str = "k", first: tuple[str, ...] = ()
+) -> engine.Trace:
+    """Run `first`, then `actor` alone until its ops are done."""
+    cfg = config(sc, kernel)
+    n = 1
+    while True:
+        run = engine.run_schedule(sc, cfg, [*first, *[actor] * n])
+        if run.actors[[a.name for a in sc.actors].index(actor)].done:
+            return run
+        n += 1
+
+
+LAZYFREE_THP: list[OpDoc] = [*THP, {"madvise_free": {"addr": "buf"}}]
+RECLAIM: OpDoc = {"shrink_folio_list": {"addr": "buf#0"}}
+
+
+def test_reclaim_discards_a_clean_lazyfree_thp_whole_from_5_18() -> None:
+    """820c4e2e6f51: no split_folio_to_list; try_to_unmap with TTU_SPLIT_HUGE_PMD splits
+    the PMD, each PTE is discarded (refcount == 1 + folio_mapcount), the folio freed whole."""
+    sc = scenario({"k": [RECLAIM]}, LAZYFREE_THP)
+    run = run_to_end(sc, "6.6")
+    functions = [s.function for s in run.steps]
+    assert "split_folio_to_list" not in functions
+    assert functions[3] == "split_huge_pmd_address"
+    assert functions.count("try_to_unmap_one") == HPAGE_NR
+    w = run.world(len(run.steps))
+    assert w.pages[0].free and w.pages[1].free and not run.violations
+
+
+def test_reclaim_splits_a_lazyfree_thp_before_5_18_and_puts_the_tail_back() -> None:
+    sc = scenario({"k": [RECLAIM]}, LAZYFREE_THP)
+    run = run_to_end(sc, "5.17")
+    assert "split_folio_to_list" in [s.function for s in run.steps]
+    w = run.world(len(run.steps))
+    assert w.pages[0].free
+    tail = w.pages[1]
+    assert (tail.order, tail.head, tail.ref, tail.mapcount) == (0, -1, 1, 1)
+    assert tail.lazyfree and tail.lru == "inactive_file" and not tail.has(1)  # unlocked
+
+
+def test_a_redirtied_lazyfree_thp_is_kept_and_swap_backed_again() -> None:
+    redirtied = [*LAZYFREE_THP, {"write": {"addr": "buf#1", "value": "B"}}]
+    sc = scenario({"k": [RECLAIM, RECLAIM]}, redirtied)  # the first pass finds it young
+    run = run_to_end(sc, "6.6")
+    assert any("folio_set_swapbacked" in s.note for s in run.steps)
+    w = run.world(len(run.steps))
+    assert not w.pages[0].free and not w.pages[0].lazyfree
+    assert w.pte("app", "buf#1") is not None and not run.violations
+
+
+def test_reclaim_of_an_anon_thp_splits_it_and_swaps_the_head_out() -> None:
+    """The model's swap device has no free THP cluster: THP_SWPOUT_FALLBACK splits the
+    folio (split_folio_to_list) and the head, now order-0, goes to the swap cache."""
+    sc = scenario({"k": [RECLAIM, RECLAIM]}, THP)  # the first pass only ages it
+    run = run_to_end(sc, "6.6")
+    assert "split_folio_to_list" in [s.function for s in run.steps]
+    w = run.world(len(run.steps))
+    pte = w.pte("app", "buf#0")
+    assert pte is not None and pte.swap == 0 and w.swap[0].data == "0"
+    assert (w.pages[1].order, w.pages[1].mapcount, w.pages[1].lru) == (0, 1, "active_anon")
+
+
+def test_reclaim_keeps_a_pinned_thp_out_of_swap() -> None:
+    sc = scenario(
+        {"dev": [{"gup": {"addr": "buf#1", "mode": "pin"}}], "k": [RECLAIM, RECLAIM]}, THP
+    )
+    run = run_to_end(sc, "6.6", first=("dev",))
+    notes = [s.note for s in run.steps if s.actor == "k"]
+    assert any("may be DMA-pinned: keep it out of swap" in n for n in notes)
+    assert run.world(len(run.steps)).pages[0].order == 1
+
+
+@pytest.mark.parametrize(("kernel", "dirty"), [("4.15", False), ("4.16", True)])
+def test_split_huge_pmd_loses_a_dirty_bit_set_after_its_read_before_4_16(
+    kernel: str, dirty: bool
+) -> None:
+    """d52605d7cb30: before 4.16 __split_huge_pmd_locked read pmd_dirty before
+    pmdp_invalidate; a store through the still-present PMD in between is not carried."""
+    sc = scenario(
+        {
+            "t2": [{"split_huge_pmd": {"addr": "buf"}}],
+            "t1": [{"write": {"addr": "buf#0", "value": "B"}}],
+        },
+        LAZYFREE_THP,
+    )
+    cfg = config(sc, kernel)
+    schedule = ["t2", "t1", "t2"] if kernel == "4.15" else ["t2", "t1"]
+    w = engine.run_schedule(sc, cfg, schedule).world(len(schedule))
+    pte = w.pte("app", "buf#0")
+    assert pte is not None and pte.present
+    assert (w.pages[0].has(2) or pte.dirty) is dirty  # PG_dirty or a dirty PTE
+
+
+@pytest.mark.parametrize(("kernel", "bug"), [("6.14", True), ("6.15", False)])
+def test_a_deferred_split_rmap_walk_meets_another_folios_pmd_migration_entry(
+    kernel: str, bug: bool
+) -> None:
+    """be6e843fc51a: split_huge_pmd_locked applied pmd_folio() to a PMD migration entry of
+    another folio at the address the split folio's rmap walk visits."""
+    sc = engine.load_catalog()["deferred-split-vs-pmd-migration-entry"]
+    exp = engine.explore(sc, config(sc, kernel))
+    assert ("kernel_bug" in reachable_violations(exp)) is bug
+
+
+@pytest.mark.parametrize(("kernel", "dirty"), [("5.5", False), ("5.6", True)])
+def test_set_pmd_migration_entry_loses_a_dirty_bit_set_after_its_read_before_5_6(
+    kernel: str, dirty: bool
+) -> None:
+    """8a8683ad9ba4: before 5.6 set_pmd_migration_entry read the PMD, then pmdp_invalidate;
+    a store through the PMD in between left the folio clean."""
+    sc = scenario(
+        {
+            "mig": [{"migrate": {"addr": "buf#0"}}],
+            "t1": [{"write": {"addr": "buf#0", "value": "B"}}],
+        },
+        LAZYFREE_THP,
+    )
+    # 5.5: the store lands between the read and pmdp_invalidate; 5.6 has no such window
+    # (the store before the unmap leaves a dirty PMD, which goes to the folio).
+    schedule = (
+        ["mig", "mig", "mig", "t1", "mig"] if kernel == "5.5" else ["mig", "mig", "t1", "mig"]
+    )
+    w = engine.run_schedule(sc, config(sc, kernel), schedule).world(len(schedule))
+    assert w.pmd("app", "buf").kind == "migration" and w.pages[0].data == "B"
+    assert w.pages[0].has(2) is dirty
+
+
+def test_a_prot_none_pmd_sends_gup_fast_to_the_slow_path_and_a_load_to_a_hinting_fault() -> None:
+    """change_prot_numa: the huge PMD stays mapped but PROT_NONE; GUP-fast falls back and
+    the slow path's fault (do_huge_pmd_numa_page) makes it accessible again."""
+    sc = scenario(
+        {
+            "numa": [{"change_prot_numa": {"addr": "buf"}}],
+            "app": [{"read": {"addr": "buf#1"}}],
+            "dev": [{"gup_fast": {"addr": "buf#0", "mode": "get"}}],
+        },
+        THP,
+    )
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["numa", "dev", "app", "app"])
+    w = run.world(2)
+    assert w.pmd("app", "buf").numa and w.folio_mapcount(0) == 1
+    assert "falls back" in run.steps[1].note
+    assert run.steps[2].function == "handle_mm_fault" and "hinting" in run.steps[2].note
+    assert not run.world(4).pmd("app", "buf").numa and not run.violations
+
+
+@pytest.mark.parametrize("op", ["vmsplice"])
 def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> None:
     with pytest.raises(engine.ScenarioError) as err:
         scenario({"app": [{op: {"addr": "buf#0"}}]}, THP)
@@ -254,7 +435,7 @@ def test_ops_not_yet_large_folio_aware_are_refused_on_a_thp_region(op: str) -> N
 
 
 # Random scenarios over large folios: the THP ops composed with the large-folio-aware ones.
-THP_KERNELS = ("4.19", "5.13", "5.14", "5.19", "6.0", "6.9", "6.10")
+THP_KERNELS = ("4.15", "4.19", "5.13", "5.14", "5.17", "5.19", "6.0", "6.9", "6.10")
 SUBPAGES = ("buf#0", "buf#1")
 
 
@@ -276,6 +457,8 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
             "numa_migrate",
             "migrate",
             "split_folio",
+            "shrink_folio_list",
+            "change_prot_numa",
             "alloc_page",
             "fork",
         ]
@@ -289,7 +472,13 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
         elif kind in ("gup_fast", "gup"):
             mode = draw(st.sampled_from(("get", "pin")))
             args = {"addr": sub, "mode": mode, "write": draw(st.booleans())}
-        elif kind in ("split_huge_pmd", "collapse", "numa_migrate", "madvise_free"):
+        elif kind in (
+            "split_huge_pmd",
+            "collapse",
+            "numa_migrate",
+            "madvise_free",
+            "change_prot_numa",
+        ):
             args = {"addr": "buf"}
         elif kind == "madvise_dontneed":
             args = {"addr": draw(st.sampled_from((*SUBPAGES, "buf")))}
@@ -313,7 +502,7 @@ def thp_op_lists(draw: st.DrawFn) -> list[OpDoc]:
 def thp_scenarios(draw: st.DrawFn) -> tuple[engine.Scenario, engine.Config]:
     actors = {f"t{i}": draw(thp_op_lists()) for i in range(draw(st.integers(1, 2)))}
     setup: list[OpDoc] = draw(
-        st.sampled_from([THP, SMALL, [*THP, {"split_huge_pmd": {"addr": "buf"}}]])
+        st.sampled_from([THP, SMALL, [*THP, {"split_huge_pmd": {"addr": "buf"}}], LAZYFREE_THP])
     )
     sc = scenario(actors, setup)
     fixes = {}

@@ -201,7 +201,7 @@ def test_the_generator_knows_every_operation() -> None:
     """A new op in engine.kernel is fuzzed as soon as it exists (generic_op draws from OPS)."""
     seen: set[str] = set()
 
-    @budget(1000)  # 31 ops: enough draws that each appears
+    @budget(1000)  # 32 ops: enough draws that each appears
     @given(doc=valid_documents())
     def collect(doc: dict[str, Any]) -> None:
         for actor in doc["actors"]:
