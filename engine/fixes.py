@@ -78,6 +78,16 @@ FIXES: dict[str, Fix] = {
             "store through a writable entry that a deferred flush has not removed",
         ),
         Fix(
+            "khugepaged_table_sync",
+            # Jann Horn, "mm/khugepaged: fix GUP-fast interaction by sending IPI": mainline
+            # in the 6.2 merge window (the stable queues carry it back to 6.1 and 6.0).
+            "2ba99c5e0881",
+            "6.2",
+            "after pmdp_collapse_flush khugepaged sends an IPI (tlb_remove_table_sync_one) "
+            "that waits for every GUP-fast walking with interrupts disabled, so the detached "
+            "PTE table is no longer walked when it is freed or reused",
+        ),
+        Fix(
             "lazyfree_no_dirty_after_freeze",
             "d17be2d9ff6c",
             "5.15",

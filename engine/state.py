@@ -497,6 +497,11 @@ class World(NamedTuple):
     # Actors in GUP-fast's interrupts-disabled walk, when a TLB flush is an IPI that waits
     # for them (the design rule rcu_gup_fast off: x86 without paravirt flushes).
     irq_off: tuple[str, ...] = ()
+    # GUP-fast walks of a region's PTE table, (actor, proc, region, table), from the PMD read
+    # to the end of the walk; and the tables freed while such a walk was on them (a stale
+    # walker's next read of the table is a use-after-free).
+    walks: tuple[tuple[str, str, str, int], ...] = ()
+    freed_tables: tuple[tuple[str, str, int], ...] = ()
 
     def evolve(
         self,
@@ -524,6 +529,8 @@ class World(NamedTuple):
         scanning: tuple[int, ...] | None = None,
         tlb: tuple[Tlb, ...] | None = None,
         irq_off: tuple[str, ...] | None = None,
+        walks: tuple[tuple[str, str, str, int], ...] | None = None,
+        freed_tables: tuple[tuple[str, str, int], ...] | None = None,
     ) -> World:
         """This world with the given parts changed."""
         return World(
@@ -550,6 +557,8 @@ class World(NamedTuple):
             self.scanning if scanning is None else scanning,
             self.tlb if tlb is None else tlb,
             self.irq_off if irq_off is None else irq_off,
+            self.walks if walks is None else walks,
+            self.freed_tables if freed_tables is None else freed_tables,
         )
 
     # -- pages ---------------------------------------------------------------

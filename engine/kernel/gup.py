@@ -206,6 +206,7 @@ def must_unshare(ctx: Ctx, pte: Pte) -> bool:
 
 def fallback(ctx: Ctx, why: str, function: str) -> Effect:
     tlb.irqs(ctx, disabled=False)
+    walk_done(ctx)
     if ctx.flagp("fast_only"):
         ctx.next_op()
         return ctx.effect(function, f"{why}; get_user_pages_fast_only gives up, holding nothing")
@@ -215,7 +216,7 @@ def fallback(ctx: Ctx, why: str, function: str) -> Effect:
 
 @GUP.step
 def fast_start(ctx: Ctx) -> Effect | Blocked:
-    proc, addr, write = ctx.proc, ctx.p("addr"), ctx.flagp("write")
+    proc, addr = ctx.proc, ctx.p("addr")
     p = ctx.w.proc(proc)
     if p is None:
         return Blocked(f"waits for process {proc} to exist")
@@ -244,6 +245,57 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
         return fallback(
             ctx, f"pmdp_get_lockless: the PMD over {addr} is {pmd.kind}", "pmdp_get_lockless"
         )
+    if where is not None and pmd is not None and pmd.kind == "table":
+        # gup_pmd_range read the PMD: a PTE table, which gup_pte_range then reads without a
+        # lock in a load of its own; nothing keeps the table from being detached and freed
+        # in between but the interrupts GUP-fast disabled (2ba99c5e0881).
+        walk(ctx, where[0], pmd.table)
+        tlb.irqs(ctx, disabled=True)
+        ctx.goto(fast_pte, pmd=pmd, seq=seq)
+        return ctx.effect(
+            "pmdp_get_lockless",
+            f"{ctx.name} reads the PMD over {addr}: PTE table {pmd.table} (interrupts disabled)",
+        )
+    return read_pte(ctx, pte, pmd, seq)
+
+
+def walk(ctx: Ctx, region: str, table: int) -> None:
+    """GUP-fast is on this PTE table from its PMD read to the end of its walk."""
+    rest = tuple(w for w in ctx.w.walks if w[0] != ctx.name)
+    ctx.w = ctx.w.evolve(walks=tuple(sorted((*rest, (ctx.name, ctx.proc, region, table)))))
+
+
+def walk_done(ctx: Ctx) -> None:
+    if any(w[0] == ctx.name for w in ctx.w.walks):
+        ctx.w = ctx.w.evolve(walks=tuple(w for w in ctx.w.walks if w[0] != ctx.name))
+
+
+def table_freed(ctx: Ctx, pmd: Pmd | None) -> bool:
+    """Whether the PTE table this walk read from its PMD has been freed since."""
+    where = split_addr(ctx.p("addr"))
+    if pmd is None or pmd.kind != "table" or where is None:
+        return False
+    return (ctx.proc, where[0], pmd.table) in ctx.w.freed_tables
+
+
+@GUP.step
+def fast_pte(ctx: Ctx) -> Effect:
+    """gup_pte_range: ptep_get_lockless through the table the PMD read found."""
+    r = regs(ctx)
+    addr = ctx.p("addr")
+    if table_freed(ctx, r.pmd):
+        ctx.violate(
+            "use_after_free",
+            f"{ctx.name}: GUP-fast reads the PTE at {addr} in a page table that was freed "
+            "(zap_deposited_table) while it walked it",
+        )
+        return fallback(ctx, "ptep_get_lockless reads freed memory", "ptep_get_lockless")
+    return read_pte(ctx, ctx.w.raw_pte(ctx.proc, addr), r.pmd, r.seq)
+
+
+def read_pte(ctx: Ctx, pte: Pte | None, pmd: Pmd | None, seq: int) -> Effect:
+    """ptep_get_lockless (or gup_huge_pmd): the entry, and the grab it leads to."""
+    addr, write = ctx.p("addr"), ctx.flagp("write")
     huge = pmd is not None and pmd.kind == "huge"
     read = "gup_huge_pmd" if huge else "ptep_get_lockless"
     if pte is None or not pte.present or pte.page == ZERO_PAGE:
@@ -314,6 +366,13 @@ def fast_recheck(ctx: Ctx) -> Effect:
         not r.huge and r.pmd is not None and pmd_now != r.pmd and ctx.cfg.on("gup_fast_pmd_recheck")
     ):
         changed = f"the PMD over {addr} changed (collapse or split)"
+    elif not r.huge and ctx.cfg.on("gup_fast_recheck") and table_freed(ctx, r.pmd):
+        ctx.violate(
+            "use_after_free",
+            f"{ctx.name}: GUP-fast re-reads the PTE at {addr} in a page table that was freed "
+            "(zap_deposited_table) while it walked it",
+        )
+        changed = "ptep_get reads freed memory"
     elif not r.huge and ctx.cfg.on("gup_fast_recheck") and ctx.w.raw_pte(proc, addr) != snapshot:
         # ptep_get(ptep): through the PTE table GUP-fast walked, attached or not.
         changed = f"the PTE at {addr} changed"
@@ -335,6 +394,7 @@ def fast_recheck(ctx: Ctx) -> Effect:
         refs.update(ctx, index, ctx.w.page(index).set(REFERENCED))
     hold(ctx, index, oracle.key_for(ctx.w, proc, addr), r.bound)
     tlb.irqs(ctx, disabled=False)
+    walk_done(ctx)
     ctx.next_op()
     if r.huge:
         return ctx.effect(

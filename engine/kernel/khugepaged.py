@@ -35,8 +35,10 @@ from engine.state import (
 )
 
 STEPS = (
+    "hugepage_vma_revalidate",
     "mmap_write_lock",
     "pmdp_collapse_flush",
+    "tlb_remove_table_sync_one",
     "__collapse_huge_page_isolate",
     "__collapse_huge_page_copy",
     "set_pmd_at",
@@ -63,6 +65,12 @@ def finish(ctx: Ctx) -> None:
     ctx.next_op()
 
 
+def unmapped(ctx: Ctx, addr: str) -> bool:
+    """munmap removed the address (the oracle allows nothing there any more)."""
+    exp = ctx.w.expected(f"{ctx.proc}:{addr}")
+    return exp is not None and not exp.allowed
+
+
 @COLLAPSE.step
 def collapse_lock(ctx: Ctx) -> Effect | Blocked:
     proc, region = ctx.proc, ctx.p("addr")
@@ -76,6 +84,11 @@ def collapse_lock(ctx: Ctx) -> Effect | Blocked:
         ctx.next_op()
         return ctx.effect(
             "mmap_write_lock", f"the PMD over {region} is not a PTE table: SCAN_PMD_MAPPED"
+        )
+    if all(unmapped(ctx, subpage_addr(region, i)) for i in range(HPAGE_NR)):
+        ctx.next_op()
+        return ctx.effect(
+            "hugepage_vma_revalidate", f"{region} was munmapped: no VMA, SCAN_VMA_NULL"
         )
     ctx.w = ctx.w.set_proc(p.evolve(mmap_writer=ctx.name))
     # alloc_charge_folio runs before the lock; allocating here instead changes no outcome,
@@ -103,10 +116,29 @@ def collapse_flush(ctx: Ctx) -> Effect | Blocked:
         return waits
     pmd = ctx.w.pmd(proc, region)
     ctx.w = ctx.w.set_pmd(proc, region, Pmd(kind="none", table=pmd.table))
-    ctx.goto(collapse_isolate, pmd=pmd)
+    synced = ctx.cfg.on("khugepaged_table_sync")
+    ctx.goto(collapse_sync if synced else collapse_isolate, pmd=pmd)
     return ctx.effect(
         "pmdp_collapse_flush",
         f"clears the PMD over {region} and flushes the TLB; its PTE table is detached",
+    )
+
+
+@COLLAPSE.step
+def collapse_sync(ctx: Ctx) -> Effect | Blocked:
+    """tlb_remove_table_sync_one (2ba99c5e0881): an IPI every CPU must take, so a GUP-fast
+    walking the detached table with interrupts disabled finishes before the table can be
+    freed or reused."""
+    proc, region = ctx.proc, ctx.p("addr")
+    walkers = [w[0] for w in ctx.w.walks if (w[1], w[2]) == (proc, region) and w[0] != ctx.name]
+    if walkers:
+        return Blocked(
+            f"tlb_remove_table_sync_one's IPI waits for {', '.join(walkers)}: interrupts "
+            "disabled in GUP-fast's walk of the old table"
+        )
+    ctx.goto(collapse_isolate)
+    return ctx.effect(
+        "tlb_remove_table_sync_one", "no GUP-fast walks the detached PTE table any more"
     )
 
 

@@ -452,6 +452,17 @@ def deferred_split_scan_op(ctx: Ctx) -> Effect | Blocked:
     return SPLIT.resume(ctx, deferred_split_take)
 
 
+def free_deposited_table(ctx: Ctx, proc: str, region: str, table: int) -> str:
+    """zap_deposited_table: pte_free of the PTE table deposited under a huge PMD (after a
+    collapse, the table the small pages were mapped by). Recorded only while a GUP-fast
+    walk is on it, the one reader that can still reach it; the sentence says so then."""
+    if not any((w[1], w[2], w[3]) == (proc, region, table) for w in ctx.w.walks):
+        return ""
+    freed = tuple(sorted({*ctx.w.freed_tables, (proc, region, table)}))
+    ctx.w = ctx.w.evolve(freed_tables=freed)
+    return f"; zap_deposited_table frees PTE table {table}, which a GUP-fast is still walking"
+
+
 def is_region(ctx: Ctx, proc: str, addr: str) -> bool:
     """Whether addr names a whole THP region (its PMD), not a plain address."""
     return "#" not in addr and region_touched(ctx, proc, addr)
@@ -484,6 +495,7 @@ def zap_region(ctx: Ctx, proc: str, region: str, unmap: bool) -> Effect | Blocke
         # pmdp_huge_get_and_clear_full, zap_deposited_table; folio_remove_rmap_pmd and, after
         # the TLB flush, the PMD mapping's reference.
         ctx.w = ctx.w.set_pmd(proc, region, Pmd())
+        table_note = free_deposited_table(ctx, proc, region, pmd.table)
         refs.update(ctx, head, folio.evolve(entire=folio.entire - 1))
         freed = refs.put(ctx, head, what="zap_huge_pmd")
         note = f"zap_huge_pmd: unmaps the huge PMD of {page_name(head)}"
@@ -492,6 +504,7 @@ def zap_region(ctx: Ctx, proc: str, region: str, unmap: bool) -> Effect | Blocke
             if freed
             else f" ({refs.refs_note(ctx, head)})"
         )
+        note += table_note
         function = "zap_huge_pmd"
     elif pmd.kind == "none":
         note = (

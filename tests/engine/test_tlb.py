@@ -370,3 +370,44 @@ def test_a_ksm_page_swapped_in_from_the_swap_cache_is_still_copied_on_write() ->
         # It went to swap and came back from the swap cache, then the write copied it.
         assert "add_to_swap" in functions and "swap_cache_get_folio" in functions, functions
         assert not world.violations, (kernel, world.violations)
+
+
+def test_a_pte_table_freed_under_a_gup_fast_walk_is_a_use_after_free_until_6_2() -> None:
+    """2ba99c5e0881 from the ops alone: GUP-fast reads the PMD, khugepaged detaches the PTE
+    table and munmap frees it (zap_deposited_table) before GUP-fast reads the PTE in it."""
+    sc = engine.parse_scenario(
+        {
+            "id": "table-free",
+            "title": "table free",
+            "setup": [
+                {"write": {"addr": "buf#0", "value": "A"}},
+                {"write": {"addr": "buf#1", "value": "B"}},
+            ],
+            "actors": [
+                {"name": "gup", "ops": [{"gup_fast": {"addr": "buf#0", "mode": "pin"}}]},
+                {"name": "khugepaged", "ops": [{"collapse": {"addr": "buf"}}]},
+                {"name": "app", "ops": [{"madvise_dontneed": {"addr": "buf"}}]},
+            ],
+        }
+    )
+    assert "use_after_free" in violations(sc, "6.1")
+    assert "use_after_free" not in violations(sc, "6.2")
+    assert "use_after_free" not in violations(sc, "6.1", rcu_gup_fast=False)  # x86 IPIs
+    assert "use_after_free" in violations(sc, "6.2", khugepaged_table_sync=False)
+
+
+def test_khugepaged_does_not_collapse_a_munmapped_range() -> None:
+    sc = engine.parse_scenario(
+        {
+            "id": "gone",
+            "title": "gone",
+            "setup": [
+                {"write": {"addr": "buf#0", "value": "A"}},
+                {"write": {"addr": "buf#1", "value": "B"}},
+                {"munmap": {"addr": "buf"}},
+            ],
+            "actors": [{"name": "khugepaged", "ops": [{"collapse": {"addr": "buf"}}]}],
+        }
+    )
+    run = engine.run_schedule(sc, config(sc, "6.6"), ["khugepaged"])
+    assert run.steps[0].function == "hugepage_vma_revalidate" and not run.violations
