@@ -88,6 +88,15 @@ FIXES: dict[str, Fix] = {
             "PTE table is no longer walked when it is freed or reused",
         ),
         Fix(
+            "tlb_flush_batched_cmpxchg",
+            "5ee2fa2f0636",
+            "5.17",
+            "mm->tlb_flush_batched counts batches deferred and batches flushed: "
+            "flush_tlb_batched_pending marks flushed only what it saw before its flush "
+            "(atomic_cmpxchg), so a batch reclaim defers under another PTE lock meanwhile "
+            "is not lost",
+        ),
+        Fix(
             "lazyfree_no_dirty_after_freeze",
             "d17be2d9ff6c",
             "5.15",

@@ -365,13 +365,21 @@ class Proc(NamedTuple):
     has_pinned: bool = False  # MMF_HAS_PINNED
     # TLB batching state of the mm: mm->tlb_flush_pending (mmu_gathers and protection
     # changes in flight, counted since 99baac21e458) and mm->tlb_flush_batched (reclaim
-    # cleared a PTE of this mm and deferred its flush: 3ea277194daa).
+    # cleared a PTE of this mm and deferred its flush: 3ea277194daa), as the two counts of
+    # 5ee2fa2f0636: batches deferred, and batches flushed (unequal: a flush is owed; before
+    # 5.17 a flag, which flush_tlb_batched_pending cleared whatever came in meanwhile).
     tlb_pending: int = 0
-    tlb_batched: bool = False
+    tlb_batch: int = 0
+    tlb_flushed: int = 0
     # Addresses whose VMA lost VM_WRITE (mprotect PROT_READ): a write fault there is a
     # SIGSEGV; and those whose mprotect has returned, after which no store may succeed.
     readonly: tuple[str, ...] = ()
     revoked: tuple[str, ...] = ()
+
+    @property
+    def tlb_batched(self) -> bool:
+        """mm->tlb_flush_batched says a flush is owed for what reclaim left batched."""
+        return self.tlb_batch != self.tlb_flushed
 
     def evolve(
         self,
@@ -382,7 +390,8 @@ class Proc(NamedTuple):
         seq: int | None = None,
         has_pinned: bool | None = None,
         tlb_pending: int | None = None,
-        tlb_batched: bool | None = None,
+        tlb_batch: int | None = None,
+        tlb_flushed: int | None = None,
         readonly: tuple[str, ...] | None = None,
         revoked: tuple[str, ...] | None = None,
     ) -> Proc:
@@ -395,7 +404,8 @@ class Proc(NamedTuple):
             self.seq if seq is None else seq,
             self.has_pinned if has_pinned is None else has_pinned,
             self.tlb_pending if tlb_pending is None else tlb_pending,
-            self.tlb_batched if tlb_batched is None else tlb_batched,
+            self.tlb_batch if tlb_batch is None else tlb_batch,
+            self.tlb_flushed if tlb_flushed is None else tlb_flushed,
             self.readonly if readonly is None else readonly,
             self.revoked if revoked is None else revoked,
         )

@@ -254,7 +254,20 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         waits = tlb.ipi_wait(ctx, "tlb_finish_mmu")
         if waits:
             return waits
-    batched = tlb.flush_batched_pending(ctx, proc) if ctx.cpu else ""
+    batched = ""
+    if ctx.cpu and ctx.machine is ZAP:
+        seen = ctx.regs(Zapping).batch
+        if seen >= 0:
+            batched = tlb.clear_batched(ctx, proc, seen)
+        elif tlb.batched_pending(ctx, proc):
+            # flush_tlb_batched_pending in its two halves, the flush and then the flag: a
+            # reclaim unmapping under another PTE lock may run in between (5ee2fa2f0636).
+            ctx.goto(zap_resume, batch=tlb.flush_mm_batched(ctx, proc), unmap=unmap)
+            return ctx.effect(
+                "flush_tlb_batched_pending",
+                f"reads mm->tlb_flush_batched: a flush is owed; flush_tlb_mm flushes every "
+                f"TLB entry of {proc}",
+            )
     # zap_pmd_range on part of a huge PMD: __split_huge_pmd first, then the one PTE.
     split = thp.split_if_huge(ctx, proc, addr)
     if split:
@@ -311,13 +324,22 @@ def reclaim_next(ctx: Ctx, function: str, note: str, entry: int, held: bool) -> 
 
 
 class Zapping(NamedTuple):
-    """free_swap_and_cache between __swap_entry_free and __try_to_reclaim_swap."""
+    """free_swap_and_cache between __swap_entry_free and __try_to_reclaim_swap; with CPUs,
+    zap_pte_range between flush_tlb_batched_pending's flush and its write of the flag."""
 
     entry: int = -1
     device: bool = False  # holds get_swap_device (82b1c07a0af6)
+    batch: int = -1  # mm->tlb_flush_batched as the flush read it
+    unmap: bool = False  # munmap, not MADV_DONTNEED
 
 
 ZAP = Machine(Zapping)
+
+
+@ZAP.step
+def zap_resume(ctx: Ctx) -> Effect | Blocked:
+    """zap_pte_range after flush_tlb_mm: the flag, then the PTE."""
+    return zap(ctx, unmap=ctx.regs(Zapping).unmap)
 
 
 @ZAP.step
@@ -350,7 +372,13 @@ def unmap(ctx: Ctx) -> Effect | Blocked:
     return zap(ctx, unmap=True)
 
 
-ZAP_STEPS = ("zap_pmd_range", "zap_huge_pmd", "zap_pte_range", "free_swap_and_cache")
+ZAP_STEPS = (
+    "zap_pmd_range",
+    "zap_huge_pmd",
+    "flush_tlb_batched_pending",
+    "zap_pte_range",
+    "free_swap_and_cache",
+)
 
 
 @op("madvise_dontneed", (ADDR, PROC), ZAP_STEPS)

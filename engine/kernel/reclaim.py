@@ -339,7 +339,7 @@ def unmap_clear(ctx: Ctx) -> Effect | Blocked:
         ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file), flush=False)
         ctx.update(flushes=(*regs(ctx).flushes, (proc, addr)))
         if p is not None and ctx.cfg.on("flush_tlb_batched_pending"):
-            p = p.evolve(tlb_batched=True)
+            p = p.evolve(tlb_batch=p.tlb_batch + 1)
         note += " (its TLB flush deferred: set_tlb_ubc_flush_pending)"
     else:
         ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))

@@ -101,14 +101,51 @@ def pending(ctx: Ctx, proc: str, addr: str) -> bool:
     return ctx.w.cached(proc, addr)
 
 
-def flush_batched_pending(ctx: Ctx, proc: str) -> str:
-    """flush_tlb_batched_pending (3ea277194daa): a path about to change this mm's PTEs
-    under the PTE lock first flushes what reclaim cleared and has not flushed yet."""
+def batched_pending(ctx: Ctx, proc: str) -> bool:
+    """Whether flush_tlb_batched_pending (3ea277194daa) finds a flush owed on this mm."""
     owner = ctx.w.proc(proc)
-    if not ctx.cfg.on("flush_tlb_batched_pending") or owner is None or not owner.tlb_batched:
+    return ctx.cfg.on("flush_tlb_batched_pending") and owner is not None and owner.tlb_batched
+
+
+def flush_batched_pending(ctx: Ctx, proc: str) -> str:
+    """flush_tlb_batched_pending (3ea277194daa), in one step: a path about to change this
+    mm's PTEs under the PTE lock first flushes what reclaim cleared and has not flushed."""
+    if not batched_pending(ctx, proc):
         return ""
-    ctx.w = ctx.w.flush_tlb(proc).set_proc(owner.evolve(tlb_batched=False))
+    owner = ctx.w.proc(proc)
+    assert owner is not None
+    ctx.w = ctx.w.flush_tlb(proc).set_proc(owner.evolve(tlb_flushed=owner.tlb_batch))
     return "flush_tlb_batched_pending flushes what reclaim left batched; "
+
+
+def flush_mm_batched(ctx: Ctx, proc: str) -> int:
+    """flush_tlb_batched_pending's first half: read mm->tlb_flush_batched, flush_tlb_mm.
+    Returns the count read, for the second half."""
+    owner = ctx.w.proc(proc)
+    assert owner is not None
+    ctx.w = ctx.w.flush_tlb(proc)
+    return owner.tlb_batch
+
+
+def clear_batched(ctx: Ctx, proc: str, seen: int) -> str:
+    """flush_tlb_batched_pending's second half. Before 5ee2fa2f0636 it cleared the flag,
+    losing a batch reclaim deferred (under another PTE lock) since the flush; from 5.17 it
+    records as flushed only the batches it saw (atomic_cmpxchg), so the new one stays owed."""
+    owner = ctx.w.proc(proc)
+    assert owner is not None
+    if ctx.cfg.on("tlb_flush_batched_cmpxchg"):
+        done = max(owner.tlb_flushed, seen)
+        ctx.w = ctx.w.set_proc(owner.evolve(tlb_flushed=done))
+        if done != owner.tlb_batch:
+            return "reclaim deferred another flush meanwhile: it stays owed; "
+        return "mm->tlb_flush_batched: nothing owed any more; "
+    ctx.w = ctx.w.set_proc(owner.evolve(tlb_flushed=owner.tlb_batch))
+    lost = owner.tlb_batch != seen
+    return (
+        "mm->tlb_flush_batched = false, though reclaim deferred a flush since: it is lost; "
+        if lost
+        else "mm->tlb_flush_batched = false; "
+    )
 
 
 def gather(ctx: Ctx, proc: str, counted: bool = False) -> None:

@@ -411,3 +411,12 @@ def test_khugepaged_does_not_collapse_a_munmapped_range() -> None:
     )
     run = engine.run_schedule(sc, config(sc, "6.6"), ["khugepaged"])
     assert run.steps[0].function == "hugepage_vma_revalidate" and not run.violations
+
+
+def test_the_batched_flush_flag_loses_an_update_until_its_two_counts() -> None:
+    """5ee2fa2f0636: the catalog race is decided by the cmpxchg switch alone, and before
+    3ea277194daa there is no flag to lose (mprotect never looked at reclaim's batch)."""
+    sc = engine.load_catalog()["tlb-flush-batched-lost"]
+    assert "stale_tlb" in violations(sc, "5.17", tlb_flush_batched_cmpxchg=False)
+    assert violations(sc, "5.16", tlb_flush_batched_cmpxchg=True) == set()
+    assert "stale_tlb" in violations(sc, "4.12")
