@@ -275,6 +275,8 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         assert pte is not None
     key = oracle.key_for(ctx.w, proc, addr)
     note = f"{split}; {addr} had no page" if split else f"{addr} had no page"
+    if pte.present and pte.page != ZERO_PAGE and not split and gathers(ctx, proc, addr, pte):
+        return zap_gathered(ctx, unmap, pte, key, batched)
     if pte.present and pte.page != ZERO_PAGE:
         index = pte.page
         if pte.file and pte.dirty:
@@ -294,13 +296,54 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         entry = pte.swap
         held = drop_swap_entry(ctx, entry)
         note = f"drops the swap entry of {addr}"
-    ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file))
+    cleared(ctx, unmap, pte, key)
+    if ctx.cpu and ctx.machine is ZAP:
+        # Nothing was gathered, but tlb_finish_mmu still flushes for a nested gather
+        # (99baac21e458): a parallel zap may have cleared this PTE, its flush deferred.
+        tlb.gather(ctx, proc)
+        finished = tlb.finish_mmu(ctx, proc, addr, gathered=False)
+        note += f"; tlb_finish_mmu {finished}" if finished else ""
+    return reclaim_next(ctx, "zap_pte_range", f"{proc}: {batched}{note}", entry, held)
+
+
+def cleared(ctx: Ctx, unmap: bool, pte: Pte, key: str) -> None:
+    """The PTE is cleared (munmap: the address is gone) and the oracle told."""
+    proc, addr = ctx.proc, ctx.p("addr")
+    flush = not gathers(ctx, proc, addr, pte)
+    ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file), flush=flush)
     if not pte.file:
         ctx.w = oracle.zap(ctx.w, key, unmapped=unmap)
     elif unmap:
         # The address is gone; the file keeps its own expectations.
         ctx.w = oracle.zap(ctx.w, f"{proc}:{addr}", unmapped=True)
-    return reclaim_next(ctx, "zap_pte_range", f"{proc}: {batched}{note}", entry, held)
+
+
+def gathers(ctx: Ctx, proc: str, addr: str, pte: Pte) -> bool:
+    """With CPUs, zap_pte_range leaves the flush of a small page some CPU caches, and the
+    page's last reference, to the mmu_gather (tlb_remove_tlb_entry, tlb_remove_page)."""
+    if not (ctx.cpu and ctx.machine is ZAP and pte.present and pte.page >= 0):
+        return False
+    page = ctx.w.page(pte.page)
+    return not page.order and page.head < 0 and tlb.pending(ctx, proc, addr)
+
+
+def zap_gathered(ctx: Ctx, unmap: bool, pte: Pte, key: str, batched: str) -> Effect:
+    """zap_pte_range with the flush and the free gathered: the rmap goes now, the PTE is
+    cleared, and tlb_finish_mmu flushes, then drops the page's reference."""
+    proc = ctx.proc
+    index = pte.page
+    tlb.gather(ctx, proc)
+    if pte.file and pte.dirty:
+        refs.mark_dirty(ctx, index)  # zap_pte_range: set_page_dirty for a dirty file PTE
+    page = ctx.w.page(index)
+    refs.update(ctx, index, page.evolve(mapcount=page.mapcount - 1))
+    cleared(ctx, unmap, pte, key)
+    ctx.goto(zap_finish, page=index, gen=page.gen)
+    return ctx.effect(
+        "zap_pte_range",
+        f"{proc}: {batched}unmaps {page_name(index)}; its TLB flush and its reference wait in "
+        "the mmu_gather",
+    )
 
 
 def drop_swap_entry(ctx: Ctx, entry: int) -> bool:
@@ -331,6 +374,8 @@ class Zapping(NamedTuple):
     device: bool = False  # holds get_swap_device (82b1c07a0af6)
     batch: int = -1  # mm->tlb_flush_batched as the flush read it
     unmap: bool = False  # munmap, not MADV_DONTNEED
+    page: int = -1  # the page the mmu_gather holds until tlb_finish_mmu, and its generation
+    gen: int = -1
 
 
 ZAP = Machine(Zapping)
@@ -340,6 +385,18 @@ ZAP = Machine(Zapping)
 def zap_resume(ctx: Ctx) -> Effect | Blocked:
     """zap_pte_range after flush_tlb_mm: the flag, then the PTE."""
     return zap(ctx, unmap=ctx.regs(Zapping).unmap)
+
+
+@ZAP.step
+def zap_finish(ctx: Ctx) -> Effect:
+    """tlb_finish_mmu: flush the gathered entry (and, nested, the range), then free the
+    batched page: a page leaves the TLBs before it is freed."""
+    r = ctx.regs(Zapping)
+    note = tlb.finish_mmu(ctx, ctx.proc, ctx.p("addr"), gathered=True)
+    freed = refs.put(ctx, r.page, gen=r.gen, what="tlb_finish_mmu")
+    tail = f"{page_name(r.page)} freed" if freed else f"{refs.refs_note(ctx, r.page)}"
+    ctx.next_op()
+    return ctx.effect("tlb_finish_mmu", f"{note}; then frees the batched page ({tail})")
 
 
 @ZAP.step
@@ -377,6 +434,7 @@ ZAP_STEPS = (
     "zap_huge_pmd",
     "flush_tlb_batched_pending",
     "zap_pte_range",
+    "tlb_finish_mmu",
     "free_swap_and_cache",
 )
 

@@ -12,7 +12,7 @@ import engine
 from engine.explore import reachable_violations
 from engine.kernel.machine import Effect
 from engine.model import Model, successors
-from engine.state import KSM, World
+from engine.state import KSM, Pte, World
 from tests.engine.builders import SETUP_LAZYFREE, OpDoc, config
 
 WRITE_A: list[OpDoc] = [{"write": {"addr": "buf", "value": "A"}}]
@@ -420,3 +420,21 @@ def test_the_batched_flush_flag_loses_an_update_until_its_two_counts() -> None:
     assert "stale_tlb" in violations(sc, "5.17", tlb_flush_batched_cmpxchg=False)
     assert violations(sc, "5.16", tlb_flush_batched_cmpxchg=True) == set()
     assert "stale_tlb" in violations(sc, "4.12")
+
+
+def test_a_zap_frees_a_cached_page_only_after_its_gathered_flush() -> None:
+    """With CPUs, zap_pte_range leaves the flush and the page's reference to the mmu_gather:
+    between the two a CPU may still store into the page, which is still allocated; the
+    free comes after the flush (tlb_finish_mmu), so the store is never into a freed page."""
+    sc = on_cpus(
+        {
+            "t0": ("CPU0", [{"madvise_dontneed": {"addr": "buf"}}]),
+            "t1": ("CPU1", [{"write": {"addr": "buf", "value": "B"}}] * 2),
+        }
+    )
+    w = world_after(sc, "6.6", ["t1", "t0"])
+    assert w.pte("app", "buf") == Pte() and not w.page(0).free
+    assert w.tlb_entry("CPU1", "app", "buf") is not None
+    w = world_after(sc, "6.6", ["t1", "t0", "t0"])
+    assert w.page(0).free and w.tlb_entry("CPU1", "app", "buf") is None
+    assert "use_after_free" not in violations(sc, "6.6")
