@@ -44,6 +44,7 @@ class Step:
     changes: tuple[str, ...]  # dotted paths of the state fields this step changed
     state: StateView  # the state after the step
     world: World
+    call: str = ""  # the call with its argument and outcome, when the step told one
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +241,7 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
                 flat_changes(flat_before, flat_after),
                 after,
                 world,
+                result.call,
             )
         )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)

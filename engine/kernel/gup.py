@@ -237,7 +237,9 @@ def fast_start(ctx: Ctx) -> Effect | Blocked:
             f"{page_name(folio)}",
         )
     return ctx.effect(
-        "ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}"
+        "ptep_get_lockless",
+        f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}",
+        f"ptep_get_lockless()  /* present: {page_name(pte.page)} */",
     )
 
 
