@@ -493,6 +493,47 @@ def digest_matches(digest: str, scenario: engine.Scenario) -> bool:
     return digest == scenario.digest
 
 
+ENGINE_VERSION_TEXT = re.compile(r"[1-9][0-9]{0,5}")
+
+
+def _engine_version(raw: str | None, notices: list[Notice]) -> str | None:
+    """The link's e= (the engine version it was made with), checked: a link from another
+    engine says so, and keeps its e= in the links made from the page (so the warning stays
+    when it is reloaded or forwarded); None for this engine's links, and for links without
+    e= (older than versioned links, or written by hand)."""
+    if raw is None:
+        return None
+    current = engine.ENGINE_VERSION
+    if not ENGINE_VERSION_TEXT.fullmatch(raw):
+        notices.append(
+            Notice(
+                "warn",
+                f"This link's e={raw[:20]!r} is not an engine version (a whole number): the "
+                f"link was probably cut or edited. Replaying it on this engine (version "
+                f"{current}).",
+            )
+        )
+        return None
+    made = int(raw)
+    if made == current:
+        return None
+    if made > current:
+        text = (
+            f"This link was made with engine version {made}, newer than this server's "
+            f"({current}): its steps may replay differently here, or not at all."
+        )
+    else:
+        changed = "; ".join(engine.changes_since(made))
+        text = (
+            f"This link was made with engine version {made}; this server runs version "
+            f"{current}, whose steps may replay the schedule differently. What changed since: "
+            f"{changed}. The address keeps e={made}, so this warning stays when the link is "
+            "reloaded or forwarded."
+        )
+    notices.append(Notice("warn", text))
+    return str(made)
+
+
 def build_dashboard(
     scenario: engine.Scenario,
     link: RunRef,
@@ -526,6 +567,7 @@ def build_dashboard(
         )
         # Links made from this page keep the old digest: rewriting it would drop the warning.
         digest = link.digest
+    made_with = _engine_version(link.engine_version, notices)
     config = config_for(scenario, link.variant, notices)
     full = _replay(scenario, config, link, notices)
     applied = link.schedule[: len(full.steps)]
@@ -535,7 +577,14 @@ def build_dashboard(
     step = full.steps[at - 1] if at else None
     previous = full.view(at - 1) if step else None
     panel = state_panel(run.state, previous, step.changes if step else ())
-    ref = RunRef(variant=config.variant, schedule=applied, at=at, digest=digest, packed=link.packed)
+    ref = RunRef(
+        variant=config.variant,
+        schedule=applied,
+        at=at,
+        digest=digest,
+        packed=link.packed,
+        engine_version=made_with,
+    )
     no_return = no_return_of(scenario, config, applied)
 
     differing: tuple[int, ...] = ()
@@ -558,7 +607,9 @@ def build_dashboard(
     cut_by_switch = bool(link.compare) and len(link.schedule) > len(applied)
     kept = link.schedule if cut_by_switch else applied
     kept_at = link.at if cut_by_switch and link.at is not None else at
-    switchable = RunRef(schedule=kept, at=kept_at, digest=digest, packed=link.packed)
+    switchable = RunRef(
+        schedule=kept, at=kept_at, digest=digest, packed=link.packed, engine_version=made_with
+    )
     variants = tuple(
         VariantChoice(
             v.name,

@@ -38,10 +38,12 @@ from engine.trace import (
     replay,
     run_schedule,
 )
+from engine.version import ENGINE_VERSION, changes_since
 from engine.views import StateView
 
 __all__ = [
     "DESIGN_RULES",
+    "ENGINE_VERSION",
     "FIXES",
     "SWITCHES",
     "ActorView",
@@ -75,6 +77,7 @@ __all__ = [
     "bisect",
     "bisection_to_json",
     "build_config",
+    "changes_since",
     "check_expect",
     "compare",
     "exploration_to_json",

@@ -219,7 +219,7 @@ LINKS = """\
 | `/docs` | this API in Swagger UI (served locally, works offline); `/openapi.json` the schema |
 | `/healthz` | `{"status": "ok", "version": ...}` for probes, without touching the engine |
 
-A dashboard link `/s/{id}?v=VARIANT&t=a,b,b&at=N&d=DIGEST` holds everything it shows:
+A dashboard link `/s/{id}?v=VARIANT&t=a,b,b&at=N&d=DIGEST&e=ENGINE` holds everything it shows:
 
 | parameter | |
 | --- | --- |
@@ -227,11 +227,19 @@ A dashboard link `/s/{id}?v=VARIANT&t=a,b,b&at=N&d=DIGEST` holds everything it s
 | `t` | the schedule: actor names, comma-separated, one per step |
 | `at` | the step shown, 0 to the schedule's length |
 | `d` | the scenario's digest when the link was made: 12 hex digits, or all 64 of the SHA-256 |
+| `e` | the engine version the link was made with (`engine.ENGINE_VERSION`, a whole number) |
 | `s` | a custom scenario, carried in the link (zlib-compressed, URL-safe base64) |
+| `kernel` | a kernel release (e.g. `5.18`), when `v` is absent: the variant on that kernel |
+| `cmp` | the variant a kernel switch came from: the A/B view against it |
+| `diff` | with `cmp`: the differing step the A/B view shows |
 | `present` | `1`: presenter mode (large type, and a live room followers can join) |
 
 When `d` differs from the scenario's current digest the page says it changed and replays
-what still applies. Every GET route also answers HEAD.
+what still applies. When `e` names another engine version the page says so (and, for an
+older one, what changed since: `engine/version.py`), and the links it makes keep that `e`,
+so the warning stays when the link is reloaded or forwarded; a link without `e` (older
+than versioned links, or written by hand) is replayed on this engine without a warning.
+Every GET route also answers HEAD.
 """
 
 

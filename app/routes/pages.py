@@ -163,6 +163,7 @@ def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id:
         digest=params.get("d") or None,
         packed=s,
         compare=params.get("cmp") or None,
+        engine_version=params.get("e") or None,
     )
     diff = params.get("diff", "")
     focus = int(diff) if diff.isascii() and diff.isdigit() and len(diff) <= 9 else None

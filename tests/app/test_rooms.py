@@ -126,7 +126,9 @@ def test_followers_mirror_every_step_in_order(
             assert "lost_write" in {v["name"] for v in last["violations"]}
             assert last["frame_url"].startswith(f"/s/{SEED}/frame?v=buggy&t=")
             assert "&live=1" in last["frame_url"]
-            assert last["page_url"].endswith(f"at={len(bug_schedule)}&d={state['digest']}")
+            assert last["page_url"].endswith(
+                f"at={len(bug_schedule)}&d={state['digest']}&e={engine.ENGINE_VERSION}"
+            )
 
 
 def test_back_goto_and_variant_switch_reach_followers(
