@@ -187,6 +187,13 @@ class Settings:
     # None: default_links_db(). Short links one client may make per minute.
     links_db: Path | None = None
     links_per_minute: int = 30
+    # A short link expires this many days after it was last made (then /z/{id} is a 410
+    # saying so; the long link keeps working); 0: never.
+    links_ttl_days: float = 365.0
+
+    @property
+    def links_ttl_s(self) -> float:
+        return self.links_ttl_days * 86400.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -218,6 +225,7 @@ class Settings:
             ),
             links_db=env_file("PAGERACE_LINKS_DB"),
             links_per_minute=env_int("PAGERACE_LINKS_PER_MINUTE", cls.links_per_minute, 1),
+            links_ttl_days=env_float("PAGERACE_LINKS_TTL_DAYS", cls.links_ttl_days),
         )
 
 

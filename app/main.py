@@ -94,6 +94,7 @@ def create_app(
         settings.links_db or default_links_db(),
         room_settings.redis_url,
         room_settings.redis_timeout_s,
+        settings.links_ttl_s,
     )
     app.state.link_creations = CreationLimit(settings.links_per_minute, 60.0)
     app.state.live_frames = FrameCache()
