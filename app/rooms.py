@@ -145,8 +145,9 @@ def room_expired(room: str, idle_s: float) -> RoomEnded:
 
 
 class CreationLimit:
-    """Events per client in a sliding window: rooms created, or failed room lookups (this
-    process only; behind several workers each keeps its own count). Forgets the least
+    """Events per client in a sliding window: rooms created, or failed room lookups, in this
+    process (app/limits.SharedLimit counts them in Redis for every worker, and falls back
+    to this while Redis is down). Forgets the least
     recently seen clients past `max_clients`, so a spoofed-address flood cannot grow it
     without bound."""
 

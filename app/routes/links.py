@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.errors import PageError, error_page
-from app.rooms import CreationLimit
+from app.limits import SharedLimit
 from app.schemas import ERRORS, ShortLink, ShortLinkRequest
 from app.security import site_url
 from app.service import BadInput, client_of
@@ -51,9 +51,9 @@ def _relative(link: str, request: Request) -> str:
 async def make_short_link(body: ShortLinkRequest, request: Request) -> JSONResponse:
     """A short, content-addressed link (/z/{id}) to a dashboard or editor address: the same
     address always gets the same id. The long address keeps working without it."""
-    limit: CreationLimit = request.app.state.link_creations
+    limit: SharedLimit = request.app.state.link_creations
     client = client_of(request)
-    wait = limit.blocked(client)
+    wait = await limit.blocked(client)
     if wait > 0:
         detail = f"too many short links from this client; try again in {math.ceil(wait)} s"
         headers = {"Retry-After": str(math.ceil(wait))}
@@ -70,7 +70,7 @@ async def make_short_link(body: ShortLinkRequest, request: Request) -> JSONRespo
         detail = f"the short-link store cannot be reached ({err}); the long link still works"
         headers = {"Retry-After": str(STORE_DOWN_RETRY_S)}
         return JSONResponse({"detail": detail, "errors": []}, status_code=503, headers=headers)
-    limit.count(client)
+    await limit.count(client)
     base = site_url(
         request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
     )
