@@ -263,10 +263,20 @@ def _replay(
                 "warn",
                 f"The link's step {applied + 1} ({wanted}) does not apply on kernel "
                 f"{config.kernel}: {str(replay.error).rstrip('.')}. "
-                f"Showing the {applied} step(s) that do.",
+                f"Showing the {applied} step(s) before it{_not_replayed(link, applied)}.",
             )
         )
     return replay
+
+
+def _not_replayed(link: RunRef, applied: int) -> str:
+    """The link's steps after the one that does not apply (review M3: they were dropped
+    without a word)."""
+    later = link.schedule[applied + 1 :]
+    if not later:
+        return ""
+    names = ",".join(later[:12]) + (",..." if len(later) > 12 else "")
+    return f"; its {len(later)} later step(s) ({names}) are not replayed either"
 
 
 def _clamp(link: RunRef, total: int, notices: list[Notice]) -> int:

@@ -6,6 +6,7 @@ Routes never step the model themselves; they call these functions, which only ad
 from __future__ import annotations
 
 import asyncio
+import difflib
 import gzip
 import json
 import math
@@ -35,9 +36,13 @@ class UnknownScenario(engine.InputError, LookupError):
     """A catalog id that does not exist; the message lists what does."""
 
     def __init__(self, scenario_id: str, known: Sequence[str]) -> None:
+        # The nearest ids first (review M3: a link cut or edited by hand, an old name).
+        near = difflib.get_close_matches(scenario_id, known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
         shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-        super().__init__(f"unknown scenario {scenario_id!r}; the catalog has: {shown}")
+        super().__init__(f"unknown scenario {scenario_id!r}; {hint}the catalog has: {shown}")
         self.scenario_id = scenario_id
+        self.near = tuple(near)
 
 
 class BadInput(engine.InputError):

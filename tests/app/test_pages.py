@@ -261,3 +261,24 @@ def test_a_shared_link_unfurls_with_title_kernel_and_verdict(
     assert description and description.group(1).startswith("Kernel 5.17 (buggy): breaks lost_write")
     start = client.get("/s/madv-free-vs-dio?v=fixed", headers={"accept": "text/html"}).text
     assert 'content="Kernel 5.18 (fixed): no invariant broken at step 0 of 0.' in start
+
+
+def test_an_unknown_scenario_suggests_the_nearest_ids(client: TestClient) -> None:
+    """Review M3: `/s/madv-free-vs-dio-old` listed the catalog but named no nearest match."""
+    response = client.get(f"/s/{SEED}-old")
+    assert response.status_code == 404
+    assert f"did you mean &#39;{SEED}&#39;?" in response.text
+    api = client.post("/api/run", json={"scenario": "madv-free-vs-dia"})
+    assert api.status_code == 404 and f"did you mean '{SEED}'" in api.json()["detail"]
+    far = client.get("/s/zzzzzzzz")
+    assert far.status_code == 404 and "did you mean" not in far.text
+
+
+def test_the_steps_after_one_that_does_not_apply_are_named(client: TestClient) -> None:
+    """Review M3: with `t=dio,dio,cpu1,kswapd` the steps after the bad one were dropped
+    silently."""
+    page = client.get(f"/s/{SEED}?v=buggy&t=dio,dio,cpu1,kswapd,dio").text
+    assert "Showing the 2 step(s) before it" in page
+    assert "its 2 later step(s) (kswapd,dio) are not replayed either" in page
+    last = client.get(f"/s/{SEED}?v=buggy&t=dio,dio,cpu1").text
+    assert "Showing the 2 step(s) before it." in last
