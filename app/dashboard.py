@@ -79,6 +79,9 @@ class Column:
     done: bool
     blocked: str | None
     step: Link | None  # its Step button, when the actor can run
+    # What that step would do, before it is taken (Spectacle's successor view, issue 15
+    # item 7): its kernel function and sentence.
+    preview: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,9 +463,19 @@ def _columns(
                 bool(view and view.done),
                 view.blocked if view else None,
                 move,
+                _preview(view) if enabled else None,
             )
         )
     return tuple(columns)
+
+
+def _preview(view: engine.ActorView | None) -> str | None:
+    if view is None or view.next_function is None:
+        return None
+    note = view.next_note or ""
+    if note.startswith(f"{view.next_function}("):  # a note that tells the call itself
+        return note
+    return f"{view.next_function}: {note}" if note else view.next_function
 
 
 def _nav(ref: RunRef, to: Callable[..., Link], at: int, total: int) -> Nav:

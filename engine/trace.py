@@ -62,6 +62,8 @@ class ActorView:
     next_function: str | None
     blocked: str | None
     done: bool
+    # What its next step would do (the successor view): the sentence the step would say.
+    next_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,7 @@ def actor_views(model: Model, world: World) -> tuple[ActorView, ...]:
                 label=spec.label,
                 op_index=state.op,
                 next_function=result.function if isinstance(result, Effect) else None,
+                next_note=result.note if isinstance(result, Effect) else None,
                 blocked=result.reason if isinstance(result, Blocked) else None,
                 done=done,
             )

@@ -282,3 +282,19 @@ def test_the_steps_after_one_that_does_not_apply_are_named(client: TestClient) -
     assert "its 2 later step(s) (kswapd,dio) are not replayed either" in page
     last = client.get(f"/s/{SEED}?v=buggy&t=dio,dio,cpu1").text
     assert "Showing the 2 step(s) before it." in last
+
+
+def test_each_actor_shows_what_its_next_step_would_do(client: TestClient) -> None:
+    """Issue 15 item 7 (Spectacle's successor view): before a step is taken, its actor's
+    column says what it would do, in the words the step itself will use."""
+    page = client.get(f"/s/{SEED}?v=buggy").text
+    assert 'aria-describedby="preview-1"' in page
+    assert "ptep_get_lockless: dio reads the PTE at buf: P0" in page
+    assert "isolate_lru_folio: kswapd takes P0 off" in page
+    # What the preview said is what the step then does.
+    stepped = client.get(f"/s/{SEED}?v=buggy&t=dio&at=1").text
+    assert "dio reads the PTE at buf: P0" in stepped
+    # A finished actor has no preview, only its reason.
+    schedule = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd"
+    done = client.get(f"/s/{SEED}?v=buggy&t={schedule}").text
+    assert 'id="preview-' not in done
