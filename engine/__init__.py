@@ -26,6 +26,7 @@ from engine.lang import (
     parse_scenario,
 )
 from engine.lang.catalog import load_catalog
+from engine.lang.schema import scenario_schema
 from engine.model import SetupError
 from engine.report import bisection_to_json, exploration_to_json, run_to_json, scenario_to_json
 from engine.trace import (
@@ -97,6 +98,7 @@ __all__ = [
     "run_schedule",
     "run_to_json",
     "run_to_jsonl",
+    "scenario_schema",
     "scenario_to_json",
     "to_perfetto",
 ]

@@ -77,6 +77,13 @@ def scenario_language() -> str:
         "what must hold (`expect`). No code runs from a scenario. Every problem is reported with "
         "the path of the field (`actors[1].ops[0].gup_fast.mode`), its line, and what is "
         "allowed. Check a file with `pagerace explore FILE` or in the editor at `/edit`.\n\n"
+        "In your own editor: every server publishes the language as a JSON Schema at "
+        "`/api/schema/scenario.json` (made by `engine.scenario_schema` from the registries "
+        "this page is made from). With yaml-language-server (VS Code's YAML extension, "
+        "Neovim, Helix) a first line `# yaml-language-server: $schema=http://HOST/api/schema/"
+        "scenario.json` gives completion of ops and parameters and checks as you type; the "
+        "validator still has the last word (an op's device needs an earlier GUP by the same "
+        "actor, a `proc` must be forked first).\n\n"
     )
     example = (CATALOG_DIR / EXAMPLE).read_text()
     out.append(f"## An example (`engine/scenarios/{EXAMPLE}`)\n\n```yaml\n{example}```\n\n")
