@@ -710,7 +710,7 @@ def _island(d: Dashboard, sid: str, urls: Urls) -> dict[str, Any]:
         "rooms_url": urls.path("/api/rooms"),
         "links_url": urls.path("/api/links"),
         "timeline": figures.timeline_figure(
-            d.scenario, d.full, d.at, d.no_return.step if d.no_return else None
+            d.scenario, d.full, d.at, d.no_return.step if d.no_return else None, d.differing
         ),
         "no_return": d.no_return.step if d.no_return else None,
         "diagram_request": position,

@@ -221,7 +221,7 @@ LINKS = """\
 | --- | --- |
 | `/` | the catalog; `?tag=T` filters by tag, `?q=` searches |
 | `/s/{id}` | the dashboard of scenario `id`, rendered on the server at the link's step |
-| `/embed/s/{id}` | the same link's step read-only, for a frame on another site (course pages, articles): no script, framable as `PAGERACE_EMBED_ANCESTORS` allows (any site by default) |
+| `/embed/s/{id}` | the link's step, read-only and without script, for another site's frame |
 | `/z/{id}` | a short link (`POST /api/links`): 303 to the long link; 410 once it has expired |
 | `/edit` | the scenario editor; `?from={id}` starts from a catalog scenario, `?s=` from YAML |
 | `/live/{room}` | a live room's follower view; `/live/{room}/qr.svg` is its QR code |
