@@ -7,6 +7,7 @@ odd link: problems become notices and the schedule is replayed as far as it stil
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import defaultdict
@@ -25,6 +26,7 @@ from app.runref import RunRef
 from app.service import replay_lenient
 from app.urls import APP, Urls
 from app.verdict_strip import STRIPS
+from engine.lang.catalog import CATALOG_DIR
 
 Side = engine.Side
 LineStatus = Literal["done", "next", "todo"]
@@ -507,6 +509,39 @@ def _narration(step: engine.Step | None, scenario: engine.Scenario) -> str:
     return step.note
 
 
+@functools.cache
+def _history() -> dict[str, dict[str, str]]:
+    """Every earlier text of the catalog's scenarios, by full SHA-256 (written from git by
+    scripts/scenario_history.py); empty when the file is missing."""
+    try:
+        raw = json.loads((CATALOG_DIR / "history.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _earlier_version(link: RunRef, scenario: engine.Scenario) -> str:
+    """What changed, as far as the link can say (review M3): the earlier version of this
+    catalog scenario that its d= names, and where to read that text."""
+    if link.packed or link.digest is None:
+        return ""  # a custom scenario's link carries its own text (s=)
+    found = [
+        entry
+        for sha, entry in _history().items()
+        if entry.get("id") == scenario.id and link.digest in (sha, entry.get("digest"))
+    ]
+    if not found:
+        return (
+            "; no earlier version of this catalog scenario has that digest, so the link was "
+            "made on an edited copy, another server's catalog, or by hand"
+        )
+    e = found[0]
+    return (
+        f"; the link was made on its version of {e['date']} (commit {e['commit']}: "
+        f"{e['subject']}), whose text is `git show {e['commit']}:{e['path']}`"
+    )
+
+
 def digest_matches(digest: str, scenario: engine.Scenario) -> bool:
     """Whether a link's d= names this scenario's content. A full 64-digit d= is checked
     against the full SHA-256, so a 48-bit collision cannot pass for a match; the short
@@ -583,9 +618,9 @@ def build_dashboard(
             Notice(
                 "warn",
                 f"This scenario changed since the link was made (digest {link.digest}, now "
-                f"{scenario.digest}); the steps that still apply are replayed. The address "
-                "keeps the old digest, so this warning stays when the link is reloaded or "
-                "forwarded.",
+                f"{scenario.digest}){_earlier_version(link, scenario)}; the steps that still "
+                "apply are replayed. The address keeps the old digest, so this warning stays "
+                "when the link is reloaded or forwarded.",
             )
         )
         # Links made from this page keep the old digest: rewriting it would drop the warning.

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
 import engine
+import engine.lang.catalog
 from app.config import Settings
 from app.links import encode_doc
 from app.main import create_app
@@ -298,3 +300,29 @@ def test_each_actor_shows_what_its_next_step_would_do(client: TestClient) -> Non
     schedule = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd"
     done = client.get(f"/s/{SEED}?v=buggy&t={schedule}").text
     assert 'id="preview-' not in done
+
+
+def test_an_old_links_warning_names_the_version_it_was_made_on(client: TestClient) -> None:
+    """Review M3 / issue 15 item 4: a link from an older version says what changed, naming
+    the scenario's previous text (engine/scenarios/history.json, from git)."""
+    history = json.loads(
+        (engine.lang.catalog.CATALOG_DIR / "history.json").read_text(encoding="utf-8")
+    )
+    current = engine.load_catalog()
+    older = [
+        (sha, e)
+        for sha, e in history.items()
+        if e["id"] in current and sha != current[e["id"]].sha256
+    ]
+    if not older:
+        pytest.skip("no catalog scenario has an earlier version in git")
+    sha, entry = older[0]
+    for d in (entry["digest"], sha):
+        page = client.get(f"/s/{entry['id']}?d={d}").text
+        assert "changed since the link was made" in page
+        assert (
+            f"the link was made on its version of {entry['date']} (commit {entry['commit']}" in page
+        )
+        assert f"git show {entry['commit']}:{entry['path']}" in page
+    unknown = client.get(f"/s/{SEED}?d=000000000000").text
+    assert "no earlier version of this catalog scenario has that digest" in unknown
