@@ -150,13 +150,22 @@ def create_app(
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
         urls = Urls.of(request)
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=urls.path(app.openapi_url or "/openapi.json"),
             title="pagerace API",
             swagger_js_url=urls.path(f"/static/vendor/{SWAGGER_UI}/swagger-ui-bundle.js"),
             swagger_css_url=urls.path(f"/static/vendor/{SWAGGER_UI}/swagger-ui.css"),
             swagger_favicon_url="data:,",
         )
+        # Review L3: a way back to the app, and the app's dark mode (static/docs.css).
+        html = bytes(page.body).decode()
+        back = (
+            f'<nav class="docs-back"><a href="{urls.home()}">← pagerace</a> · '
+            f'<a href="{urls.path("/edit")}">editor</a></nav>'
+        )
+        css = f'<link rel="stylesheet" href="{urls.static("docs.css", assets.version)}">'
+        html = html.replace("</head>", f"{css}\n</head>", 1).replace("<body>", f"<body>\n{back}", 1)
+        return HTMLResponse(html)
 
     return app
 
