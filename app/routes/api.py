@@ -75,7 +75,12 @@ def list_scenarios(catalog: CatalogDep) -> JSONResponse:
 
 @router.get(
     "/schema/scenario.json",
-    responses={200: {"description": "a JSON Schema (draft 2020-12)"}},
+    responses={
+        200: {
+            "description": "a JSON Schema (draft 2020-12)",
+            "content": {"application/schema+json": {"schema": {"type": "object"}}},
+        }
+    },
 )
 def scenario_schema(request: Request) -> JSONResponse:
     """The scenario language as a JSON Schema, made by the engine from its own registries:
