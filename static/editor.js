@@ -263,6 +263,64 @@ import { $, absolute, copyText, drawFigure, readJSON, say } from "./core.js";
     ["input", "click", "keyup", "focus"].forEach(function (type) { text.addEventListener(type, suggest); });
   }
 
+  // --- highlighting (issue 15 item 7) -----------------------------------------------------------
+  // The YAML's keys, strings, numbers and booleans, comments and punctuation, drawn in the
+  // <pre> under the textarea (a token at a time, as text nodes: nothing is parsed as HTML).
+  var field = document.getElementById("ed-field");
+  var hl = document.getElementById("ed-hl");
+  var TOKEN = /((?<=^|\s)#.*$)|((?<=^|[\s\[{,:])(?:"(?:[^"\\]|\\.)*"?|'(?:[^']|'')*'?))|(^\s*-\s+|^\s*-$)|([A-Za-z_][A-Za-z0-9_.-]*)(?=\s*:(?:\s|$))|(\b(?:true|false|null|yes|no)\b|(?<![\w#.-])-?\d+(?:\.\d+)?(?![\w.]))|([{}\[\],:>|])/g;
+  var CLASSES = ["y-com", "y-str", "y-pun", "y-key", "y-num", "y-pun"];
+
+  function paintLine(line, frag) {
+    var at = 0;
+    var m;
+    TOKEN.lastIndex = 0;
+    while ((m = TOKEN.exec(line)) !== null) {
+      if (m[0] === "") { TOKEN.lastIndex++; continue; }
+      if (m.index > at) { frag.appendChild(document.createTextNode(line.slice(at, m.index))); }
+      var group = 1;
+      while (group < m.length && m[group] === undefined) { group++; }
+      var span = document.createElement("span");
+      span.className = CLASSES[group - 1] || "";
+      span.textContent = m[0];
+      frag.appendChild(span);
+      at = m.index + m[0].length;
+      if (group === 1) { break; } // a comment runs to the end of the line
+    }
+    if (at < line.length) { frag.appendChild(document.createTextNode(line.slice(at))); }
+  }
+
+  function paint() {
+    if (!field || !hl) { return; }
+    var frag = document.createDocumentFragment();
+    var lines = text.value.split("\n");
+    var block = -1; // the indent of the key whose block scalar (> or |) the lines continue
+    lines.forEach(function (line) {
+      var indent = /^ */.exec(line)[0].length;
+      if (block >= 0 && (line.trim() === "" || indent > block)) {
+        frag.appendChild(document.createTextNode(line + "\n")); // prose: nothing to colour
+        return;
+      }
+      block = /:\s*[>|][-+]?\s*(#.*)?$/.test(line) ? indent : -1;
+      paintLine(line, frag);
+      frag.appendChild(document.createTextNode("\n"));
+    });
+    frag.appendChild(document.createTextNode("\n")); // room for the textarea's last line
+    hl.replaceChildren(frag);
+    syncScroll();
+    field.classList.add("painted");
+  }
+
+  function syncScroll() {
+    if (!hl) { return; }
+    hl.scrollTop = text.scrollTop;
+    hl.scrollLeft = text.scrollLeft;
+  }
+
+  paint();
+  text.addEventListener("input", paint);
+  text.addEventListener("scroll", syncScroll);
+
   text.addEventListener("input", renderGutter);
   text.addEventListener("scroll", function () { gutter.scrollTop = text.scrollTop; });
   text.addEventListener("blur", function () { escArmed = false; });

@@ -271,3 +271,21 @@ def test_completion_offers_ops_parameters_and_values_from_the_schema(page: Page)
     expect(bar.get_by_role("button", name="fast_only", exact=True)).to_be_visible()
     assert "- gup_fast: {addr: buf, mode: pin, fa" in editor_text(page)
     settle(page)
+
+
+def test_the_yaml_is_highlighted_under_the_text(page: Page) -> None:
+    """Issue 15 item 7: keys, strings, numbers and comments are coloured; prose in a block
+    scalar (summary: >) is not; the drawn text is exactly the textarea's."""
+    page.goto("/edit?from=madv-free-vs-dio")
+    expect(page.locator("#ed-field")).to_have_class(re.compile(r"\bpainted\b"))
+    hl = page.locator("#ed-hl")
+    expect(hl.locator(".y-key", has_text="gup_fast")).to_have_count(1)
+    expect(hl.locator(".y-str", has_text='"5.17"').first).to_be_attached()
+    assert hl.locator(".y-key", has_text="mapping").count() == 0  # inside the summary's prose
+    drawn = hl.evaluate("el => el.textContent")
+    assert drawn == editor_text(page) + "\n\n"
+    # It follows typing.
+    place_caret(page, "id: madv-free-vs-dio")
+    page.keyboard.type("  # mine")
+    expect(hl.locator(".y-com", has_text="# mine")).to_have_count(1)
+    settle(page)
