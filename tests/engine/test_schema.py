@@ -39,6 +39,7 @@ def test_every_catalog_scenario_is_valid_under_the_schema() -> None:
         ("a bad violation name", lambda d: d["expect"]["buggy"].update(violations=["lost"])),
         ("a bad outcome label", lambda d: d["expect"]["buggy"].update(reachable=["gone"])),
         ("an actor without ops", lambda d: d["actors"][0].pop("ops")),
+        ("a swap switch not true or false", lambda d: d.update(swap={"synchronous": "yes"})),
         ("an unknown top-level key", lambda d: d.update(extra=1)),
         (
             "a bad subpage address",
@@ -63,3 +64,6 @@ def test_the_schema_names_every_op_switch_and_violation() -> None:
     assert set(fixes["properties"]) == set(engine.SWITCHES)
     violations = schema["properties"]["expect"]["additionalProperties"]["properties"]
     assert "lost_write" in violations["violations"]["items"]["enum"]
+    from engine.lang import validate
+
+    assert set(schema["properties"]) == set(validate.TOP_KEYS)
