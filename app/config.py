@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -60,6 +61,28 @@ def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = Non
     if maximum is not None and value > maximum:
         raise SettingsError(f"{name}={raw!r}: must be <= {maximum}")
     return value
+
+
+# A CSP source: *, 'self', 'none', a scheme (https:) or a scheme and host (port, wildcard).
+ANCESTOR = re.compile(
+    r"\*|'self'|'none'|[a-z][a-z0-9+.-]*:(//(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?)?"
+)
+
+
+def env_ancestors(name: str, default: str) -> str:
+    """A CSP frame-ancestors source list; anything else (a quote, a semicolon that would
+    start another directive) is refused naming the variable."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    sources = raw.split()
+    bad = [s for s in sources if not ANCESTOR.fullmatch(s)]
+    if not sources or bad:
+        raise SettingsError(
+            f"{name}={raw!r}: expected CSP sources separated by spaces (*, 'self', 'none', "
+            f"https:, https://example.org); not {', '.join(bad) or 'empty'}"
+        )
+    return " ".join(sources)
 
 
 def env_float(name: str, default: float, minimum: float = 0.0) -> float:
@@ -187,6 +210,16 @@ class Settings:
     # None: default_links_db(). Short links one client may make per minute.
     links_db: Path | None = None
     links_per_minute: int = 30
+    # A short link expires this many days after it was last made (then /z/{id} is a 410
+    # saying so; the long link keeps working); 0: never.
+    links_ttl_days: float = 365.0
+    # Who may frame /embed/s/... (a CSP frame-ancestors source list): any site by default,
+    # since an embed is read-only and runs no script; e.g. "https://lwn.net https://x.edu".
+    embed_ancestors: str = "*"
+
+    @property
+    def links_ttl_s(self) -> float:
+        return self.links_ttl_days * 86400.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -218,6 +251,8 @@ class Settings:
             ),
             links_db=env_file("PAGERACE_LINKS_DB"),
             links_per_minute=env_int("PAGERACE_LINKS_PER_MINUTE", cls.links_per_minute, 1),
+            links_ttl_days=env_float("PAGERACE_LINKS_TTL_DAYS", cls.links_ttl_days),
+            embed_ancestors=env_ancestors("PAGERACE_EMBED_ANCESTORS", cls.embed_ancestors),
         )
 
 

@@ -7,6 +7,7 @@ odd link: problems become notices and the schedule is replayed as far as it stil
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import defaultdict
@@ -25,6 +26,7 @@ from app.runref import RunRef
 from app.service import replay_lenient
 from app.urls import APP, Urls
 from app.verdict_strip import STRIPS
+from engine.lang.catalog import CATALOG_DIR
 from engine.lang.ir import cpus_of
 
 Side = engine.Side
@@ -81,6 +83,9 @@ class Column:
     blocked: str | None
     step: Link | None  # its Step button, when the actor can run
     cpu: str = ""  # the CPU it runs on, in a scenario with TLBs
+    # What that step would do, before it is taken (Spectacle's successor view, issue 15
+    # item 7): its kernel function and sentence.
+    preview: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,10 +270,20 @@ def _replay(
                 "warn",
                 f"The link's step {applied + 1} ({wanted}) does not apply on kernel "
                 f"{config.kernel}: {str(replay.error).rstrip('.')}. "
-                f"Showing the {applied} step(s) that do.",
+                f"Showing the {applied} step(s) before it{_not_replayed(link, applied)}.",
             )
         )
     return replay
+
+
+def _not_replayed(link: RunRef, applied: int) -> str:
+    """The link's steps after the one that does not apply (review M3: they were dropped
+    without a word)."""
+    later = link.schedule[applied + 1 :]
+    if not later:
+        return ""
+    names = ",".join(later[:12]) + (",..." if len(later) > 12 else "")
+    return f"; its {len(later)} later step(s) ({names}) are not replayed either"
 
 
 def _clamp(link: RunRef, total: int, notices: list[Notice]) -> int:
@@ -456,9 +471,19 @@ def _columns(
                 view.blocked if view else None,
                 move,
                 cpus[number - 1],
+                _preview(view) if enabled else None,
             )
         )
     return tuple(columns)
+
+
+def _preview(view: engine.ActorView | None) -> str | None:
+    if view is None or view.next_function is None:
+        return None
+    note = view.next_note or ""
+    if note.startswith(f"{view.next_function}("):  # a note that tells the call itself
+        return note
+    return f"{view.next_function}: {note}" if note else view.next_function
 
 
 def _nav(ref: RunRef, to: Callable[..., Link], at: int, total: int) -> Nav:
@@ -490,6 +515,39 @@ def _narration(step: engine.Step | None, scenario: engine.Scenario) -> str:
     return step.note
 
 
+@functools.cache
+def _history() -> dict[str, dict[str, str]]:
+    """Every earlier text of the catalog's scenarios, by full SHA-256 (written from git by
+    scripts/scenario_history.py); empty when the file is missing."""
+    try:
+        raw = json.loads((CATALOG_DIR / "history.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _earlier_version(link: RunRef, scenario: engine.Scenario) -> str:
+    """What changed, as far as the link can say (review M3): the earlier version of this
+    catalog scenario that its d= names, and where to read that text."""
+    if link.packed or link.digest is None:
+        return ""  # a custom scenario's link carries its own text (s=)
+    found = [
+        entry
+        for sha, entry in _history().items()
+        if entry.get("id") == scenario.id and link.digest in (sha, entry.get("digest"))
+    ]
+    if not found:
+        return (
+            "; no earlier version of this catalog scenario has that digest, so the link was "
+            "made on an edited copy, another server's catalog, or by hand"
+        )
+    e = found[0]
+    return (
+        f"; the link was made on its version of {e['date']} (commit {e['commit']}: "
+        f"{e['subject']}), whose text is `git show {e['commit']}:{e['path']}`"
+    )
+
+
 def digest_matches(digest: str, scenario: engine.Scenario) -> bool:
     """Whether a link's d= names this scenario's content. A full 64-digit d= is checked
     against the full SHA-256, so a 48-bit collision cannot pass for a match; the short
@@ -497,6 +555,47 @@ def digest_matches(digest: str, scenario: engine.Scenario) -> bool:
     if len(digest) == len(scenario.sha256):
         return digest == scenario.sha256
     return digest == scenario.digest
+
+
+ENGINE_VERSION_TEXT = re.compile(r"[1-9][0-9]{0,5}")
+
+
+def _engine_version(raw: str | None, notices: list[Notice]) -> str | None:
+    """The link's e= (the engine version it was made with), checked: a link from another
+    engine says so, and keeps its e= in the links made from the page (so the warning stays
+    when it is reloaded or forwarded); None for this engine's links, and for links without
+    e= (older than versioned links, or written by hand)."""
+    if raw is None:
+        return None
+    current = engine.ENGINE_VERSION
+    if not ENGINE_VERSION_TEXT.fullmatch(raw):
+        notices.append(
+            Notice(
+                "warn",
+                f"This link's e={raw[:20]!r} is not an engine version (a whole number): the "
+                f"link was probably cut or edited. Replaying it on this engine (version "
+                f"{current}).",
+            )
+        )
+        return None
+    made = int(raw)
+    if made == current:
+        return None
+    if made > current:
+        text = (
+            f"This link was made with engine version {made}, newer than this server's "
+            f"({current}): its steps may replay differently here, or not at all."
+        )
+    else:
+        changed = "; ".join(engine.changes_since(made))
+        text = (
+            f"This link was made with engine version {made}; this server runs version "
+            f"{current}, whose steps may replay the schedule differently. What changed since: "
+            f"{changed}. The address keeps e={made}, so this warning stays when the link is "
+            "reloaded or forwarded."
+        )
+    notices.append(Notice("warn", text))
+    return str(made)
 
 
 def build_dashboard(
@@ -525,13 +624,14 @@ def build_dashboard(
             Notice(
                 "warn",
                 f"This scenario changed since the link was made (digest {link.digest}, now "
-                f"{scenario.digest}); the steps that still apply are replayed. The address "
-                "keeps the old digest, so this warning stays when the link is reloaded or "
-                "forwarded.",
+                f"{scenario.digest}){_earlier_version(link, scenario)}; the steps that still "
+                "apply are replayed. The address keeps the old digest, so this warning stays "
+                "when the link is reloaded or forwarded.",
             )
         )
         # Links made from this page keep the old digest: rewriting it would drop the warning.
         digest = link.digest
+    made_with = _engine_version(link.engine_version, notices)
     config = config_for(scenario, link.variant, notices)
     full = _replay(scenario, config, link, notices)
     applied = link.schedule[: len(full.steps)]
@@ -541,7 +641,14 @@ def build_dashboard(
     step = full.steps[at - 1] if at else None
     previous = full.view(at - 1) if step else None
     panel = state_panel(run.state, previous, step.changes if step else ())
-    ref = RunRef(variant=config.variant, schedule=applied, at=at, digest=digest, packed=link.packed)
+    ref = RunRef(
+        variant=config.variant,
+        schedule=applied,
+        at=at,
+        digest=digest,
+        packed=link.packed,
+        engine_version=made_with,
+    )
     no_return = no_return_of(scenario, config, applied)
 
     differing: tuple[int, ...] = ()
@@ -564,7 +671,9 @@ def build_dashboard(
     cut_by_switch = bool(link.compare) and len(link.schedule) > len(applied)
     kept = link.schedule if cut_by_switch else applied
     kept_at = link.at if cut_by_switch and link.at is not None else at
-    switchable = RunRef(schedule=kept, at=kept_at, digest=digest, packed=link.packed)
+    switchable = RunRef(
+        schedule=kept, at=kept_at, digest=digest, packed=link.packed, engine_version=made_with
+    )
     variants = tuple(
         VariantChoice(
             v.name,
@@ -642,7 +751,7 @@ def _island(d: Dashboard, sid: str, urls: Urls) -> dict[str, Any]:
         "rooms_url": urls.path("/api/rooms"),
         "links_url": urls.path("/api/links"),
         "timeline": figures.timeline_figure(
-            d.scenario, d.full, d.at, d.no_return.step if d.no_return else None
+            d.scenario, d.full, d.at, d.no_return.step if d.no_return else None, d.differing
         ),
         "no_return": d.no_return.step if d.no_return else None,
         "diagram_request": position,

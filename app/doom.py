@@ -96,9 +96,12 @@ def lost_sentence(no_return: engine.NoReturn | None, run: engine.Trace, at: int)
     step = run.steps[no_return.step - 1]
     if at == no_return.step:
         note = step.note.rstrip(".")
+        # A note that tells the call itself ("folio_ref_freeze(folio, 1) fails: ...") is
+        # what ran; any other is said after the function's name.
+        ran = note if note.startswith(f"{step.function}(") else f"{step.function}: {note}"
         return (
             f"Point of no return: from here {consequence(no_return)} whatever runs next, "
-            f"because {step.actor} ran {step.function}: {note}.{still_held(step)}"
+            f"because {step.actor} ran {ran}.{still_held(step)}"
         )
     return (
         f"Past the point of no return (step {no_return.step}, {step.actor} "

@@ -295,6 +295,8 @@ def _parse(text: str) -> tuple[engine.Scenario | None, tuple[Problem, ...]]:
         return None, (_too_deep(),)
     except engine.ScenarioError as err:
         problems = [Problem(e.message, e.path, e.line) for e in err.errors]
+    # In line order (review M10: line 9 was listed before line 6); those without a line last.
+    problems.sort(key=lambda p: (p.line is None, p.line or 0))
     if any(not p.path and p.line for p in problems):
         # A document-level error with a line is YAML syntax: ask the parser for the column too.
         syntax = _yaml_problem(text)

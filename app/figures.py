@@ -200,14 +200,70 @@ def _no_return_marks(step: int) -> tuple[Figure, Figure]:
     return rule, label
 
 
+def _current(run: engine.Trace, at: int) -> list[Figure]:
+    """The function of the step shown, written under its marker (review L1: markers named
+    their function on hover only)."""
+    if not 0 < at <= len(run.steps):
+        return []
+    step = run.steps[at - 1]
+    return [
+        {
+            "type": "scatter",
+            "mode": "text",
+            "name": "step shown",
+            "showlegend": False,
+            "x": [at],
+            "y": [step.actor],
+            "text": [escape(step.function)],
+            "textposition": "bottom center",
+            "hoverinfo": "skip",
+            "yaxis": "y",
+        }
+    ]
+
+
+def _differing(run: engine.Trace, differing: Sequence[int]) -> list[Figure]:
+    """≠ over the steps that differ on the kernel compared with (review L1: the kernel
+    comparison's marks were in the columns only)."""
+    shown = [i for i in differing if 0 < i <= len(run.steps)]
+    if not shown:
+        return []
+    return [
+        {
+            "type": "scatter",
+            "mode": "text",
+            "name": "≠ differs on the other kernel",
+            "x": shown,
+            "y": [run.steps[i - 1].actor for i in shown],
+            "text": ["≠"] * len(shown),
+            "textposition": "top right",
+            "textfont": {"size": 16},
+            "hovertemplate": "step %{x} differs on the other kernel<extra></extra>",
+            "yaxis": "y",
+        }
+    ]
+
+
 def timeline_figure(
-    scenario: engine.Scenario, run: engine.Trace, at: int, no_return: int | None = None
+    scenario: engine.Scenario,
+    run: engine.Trace,
+    at: int,
+    no_return: int | None = None,
+    differing: Sequence[int] = (),
 ) -> Figure:
-    """Lane per actor (top), refcount/mapcount step lines (bottom), cursor at step `at`, and
-    a marked rule at the point of no return when the run has one."""
+    """Lane per actor (top), refcount/mapcount step lines (bottom), cursor at step `at` with
+    its function named, ≠ over the steps that differ on the kernel compared with, and a
+    marked rule at the point of no return when the run has one."""
     lanes = [actor.name for actor in scenario.actors]
     last = max(len(run.steps), 1)
-    data = _lanes(scenario, run) + _counts(run) + _violations(run) + _flushes(scenario, run)
+    data = (
+        _lanes(scenario, run)
+        + _counts(run)
+        + _violations(run)
+        + _current(run, at)
+        + _differing(run, differing)
+        + _flushes(scenario, run)
+    )
     layout: Figure = {
         "height": 200 + 36 * len(lanes),
         "margin": {"l": 90, "r": 150, "t": 10 if no_return is None else 26, "b": 48},

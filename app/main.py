@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -17,7 +18,8 @@ from app import __version__
 from app.assets import find_assets
 from app.config import STATIC_DIR, TEMPLATES_DIR, Settings, default_links_db
 from app.errors import BodySizeLimit, install_error_handlers
-from app.rooms import CreationLimit, RoomSettings, make_broker
+from app.limits import SharedLeases, SharedLimit
+from app.rooms import RedisBroker, RoomSettings, make_broker
 from app.routes import api, editor, links, pages, rooms, ws
 from app.routes.pages import FrameCache
 from app.security import HeadAsGet, SecurityHeaders, redact_tokens_in_logs
@@ -82,24 +84,35 @@ def create_app(
     # Live rooms: in this process, or through Redis when PAGERACE_REDIS_URL is set.
     room_settings = room_settings or RoomSettings.from_env()
     app.state.rooms = make_broker(room_settings)
-    app.state.room_creations = CreationLimit(
-        room_settings.client_rooms, room_settings.client_window_s
+    # Per-client limits: counted in the rooms' Redis when there is one, so that they hold
+    # across workers (app/limits.py); in this process otherwise.
+    shared: tuple[Any, tuple[type[BaseException], ...]] = (None, ())
+    if isinstance(app.state.rooms, RedisBroker):
+        shared = (app.state.rooms.redis, app.state.rooms.errors)
+    app.state.room_creations = SharedLimit(
+        "rooms", room_settings.client_rooms, room_settings.client_window_s, *shared
     )
     # Failed room lookups per client (room-id guessing), on the same window.
-    app.state.room_misses = CreationLimit(
-        room_settings.client_misses, room_settings.client_window_s
+    app.state.room_misses = SharedLimit(
+        "room-misses", room_settings.client_misses, room_settings.client_window_s, *shared
     )
     # Short links (/z/...): the rooms' Redis when there is one, else a SQLite file.
     app.state.links = make_links(
         settings.links_db or default_links_db(),
         room_settings.redis_url,
         room_settings.redis_timeout_s,
+        settings.links_ttl_s,
     )
-    app.state.link_creations = CreationLimit(settings.links_per_minute, 60.0)
+    app.state.link_creations = SharedLimit("links", settings.links_per_minute, 60.0, *shared)
     app.state.live_frames = FrameCache()
     app.state.replay_budgets = ClientBudgets(settings.socket_cpu_burst_s, settings.socket_cpu_share)
     app.state.catalog = dict(catalog) if catalog is not None else serve_catalog(settings)
     app.state.explorer = Explorer(settings)
+    if shared[0] is not None:
+        # A search lives at most its time limit once running, after waiting behind at most
+        # the queue: its lease outlives that, and frees itself if its worker dies.
+        lease_s = settings.explore_time_limit_s * (settings.explore_queue + 2)
+        app.state.explorer.shared = SharedLeases(settings.explore_per_client, lease_s, *shared)
     app.state.runner = Runner(app.state.catalog, settings)
     assets = find_assets(STATIC_DIR)
     templates = Jinja2Templates(
@@ -137,13 +150,22 @@ def create_app(
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
         urls = Urls.of(request)
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=urls.path(app.openapi_url or "/openapi.json"),
             title="pagerace API",
             swagger_js_url=urls.path(f"/static/vendor/{SWAGGER_UI}/swagger-ui-bundle.js"),
             swagger_css_url=urls.path(f"/static/vendor/{SWAGGER_UI}/swagger-ui.css"),
             swagger_favicon_url="data:,",
         )
+        # Review L3: a way back to the app, and the app's dark mode (static/docs.css).
+        html = bytes(page.body).decode()
+        back = (
+            f'<nav class="docs-back"><a href="{urls.home()}">← pagerace</a> · '
+            f'<a href="{urls.path("/edit")}">editor</a></nav>'
+        )
+        css = f'<link rel="stylesheet" href="{urls.static("docs.css", assets.version)}">'
+        html = html.replace("</head>", f"{css}\n</head>", 1).replace("<body>", f"<body>\n{back}", 1)
+        return HTMLResponse(html)
 
     return app
 

@@ -21,15 +21,17 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+import anyio.to_thread
+
 from app.config import env_float, env_int, env_url
 from app.runref import RunRef
+from app.wire import encode_off_loop
 
 # Lower-case letters and digits without the look-alikes (0/o, 1/l/i): typed from a projector.
 ROOM_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -143,8 +145,9 @@ def room_expired(room: str, idle_s: float) -> RoomEnded:
 
 
 class CreationLimit:
-    """Events per client in a sliding window: rooms created, or failed room lookups (this
-    process only; behind several workers each keeps its own count). Forgets the least
+    """Events per client in a sliding window: rooms created, or failed room lookups, in this
+    process (app/limits.SharedLimit counts them in Redis for every worker, and falls back
+    to this while Redis is down). Forgets the least
     recently seen clients past `max_clients`, so a spoofed-address flood cannot grow it
     without bound."""
 
@@ -322,8 +325,18 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
 
-def _encode(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+async def _encode(message: Mapping[str, Any]) -> str:
+    """A published message as text: a state (a whole run) in a worker thread, never on the
+    event loop, which every other client shares (app/wire.py)."""
+    return await encode_off_loop(dict(message))
+
+
+async def _snapshot_json(snapshot: RunRef) -> str:
+    """A room's stored snapshot as JSON: off the loop when it carries a whole document (a
+    custom scenario, up to the link limit), inline for a catalog id."""
+    if isinstance(snapshot.scenario, str) or snapshot.scenario is None:
+        return snapshot.to_json()
+    return await anyio.to_thread.run_sync(snapshot.to_json)
 
 
 class MemoryBroker:
@@ -373,7 +386,8 @@ class MemoryBroker:
             raise await self.ended(room)
         seq = record.seq + 1
         self.records[room] = replace(record, snapshot=snapshot, seq=seq)
-        self.fanout.deliver(room, seq, with_seq(seq, _encode(message)))
+        text = await _encode(message)
+        self.fanout.deliver(room, seq, with_seq(seq, text))
         return seq
 
     @contextlib.asynccontextmanager
@@ -480,6 +494,7 @@ class RedisBroker:
         return self.PREFIX + room + ":events"
 
     async def create(self, room: str, token_hash: str, snapshot: RunRef) -> None:
+        stored = await _snapshot_json(snapshot)
         async with self._store():
             await self._remember_epoch()
             created = await self.redis.eval(
@@ -488,7 +503,7 @@ class RedisBroker:
                 self._key(room),
                 self.INDEX,
                 token_hash,
-                snapshot.to_json(),
+                stored,
                 self.first_ttl,
                 self.settings.max_rooms,
             )
@@ -537,6 +552,7 @@ class RedisBroker:
         return RoomGone(room, self.settings.idle_s)
 
     async def publish(self, room: str, snapshot: RunRef, message: Mapping[str, Any]) -> int:
+        stored, text = await _snapshot_json(snapshot), await _encode(message)
         async with self._store():
             seq = int(
                 await self.redis.eval(
@@ -545,8 +561,8 @@ class RedisBroker:
                     self._key(room),
                     self._channel(room),
                     self.INDEX,
-                    snapshot.to_json(),
-                    _encode(message),
+                    stored,
+                    text,
                     self.ttl,
                 )
             )

@@ -2,10 +2,11 @@
 
 A `RunRef` names a scenario (a catalog id or a whole document), the kernel it runs on (a
 variant, or a version and fixes), the schedule and the step shown, and what a dashboard link
-adds: the scenario's digest, its packed document (`s=`) and the variant a kernel switch came
-from (`cmp=`). It is a plain frozen value: nothing here replays or validates. The pydantic
-models of app/schemas.py (a socket's `load`, a room request) are its boundary mirror:
-`from_load` and `to_load` cross it, and `to_json` is a room's stored snapshot.
+adds: the scenario's digest, the engine version it was made with (`e=`), its packed document
+(`s=`) and the variant a kernel switch came from (`cmp=`). It is a plain frozen value:
+nothing here replays or validates. The pydantic models of app/schemas.py (a socket's `load`,
+a room request) are its boundary mirror: `from_load` and `to_load` cross it, and `to_json` is
+a room's stored snapshot.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class RunRef:
     digest: str | None = None  # d=: the scenario's content when the link was made
     packed: str | None = None  # s=: a custom scenario's document, packed for a URL
     compare: str | None = None  # cmp=: the variant a kernel switch came from
+    # e=: the engine version the link was made with, as the link has it; None: this engine
+    # (engine.ENGINE_VERSION). A link that names its scenario's content (d=) names it too.
+    engine_version: str | None = None
     # A room's snapshot only: the presenter's last "Explore all" on this scenario and kernel
     # (outcomes_url, states, interleavings), so that a late joiner sees the chart too.
     outcomes: Mapping[str, Any] | None = None
@@ -100,6 +104,8 @@ class RunRef:
             pairs.append(("at", str(self.at)))
         if self.digest:
             pairs.append(("d", self.digest))
+        if self.engine_version or self.digest:
+            pairs.append(("e", self.engine_version or str(engine.ENGINE_VERSION)))
         if self.packed:
             pairs.append(("s", self.packed))
         if self.compare:

@@ -48,10 +48,23 @@ INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
 def security_headers(headers: MutableHeaders, csp: str = CSP) -> None:
-    """Add the headers a response does not set itself."""
+    """Add the headers a response does not set itself. A response that sets its own policy
+    allowing some sites to frame it (an embed) gets no X-Frame-Options, which would forbid
+    every one of them."""
+    own = headers.get("content-security-policy")
+    framable = own is not None and "frame-ancestors 'none'" not in own
     for name, value in HEADERS.items():
-        headers.setdefault(name, value)
+        if not (framable and name == "X-Frame-Options"):
+            headers.setdefault(name, value)
     headers.setdefault("Content-Security-Policy", csp)
+
+
+def embed_policy(ancestors: str) -> str:
+    """The CSP of an embed (/embed/s/...): the app's, framable by `ancestors` (a CSP
+    source list: `*` for any site, or `https://lwn.net https://example.edu`), and no script
+    at all: an embed is server-rendered HTML and CSS."""
+    parts = [p for p in CSP.split("; ") if not p.startswith(("frame-ancestors", "script-src"))]
+    return "; ".join([*parts, "script-src 'none'", f"frame-ancestors {ancestors}"])
 
 
 def _origin_of(url: str) -> tuple[str, str] | None:

@@ -6,6 +6,7 @@ Routes never step the model themselves; they call these functions, which only ad
 from __future__ import annotations
 
 import asyncio
+import difflib
 import gzip
 import json
 import math
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
@@ -25,6 +26,9 @@ from app.config import Settings
 from app.explore_pool import Job, SlotPool, WorkerLost
 from app.runref import ScenarioRef
 
+if TYPE_CHECKING:
+    from app.limits import SharedLeases
+
 Catalog = Mapping[str, engine.Scenario]
 
 
@@ -32,9 +36,13 @@ class UnknownScenario(engine.InputError, LookupError):
     """A catalog id that does not exist; the message lists what does."""
 
     def __init__(self, scenario_id: str, known: Sequence[str]) -> None:
+        # The nearest ids first (review M3: a link cut or edited by hand, an old name).
+        near = difflib.get_close_matches(scenario_id, known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
         shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-        super().__init__(f"unknown scenario {scenario_id!r}; the catalog has: {shown}")
+        super().__init__(f"unknown scenario {scenario_id!r}; {hint}the catalog has: {shown}")
         self.scenario_id = scenario_id
+        self.near = tuple(near)
 
 
 class BadInput(engine.InputError):
@@ -195,6 +203,10 @@ class Explorer:
         self._lock = threading.Lock()
         self._admitted = 0
         self._per_client: Counter[str] = Counter()
+        # Per-client concurrency on every worker (the rooms' Redis), when configured: the
+        # count above is this process's only (app/limits.py).
+        self.shared: SharedLeases | None = None
+        self._releases: set[asyncio.Task[None]] = set()
         self._open()
 
     def _open(self) -> None:
@@ -310,6 +322,61 @@ class Explorer:
                     store.popitem(last=False)
         return result
 
+    async def _lease(self, client: str) -> str | None:
+        """A lease on the client's share across every worker (None without Redis, or while
+        it is down); ExploreBusy (429) when the client has its share running elsewhere."""
+        if self.shared is None:
+            return None
+        lease, held = await self.shared.acquire(client)
+        if lease is None and held >= 0:
+            retry = max(1, math.ceil(self._settings.explore_time_limit_s))
+            raise ExploreBusy(
+                429,
+                f"this client already has {held} exploration(s) running or waiting on this "
+                f"server's workers (at most {self._settings.explore_per_client}); wait for one "
+                f"to finish or retry in {retry} s",
+                retry,
+            )
+        return lease
+
+    def _give_back(
+        self, client: str, lease: str | None, work: asyncio.Future[Any] | None = None
+    ) -> None:
+        """Give the lease back once `work` is done (now, without it)."""
+        if lease is None or self.shared is None:
+            return
+        shared = self.shared
+
+        def release(_: object = None) -> None:
+            task = asyncio.ensure_future(shared.release(client, lease))
+            self._releases.add(task)  # kept until done: a task nobody holds may vanish
+            task.add_done_callback(self._releases.discard)
+
+        if work is None:
+            release()
+        else:
+            work.add_done_callback(release)
+
+    async def _submit_shared(
+        self,
+        scenario: engine.Scenario,
+        config: engine.Config,
+        max_states: int | None,
+        progress: ProgressFn | None,
+        cancel: CancelFn,
+        client: str,
+        first: bool = False,
+    ) -> asyncio.Future[engine.Exploration | None]:
+        """`_submit`, holding a lease on the client's share across workers while it runs."""
+        lease = await self._lease(client)
+        try:
+            work = self._submit(scenario, config, max_states, progress, cancel, client, first)
+        except BaseException:
+            self._give_back(client, lease)
+            raise
+        self._give_back(client, lease, work)
+        return work
+
     def _submit(
         self,
         scenario: engine.Scenario,
@@ -363,7 +430,7 @@ class Explorer:
         def stop() -> bool:
             return abandoned.is_set() or (cancel is not None and cancel())
 
-        work = self._submit(scenario, config, max_states, progress, stop, client)
+        work = await self._submit_shared(scenario, config, max_states, progress, stop, client)
         try:
             # Shielded: the thread runs to its end (and frees its slot) even if this task is
             # cancelled; only its answer is then dropped.
@@ -399,7 +466,9 @@ class Explorer:
         if hit is not None:
             return hit
         stop = threading.Event()
-        work = self._submit(scenario, config, max_states, None, stop.is_set, client, first)
+        work = await self._submit_shared(
+            scenario, config, max_states, None, stop.is_set, client, first
+        )
 
         async def watch() -> None:
             await gone()

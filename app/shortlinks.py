@@ -9,16 +9,22 @@ long form never depends on the store: it always still works.
 
 Stores: SQLite by default (a file that outlives restarts), or the same Redis as the rooms
 when PAGERACE_REDIS_URL is set, so that every worker sees every link.
+
+Short links expire `ttl_s` after they were last made (PAGERACE_LINKS_TTL_DAYS; 0: never):
+making the same link again starts its life again. An expired link answers 410 saying so
+(not an unknown-link 404) for as long again, after which the store forgets it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -48,10 +54,23 @@ def check_target(target: str, max_chars: int) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A stored short link: the address it names, and when it was (last) made; `created`
+    None for a record older than expiry (a Redis value of the bare address), which never
+    expires."""
+
+    target: str
+    created: float | None
+
+    def expired(self, ttl_s: float, now: float) -> bool:
+        return bool(ttl_s) and self.created is not None and now - self.created > ttl_s
+
+
 class LinkStore(Protocol):
     async def put(self, target: str) -> str: ...
 
-    async def get(self, link_id: str) -> str | None: ...
+    async def get(self, link_id: str) -> Found | None: ...
 
     def close(self) -> None: ...
 
@@ -60,8 +79,9 @@ class SqliteLinks:
     """Links in one SQLite file, made on the first link stored (reads of a missing file
     find nothing and create nothing)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, ttl_s: float = 0.0) -> None:
         self.path = path
+        self.ttl_s = ttl_s
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
@@ -84,11 +104,20 @@ class SqliteLinks:
         with self._lock:
             db = self._open(create=True)
             assert db is not None
+            now = time.time()
+            if self.ttl_s:
+                # Expired links answer 410 for another ttl_s; then they are forgotten.
+                db.execute("DELETE FROM links WHERE created < ?", (now - 2 * self.ttl_s,))
             for length in range(MIN_ID, MAX_ID + 1):
                 link_id = digest_id(target, length)
                 db.execute(
                     "INSERT OR IGNORE INTO links (id, target, created) VALUES (?, ?, ?)",
-                    (link_id, target, time.time()),
+                    (link_id, target, now),
+                )
+                # Made again: its life starts again (a no-op for the row just inserted).
+                db.execute(
+                    "UPDATE links SET created = ? WHERE id = ? AND target = ?",
+                    (now, link_id, target),
                 )
                 db.commit()
                 row = db.execute("SELECT target FROM links WHERE id = ?", (link_id,)).fetchone()
@@ -96,13 +125,15 @@ class SqliteLinks:
                     return link_id
             raise LinkStoreDown("no free id for this link")  # 130 bits collided: not real
 
-    def _get(self, link_id: str) -> str | None:
+    def _get(self, link_id: str) -> Found | None:
         with self._lock:
             db = self._open(create=False)
             if db is None:
                 return None
-            row = db.execute("SELECT target FROM links WHERE id = ?", (link_id,)).fetchone()
-            return str(row[0]) if row is not None else None
+            row = db.execute(
+                "SELECT target, created FROM links WHERE id = ?", (link_id,)
+            ).fetchone()
+            return Found(str(row[0]), float(row[1])) if row is not None else None
 
     async def put(self, target: str) -> str:
         try:
@@ -110,7 +141,7 @@ class SqliteLinks:
         except sqlite3.Error as err:
             raise LinkStoreDown(str(err)) from err
 
-    async def get(self, link_id: str) -> str | None:
+    async def get(self, link_id: str) -> Found | None:
         try:
             return await anyio.to_thread.run_sync(self._get, link_id)
         except sqlite3.Error as err:
@@ -124,41 +155,64 @@ class SqliteLinks:
 
 
 class RedisLinks:
-    """Links in Redis (PAGERACE_REDIS_URL), with no expiry: a link in a commit message must
-    keep working for as long as the store does."""
+    """Links in Redis (PAGERACE_REDIS_URL): each a JSON record of its address and when it was
+    made, kept for twice the TTL (expired, it answers 410 for the second half) or, with no
+    TTL, for as long as the store lasts. A record of the bare address (made before links
+    expired) stays valid."""
 
     PREFIX = "pagerace:link:"
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, ttl_s: float = 0.0) -> None:
         import redis.asyncio as aioredis  # only with PAGERACE_REDIS_URL (the [redis] extra)
         from redis.exceptions import RedisError
 
         self.redis = aioredis.from_url(
             url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
+        self.ttl_s = ttl_s
         self.errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
     async def put(self, target: str) -> str:
+        keep = max(1, round(2 * self.ttl_s)) if self.ttl_s else None
         try:
             for length in range(MIN_ID, MAX_ID + 1):
                 link_id = digest_id(target, length)
-                await self.redis.set(self.PREFIX + link_id, target, nx=True)
-                if await self.redis.get(self.PREFIX + link_id) == target:
+                key = self.PREFIX + link_id
+                record = json.dumps({"target": target, "created": time.time()})
+                await self.redis.set(key, record, nx=True, ex=keep)
+                found = _record(await self.redis.get(key))
+                if found is not None and found.target == target:
+                    # Made again: its life starts again.
+                    await self.redis.set(key, record, ex=keep)
                     return link_id
         except self.errors as err:
             raise LinkStoreDown(str(err)) from err
         raise LinkStoreDown("no free id for this link")
 
-    async def get(self, link_id: str) -> str | None:
+    async def get(self, link_id: str) -> Found | None:
         try:
-            found = await self.redis.get(self.PREFIX + link_id)
+            value = await self.redis.get(self.PREFIX + link_id)
         except self.errors as err:
             raise LinkStoreDown(str(err)) from err
-        return str(found) if found is not None else None
+        return _record(value)
 
     def close(self) -> None:
         pass  # the connection pool closes with the process
 
 
-def make_links(db: Path, redis_url: str | None, timeout_s: float) -> LinkStore:
-    return RedisLinks(redis_url, timeout_s) if redis_url else SqliteLinks(db)
+def _record(value: object) -> Found | None:
+    """A Redis value back into a link: a JSON record, or (made before links expired) the
+    bare address."""
+    if not isinstance(value, str):
+        return None
+    if not value.startswith("{"):
+        return Found(value, None)
+    try:
+        raw = json.loads(value)
+        return Found(str(raw["target"]), float(raw["created"]))
+    except (ValueError, KeyError, TypeError):
+        return None  # not a record this app wrote: as good as no link
+
+
+def make_links(db: Path, redis_url: str | None, timeout_s: float, ttl_s: float = 0.0) -> LinkStore:
+    return RedisLinks(redis_url, timeout_s, ttl_s) if redis_url else SqliteLinks(db, ttl_s)

@@ -69,6 +69,12 @@ class Urls:
         """The page's frame fragment at `ref` (what htmx swaps in)."""
         return self._scenario(sid, "/frame", ref.query(**extra))
 
+    def embed(self, sid: str, ref: RunRef = NOWHERE) -> str:
+        """The read-only, framable view of the dashboard at `ref` (issue 15 item 8)."""
+        path = f"{self.root}/embed/s/{quote(sid, safe='')}"
+        query = ref.query()
+        return f"{path}?{query}" if query else path
+
     def find_bug(self, sid: str, ref: RunRef) -> str:
         return self._scenario(sid, "/find-bug", ref.query())
 
@@ -105,6 +111,15 @@ class Urls:
 
     def room_socket(self, room: str) -> str:
         return f"{self.root}/ws/rooms/{room}"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedUrls(Urls):
+    """The links of an embed: its dashboard positions stay in the embed (a frame on another
+    site), everything else is the site's own."""
+
+    def page(self, sid: str, ref: RunRef = NOWHERE, **extra: str | int | None) -> str:
+        return self.embed(sid, ref)
 
 
 # App-relative links, for what is built without a request (view models' defaults, the editor's

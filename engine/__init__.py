@@ -26,6 +26,7 @@ from engine.lang import (
     parse_scenario,
 )
 from engine.lang.catalog import load_catalog
+from engine.lang.schema import scenario_schema
 from engine.model import SetupError
 from engine.report import bisection_to_json, exploration_to_json, run_to_json, scenario_to_json
 from engine.trace import (
@@ -38,10 +39,12 @@ from engine.trace import (
     replay,
     run_schedule,
 )
+from engine.version import ENGINE_VERSION, changes_since
 from engine.views import StateView
 
 __all__ = [
     "DESIGN_RULES",
+    "ENGINE_VERSION",
     "FIXES",
     "SWITCHES",
     "ActorView",
@@ -75,6 +78,7 @@ __all__ = [
     "bisect",
     "bisection_to_json",
     "build_config",
+    "changes_since",
     "check_expect",
     "compare",
     "exploration_to_json",
@@ -94,6 +98,7 @@ __all__ = [
     "run_schedule",
     "run_to_json",
     "run_to_jsonl",
+    "scenario_schema",
     "scenario_to_json",
     "to_perfetto",
 ]

@@ -116,6 +116,12 @@ def _wrap(text: str, width: int, prefix: str) -> list[str]:
 CALLED_FROM = {"ptep_get_and_clear": "try_to_unmap_one"}
 
 
+def told(step: Step) -> str:
+    """The step's call as the diagram prints it: `folio_ref_freeze(folio, 1) fails: ref 2`
+    when the step tells its argument and outcome, else `function()`."""
+    return step.call or f"{step.function}()"
+
+
 def _next_of_actor(run: Trace) -> dict[int, Step]:
     """Each step's index to the same actor's next step in the run."""
     after: dict[int, Step] = {}
@@ -164,7 +170,7 @@ def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | N
         else:
             if step.op_index != last_op[step.actor]:
                 out.append(step.op)
-            text = f"  {step.function}()"
+            text = f"  {told(step)}"
         if (
             parent
             and following is not None
@@ -172,7 +178,7 @@ def render_diagram(scenario: Scenario, config: Config, run: Trace, link: str | N
         ):
             # The model's step is taken inside the next one's function: nest it there.
             out.append(f"  {parent}() {{")
-            text = f"    {step.function}()"
+            text = f"    {told(step)}"
         elif step.index in closes:
             text = "  }"
         last_op[step.actor] = step.op_index

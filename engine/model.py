@@ -165,7 +165,7 @@ def observe_all(ctx: Ctx) -> None:
             value = w.page(slot.cache).data if slot.cache >= 0 else stored
         else:
             value = "0"
-        oracle.observe(ctx, f"{proc}:{addr}", value, f"{proc} would read {addr}:")
+        oracle.observe(ctx, f"{proc}:{addr}", value, f"{proc} reading {addr} at the end")
     for name, f in w.files:
         value = f.disk
         if f.cache >= 0:
@@ -178,7 +178,7 @@ def observe_all(ctx: Ctx) -> None:
             # A clean cached page is what the kernel believes is on disk: it may be
             # dropped at any time, so only a dirty page vouches for its own data.
             value = page.data if dirty or page.data == f.disk else f.disk
-        oracle.observe(ctx, f"file:{name}", value, f"a read of {name}:")
+        oracle.observe(ctx, f"file:{name}", value, f"a read of {name} at the end")
 
 
 def check_leaks(ctx: Ctx) -> None:

@@ -44,6 +44,7 @@ class Step:
     changes: tuple[str, ...]  # dotted paths of the state fields this step changed
     state: StateView  # the state after the step
     world: World
+    call: str = ""  # the call with its argument and outcome, when the step told one
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,8 @@ class ActorView:
     next_function: str | None
     blocked: str | None
     done: bool
+    # What its next step would do (the successor view): the sentence the step would say.
+    next_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,7 @@ def actor_views(model: Model, world: World) -> tuple[ActorView, ...]:
                 label=spec.label,
                 op_index=state.op,
                 next_function=result.function if isinstance(result, Effect) else None,
+                next_note=result.note if isinstance(result, Effect) else None,
                 blocked=result.reason if isinstance(result, Blocked) else None,
                 done=done,
             )
@@ -240,6 +244,7 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
                 flat_changes(flat_before, flat_after),
                 after,
                 world,
+                result.call,
             )
         )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)

@@ -77,6 +77,13 @@ def scenario_language() -> str:
         "what must hold (`expect`). No code runs from a scenario. Every problem is reported with "
         "the path of the field (`actors[1].ops[0].gup_fast.mode`), its line, and what is "
         "allowed. Check a file with `pagerace explore FILE` or in the editor at `/edit`.\n\n"
+        "In your own editor: every server publishes the language as a JSON Schema at "
+        "`/api/schema/scenario.json` (made by `engine.scenario_schema` from the registries "
+        "this page is made from). With yaml-language-server (VS Code's YAML extension, "
+        "Neovim, Helix) a first line `# yaml-language-server: $schema=http://HOST/api/schema/"
+        "scenario.json` gives completion of ops and parameters and checks as you type; the "
+        "validator still has the last word (an op's device needs an earlier GUP by the same "
+        "actor, a `proc` must be forked first).\n\n"
     )
     example = (CATALOG_DIR / EXAMPLE).read_text()
     out.append(f"## An example (`engine/scenarios/{EXAMPLE}`)\n\n```yaml\n{example}```\n\n")
@@ -222,12 +229,14 @@ LINKS = """\
 | --- | --- |
 | `/` | the catalog; `?tag=T` filters by tag, `?q=` searches |
 | `/s/{id}` | the dashboard of scenario `id`, rendered on the server at the link's step |
+| `/embed/s/{id}` | the link's step, read-only and without script, for another site's frame |
+| `/z/{id}` | a short link (`POST /api/links`): 303 to the long link; 410 once it has expired |
 | `/edit` | the scenario editor; `?from={id}` starts from a catalog scenario, `?s=` from YAML |
 | `/live/{room}` | a live room's follower view; `/live/{room}/qr.svg` is its QR code |
 | `/docs` | this API in Swagger UI (served locally, works offline); `/openapi.json` the schema |
 | `/healthz` | `{"status": "ok", "version": ...}` for probes, without touching the engine |
 
-A dashboard link `/s/{id}?v=VARIANT&t=a,b,b&at=N&d=DIGEST` holds everything it shows:
+A dashboard link `/s/{id}?v=VARIANT&t=a,b,b&at=N&d=DIGEST&e=ENGINE` holds everything it shows:
 
 | parameter | |
 | --- | --- |
@@ -235,11 +244,19 @@ A dashboard link `/s/{id}?v=VARIANT&t=a,b,b&at=N&d=DIGEST` holds everything it s
 | `t` | the schedule: actor names, comma-separated, one per step |
 | `at` | the step shown, 0 to the schedule's length |
 | `d` | the scenario's digest when the link was made: 12 hex digits, or all 64 of the SHA-256 |
+| `e` | the engine version the link was made with (`engine.ENGINE_VERSION`, a whole number) |
 | `s` | a custom scenario, carried in the link (zlib-compressed, URL-safe base64) |
+| `kernel` | a kernel release (e.g. `5.18`), when `v` is absent: the variant on that kernel |
+| `cmp` | the variant a kernel switch came from: the A/B view against it |
+| `diff` | with `cmp`: the differing step the A/B view shows |
 | `present` | `1`: presenter mode (large type, and a live room followers can join) |
 
 When `d` differs from the scenario's current digest the page says it changed and replays
-what still applies. Every GET route also answers HEAD.
+what still applies. When `e` names another engine version the page says so (and, for an
+older one, what changed since: `engine/version.py`), and the links it makes keep that `e`,
+so the warning stays when the link is reloaded or forwarded; a link without `e` (older
+than versioned links, or written by hand) is replayed on this engine without a warning.
+Every GET route also answers HEAD.
 """
 
 

@@ -125,6 +125,202 @@ import { $, absolute, copyText, drawFigure, readJSON, say } from "./core.js";
     }
     if (key !== "Shift") { escArmed = false; }
   });
+  // --- completion (issue 15 item 7) ------------------------------------------------------------
+  // What may go on the line being typed, from the engine's JSON Schema of the language: op
+  // names after "- " in setup or ops, an op's parameters inside its "{...}", a parameter's
+  // allowed words after "key: ", the top-level keys at the left margin. Each is a button:
+  // clicking it (or Alt+1..9) puts it in place of the word being typed.
+  var bar = document.getElementById("ed-complete");
+  var schema = null;
+  var offered = [];
+
+  if (bar) {
+    fetch(bar.getAttribute("data-schema-url"), { headers: { accept: "application/json" } })
+      .then(function (res) { return res.ok ? res.json() : null; })
+      .then(function (got) { schema = got; suggest(); })
+      .catch(function () { schema = null; });
+  }
+
+  function opsOf(section) {
+    if (!schema) { return {}; }
+    var top = schema.properties;
+    var ops = section === "setup" ? top.setup : top.actors.items.properties.ops;
+    return ops.items.properties;
+  }
+
+  function paramsOf(op) {
+    var spec = op && op.anyOf ? op.anyOf[0] : op;
+    return spec && spec.properties ? spec : null;
+  }
+
+  // The section the caret's line belongs to: the nearest less-indented "key:" above it.
+  function sectionOf(lines, row, indent) {
+    for (var i = row - 1; i >= 0; i--) {
+      var m = /^( *)(?:- )?([a-z_]+):\s*(#.*)?$/.exec(lines[i]);
+      if (m && m[1].length < indent) { return m[2]; }
+    }
+    return "";
+  }
+
+  function contextAt() {
+    var before = text.value.slice(0, text.selectionStart);
+    var lines = text.value.split("\n");
+    var row = before.split("\n").length - 1;
+    var line = before.slice(before.lastIndexOf("\n") + 1);
+    var indent = /^ */.exec(line)[0].length;
+    var m = /^ *- *([a-z_]*)$/.exec(line);
+    if (m) {
+      var section = sectionOf(lines, row, indent + 1);
+      if (section === "ops" || section === "setup") {
+        var ops = opsOf(section);
+        return { what: "operation", word: m[1], items: Object.keys(ops).map(function (name) {
+          var params = paramsOf(ops[name]);
+          var required = params && params.required ? params.required : [];
+          return { label: name, text: name + ": {" + required.map(function (p) { return p + ": "; }).join(", ") + "}" };
+        }) };
+      }
+    }
+    m = /^ *- *([a-z_]+): *\{([^}]*)$/.exec(line);
+    if (m) {
+      var sectionOfOp = sectionOf(lines, row, indent + 1);
+      var params = paramsOf(opsOf(sectionOfOp === "setup" ? "setup" : "ops")[m[1]]);
+      if (!params) { return null; }
+      var inside = m[2];
+      var value = /([a-z_]+): *([A-Za-z0-9_#.-]*)$/.exec(inside);
+      if (value) {
+        var spec = params.properties[value[1]] || {};
+        var words = spec.enum || (spec.type === "boolean" ? ["true", "false"] : null);
+        if (!words) { return null; }
+        return { what: value[1], word: value[2], items: words.map(function (w) { return { label: String(w), text: String(w) }; }) };
+      }
+      var word = /([a-z_]*)$/.exec(inside)[1];
+      var present = inside.split(",").map(function (part) { return part.split(":")[0].trim(); });
+      return { what: m[1] + " parameter", word: word, items: Object.keys(params.properties)
+        .filter(function (p) { return present.indexOf(p) < 0 || p === word; })
+        .map(function (p) { return { label: p, text: p + ": " }; }) };
+    }
+    m = /^([a-z_]*)$/.exec(line);
+    if (m && schema) {
+      return { what: "top-level key", word: m[1], items: Object.keys(schema.properties).map(function (k) {
+        return { label: k, text: k + ":" };
+      }) };
+    }
+    return null;
+  }
+
+  function suggest() {
+    if (!bar) { return; }
+    var ctx = document.activeElement === text || document.activeElement === bar || bar.contains(document.activeElement) ? contextAt() : null;
+    var items = ctx ? ctx.items.filter(function (it) { return it.label.indexOf(ctx.word) === 0 && it.label !== ctx.word; }) : [];
+    offered = items.slice(0, 9).map(function (it) { return { word: ctx.word, text: it.text, label: it.label }; });
+    if (!offered.length) { bar.hidden = true; bar.replaceChildren(); return; }
+    var frag = document.createDocumentFragment();
+    var what = document.createElement("span");
+    what.className = "ed-complete-what";
+    what.textContent = ctx.what + ":";
+    frag.appendChild(what);
+    offered.forEach(function (it, i) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "btn";
+      b.setAttribute("data-complete", String(i));
+      b.setAttribute("aria-keyshortcuts", "Alt+" + (i + 1));
+      b.textContent = it.label;
+      frag.appendChild(b);
+    });
+    bar.replaceChildren(frag);
+    bar.hidden = false;
+  }
+
+  function complete(i) {
+    var it = offered[i];
+    if (!it) { return; }
+    text.focus();
+    var at = text.selectionStart;
+    text.setSelectionRange(at - it.word.length, at);
+    insert(it.text);
+    // Inside "{a: , b: }": the caret goes to the first value to fill in.
+    var gap = it.text.indexOf(": ", it.text.indexOf("{"));
+    if (it.text.slice(-1) === "}" && it.text.slice(-2) !== "{}" && gap > 0) {
+      var start = text.selectionStart - it.text.length + gap + 2;
+      text.setSelectionRange(start, start);
+    }
+    suggest();
+  }
+
+  if (bar) {
+    bar.addEventListener("mousedown", function (ev) { ev.preventDefault(); }); // keep the caret
+    bar.addEventListener("click", function (ev) {
+      var b = ev.target.closest ? ev.target.closest("button[data-complete]") : null;
+      if (b) { complete(Number(b.getAttribute("data-complete"))); }
+    });
+    text.addEventListener("keydown", function (ev) {
+      if (ev.altKey && !ev.ctrlKey && !ev.metaKey && /^[1-9]$/.test(ev.key) && offered[Number(ev.key) - 1]) {
+        ev.preventDefault();
+        complete(Number(ev.key) - 1);
+      }
+    });
+    ["input", "click", "keyup", "focus"].forEach(function (type) { text.addEventListener(type, suggest); });
+  }
+
+  // --- highlighting (issue 15 item 7) -----------------------------------------------------------
+  // The YAML's keys, strings, numbers and booleans, comments and punctuation, drawn in the
+  // <pre> under the textarea (a token at a time, as text nodes: nothing is parsed as HTML).
+  var field = document.getElementById("ed-field");
+  var hl = document.getElementById("ed-hl");
+  var TOKEN = /((?<=^|\s)#.*$)|((?<=^|[\s\[{,:])(?:"(?:[^"\\]|\\.)*"?|'(?:[^']|'')*'?))|(^\s*-\s+|^\s*-$)|([A-Za-z_][A-Za-z0-9_.-]*)(?=\s*:(?:\s|$))|(\b(?:true|false|null|yes|no)\b|(?<![\w#.-])-?\d+(?:\.\d+)?(?![\w.]))|([{}\[\],:>|])/g;
+  var CLASSES = ["y-com", "y-str", "y-pun", "y-key", "y-num", "y-pun"];
+
+  function paintLine(line, frag) {
+    var at = 0;
+    var m;
+    TOKEN.lastIndex = 0;
+    while ((m = TOKEN.exec(line)) !== null) {
+      if (m[0] === "") { TOKEN.lastIndex++; continue; }
+      if (m.index > at) { frag.appendChild(document.createTextNode(line.slice(at, m.index))); }
+      var group = 1;
+      while (group < m.length && m[group] === undefined) { group++; }
+      var span = document.createElement("span");
+      span.className = CLASSES[group - 1] || "";
+      span.textContent = m[0];
+      frag.appendChild(span);
+      at = m.index + m[0].length;
+      if (group === 1) { break; } // a comment runs to the end of the line
+    }
+    if (at < line.length) { frag.appendChild(document.createTextNode(line.slice(at))); }
+  }
+
+  function paint() {
+    if (!field || !hl) { return; }
+    var frag = document.createDocumentFragment();
+    var lines = text.value.split("\n");
+    var block = -1; // the indent of the key whose block scalar (> or |) the lines continue
+    lines.forEach(function (line) {
+      var indent = /^ */.exec(line)[0].length;
+      if (block >= 0 && (line.trim() === "" || indent > block)) {
+        frag.appendChild(document.createTextNode(line + "\n")); // prose: nothing to colour
+        return;
+      }
+      block = /:\s*[>|][-+]?\s*(#.*)?$/.test(line) ? indent : -1;
+      paintLine(line, frag);
+      frag.appendChild(document.createTextNode("\n"));
+    });
+    frag.appendChild(document.createTextNode("\n")); // room for the textarea's last line
+    hl.replaceChildren(frag);
+    syncScroll();
+    field.classList.add("painted");
+  }
+
+  function syncScroll() {
+    if (!hl) { return; }
+    hl.scrollTop = text.scrollTop;
+    hl.scrollLeft = text.scrollLeft;
+  }
+
+  paint();
+  text.addEventListener("input", paint);
+  text.addEventListener("scroll", syncScroll);
+
   text.addEventListener("input", renderGutter);
   text.addEventListener("scroll", function () { gutter.scrollTop = text.scrollTop; });
   text.addEventListener("blur", function () { escArmed = false; });

@@ -26,6 +26,7 @@ from app.schemas import (
     ScenarioDocument,
     ScenarioSummary,
 )
+from app.security import site_url
 from app.service import (
     CLIENT_GONE,
     BadInput,
@@ -35,7 +36,7 @@ from app.service import (
     disconnected,
     resolve_scenario,
 )
-from app.urls import APP
+from app.urls import APP, Urls
 
 router = APIRouter(prefix="/api", tags=["api"], responses=ERRORS)
 ScenarioId = Annotated[str, Path(pattern=SCENARIO_ID, examples=["madv-free-vs-dio"])]
@@ -70,6 +71,28 @@ def summary(scenario: engine.Scenario) -> dict[str, Any]:
 def list_scenarios(catalog: CatalogDep) -> JSONResponse:
     """The catalog, seed-thread scenarios first."""
     return JSONResponse([summary(sc) for sc in catalog.values()])
+
+
+@router.get(
+    "/schema/scenario.json",
+    responses={
+        200: {
+            "description": "a JSON Schema (draft 2020-12)",
+            "content": {"application/schema+json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+def scenario_schema(request: Request) -> JSONResponse:
+    """The scenario language as a JSON Schema, made by the engine from its own registries:
+    for completion and checks in editors (yaml-language-server: put
+    `# yaml-language-server: $schema=<this URL>` at the top of a scenario file)."""
+    settings = request.app.state.settings
+    base = site_url(
+        request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
+    )
+    schema = engine.scenario_schema(Urls(base).path("/api/schema/scenario.json"))
+    headers = {} if settings.public_url else {"Vary": "Host"}  # its $id names the site
+    return JSONResponse(schema, media_type="application/schema+json", headers=headers)
 
 
 @router.get("/scenarios/{scenario_id}", response_model=ScenarioDocument)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.errors import PageError, error_page
-from app.rooms import CreationLimit
+from app.limits import SharedLimit
 from app.schemas import ERRORS, ShortLink, ShortLinkRequest
 from app.security import site_url
 from app.service import BadInput, client_of
@@ -49,9 +51,9 @@ def _relative(link: str, request: Request) -> str:
 async def make_short_link(body: ShortLinkRequest, request: Request) -> JSONResponse:
     """A short, content-addressed link (/z/{id}) to a dashboard or editor address: the same
     address always gets the same id. The long address keeps working without it."""
-    limit: CreationLimit = request.app.state.link_creations
+    limit: SharedLimit = request.app.state.link_creations
     client = client_of(request)
-    wait = limit.blocked(client)
+    wait = await limit.blocked(client)
     if wait > 0:
         detail = f"too many short links from this client; try again in {math.ceil(wait)} s"
         headers = {"Retry-After": str(math.ceil(wait))}
@@ -68,7 +70,7 @@ async def make_short_link(body: ShortLinkRequest, request: Request) -> JSONRespo
         detail = f"the short-link store cannot be reached ({err}); the long link still works"
         headers = {"Retry-After": str(STORE_DOWN_RETRY_S)}
         return JSONResponse({"detail": detail, "errors": []}, status_code=503, headers=headers)
-    limit.count(client)
+    await limit.count(client)
     base = site_url(
         request.scope, str(request.base_url), settings.public_url, settings.allowed_hosts
     )
@@ -94,7 +96,7 @@ async def follow_short_link(link_id: str, request: Request) -> Response:
         )
     store: LinkStore = request.app.state.links
     try:
-        target = await store.get(link_id)
+        found = await store.get(link_id)
     except LinkStoreDown:
         return error_page(
             request,
@@ -104,17 +106,35 @@ async def follow_short_link(link_id: str, request: Request) -> Response:
                 ["the link store cannot be reached; try again soon, or use the long link"],
             ),
         )
-    if target is None:
+    settings = request.app.state.settings
+    if found is not None and found.expired(settings.links_ttl_s, time.time()):
+        assert found.created is not None
+        made = datetime.fromtimestamp(found.created, UTC).strftime("%Y-%m-%d")
+        return error_page(
+            request,
+            PageError(
+                410,
+                "This short link has expired",
+                [
+                    f"{Urls.of(request).short(link_id)} was made on {made}; short links on "
+                    f"this server last {settings.links_ttl_days:g} days from when they were "
+                    "last made (PAGERACE_LINKS_TTL_DAYS)",
+                    "ask whoever sent it for the long link (/s/...), which never expires, "
+                    "or make a new short link from it",
+                ],
+            ),
+        )
+    if found is None:
         return error_page(
             request,
             PageError(
                 404,
                 "Unknown short link",
                 [
-                    f"{Urls.of(request).short(link_id)} was not made on this server (or its "
-                    "link store was reset); "
+                    f"{Urls.of(request).short(link_id)} was not made on this server (or it "
+                    "expired long ago, or its link store was reset); "
                     "long links (/s/...) always work on their own"
                 ],
             ),
         )
-    return RedirectResponse(Urls.of(request).path(target), status_code=303)
+    return RedirectResponse(Urls.of(request).path(found.target), status_code=303)

@@ -39,7 +39,7 @@ from app.links import (
 from app.outcomes import dashboard_outcomes
 from app.runref import RunRef
 from app.schemas import JSON_ERRORS
-from app.security import cross_site_subresource
+from app.security import cross_site_subresource, embed_policy
 from app.service import (
     CLIENT_GONE,
     BadInput,
@@ -51,7 +51,7 @@ from app.service import (
     resolve_scenario,
     shortest_violation,
 )
-from app.urls import Urls
+from app.urls import EmbedUrls, Urls
 
 router = APIRouter(include_in_schema=False)
 # The dashboard's Export links are pages' URLs (a link's query) but files, documented as such.
@@ -163,6 +163,7 @@ def _target(request: Request, catalog: Catalog, settings: Settings, scenario_id:
         digest=params.get("d") or None,
         packed=s,
         compare=params.get("cmp") or None,
+        engine_version=params.get("e") or None,
     )
     diff = params.get("diff", "")
     focus = int(diff) if diff.isascii() and diff.isdigit() and len(diff) <= 9 else None
@@ -182,6 +183,32 @@ def _frame(request: Request, templates: TemplatesDep, dash: Dashboard) -> Respon
     following = request.query_params.get("live") == "1"
     headers = {} if following else {"HX-Replace-Url": dash.page_url}
     return templates.TemplateResponse(request, "_frame_response.html", {"d": dash}, headers=headers)
+
+
+@router.get("/embed/s/{scenario_id}", response_class=HTMLResponse, include_in_schema=False)
+def embed_page(
+    scenario_id: str,
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    templates: TemplatesDep,
+) -> Response:
+    """The dashboard at the link's step, read-only and framable (issue 15 item 8): for course
+    pages and articles. Server-rendered, no script; its ◀ ▶ walk the link's schedule inside
+    the frame, and "Open in pagerace" opens the full dashboard at that step."""
+    try:
+        target = _target(request, catalog, settings, scenario_id)
+        embedded = replace(target, urls=EmbedUrls(target.urls.root))
+        dash = _dashboard(embedded, scenario_id)
+    except engine.InputError as err:
+        return error_page(request, err)
+    sid = target.scenario.id if target.link.packed else scenario_id
+    full = target.urls.page(sid, dash.ref)  # the same step on the full dashboard
+    response = templates.TemplateResponse(request, "embed.html", {"d": dash, "full_url": full})
+    response.headers["Content-Security-Policy"] = embed_policy(settings.embed_ancestors)
+    # Framed by another site's page: the document is its subresource, as far as CORP goes.
+    response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
 
 
 @router.get("/s/{scenario_id}", response_class=HTMLResponse)

@@ -31,11 +31,11 @@ from app.config import Settings
 from app.dashboard import Dashboard, build_dashboard
 from app.deps import CatalogDep, ExplorerDep, SettingsDep, TemplatesDep
 from app.errors import PageError, error_message, error_page
+from app.limits import SharedLimit
 from app.rooms import (
     ROOM_ID_PATTERN,
     STORE_DOWN_RETRY_S,
     Broker,
-    CreationLimit,
     RoomEnded,
     RoomError,
     RoomGone,
@@ -129,23 +129,23 @@ def shown_by(session: RunSession) -> RunRef | None:
 LATE_OUTCOMES = ("outcomes_url", "states", "interleavings")
 
 
-def guessing_wait(conn: Request | WebSocket) -> float:
+async def guessing_wait(conn: Request | WebSocket) -> float:
     """Seconds this client must wait before looking up another room (0: it may now)."""
-    misses: CreationLimit = conn.app.state.room_misses
-    return misses.blocked(client_of(conn))
+    misses: SharedLimit = conn.app.state.room_misses
+    return await misses.blocked(client_of(conn))
 
 
 def too_many_misses(conn: Request | WebSocket, wait: float) -> str:
-    misses: CreationLimit = conn.app.state.room_misses
+    misses: SharedLimit = conn.app.state.room_misses
     return (
         f"too many lookups of rooms that do not exist from this client (at most "
         f"{misses.per_client} per {misses.window_s:g} s); try again in {math.ceil(wait)} s"
     )
 
 
-def missed(conn: Request | WebSocket) -> None:
-    misses: CreationLimit = conn.app.state.room_misses
-    misses.count(client_of(conn))
+async def missed(conn: Request | WebSocket) -> None:
+    misses: SharedLimit = conn.app.state.room_misses
+    await misses.count(client_of(conn))
 
 
 def follow_url(request: Request | WebSocket, room: str) -> str:
@@ -173,8 +173,8 @@ def follow_url(request: Request | WebSocket, room: str) -> str:
 async def create_room(body: RoomRequest, request: Request, catalog: CatalogDep) -> JSONResponse:
     """A live room: the presenter token drives it, the follow URL watches it."""
     # Checked first, before any replay: a refused client must cost next to nothing.
-    limit: CreationLimit = request.app.state.room_creations
-    wait = limit.retry_after(client_of(request))
+    limit: SharedLimit = request.app.state.room_creations
+    wait = await limit.retry_after(client_of(request))
     if wait > 0:
         detail = (
             f"too many rooms from this client (at most {limit.per_client} per "
@@ -232,7 +232,7 @@ async def live_page(
     room: str, request: Request, catalog: CatalogDep, templates: TemplatesDep
 ) -> Response:
     """The follower's view: the room's current step, rendered on the server, kept in sync."""
-    wait = guessing_wait(request)
+    wait = await guessing_wait(request)
     if wait > 0:
         page = error_page(
             request, PageError(429, "Too many unknown rooms", [too_many_misses(request, wait)])
@@ -243,7 +243,7 @@ async def live_page(
     try:
         record = await broker.get(room) if _valid_room(room) else None
         if record is None:
-            missed(request)
+            await missed(request)
             gone = await broker.missing(room) if _valid_room(room) else None
     except StoreDown as err:
         page = error_page(request, PageError(503, "Live rooms are down", [str(err)]))
@@ -321,14 +321,14 @@ async def ws_room(
         # A close reason is at most 123 bytes of UTF-8.
         await websocket.close(err.code, str(err).encode()[:120].decode("utf-8", "ignore"))
 
-    wait = guessing_wait(websocket)
+    wait = await guessing_wait(websocket)
     if wait > 0:
         await refuse(RoomError(too_many_misses(websocket, wait), 4429))
         return
     try:
         record = await broker.get(room) if _valid_room(room) else None
         if record is None:
-            missed(websocket)
+            await missed(websocket)
             gone = await broker.missing(room) if _valid_room(room) else None
             await refuse(gone or RoomGone(room[:40], broker.settings.idle_s))
             return

@@ -101,7 +101,7 @@ def dma_read_op(ctx: Ctx) -> Effect | Blocked:
                 ctx,
                 key,
                 value,
-                f"the device read through {ctx.name}'s GUP of {key}",
+                f"the device reading through {ctx.name}'s GUP of {key}",
                 allowed=oracle.device_allowed(exp),
                 stale=f"the device read stale data from {page_name(index)}, "
                 "not the page the process now sees there",
@@ -188,7 +188,7 @@ def read_pipe_op(ctx: Ctx) -> Effect | Blocked:
     else:
         refs.live(ctx, index, gen, "pipe_read")
         value = ctx.w.page(index).data
-    oracle.observe(ctx, f"{ctx.proc}:pipe({ctx.name})", value, f"{ctx.proc} reads the pipe:")
+    oracle.observe(ctx, f"{ctx.proc}:pipe({ctx.name})", value, f"{ctx.proc} reading the pipe")
     expect = ctx.p("expect")
     if expect and value != expect and not ctx.events:
         ctx.violate("lost_write", f"the pipe holds {value!r}; the scenario expects {expect!r}")

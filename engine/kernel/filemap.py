@@ -103,7 +103,7 @@ def lookup_load(ctx: Ctx) -> Effect:
     index = ctx.w.file(name).cache
     if index < 0:
         disk = ctx.w.file(name).disk
-        oracle.observe(ctx, f"file:{name}", disk, f"a read of {name}:")
+        oracle.observe(ctx, f"file:{name}", disk, f"a read of {name}")
         ctx.next_op()
         return ctx.effect("xas_load", f"no page cached for {name}: read {disk!r} from disk")
     exp = ctx.w.expected(f"file:{name}")
@@ -159,7 +159,7 @@ def lookup_copy(ctx: Ctx) -> Effect:
     value = ctx.w.page(index).data
     # The read took effect when it found the page: what was legal then is still legal.
     if value not in lookup(ctx).legal:
-        oracle.observe(ctx, f"file:{name}", value, f"a read of {name}:")
+        oracle.observe(ctx, f"file:{name}", value, f"a read of {name}")
     refs.put(ctx, index, gen=gen, what="folio_put")
     ctx.next_op()
     return ctx.effect("copy_page_to_iter", f"the read of {name} returns {value!r}; folio_put")

@@ -115,10 +115,19 @@ def copy_pte(ctx: Ctx) -> Effect | Blocked:
     # child's mapping alone does not keep the page from reclaim.
     ctx.w = ctx.w.set_pte(child, addr, pte.evolve(write=False, young=False))
     ctx.goto(wrprotect, addr=addr, i=i + 1)
+    # Why a page with pins is shared anyway (review M2: the sentence said "does not look
+    # pinned" beside pins 1): which of page_needs_cow_for_dma's tests let it through.
+    if not pinned:
+        why = "does not look pinned"
+    elif ctx.cfg.on("fork_copy_pinned") and not proc.has_pinned:
+        why = f"is pinned, but {parent}'s mm has no has_pinned mark yet"
+    elif ctx.cfg.on("anon_exclusive"):
+        why = "is pinned, but not PG_anon_exclusive"
+    else:
+        why = "is pinned, but this kernel's fork never checks for pins"
     return ctx.effect(
         "copy_present_pte",
-        f"{page_name(index)} does not look pinned: {child} shares it "
-        f"({refs.refs_note(ctx, index)})",
+        f"{page_name(index)} {why}: {child} shares it ({refs.refs_note(ctx, index)})",
     )
 
 

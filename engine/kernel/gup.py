@@ -316,7 +316,9 @@ def read_pte(ctx: Ctx, pte: Pte | None, pmd: Pmd | None, seq: int) -> Effect:
             f"{page_name(folio)}",
         )
     return ctx.effect(
-        "ptep_get_lockless", f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}"
+        "ptep_get_lockless",
+        f"{ctx.name} reads the PTE at {addr}: {page_name(pte.page)}",
+        f"ptep_get_lockless()  /* present: {page_name(pte.page)} */",
     )
 
 

@@ -38,6 +38,9 @@ class Effect(NamedTuple):
     function: str
     note: str
     events: tuple[tuple[str, str], ...] = ()  # (violation name, sentence)
+    # The call as the diagram tells it, with its argument and outcome, for a step whose
+    # outcome is the point ("folio_ref_freeze(folio, 1) fails: ref 2"); "" prints `function()`.
+    call: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +148,10 @@ class Ctx:
         self.w = self.w.record(name)
         self.events.append((name, message))
 
-    def effect(self, function: str, note: str) -> Effect:
-        """What this step did: the kernel function it models and one sentence."""
-        return Effect(self.world(), function, note, tuple(self.events))
+    def effect(self, function: str, note: str, call: str = "") -> Effect:
+        """What this step did: the kernel function it models and one sentence (and, when
+        its outcome is the point, the call with its argument and outcome: `call`)."""
+        return Effect(self.world(), function, note, tuple(self.events), call)
 
 
 StepFn = Callable[[Ctx], "Effect | Blocked"]

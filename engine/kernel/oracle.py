@@ -105,7 +105,7 @@ def observe(
     shown = " or ".join(repr(v) for v in legal)
     if leak:
         by = ", ".join(sorted(w.removeprefix("other=") for w in writers))
-        ctx.violate("data_leak", f"{what} shows {value!r}, written by {by}; expected {shown}")
+        ctx.violate("data_leak", f"{what} gets {value!r}, written by {by}; expected {shown}")
     else:
         tail = f": {stale}" if stale else ""
-        ctx.violate("lost_write", f"{what} shows {value!r}; the latest write was {shown}{tail}")
+        ctx.violate("lost_write", f"{what} gets {value!r}; the latest write was {shown}{tail}")

@@ -568,41 +568,50 @@ def freeze_lazyfree(ctx: Ctx) -> Effect:
         return ctx.effect(
             "folio_ref_freeze",
             f"(what if: no freeze) refcount of {page_name(index)} forced from {p.ref} to 0",
+            f"no folio_ref_freeze (what if): ref {p.ref} -> 0",
         )
+    # shrink_folio_list: `if (!folio_ref_freeze(folio, 1)) goto keep_locked;`
     if p.ref != 1:
         ctx.goto(putback, activate=False)
-        return ctx.effect(
-            "folio_ref_freeze", f"freeze(1) fails: ref={p.ref}, someone else holds it: keep"
-        )
+        call = f"folio_ref_freeze(folio, 1) fails: ref {p.ref}"
+        return ctx.effect("folio_ref_freeze", f"{call}, someone else holds it: keep", call)
     refs.update(ctx, index, p.evolve(ref=0))
     if not ctx.cfg.on("lazyfree_no_dirty_after_freeze") and p.has(DIRTY):
         refs.update(ctx, index, ctx.w.page(index).evolve(ref=1))
         ctx.goto(putback, activate=False)
         return ctx.effect(
-            "folio_ref_freeze", "frozen, but PG_dirty is set: folio_ref_unfreeze(1), keep"
+            "folio_ref_freeze",
+            "folio_ref_freeze(folio, 1) succeeds, but PG_dirty is set: "
+            "folio_ref_unfreeze(folio, 1), keep",
+            "folio_ref_freeze(folio, 1) succeeds; PG_dirty: unfreeze",
         )
     ctx.goto(free_it)
-    return ctx.effect("folio_ref_freeze", f"{page_name(index)} frozen: refcount 1 -> 0")
+    return ctx.effect(
+        "folio_ref_freeze",
+        f"folio_ref_freeze(folio, 1) succeeds: {page_name(index)} frozen, refcount 1 -> 0",
+        "folio_ref_freeze(folio, 1) succeeds",
+    )
 
 
 @SHRINK.step
 def remove_freeze(ctx: Ctx) -> Effect:
     index, p = page(ctx)
-    expected = 2  # the isolation reference + the page cache / swap cache
+    # __remove_mapping: `refcount = 1 + folio_nr_pages(folio)`: the isolation reference and
+    # the page cache's / swap cache's.
+    expected = 2
     if p.ref != expected:
         ctx.goto(putback, activate=False)
-        return ctx.effect(
-            "folio_ref_freeze", f"__remove_mapping: freeze({expected}) fails, ref={p.ref}: keep"
-        )
+        call = f"folio_ref_freeze(folio, {expected}) fails: ref {p.ref}"
+        return ctx.effect("folio_ref_freeze", f"__remove_mapping: {call}: keep", call)
     refs.update(ctx, index, p.evolve(ref=0))
+    call = f"folio_ref_freeze(folio, {expected}) succeeds"
+    why = (
+        f"__remove_mapping: folio_ref_freeze(folio, {expected}) succeeds, {page_name(index)} frozen"
+    )
     if ctx.cfg.on("freeze_before_dirty"):
         ctx.goto(remove_test_dirty)
-        return ctx.effect(
-            "folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}: ref 2 -> 0"
-        )
-    return delete_from_cache(
-        ctx, "folio_ref_freeze", f"__remove_mapping freezes {page_name(index)}"
-    )
+        return ctx.effect("folio_ref_freeze", f"{why}: ref {expected} -> 0", call)
+    return delete_from_cache(ctx, "folio_ref_freeze", why, call)
 
 
 @SHRINK.step
@@ -621,7 +630,7 @@ def remove_test_dirty(ctx: Ctx) -> Effect:
     return ctx.effect("folio_test_dirty", f"(what if: dirty first) {page_name(index)} is clean")
 
 
-def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
+def delete_from_cache(ctx: Ctx, function: str, why: str, call: str = "") -> Effect:
     index, p = page(ctx)
     if p.has(SWAPCACHE):
         swap.uncache(ctx, p.swap)
@@ -632,7 +641,7 @@ def delete_from_cache(ctx: Ctx, function: str, why: str) -> Effect:
         ctx.w = ctx.w.set_file(name, ctx.w.file(name).evolve(cache=-1))
         where = f"the page cache of {name}"
     ctx.goto(free_it)
-    return ctx.effect(function, f"{why}: removed from {where}")
+    return ctx.effect(function, f"{why}: removed from {where}", call)
 
 
 def flush(ctx: Ctx) -> str:

@@ -240,3 +240,15 @@ def test_diagram_can_leave_the_replay_link_out(
     assert "point of no return" in text  # review M1: the decisive step is in it
     bad = client.post("/api/diagram?replay=perhaps", json=body)
     assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "query.replay"
+
+
+def test_the_scenario_schema_is_published(client: TestClient) -> None:
+    """Issue 15 item 7: the engine's JSON Schema of the language, for editors."""
+    response = client.get("/api/schema/scenario.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/schema+json")
+    schema = response.json()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] == "http://testserver/api/schema/scenario.json"
+    assert "gup_fast" in schema["properties"]["setup"]["items"]["properties"]
+    assert client.head("/api/schema/scenario.json").status_code == 200

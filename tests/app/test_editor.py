@@ -363,3 +363,19 @@ def test_the_editor_and_the_dashboard_share_one_outcomes_fragment(client: TestCl
     # The page includes the very fragment Explore swaps in (but for the time it took).
     took = re.compile(r"\d+ ms")
     assert took.sub("", edit.text) in took.sub("", page.text)
+
+
+def test_problems_are_listed_in_line_order() -> None:
+    """Review M10 item 8: with two problems, line 9's was listed before line 6's."""
+    text = (
+        "id: two-problems\n"
+        "title: two problems\n"
+        "actors:\n"
+        "  - name: dio\n"
+        "    ops:\n"
+        "      - gup_fast: {addr: buf, mode: grab}\n"
+        "variants:\n"
+        '  k5.11: {kernel: "5.11"}\n'
+    )
+    lines = [p.line for p in check_text(text, 256 * 1024).problems if p.line is not None]
+    assert len(lines) >= 2 and lines == sorted(lines), lines

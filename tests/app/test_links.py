@@ -42,9 +42,9 @@ def _encode_list() -> str:
 
 def test_query_keeps_commas_readable() -> None:
     params = RunRef(variant="buggy", schedule=("dio", "kswapd"), at=2, digest="abc123")
-    assert params.query() == "v=buggy&t=dio,kswapd&at=2&d=abc123"
+    assert params.query() == "v=buggy&t=dio,kswapd&at=2&d=abc123&e=1"
     assert params.on_variant("fixed", coming_from="buggy").query() == (
-        "v=fixed&t=dio,kswapd&at=2&d=abc123&cmp=buggy"
+        "v=fixed&t=dio,kswapd&at=2&d=abc123&e=1&cmp=buggy"
     )
 
 

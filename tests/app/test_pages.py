@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
 import engine
+import engine.lang.catalog
 from app.config import Settings
 from app.links import encode_doc
 from app.main import create_app
@@ -261,3 +263,66 @@ def test_a_shared_link_unfurls_with_title_kernel_and_verdict(
     assert description and description.group(1).startswith("Kernel 5.17 (buggy): breaks lost_write")
     start = client.get("/s/madv-free-vs-dio?v=fixed", headers={"accept": "text/html"}).text
     assert 'content="Kernel 5.18 (fixed): no invariant broken at step 0 of 0.' in start
+
+
+def test_an_unknown_scenario_suggests_the_nearest_ids(client: TestClient) -> None:
+    """Review M3: `/s/madv-free-vs-dio-old` listed the catalog but named no nearest match."""
+    response = client.get(f"/s/{SEED}-old")
+    assert response.status_code == 404
+    assert f"did you mean &#39;{SEED}&#39;?" in response.text
+    api = client.post("/api/run", json={"scenario": "madv-free-vs-dia"})
+    assert api.status_code == 404 and f"did you mean '{SEED}'" in api.json()["detail"]
+    far = client.get("/s/zzzzzzzz")
+    assert far.status_code == 404 and "did you mean" not in far.text
+
+
+def test_the_steps_after_one_that_does_not_apply_are_named(client: TestClient) -> None:
+    """Review M3: with `t=dio,dio,cpu1,kswapd` the steps after the bad one were dropped
+    silently."""
+    page = client.get(f"/s/{SEED}?v=buggy&t=dio,dio,cpu1,kswapd,dio").text
+    assert "Showing the 2 step(s) before it" in page
+    assert "its 2 later step(s) (kswapd,dio) are not replayed either" in page
+    last = client.get(f"/s/{SEED}?v=buggy&t=dio,dio,cpu1").text
+    assert "Showing the 2 step(s) before it." in last
+
+
+def test_each_actor_shows_what_its_next_step_would_do(client: TestClient) -> None:
+    """Issue 15 item 7 (Spectacle's successor view): before a step is taken, its actor's
+    column says what it would do, in the words the step itself will use."""
+    page = client.get(f"/s/{SEED}?v=buggy").text
+    assert 'aria-describedby="preview-1"' in page
+    assert "ptep_get_lockless: dio reads the PTE at buf: P0" in page
+    assert "isolate_lru_folio: kswapd takes P0 off" in page
+    # What the preview said is what the step then does.
+    stepped = client.get(f"/s/{SEED}?v=buggy&t=dio&at=1").text
+    assert "dio reads the PTE at buf: P0" in stepped
+    # A finished actor has no preview, only its reason.
+    schedule = "dio,dio,dio,kswapd,kswapd,kswapd,kswapd,kswapd,dio,dio,dio,kswapd,kswapd"
+    done = client.get(f"/s/{SEED}?v=buggy&t={schedule}").text
+    assert 'id="preview-' not in done
+
+
+def test_an_old_links_warning_names_the_version_it_was_made_on(client: TestClient) -> None:
+    """Review M3 / issue 15 item 4: a link from an older version says what changed, naming
+    the scenario's previous text (engine/scenarios/history.json, from git)."""
+    history = json.loads(
+        (engine.lang.catalog.CATALOG_DIR / "history.json").read_text(encoding="utf-8")
+    )
+    current = engine.load_catalog()
+    older = [
+        (sha, e)
+        for sha, e in history.items()
+        if e["id"] in current and sha != current[e["id"]].sha256
+    ]
+    if not older:
+        pytest.skip("no catalog scenario has an earlier version in git")
+    sha, entry = older[0]
+    for d in (entry["digest"], sha):
+        page = client.get(f"/s/{entry['id']}?d={d}").text
+        assert "changed since the link was made" in page
+        assert (
+            f"the link was made on its version of {entry['date']} (commit {entry['commit']}" in page
+        )
+        assert f"git show {entry['commit']}:{entry['path']}" in page
+    unknown = client.get(f"/s/{SEED}?d=000000000000").text
+    assert "no earlier version of this catalog scenario has that digest" in unknown

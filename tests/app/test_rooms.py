@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -126,7 +128,9 @@ def test_followers_mirror_every_step_in_order(
             assert "lost_write" in {v["name"] for v in last["violations"]}
             assert last["frame_url"].startswith(f"/s/{SEED}/frame?v=buggy&t=")
             assert "&live=1" in last["frame_url"]
-            assert last["page_url"].endswith(f"at={len(bug_schedule)}&d={state['digest']}")
+            assert last["page_url"].endswith(
+                f"at={len(bug_schedule)}&d={state['digest']}&e={engine.ENGINE_VERSION}"
+            )
 
 
 def test_back_goto_and_variant_switch_reach_followers(
@@ -374,3 +378,50 @@ def test_the_server_says_what_a_followers_frame_is(
         )
         assert found["frame_url"].endswith("&live=1&found=1") and "switched" not in found
         assert found["scenario_id"] == SEED
+
+
+def test_published_state_messages_are_encoded_off_the_event_loop(
+    live: TestClient, bug_schedule: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 item 2: a room's published messages (a state carries the whole run) were
+    JSON-encoded on the event loop by the broker. Every JSON encoding of a state or a
+    transition now runs in a worker thread: none on the thread running the loop."""
+    encoded: list[tuple[str, bool]] = []
+    real = json.dumps
+
+    def spy(obj: Any, *args: Any, **kwargs: Any) -> str:
+        if isinstance(obj, dict) and obj.get("type") in ("state", "transition", "error"):
+            encoded.append((str(obj["type"]), asyncio_loop_running()))
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(json, "dumps", spy)
+    room = create(live)
+    with (
+        present(live, room) as presenter,
+        live.websocket_connect(f"/ws/rooms/{room['room']}") as follower,
+    ):
+        assert receive(presenter)["type"] == "room"
+        assert receive(follower)["role"] == "follower"
+        presenter.send_json({"type": "load", "scenario": SEED, "variant": "buggy"})
+        assert receive(presenter)["type"] == "state"
+        presenter.send_json({"type": "step", "actor": bug_schedule[0]})
+        assert receive(presenter)["type"] == "transition"
+        presenter.send_json({"type": "no-such-command"})
+        assert receive(presenter)["type"] == "error"
+        assert receive(follower)["type"] == "state"
+        assert receive(follower)["type"] == "transition"
+    large = [on_loop for kind, on_loop in encoded if kind != "error"]
+    # The presenter's reply and the broker's copy of each, at least.
+    assert len(large) >= 4, encoded
+    assert not any(large), encoded
+    # The spy does see the loop: the small error is encoded on it.
+    assert any(on_loop for kind, on_loop in encoded if kind == "error"), encoded
+
+
+def asyncio_loop_running() -> bool:
+    """Whether this thread is running an event loop (the server's), not a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -143,3 +143,38 @@ def test_redis_broker_order_expiry_and_token(redis_url: str) -> None:
     # In a thread of its own: a browser test's sync Playwright may own this thread's loop.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, scenario()).result()
+
+
+def test_redis_broker_encodes_large_messages_off_the_event_loop(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 item 2: the broker's copy of a state (the whole run) and a snapshot that
+    carries a custom scenario's document are encoded in a worker thread, not on the loop."""
+    on_loop: list[tuple[str, bool]] = []
+    real = json.dumps
+
+    def spy(obj: Any, *args: Any, **kwargs: Any) -> str:
+        if isinstance(obj, dict) and ("steps" in obj or isinstance(obj.get("scenario"), dict)):
+            try:
+                asyncio.get_running_loop()
+                running = True
+            except RuntimeError:
+                running = False
+            on_loop.append(("steps" if "steps" in obj else "snapshot", running))
+        return real(obj, *args, **kwargs)
+
+    async def scenario() -> None:
+        broker = RedisBroker(RoomSettings(idle_s=5.0, max_rooms=1000), redis_url)
+        custom = RunRef({"id": "mine", "title": "x" * 1000}, "buggy")
+        try:
+            await broker.create("offloopa", token_hash("secret"), custom)
+            message = {"type": "state", "steps": [{"note": "y" * 1000}] * 50}
+            assert await broker.publish("offloopa", custom, message) == 1
+        finally:
+            await broker.close()
+
+    monkeypatch.setattr(json, "dumps", spy)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
+    assert {kind for kind, _ in on_loop} == {"steps", "snapshot"}, on_loop
+    assert not any(running for _, running in on_loop), on_loop

@@ -346,3 +346,14 @@ def test_room_tokens_are_blanked_in_server_logs() -> None:
     redact_tokens_in_logs()
     redact_tokens_in_logs()
     assert sum(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.error").filters) == 1
+
+
+def test_the_api_docs_link_back_and_follow_dark_mode(client: TestClient) -> None:
+    """Review L3: /docs had no link back to the app and stayed light in dark mode."""
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert '<nav class="docs-back"><a href="/">← pagerace</a>' in page.text
+    css = re.search(r'href="(/static/docs\.css\?v=[^"]+)"', page.text)
+    assert css, "the docs page links its stylesheet"
+    sheet = client.get(css.group(1))
+    assert sheet.status_code == 200 and "prefers-color-scheme: dark" in sheet.text

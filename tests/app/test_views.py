@@ -145,3 +145,18 @@ def test_the_timeline_counts_a_large_folio_as_a_folio() -> None:
     panel = state_panel(run.state, run.view(1), ())
     assert any(r.label == "folio" for r in panel.pages[0].rows)
     assert any(s.key == "pmds" for s in panel.sections)
+
+
+def test_the_timeline_names_the_step_shown_and_marks_differences(
+    seed: engine.Scenario, bug_schedule: tuple[str, ...]
+) -> None:
+    """Review L1: markers named their function on hover only, and the kernel comparison's
+    ≠ marks were not on the timeline."""
+    run = engine.run_schedule(seed, engine.make_config(seed), bug_schedule)
+    figure = timeline_figure(seed, run, 8, differing=(8, 11, 99))
+    shown = next(t for t in figure["data"] if t["name"] == "step shown")
+    assert shown["x"] == [8] and shown["text"] == [run.steps[7].function]
+    marks = next(t for t in figure["data"] if t["name"].startswith("≠"))
+    assert marks["x"] == [8, 11] and marks["y"] == [run.steps[7].actor, run.steps[10].actor]
+    plain = timeline_figure(seed, run, 0)
+    assert not [t for t in plain["data"] if t["name"] in ("step shown",) or t["name"][0] == "≠"]

@@ -243,3 +243,49 @@ def test_editor_links_from_catalog_and_dashboard(page: Page) -> None:
     assert page.locator("#ed-variant").input_value() == "fixed"
     page.emulate_media(color_scheme="dark")
     shot(page, "editor-dark")
+
+
+def test_completion_offers_ops_parameters_and_values_from_the_schema(page: Page) -> None:
+    """Issue 15 item 7: op and parameter completion from the engine's JSON Schema."""
+    page.goto("/edit")
+    expect(page.locator("#check-status")).to_contain_text("✓ valid")
+    page.evaluate("window.__noReload = true")
+    bar = page.locator("#ed-complete")
+    # A new op line in an actor's ops: the op names that start with what is typed.
+    place_caret(page, "# I/O completion")
+    page.keyboard.press("Enter")
+    page.keyboard.type("- gup")
+    expect(bar).to_be_visible()
+    expect(bar).to_contain_text("operation:")
+    expect(bar.get_by_role("button", name="gup_fast", exact=True)).to_be_visible()
+    bar.get_by_role("button", name="gup_fast", exact=True).click()
+    line = page.locator("#ed-text").evaluate(
+        "el => el.value.slice(0, el.selectionStart).split('\\n').pop()"
+    )
+    assert line.endswith("- gup_fast: {addr: "), line  # the caret on the first value
+    # Its parameters' allowed words, and then its other parameters.
+    page.keyboard.type("buf, mode: ")
+    expect(bar.get_by_role("button", name="pin", exact=True)).to_be_visible()
+    page.keyboard.press("Alt+2")  # the second offer: get, pin
+    page.keyboard.type(", fa")
+    expect(bar.get_by_role("button", name="fast_only", exact=True)).to_be_visible()
+    assert "- gup_fast: {addr: buf, mode: pin, fa" in editor_text(page)
+    settle(page)
+
+
+def test_the_yaml_is_highlighted_under_the_text(page: Page) -> None:
+    """Issue 15 item 7: keys, strings, numbers and comments are coloured; prose in a block
+    scalar (summary: >) is not; the drawn text is exactly the textarea's."""
+    page.goto("/edit?from=madv-free-vs-dio")
+    expect(page.locator("#ed-field")).to_have_class(re.compile(r"\bpainted\b"))
+    hl = page.locator("#ed-hl")
+    expect(hl.locator(".y-key", has_text="gup_fast")).to_have_count(1)
+    expect(hl.locator(".y-str", has_text='"5.17"').first).to_be_attached()
+    assert hl.locator(".y-key", has_text="mapping").count() == 0  # inside the summary's prose
+    drawn = hl.evaluate("el => el.textContent")
+    assert drawn == editor_text(page) + "\n\n"
+    # It follows typing.
+    place_caret(page, "id: madv-free-vs-dio")
+    page.keyboard.type("  # mine")
+    expect(hl.locator(".y-com", has_text="# mine")).to_have_count(1)
+    settle(page)

@@ -734,3 +734,38 @@ def test_l3_phone_dashboard_has_touch_sized_targets_and_no_keyboard_help(
         expect(page.locator('[data-field="P0.refcount"] dd')).not_to_contain_text("1 mappings")
     finally:
         context.close()
+
+
+# --- M1, M2, L1: the diagram's decisive calls, fork's sentence, the timeline ------------------
+
+
+def test_m1_the_copied_diagram_tells_the_freeze_and_its_outcome(page: Page) -> None:
+    """`folio_ref_freeze()` had no argument and no outcome, `ptep_get_lockless()` no
+    `/* present */`, and the punchline read "app would read buf: shows '0'"."""
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=13")
+    page.click("#btn-copy-diagram")
+    diagram = page.locator("#diagram-text")
+    expect(diagram).to_contain_text("folio_ref_freeze(folio, 1) succeeds")
+    expect(diagram).to_contain_text("ptep_get_lockless()  /* present: P0 */")
+    expect(diagram).to_contain_text("app reading buf at the end gets '0'")
+    assert "folio_ref_freeze()" not in diagram.inner_text()
+    # The step log and the narration tell the same call.
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=12")
+    expect(page.locator("#narration")).to_contain_text("folio_ref_freeze(folio, 1) succeeds")
+
+
+def test_m2_fork_does_not_say_unpinned_beside_a_pin(page: Page) -> None:
+    page.goto(
+        "/s/gup-fast-vs-fork?v=buggy&t=driver,driver,app,app,driver,app,app,app,app,driver,driver&at=4"
+    )
+    narration = page.locator("#narration")
+    expect(narration).to_contain_text("may be DMA-pinned")
+    expect(narration).not_to_contain_text("does not look pinned")
+
+
+def test_l1_the_timeline_names_the_step_and_marks_differences(page: Page) -> None:
+    page.goto(f"/s/{SEED}?{BUGGY_13}&at=8".replace("v=buggy", "v=fixed") + "&cmp=buggy")
+    wait_timeline(page)
+    texts = page.locator("#timeline .textpoint text")
+    expect(texts.filter(has_text="≠").first).to_be_attached()
+    expect(texts.filter(has_text="try_to_unmap_one")).to_have_count(1)

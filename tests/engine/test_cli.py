@@ -127,7 +127,7 @@ def test_diagram_of_the_buggy_example(capsys: pytest.CaptureFixture[str]) -> Non
     assert markdown.startswith("**") and "```text\n" in markdown and out in markdown
     assert all(len(line) <= 100 for line in lines)
     assert out.isascii()
-    for function in ("ptep_get_and_clear()", "try_to_unmap_one()", "folio_ref_freeze()"):
+    for function in ("ptep_get_and_clear()", "try_to_unmap_one()", "folio_ref_freeze(folio, 1) "):
         assert function in out
 
 

@@ -78,3 +78,45 @@ def test_after_the_fix_the_decisive_line_says_what_the_fix_does() -> None:
     note = " ".join(line.strip("# ").strip() for line in lines[close + 1 : close + 4])
     assert "folio_set_swapbacked" in note and "restores the PTE" in note
     assert not any("point of no return" in line for line in lines)
+
+
+def test_a_freeze_is_told_with_its_expected_count_and_outcome() -> None:
+    """Review M1: `folio_ref_freeze()` said neither the count it expects nor whether it
+    worked. The diagram, the step's sentence (the step log and narration) and the PTE read
+    now tell them: `folio_ref_freeze(folio, 1) fails: ref 2`."""
+    scenario = CATALOG["freeze-vs-speculative-ref"]
+    config = engine.make_config(scenario, variant="v5_17")
+    schedule = ["gup", *["kswapd"] * 4, "gup", "kswapd", "kswapd", "gup", "gup"]
+    run = engine.run_schedule(scenario, config, schedule)
+    freeze = run.steps[7]
+    assert freeze.function == "folio_ref_freeze"
+    assert freeze.call == "folio_ref_freeze(folio, 1) fails: ref 2"
+    assert freeze.note.startswith("folio_ref_freeze(folio, 1) fails: ref 2,")
+    text = engine.render_diagram(scenario, config, run)
+    assert "  folio_ref_freeze(folio, 1) fails: ref 2\n" in text
+    assert "ptep_get_lockless()  /* present: P0 */" in text
+    assert "folio_ref_freeze()" not in text
+    # The bug: the freeze at 1 succeeds (its count note follows).
+    scenario, config, run = _bad_run("madv-free-vs-dio", "buggy")
+    text = engine.render_diagram(scenario, config, run)
+    assert "folio_ref_freeze(folio, 1) succeeds" in text
+
+
+def test_remove_mappings_freeze_is_told_at_two() -> None:
+    """__remove_mapping freezes at 1 + folio_nr_pages (2 for a small page)."""
+    for sid, scenario in CATALOG.items():
+        for variant in scenario.variants:
+            config = engine.make_config(scenario, variant=variant.name)
+            for outcome in engine.explore(scenario, config).outcomes:
+                run = engine.run_schedule(scenario, config, list(outcome.example))
+                for step in run.steps:
+                    if step.function == "folio_ref_freeze":
+                        assert step.call.startswith(
+                            (
+                                "folio_ref_freeze(folio, 1) ",
+                                "folio_ref_freeze(folio, 2) ",
+                                "no folio_ref_freeze (what if)",
+                            )
+                        ), f"{sid}/{variant.name}: {step.call!r}"
+                        if "__remove_mapping" in step.note:
+                            assert "(folio, 2)" in step.call
