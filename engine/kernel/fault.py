@@ -287,13 +287,7 @@ def load(ctx: Ctx, proc: str, addr: str, pte: Pte) -> str:
     else:
         value = ctx.w.page(pte.page).data
     ctx.w = ctx.w.set_pte(proc, addr, pte.evolve(young=True))
-    key = oracle.key_for(ctx.w, proc, addr)
-    oracle.observe(ctx, key, value, f"{proc} reading {addr}")
-    expect = ctx.p("expect")
-    if expect and value != expect and not ctx.events:
-        ctx.violate(
-            "lost_write", f"{proc} reads {value!r} at {addr}; the scenario expects {expect!r}"
-        )
+    oracle.cpu_read(ctx, proc, addr, value)
     return f"{proc} loads {value!r} from {addr}"
 
 

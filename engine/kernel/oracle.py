@@ -109,3 +109,14 @@ def observe(
     else:
         tail = f": {stale}" if stale else ""
         ctx.violate("lost_write", f"{what} gets {value!r}; the latest write was {shown}{tail}")
+
+
+def cpu_read(ctx: Ctx, proc: str, addr: str, value: str, how: str = "") -> None:
+    """A CPU load at addr returned `value`: legal for the oracle, and what the read op's
+    `expect` says, if it says anything (`how`: through a TLB entry, for the sentence)."""
+    observe(ctx, key_for(ctx.w, proc, addr), value, f"{proc} reading {addr}{how}")
+    expect = ctx.p("expect")
+    if expect and value != expect and not ctx.events:
+        ctx.violate(
+            "lost_write", f"{proc} reads {value!r} at {addr}; the scenario expects {expect!r}"
+        )

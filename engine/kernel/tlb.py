@@ -55,13 +55,7 @@ def cached_access(ctx: Ctx, proc: str, addr: str, write: bool) -> Effect | None:
         note = f"{proc} stores {value!r} at {addr} {where}; the PTE is not touched"
     else:
         value = page.data
-        key = oracle.key_for(ctx.w, proc, addr)
-        oracle.observe(ctx, key, value, f"{proc} reads {addr} {where}:")
-        expect = ctx.p("expect")
-        if expect and value != expect and not ctx.events:
-            ctx.violate(
-                "lost_write", f"{proc} reads {value!r} at {addr}; the scenario expects {expect!r}"
-            )
+        oracle.cpu_read(ctx, proc, addr, value, f" {where}")
         note = f"{proc} loads {value!r} from {addr} {where}"
     if stale:
         note += f" (stale: {describe(pte)})"

@@ -7,6 +7,7 @@ import zlib
 
 import pytest
 
+import engine
 from app.links import LinkError, decode_doc, encode_doc, parse_schedule
 from app.runref import RunRef
 
@@ -42,9 +43,10 @@ def _encode_list() -> str:
 
 def test_query_keeps_commas_readable() -> None:
     params = RunRef(variant="buggy", schedule=("dio", "kswapd"), at=2, digest="abc123")
-    assert params.query() == "v=buggy&t=dio,kswapd&at=2&d=abc123&e=1"
+    e = engine.ENGINE_VERSION
+    assert params.query() == f"v=buggy&t=dio,kswapd&at=2&d=abc123&e={e}"
     assert params.on_variant("fixed", coming_from="buggy").query() == (
-        "v=fixed&t=dio,kswapd&at=2&d=abc123&e=1&cmp=buggy"
+        f"v=fixed&t=dio,kswapd&at=2&d=abc123&e={e}&cmp=buggy"
     )
 
 
