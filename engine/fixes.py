@@ -79,10 +79,11 @@ FIXES: dict[str, Fix] = {
         ),
         Fix(
             "khugepaged_table_sync",
-            # Jann Horn, "mm/khugepaged: fix GUP-fast interaction by sending IPI": mainline
-            # in the 6.2 merge window (the stable queues carry it back to 6.1 and 6.0).
+            # Jann Horn, "mm/khugepaged: fix GUP-fast interaction by sending IPI": a 6.1-rc
+            # mm hotfix (his stable backports of "commit 2ba99c5e0881 upstream" went out on
+            # 6 December 2022, before 6.1 was released).
             "2ba99c5e0881",
-            "6.2",
+            "6.1",
             "after pmdp_collapse_flush khugepaged sends an IPI (tlb_remove_table_sync_one) "
             "that waits for every GUP-fast walking with interrupts disabled, so the detached "
             "PTE table is no longer walked when it is freed or reused",

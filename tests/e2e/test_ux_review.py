@@ -492,7 +492,10 @@ def test_fix_attribution_names_the_switch_that_removes_the_violation(page: Page)
     wait_timeline(page)
     page.click("#btn-fix")
     answer = page.locator("#fix-attribution .fix-line")
-    expect(answer).to_contain_text("lost_write on kernel 5.17: flipping one switch removes it")
+    # One exploration per switch the kernel has: on a loaded machine that takes seconds.
+    expect(answer).to_contain_text(
+        "lost_write on kernel 5.17: flipping one switch removes it", timeout=30_000
+    )
     expect(answer).to_contain_text("lazyfree_refcount_check on (6c8e2a256915)")
     # The answer is a fragment: the board did not move.
     expect(page.locator("#at")).to_have_text("13")

@@ -372,7 +372,7 @@ def test_a_ksm_page_swapped_in_from_the_swap_cache_is_still_copied_on_write() ->
         assert not world.violations, (kernel, world.violations)
 
 
-def test_a_pte_table_freed_under_a_gup_fast_walk_is_a_use_after_free_until_6_2() -> None:
+def test_a_pte_table_freed_under_a_gup_fast_walk_is_a_use_after_free_until_6_1() -> None:
     """2ba99c5e0881 from the ops alone: GUP-fast reads the PMD, khugepaged detaches the PTE
     table and munmap frees it (zap_deposited_table) before GUP-fast reads the PTE in it."""
     sc = engine.parse_scenario(
@@ -390,10 +390,10 @@ def test_a_pte_table_freed_under_a_gup_fast_walk_is_a_use_after_free_until_6_2()
             ],
         }
     )
-    assert "use_after_free" in violations(sc, "6.1")
-    assert "use_after_free" not in violations(sc, "6.2")
-    assert "use_after_free" not in violations(sc, "6.1", rcu_gup_fast=False)  # x86 IPIs
-    assert "use_after_free" in violations(sc, "6.2", khugepaged_table_sync=False)
+    assert "use_after_free" in violations(sc, "6.0")
+    assert "use_after_free" not in violations(sc, "6.1")
+    assert "use_after_free" not in violations(sc, "6.0", rcu_gup_fast=False)  # x86 IPIs
+    assert "use_after_free" in violations(sc, "6.1", khugepaged_table_sync=False)
 
 
 def test_khugepaged_does_not_collapse_a_munmapped_range() -> None:
