@@ -96,7 +96,7 @@ def find_first(
     budget = Budget(max_states, began + time_limit_s, cancel)
     # Shared by the passes: each pass goes over the states of the one before, and more.
     codec = Codec()
-    steps = StepCache(model)
+    steps = StepCache(model, codec)
     for bound in range(MAX_PREEMPTIONS + 1):
         result = _search(model, bound, budget, codec, steps)
         if result.found is not None:
@@ -137,26 +137,26 @@ def _search(model: Model, bound: int, budget: Budget, codec: Codec, steps: StepC
             return Pass(out_of_budget=True)
         world, segments, last, preemptions, here = frontier.popleft()
         budget.expanded += 1
-        moves = steps.successors(world, segments)
+        moves = steps.moves(world, segments)
         if not moves:
             final, _events = model.conclude(world)
             if final.violations:
                 example = _example(nodes, here, model.names)
                 return Pass(found=(model.label(final), final.violations, example))
             continue
-        can_continue = any(actor == last for actor, _ in moves)
-        for actor, nxt in moves:
+        can_continue = any(move[0] == last for move in moves)
+        for actor, nxt_segments, made in moves:
             budget.transitions += 1
             cost = preemptions + (1 if can_continue and actor != last else 0)
             if cost > bound:
                 pruned = True
                 continue
-            nxt_key, nxt_segments = codec.encode(nxt, world, segments)
-            node_key = (nxt_key, actor)
+            node_key = (b"".join(nxt_segments), actor)
             seen = best.get(node_key)
             if seen is not None and seen <= cost:
                 continue
             best[node_key] = cost
+            nxt = steps.world(world, actor, made)
             frontier.append((nxt, nxt_segments, actor, cost, len(nodes.parent)))
             nodes.add(here, actor)
     return Pass(pruned=pruned)
