@@ -224,6 +224,7 @@ def explore(
 
 
 FIELDS = range(len(World._fields))
+_new = tuple.__new__  # World._make without its Python frame
 RECENT_LIMIT = 20_000
 WIDE = 255  # the first byte of a segment whose codes do not all fit in a byte
 
@@ -339,7 +340,7 @@ class Codec:
             parts.append(value)
             segments.append(segment)
             at = end
-        return World._make(parts), segments
+        return _new(World, parts), segments
 
 
 ACTORS = World._fields.index("actors")
@@ -442,7 +443,7 @@ class StepCache:
         moved = list(world.actors)
         moved[i] = done.actors[i]
         parts[ACTORS] = tuple(moved)
-        return World._make(parts)
+        return _new(World, parts)
 
 
 class Graph:
