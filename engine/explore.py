@@ -142,6 +142,9 @@ def explore(
     # their keys (a wide search would otherwise hold a large part of its space as worlds).
     pending: deque[tuple[World, list[bytes]] | bytes] = deque([(init, segments)])
     graph = Graph()
+    # Graph.expand and Graph.edge, inlined: one call each per state and per move.
+    starts, targets = graph.starts.append, graph.targets
+    edge = targets.append
     parents = Parents()
     parents.add(-1, -1, None)
     terminal: dict[int, tuple[tuple[str, ...], str, str]] = {}
@@ -158,7 +161,7 @@ def explore(
                 break
         entry = pending.popleft()
         world, segments = codec.decode(entry) if isinstance(entry, bytes) else entry
-        graph.expand()
+        starts(len(targets))  # graph.expand()
         moves = steps.moves(world, segments)
         if not moves:
             final, events = model.conclude(world)
@@ -203,7 +206,7 @@ def explore(
                         nxt_world = steps.world(world, actor, made)
                     pending.append((nxt_world, nxt_segments))
                 parents.add(sid, actor, perm)
-            graph.edge(nxt)
+            edge(nxt)  # graph.edge(nxt)
     del pending  # the unexpanded frontier of a cut-off search: no longer needed
     graph.close(len(ids))
     paths, order = count_paths(graph)
