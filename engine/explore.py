@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import compress
 from operator import is_not
+from typing import ClassVar
 
 from engine.fixes import Config
 from engine.kernel.machine import Effect
@@ -39,9 +40,10 @@ REPORT_EVERY = 2048
 class _Collector:
     """Who has paused the cyclic garbage collector, and whether it ran before."""
 
-    lock = threading.Lock()
-    pausers = 0
-    was_enabled = False
+    # ClassVar: shared by every exploration (and what mypyc needs to compile this module).
+    lock: ClassVar[threading.Lock] = threading.Lock()
+    pausers: ClassVar[int] = 0
+    was_enabled: ClassVar[bool] = False
 
 
 @contextmanager
