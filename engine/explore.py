@@ -425,12 +425,12 @@ class StepCache:
             if isinstance(result, Effect):
                 nxt = result.world
                 replaced = tuple(
-                    f for f in compress(FIELDS, map(is_not, nxt, world)) if f != ACTORS
+                    [f for f in compress(FIELDS, map(is_not, nxt, world)) if f != ACTORS]
                 )
                 nxt_segments = self.codec.encode(nxt, world, segments)[1]
                 moved_codes = nxt_segments[ACTORS]
                 code = moved_codes[i + 1] if moved_codes[0] != WIDE else -1
-                memo[key] = (replaced, nxt, tuple(nxt_segments[f] for f in replaced), code)
+                memo[key] = (replaced, nxt, tuple([nxt_segments[f] for f in replaced]), code)
                 out.append((i, nxt_segments, nxt))
             else:
                 memo[key] = None
