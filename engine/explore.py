@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import compress
 from operator import is_not
+from typing import ClassVar
 
 from engine.fixes import Config
 from engine.kernel.machine import Effect
@@ -39,9 +40,10 @@ REPORT_EVERY = 2048
 class _Collector:
     """Who has paused the cyclic garbage collector, and whether it ran before."""
 
-    lock = threading.Lock()
-    pausers = 0
-    was_enabled = False
+    # ClassVar: shared by every exploration (and what mypyc needs to compile this module).
+    lock: ClassVar[threading.Lock] = threading.Lock()
+    pausers: ClassVar[int] = 0
+    was_enabled: ClassVar[bool] = False
 
 
 @contextmanager
@@ -132,7 +134,7 @@ def explore(
     model = Model(scenario, config)
     sym = detect(scenario) if symmetry else None
     codec = Codec()
-    steps = StepCache(model)
+    steps = StepCache(model, codec)
     orbits: dict[bytes, tuple[World, tuple[int, ...] | None, bytes, list[bytes]]] = {}
     init = model.initial()
     plain_init = sym is not None and sym.canonical(init)[1] is None
@@ -142,6 +144,9 @@ def explore(
     # their keys (a wide search would otherwise hold a large part of its space as worlds).
     pending: deque[tuple[World, list[bytes]] | bytes] = deque([(init, segments)])
     graph = Graph()
+    # Graph.expand and Graph.edge, inlined: one call each per state and per move.
+    starts, targets = graph.starts.append, graph.targets
+    edge = targets.append
     parents = Parents()
     parents.add(-1, -1, None)
     terminal: dict[int, tuple[tuple[str, ...], str, str]] = {}
@@ -158,18 +163,19 @@ def explore(
                 break
         entry = pending.popleft()
         world, segments = codec.decode(entry) if isinstance(entry, bytes) else entry
-        graph.expand()
-        moves = steps.successors(world, segments)
+        starts(len(targets))  # graph.expand()
+        moves = steps.moves(world, segments)
         if not moves:
             final, events = model.conclude(world)
             message = events[0][1] if events else ""
             terminal[sid] = (final.violations, model.label(final), message)
             continue
-        for actor, nxt_world in moves:
+        for actor, nxt_segments, made in moves:
             transitions += 1
             fresh = len(ids)
             perm = None
-            key, nxt_segments = codec.encode(nxt_world, world, segments)
+            key = b"".join(nxt_segments)
+            nxt_world: World | None = None
             if sym is not None:
                 # The orbit's representative, by the key of the world the move reached: most
                 # moves reach a world seen before, and the key costs far less than canonical().
@@ -177,7 +183,7 @@ def explore(
                 if known is None:
                     # A stored world is canonical, and so is the initial one unless checked not.
                     base = world if sid or plain_init else None
-                    canon, perm = sym.canonical(nxt_world, base)
+                    canon, perm = sym.canonical(steps.world(world, actor, made), base)
                     raw = key
                     if perm is not None:
                         key, nxt_segments = codec.encode(canon, world, segments)
@@ -195,9 +201,14 @@ def explore(
                     continue
                 nxt = found
             if nxt == fresh:
-                pending.append((nxt_world, nxt_segments) if len(pending) < frontier_worlds else key)
+                if len(pending) >= frontier_worlds:
+                    pending.append(key)
+                else:
+                    if nxt_world is None:
+                        nxt_world = steps.world(world, actor, made)
+                    pending.append((nxt_world, nxt_segments))
                 parents.add(sid, actor, perm)
-            graph.edge(nxt)
+            edge(nxt)  # graph.edge(nxt)
     del pending  # the unexpanded frontier of a cut-off search: no longer needed
     graph.close(len(ids))
     paths, order = count_paths(graph)
@@ -218,6 +229,7 @@ def explore(
 
 
 FIELDS = range(len(World._fields))
+_new = tuple.__new__  # World._make without its Python frame
 RECENT_LIMIT = 20_000
 WIDE = 255  # the first byte of a segment whose codes do not all fit in a byte
 
@@ -333,12 +345,18 @@ class Codec:
             parts.append(value)
             segments.append(segment)
             at = end
-        return World._make(parts), segments
+        return _new(World, parts), segments
 
 
 ACTORS = World._fields.index("actors")
 STEP_CACHE_LIMIT = 20_000
 ORBIT_CACHE_LIMIT = 8_000
+
+
+# A move as StepCache.moves gives it: the actor, the successor's segments, and the successor
+# itself or what builds it (StepCache.world): most moves reach a state seen before, whose
+# world is never needed.
+Move = tuple[int, list[bytes], "World | tuple[tuple[int, ...], World]"]
 
 
 class StepCache:
@@ -351,35 +369,55 @@ class StepCache:
     does the same thing, and spaces are full of such worlds: the other actors' positions
     multiply the states while the shared world takes a few values. A remembered step is
     applied to the world at hand: the fields it replaced, and its actor's new state.
+
+    It also remembers the segments (Codec) of what the step replaced, and its actor's new
+    code, so a remembered move's key is spliced from the world's segments without encoding,
+    and its world is built only when asked for (`world`): a move to a known state needs none.
     """
 
-    __slots__ = ("memo", "model")
+    __slots__ = ("codec", "memo", "model")
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, codec: Codec) -> None:
         self.model = model
-        # (actor, its state, the world's segments but the actors') -> None (not enabled),
-        # or (the fields the step replaced, its world).
-        self.memo: dict[tuple[int, object, bytes], tuple[tuple[int, ...], World] | None] = {}
+        self.codec = codec
+        # (actor, its state's code (or the state, in a wide segment), the world's segments
+        # but the actors') -> None (not enabled), or (the fields the step replaced, its
+        # world, those fields' segments, the actor's new code or -1 when wide).
+        self.memo: dict[
+            tuple[int, object, bytes],
+            tuple[tuple[int, ...], World, tuple[bytes, ...], int] | None,
+        ] = {}
 
     def successors(self, world: World, segments: list[bytes]) -> list[tuple[int, World]]:
+        """Each enabled actor and the world its step reaches."""
+        return [(i, self.world(world, i, made)) for i, _, made in self.moves(world, segments)]
+
+    def moves(self, world: World, segments: list[bytes]) -> list[Move]:
+        """Each enabled actor's move, with the segments of the world it reaches."""
         shared = b"".join(segments[:ACTORS] + segments[ACTORS + 1 :])
         memo = self.memo
-        out: list[tuple[int, World]] = []
+        out: list[Move] = []
+        codes = segments[ACTORS]
+        narrow = codes[0] != WIDE
         actors = world.actors
         for i, me in enumerate(actors):
-            key = (i, me, shared)
+            key = (i, codes[i + 1] if narrow else me, shared)
             if key in memo:
                 known = memo[key]
                 if known is None:
                     continue
-                replaced, done = known
-                parts = list(world)
-                for f in replaced:
-                    parts[f] = done[f]
-                moved = list(actors)
-                moved[i] = done.actors[i]
-                parts[ACTORS] = tuple(moved)
-                out.append((i, World._make(parts)))
+                replaced, done, replaced_segments, code = known
+                if narrow and code >= 0:
+                    nxt_segments = segments.copy()
+                    for f, segment in zip(replaced, replaced_segments, strict=True):
+                        nxt_segments[f] = segment
+                    moved = bytearray(codes)
+                    moved[i + 1] = code
+                    nxt_segments[ACTORS] = bytes(moved)
+                    out.append((i, nxt_segments, (replaced, done)))
+                else:
+                    nxt = self.world(world, i, (replaced, done))
+                    out.append((i, self.codec.encode(nxt, world, segments)[1], nxt))
                 continue
             result = self.model.step(world, i)
             if len(memo) >= STEP_CACHE_LIMIT:
@@ -387,13 +425,30 @@ class StepCache:
             if isinstance(result, Effect):
                 nxt = result.world
                 replaced = tuple(
-                    f for f in compress(FIELDS, map(is_not, nxt, world)) if f != ACTORS
+                    [f for f in compress(FIELDS, map(is_not, nxt, world)) if f != ACTORS]
                 )
-                memo[key] = (replaced, nxt)
-                out.append((i, nxt))
+                nxt_segments = self.codec.encode(nxt, world, segments)[1]
+                moved_codes = nxt_segments[ACTORS]
+                code = moved_codes[i + 1] if moved_codes[0] != WIDE else -1
+                memo[key] = (replaced, nxt, tuple([nxt_segments[f] for f in replaced]), code)
+                out.append((i, nxt_segments, nxt))
             else:
                 memo[key] = None
         return out
+
+    @staticmethod
+    def world(world: World, i: int, made: World | tuple[tuple[int, ...], World]) -> World:
+        """The world a move from `world` by actor i reaches (`made` as `moves` gave it)."""
+        if isinstance(made, World):
+            return made
+        replaced, done = made
+        parts = list(world)
+        for f in replaced:
+            parts[f] = done[f]
+        moved = list(world.actors)
+        moved[i] = done.actors[i]
+        parts[ACTORS] = tuple(moved)
+        return _new(World, parts)
 
 
 class Graph:

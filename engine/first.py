@@ -16,25 +16,40 @@ bound prunes nothing, every schedule was within it: the space was covered and no
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
 
-from engine.explore import Cancel, Exploration, Outcome, collector_paused, first_message
+from engine.explore import (
+    Cancel,
+    Codec,
+    Exploration,
+    Outcome,
+    StepCache,
+    collector_paused,
+    first_message,
+)
 from engine.fixes import Config
 from engine.lang.ir import Scenario
-from engine.model import Model, successors
+from engine.model import Model
 from engine.state import World
 
 MAX_PREEMPTIONS = 3  # beyond this, the exhaustive search is the better tool
 NONE = -1  # no actor has run yet: the first choice is free
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    world: World
-    last: int
-    preemptions: int
-    parent: int  # index into the search's node list; -1 for the root
-    actor: int  # the actor whose step led here
+@dataclass(slots=True)
+class Nodes:
+    """The nodes a pass found, as integer arrays: how each was reached (its parent node, -1
+    for the root, and the actor whose step led there). Their worlds live in the frontier
+    only, until expanded."""
+
+    parent: array[int] = field(default_factory=lambda: array("q"))
+    actor: array[int] = field(default_factory=lambda: array("i"))
+
+    def add(self, parent: int, actor: int) -> None:
+        self.parent.append(parent)
+        self.actor.append(actor)
 
 
 @dataclass(slots=True)
@@ -79,8 +94,11 @@ def find_first(
     began = time.perf_counter()
     model = Model(scenario, config)
     budget = Budget(max_states, began + time_limit_s, cancel)
+    # Shared by the passes: each pass goes over the states of the one before, and more.
+    codec = Codec()
+    steps = StepCache(model, codec)
     for bound in range(MAX_PREEMPTIONS + 1):
-        result = _search(model, bound, budget)
+        result = _search(model, bound, budget, codec, steps)
         if result.found is not None:
             label, violations, example = result.found
             outcome = Outcome(label, violations, 0, example, first_message(model, example))
@@ -99,45 +117,54 @@ def find_first(
     return None
 
 
-def _search(model: Model, bound: int, budget: Budget) -> Pass:
-    """One breadth-first pass over (world, last actor) with at most `bound` preemptions."""
-    nodes = [Node(model.initial(), NONE, 0, -1, NONE)]
-    best: dict[tuple[World, int], int] = {(nodes[0].world, NONE): 0}
+def _search(model: Model, bound: int, budget: Budget, codec: Codec, steps: StepCache) -> Pass:
+    """One breadth-first pass over (world, last actor) with at most `bound` preemptions.
+
+    Worlds are told apart by their Codec keys, and successors come from the StepCache, as
+    in the exhaustive search: the same nodes in the same order as stepping every actor."""
+    init = model.initial()
+    key, segments = codec.encode(init)
+    nodes = Nodes()
+    nodes.add(-1, NONE)
+    # The frontier: (world, its segments, the last actor, preemptions so far, node index).
+    frontier: deque[tuple[World, list[bytes], int, int, int]] = deque(
+        [(init, segments, NONE, 0, 0)]
+    )
+    best: dict[tuple[bytes, int], int] = {(key, NONE): 0}
     pruned = False
-    frontier = 0
-    while frontier < len(nodes):
+    while frontier:
         if budget.spent():
             return Pass(out_of_budget=True)
-        node = nodes[frontier]
-        here = frontier
-        frontier += 1
+        world, segments, last, preemptions, here = frontier.popleft()
         budget.expanded += 1
-        moves = successors(model, node.world)
+        moves = steps.moves(world, segments)
         if not moves:
-            final, _events = model.conclude(node.world)
+            final, _events = model.conclude(world)
             if final.violations:
                 example = _example(nodes, here, model.names)
                 return Pass(found=(model.label(final), final.violations, example))
             continue
-        can_continue = any(actor == node.last for actor, _ in moves)
-        for actor, effect in moves:
+        can_continue = any(move[0] == last for move in moves)
+        for actor, nxt_segments, made in moves:
             budget.transitions += 1
-            cost = node.preemptions + (1 if can_continue and actor != node.last else 0)
+            cost = preemptions + (1 if can_continue and actor != last else 0)
             if cost > bound:
                 pruned = True
                 continue
-            key = (effect.world, actor)
-            seen = best.get(key)
+            node_key = (b"".join(nxt_segments), actor)
+            seen = best.get(node_key)
             if seen is not None and seen <= cost:
                 continue
-            best[key] = cost
-            nodes.append(Node(effect.world, actor, cost, here, actor))
+            best[node_key] = cost
+            nxt = steps.world(world, actor, made)
+            frontier.append((nxt, nxt_segments, actor, cost, len(nodes.parent)))
+            nodes.add(here, actor)
     return Pass(pruned=pruned)
 
 
-def _example(nodes: list[Node], index: int, names: tuple[str, ...]) -> tuple[str, ...]:
+def _example(nodes: Nodes, index: int, names: tuple[str, ...]) -> tuple[str, ...]:
     path = []
-    while nodes[index].parent >= 0:
-        path.append(names[nodes[index].actor])
-        index = nodes[index].parent
+    while nodes.parent[index] >= 0:
+        path.append(names[nodes.actor[index]])
+        index = nodes.parent[index]
     return tuple(reversed(path))

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# tuple.__new__ itself: each value's `evolve` builds its new value with it, positionally,
+# without the Python-level __new__ a NamedTuple class call goes through (a quarter of evolve).
+_new = tuple.__new__
+
 GUP_PIN_COUNTING_BIAS = 1024
 ZERO_PAGE = -2  # the shared zero page: read-only, never freed, holds "0"
 NO_PAGE = -1
@@ -93,20 +97,23 @@ class Page(NamedTuple):
         entire: int | None = None,
     ) -> Page:
         """This page with the given fields changed."""
-        return Page(
-            self.ref if ref is None else ref,
-            self.pins if pins is None else pins,
-            self.mapcount if mapcount is None else mapcount,
-            self.flags if flags is None else flags,
-            self.lru if lru is None else lru,
-            self.data if data is None else data,
-            self.owner if owner is None else owner,
-            self.gen if gen is None else gen,
-            self.locker if locker is None else locker,
-            self.swap if swap is None else swap,
-            self.order if order is None else order,
-            self.head if head is None else head,
-            self.entire if entire is None else entire,
+        return _new(
+            Page,
+            (
+                self.ref if ref is None else ref,
+                self.pins if pins is None else pins,
+                self.mapcount if mapcount is None else mapcount,
+                self.flags if flags is None else flags,
+                self.lru if lru is None else lru,
+                self.data if data is None else data,
+                self.owner if owner is None else owner,
+                self.gen if gen is None else gen,
+                self.locker if locker is None else locker,
+                self.swap if swap is None else swap,
+                self.order if order is None else order,
+                self.head if head is None else head,
+                self.entire if entire is None else entire,
+            ),
         )
 
     @property
@@ -170,16 +177,19 @@ class Pte(NamedTuple):
         exclusive_swap: bool | None = None,
     ) -> Pte:
         """This entry with the given fields changed."""
-        return Pte(
-            self.page if page is None else page,
-            self.present if present is None else present,
-            self.write if write is None else write,
-            self.dirty if dirty is None else dirty,
-            self.young if young is None else young,
-            self.swap if swap is None else swap,
-            self.migration if migration is None else migration,
-            self.file if file is None else file,
-            self.exclusive_swap if exclusive_swap is None else exclusive_swap,
+        return _new(
+            Pte,
+            (
+                self.page if page is None else page,
+                self.present if present is None else present,
+                self.write if write is None else write,
+                self.dirty if dirty is None else dirty,
+                self.young if young is None else young,
+                self.swap if swap is None else swap,
+                self.migration if migration is None else migration,
+                self.file if file is None else file,
+                self.exclusive_swap if exclusive_swap is None else exclusive_swap,
+            ),
         )
 
     @property
@@ -222,14 +232,17 @@ class Pmd(NamedTuple):
         numa: bool | None = None,
     ) -> Pmd:
         """This entry with the given fields changed."""
-        return Pmd(
-            self.kind if kind is None else kind,
-            self.page if page is None else page,
-            self.write if write is None else write,
-            self.dirty if dirty is None else dirty,
-            self.young if young is None else young,
-            self.table if table is None else table,
-            self.numa if numa is None else numa,
+        return _new(
+            Pmd,
+            (
+                self.kind if kind is None else kind,
+                self.page if page is None else page,
+                self.write if write is None else write,
+                self.dirty if dirty is None else dirty,
+                self.young if young is None else young,
+                self.table if table is None else table,
+                self.numa if numa is None else numa,
+            ),
         )
 
 
@@ -281,15 +294,18 @@ class Slot(NamedTuple):
         zgen: int | None = None,
     ) -> Slot:
         """This slot with the given fields changed."""
-        return Slot(
-            self.data if data is None else data,
-            self.written if written is None else written,
-            self.entries if entries is None else entries,
-            self.cache if cache is None else cache,
-            self.has_cache if has_cache is None else has_cache,
-            self.zswap if zswap is None else zswap,
-            self.zdata if zdata is None else zdata,
-            self.zgen if zgen is None else zgen,
+        return _new(
+            Slot,
+            (
+                self.data if data is None else data,
+                self.written if written is None else written,
+                self.entries if entries is None else entries,
+                self.cache if cache is None else cache,
+                self.has_cache if has_cache is None else has_cache,
+                self.zswap if zswap is None else zswap,
+                self.zdata if zdata is None else zdata,
+                self.zgen if zgen is None else zgen,
+            ),
         )
 
     @property
@@ -318,10 +334,13 @@ class File(NamedTuple):
         self, *, cache: int | None = None, disk: str | None = None, size: int | None = None
     ) -> File:
         """This file with the given fields changed."""
-        return File(
-            self.cache if cache is None else cache,
-            self.disk if disk is None else disk,
-            self.size if size is None else size,
+        return _new(
+            File,
+            (
+                self.cache if cache is None else cache,
+                self.disk if disk is None else disk,
+                self.size if size is None else size,
+            ),
         )
 
 
@@ -344,12 +363,15 @@ class Expected(NamedTuple):
         epoch: int | None = None,
     ) -> Expected:
         """This oracle entry with the given fields changed."""
-        return Expected(
-            self.allowed if allowed is None else allowed,
-            self.latest if latest is None else latest,
-            self.lazy if lazy is None else lazy,
-            self.inflight if inflight is None else inflight,
-            self.epoch if epoch is None else epoch,
+        return _new(
+            Expected,
+            (
+                self.allowed if allowed is None else allowed,
+                self.latest if latest is None else latest,
+                self.lazy if lazy is None else lazy,
+                self.inflight if inflight is None else inflight,
+                self.epoch if epoch is None else epoch,
+            ),
         )
 
     def at_rest(self) -> tuple[str, ...]:
@@ -396,18 +418,21 @@ class Proc(NamedTuple):
         revoked: tuple[str, ...] | None = None,
     ) -> Proc:
         """This process with the given fields changed (its name never changes)."""
-        return Proc(
-            self.name,
-            self.mmap_writer if mmap_writer is None else mmap_writer,
-            self.mmap_readers if mmap_readers is None else mmap_readers,
-            self.ptl if ptl is None else ptl,
-            self.seq if seq is None else seq,
-            self.has_pinned if has_pinned is None else has_pinned,
-            self.tlb_pending if tlb_pending is None else tlb_pending,
-            self.tlb_batch if tlb_batch is None else tlb_batch,
-            self.tlb_flushed if tlb_flushed is None else tlb_flushed,
-            self.readonly if readonly is None else readonly,
-            self.revoked if revoked is None else revoked,
+        return _new(
+            Proc,
+            (
+                self.name,
+                self.mmap_writer if mmap_writer is None else mmap_writer,
+                self.mmap_readers if mmap_readers is None else mmap_readers,
+                self.ptl if ptl is None else ptl,
+                self.seq if seq is None else seq,
+                self.has_pinned if has_pinned is None else has_pinned,
+                self.tlb_pending if tlb_pending is None else tlb_pending,
+                self.tlb_batch if tlb_batch is None else tlb_batch,
+                self.tlb_flushed if tlb_flushed is None else tlb_flushed,
+                self.readonly if readonly is None else readonly,
+                self.revoked if revoked is None else revoked,
+            ),
         )
 
 
@@ -454,15 +479,18 @@ class Actor(NamedTuple):
         dma: str | None = None,
     ) -> Actor:
         """This actor with the given fields changed."""
-        return Actor(
-            self.op if op is None else op,
-            self.pc if pc is None else pc,
-            self.regs if regs is None else regs,
-            self.held if held is None else held,
-            self.held_mode if held_mode is None else held_mode,
-            self.held_key if held_key is None else held_key,
-            self.held_epoch if held_epoch is None else held_epoch,
-            self.dma if dma is None else dma,
+        return _new(
+            Actor,
+            (
+                self.op if op is None else op,
+                self.pc if pc is None else pc,
+                self.regs if regs is None else regs,
+                self.held if held is None else held,
+                self.held_mode if held_mode is None else held_mode,
+                self.held_key if held_key is None else held_key,
+                self.held_epoch if held_epoch is None else held_epoch,
+                self.dma if dma is None else dma,
+            ),
         )
 
 
@@ -543,32 +571,35 @@ class World(NamedTuple):
         freed_tables: tuple[tuple[str, str, int], ...] | None = None,
     ) -> World:
         """This world with the given parts changed."""
-        return World(
-            self.pages if pages is None else pages,
-            self.ptes if ptes is None else ptes,
-            self.procs if procs is None else procs,
-            self.files if files is None else files,
-            self.swap if swap is None else swap,
-            self.expect if expect is None else expect,
-            self.writers if writers is None else writers,
-            self.actors if actors is None else actors,
-            self.freed if freed is None else freed,
-            self.violations if violations is None else violations,
-            self.migrated if migrated is None else migrated,
-            self.pgdat_dirty if pgdat_dirty is None else pgdat_dirty,
-            self.swap_free if swap_free is None else swap_free,
-            self.swap_sync if swap_sync is None else swap_sync,
-            self.swap_dev if swap_dev is None else swap_dev,
-            self.swap_users if swap_users is None else swap_users,
-            self.swap_readahead if swap_readahead is None else swap_readahead,
-            self.zswap if zswap is None else zswap,
-            self.pmds if pmds is None else pmds,
-            self.deferred if deferred is None else deferred,
-            self.scanning if scanning is None else scanning,
-            self.tlb if tlb is None else tlb,
-            self.irq_off if irq_off is None else irq_off,
-            self.walks if walks is None else walks,
-            self.freed_tables if freed_tables is None else freed_tables,
+        return _new(
+            World,
+            (
+                self.pages if pages is None else pages,
+                self.ptes if ptes is None else ptes,
+                self.procs if procs is None else procs,
+                self.files if files is None else files,
+                self.swap if swap is None else swap,
+                self.expect if expect is None else expect,
+                self.writers if writers is None else writers,
+                self.actors if actors is None else actors,
+                self.freed if freed is None else freed,
+                self.violations if violations is None else violations,
+                self.migrated if migrated is None else migrated,
+                self.pgdat_dirty if pgdat_dirty is None else pgdat_dirty,
+                self.swap_free if swap_free is None else swap_free,
+                self.swap_sync if swap_sync is None else swap_sync,
+                self.swap_dev if swap_dev is None else swap_dev,
+                self.swap_users if swap_users is None else swap_users,
+                self.swap_readahead if swap_readahead is None else swap_readahead,
+                self.zswap if zswap is None else zswap,
+                self.pmds if pmds is None else pmds,
+                self.deferred if deferred is None else deferred,
+                self.scanning if scanning is None else scanning,
+                self.tlb if tlb is None else tlb,
+                self.irq_off if irq_off is None else irq_off,
+                self.walks if walks is None else walks,
+                self.freed_tables if freed_tables is None else freed_tables,
+            ),
         )
 
     # -- pages ---------------------------------------------------------------
@@ -689,10 +720,20 @@ class World(NamedTuple):
                 assert pte is not None and pte.present and pte.page == pmd.page + where[1]
                 bits = pmd.evolve(write=pte.write, dirty=pte.dirty, young=pte.young)
                 return self.set_pmd(proc, where[0], bits)
-        rest = [(p, a, e) for p, a, e in self.ptes if not (p == proc and a == addr)]
-        if pte is not None:
-            rest.append((proc, addr, pte))
-        return self.evolve(ptes=tuple(sorted(rest, key=lambda t: (t[0], t[1]))))
+        # The entries stay sorted by (proc, addr): the new one replaces addr's or goes in
+        # before the first that sorts after it (no re-sort of the whole table).
+        ptes = self.ptes
+        place = (proc, addr)
+        for j, (p, a, _) in enumerate(ptes):
+            if p == proc and a == addr:
+                if pte is None:
+                    return self.evolve(ptes=ptes[:j] + ptes[j + 1 :])
+                return self.evolve(ptes=(*ptes[:j], (proc, addr, pte), *ptes[j + 1 :]))
+            if (p, a) > place:
+                if pte is None:
+                    return self
+                return self.evolve(ptes=(*ptes[:j], (proc, addr, pte), *ptes[j:]))
+        return self if pte is None else self.evolve(ptes=(*ptes, (proc, addr, pte)))
 
     # -- TLBs --------------------------------------------------------------------
     def tlb_entry(self, cpu: str, proc: str, addr: str) -> Tlb | None:
@@ -837,10 +878,18 @@ class World(NamedTuple):
         return None
 
     def set_expected(self, key: str, exp: Expected | None) -> World:
-        rest = [(k, e) for k, e in self.expect if k != key]
-        if exp is not None:
-            rest.append((key, exp))
-        return self.evolve(expect=tuple(sorted(rest, key=lambda t: t[0])))
+        # Kept sorted by key, as set_pte keeps the PTEs.
+        expect = self.expect
+        for j, (k, _) in enumerate(expect):
+            if k == key:
+                if exp is None:
+                    return self.evolve(expect=expect[:j] + expect[j + 1 :])
+                return self.evolve(expect=(*expect[:j], (key, exp), *expect[j + 1 :]))
+            if k > key:
+                if exp is None:
+                    return self
+                return self.evolve(expect=(*expect[:j], (key, exp), *expect[j:]))
+        return self if exp is None else self.evolve(expect=(*expect, (key, exp)))
 
     def add_writer(self, value: str, who: str) -> World:
         if (value, who) in self.writers:

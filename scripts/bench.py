@@ -1,23 +1,26 @@
 """Every benchmark of product.md section 6, one command: prints figures, asserts nothing.
 
-Usage: .venv/bin/python scripts/bench.py [engine] [web] [rooms] [--redis]
+Usage: .venv/bin/python scripts/bench.py [engine] [web] [rooms] [wrk] [--redis]
   engine  explore time of every catalog scenario and variant, throughput, growth 2..5 actors
   web     POST /api/run p50/p99 under 50 concurrent clients; the dashboard's first load;
           other users during maximal explores, an explore flood, static CPU, wrk if installed
   rooms   a live room's fan-out to 200 followers, presenter step to last follower
-With no section named, all three run. The web and rooms sections start their own servers on
-127.0.0.1 (rooms --redis also a redis-server and a second app process).
+  wrk     POST /api/run uncached and cached, wrk at 50 connections on `pagerace serve
+          --workers 2` (needs wrk and redis-server; scripts/bench_wrk.py)
+With no section named, all four run (wrk only if wrk is installed). The web, rooms and wrk
+sections start their own servers on 127.0.0.1 (rooms --redis and wrk also a redis-server).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling bench_* modules
 
-SECTIONS = ("engine", "web", "rooms")
+SECTIONS = ("engine", "web", "rooms", "wrk")
 
 
 def main(argv: list[str]) -> None:
@@ -43,6 +46,11 @@ def main(argv: list[str]) -> None:
         bench_rooms.report(bench_rooms.fanout(redis=False))
         if "--redis" in argv:
             bench_rooms.report(bench_rooms.fanout(redis=True))
+    if "wrk" in chosen and (shutil.which("wrk") or "wrk" in argv):
+        import bench_wrk
+
+        print("\n== wrk ==")
+        bench_wrk.report(bench_wrk.run())
     print(f"\n(benchmarks took {time.perf_counter() - began:.0f} s)")
 
 

@@ -49,6 +49,7 @@ class Blocked:
 
 
 _ACTORS = World._fields.index("actors")
+_new = tuple.__new__
 START = "start"  # the pc of an actor before its op's first step
 R = TypeVar("R", bound=tuple[object, ...])
 
@@ -97,13 +98,14 @@ class Ctx:
         actors[self.index] = me
         parts = list(self.w)
         parts[_ACTORS] = tuple(actors)
-        # _make takes the fields positionally, whatever World's fields are: one tuple built
-        # in C, where evolve() tests each of its keywords in Python.
-        return World._make(parts)
+        # The fields positionally, whatever World's fields are: one tuple built in C, where
+        # evolve() tests each of its keywords in Python (and _make is a Python call more).
+        return _new(World, parts)
 
     def regs(self, kind: type[R]) -> R:
         """The op's registers (all defaults before its first `goto` sets any)."""
-        regs = self.me.regs
+        me = self._me  # `me`, inlined: the steps read their registers a dozen times a step
+        regs = (self.w.actors[self.index] if me is None else me).regs
         return regs if isinstance(regs, kind) else kind()
 
     def goto(self, step: StepFn, **changes: object) -> None:
