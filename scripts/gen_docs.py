@@ -108,8 +108,9 @@ def scenario_language() -> str:
         "setup": f"up to {lang.MAX_SETUP} operations run in order, alone, before the race",
         "actors": f"1 to {lang.MAX_ACTORS} `{{name, label, cpu, thread, ops}}`; `name` is used "
         f"in schedules and links; `ops` holds up to {lang.MAX_OPS} operations, interleaved with "
-        "the other actors' at step granularity. `cpu` (`CPU1`) names the CPU the actor runs on "
-        "and `thread` (`app`) the process it is a thread of (its ops' default `proc`): once one "
+        "the other actors' at step granularity. `cpu` (`CPU1`, or 1) names the CPU the actor "
+        "runs on, and `thread` the process it is a thread of (`app`: its ops' default `proc`) "
+        "or the thread's own name (`T0`): once one "
         "actor names either, every actor runs on a CPU (`CPU<i>` unless named) whose TLB caches "
         "the translations its loads and stores walk, and PTE changes whose flush the kernel "
         "defers (MADV_FREE's mmu_gather, reclaim's TTU_BATCH_FLUSH, mprotect) leave stale "

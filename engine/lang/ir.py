@@ -66,7 +66,8 @@ class ActorSpec:
     label: str
     ops: tuple[Op, ...]
     cpu: str = ""  # the CPU it runs on (its TLB); "" unless the scenario names CPUs
-    thread: str = ""  # the process it is a thread of: its ops' default `proc`
+    # The process it is a thread of (its ops' default `proc`), or the thread's own name.
+    thread: str = ""
 
 
 def cpus_of(actors: tuple[ActorSpec, ...]) -> tuple[str, ...]:

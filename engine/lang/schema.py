@@ -205,16 +205,19 @@ def _schema(schema_id: str) -> dict[str, Any]:
                         "name": {"type": "string", "pattern": NAME},
                         "label": {"type": "string", "maxLength": 120},
                         "cpu": {
-                            "type": "string",
-                            "pattern": lang.CPU.pattern,
-                            "description": "the CPU the actor runs on (its TLB): once one "
-                            "actor names a cpu or a thread, every actor has a TLB",
+                            "oneOf": [
+                                {"type": "string", "pattern": lang.CPU.pattern},
+                                {"type": "integer", "minimum": 0, "maximum": lang.MAX_CPU - 1},
+                            ],
+                            "description": "the CPU the actor runs on (its TLB), `CPU1` or 1: "
+                            "once one actor names a cpu or a thread, every actor has a TLB",
                         },
                         "thread": {
                             "type": "string",
-                            "pattern": NAME,
-                            "description": "the process this actor is a thread of: its ops' "
-                            "default `proc` (`app`, or a child a fork creates)",
+                            "pattern": lang.THREAD.pattern,
+                            "description": "the process this actor is a thread of, its ops' "
+                            "default `proc` (`app`, or a child a fork creates), or the "
+                            "thread's own name",
                         },
                         "ops": _ops(lang.MAX_OPS, setup=False),
                     },

@@ -49,6 +49,8 @@ ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,23}$")
 VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 CPU = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,7}$")
+MAX_CPU = 64
+THREAD = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,23}$")
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 SUBPAGES = tuple(str(i) for i in range(HPAGE_NR))
 TOP_KEYS = (
@@ -329,6 +331,18 @@ def _macro(
     return ops
 
 
+def _cpu(c: _Checker, raw: object, path: str) -> str:
+    """An actor's CPU: a name (`CPU1`) or a number (1, for CPU1)."""
+    if raw == "":
+        return ""
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < MAX_CPU:
+        return f"CPU{raw}"
+    if isinstance(raw, str) and CPU.match(raw):
+        return raw
+    c.err(path, f"must be a CPU name such as CPU0 or cpu1, or a number from 0 to {MAX_CPU - 1}")
+    return ""
+
+
 def _in_process(op: Op, proc: str) -> Op:
     """An op of a thread of `proc`: `proc` is its process unless the op names one."""
     if "proc" in op.params or not any(p.name == "proc" for p in OPS[op.kind].params):
@@ -481,21 +495,19 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
         ops = _ops(c, ad.get("ops"), f"actors[{i}].ops", files, procs, MAX_OPS, setup=False)
         if not ops and "ops" not in ad:
             c.err(f"actors[{i}].ops", "is required")
-        cpu = ad.get("cpu", "")
-        if cpu != "" and not (isinstance(cpu, str) and CPU.match(cpu)):
-            c.err(f"actors[{i}].cpu", "must be a CPU name such as CPU0 or cpu1 (letters, digits)")
-            cpu = ""
+        cpu = _cpu(c, ad.get("cpu", ""), f"actors[{i}].cpu")
         thread = ad.get("thread", "")
-        if thread != "" and (not isinstance(thread, str) or thread not in procs):
+        if thread != "" and not (isinstance(thread, str) and THREAD.match(thread)):
             c.err(
                 f"actors[{i}].thread",
-                "must name the process this actor is a thread of; known: "
-                + ", ".join(sorted(procs)),
+                "must be a name: the process this actor is a thread of ("
+                + ", ".join(sorted(procs))
+                + "), or the thread's own name (its ops then run in their `proc`, app by default)",
             )
             thread = ""
-        if thread:
+        if thread in procs:
             ops = tuple(_in_process(op, str(thread)) for op in ops)
-        actors.append(ActorSpec(name, label, ops, str(cpu), str(thread)))
+        actors.append(ActorSpec(name, label, ops, cpu, str(thread)))
     _large_folio_rule(c, setup, actors)
     vnames = tuple(v.name for v in variants) or ("default",)
     expect: dict[str, Expect] = {}

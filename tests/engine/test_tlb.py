@@ -237,10 +237,37 @@ def test_actor_cpu_and_thread_are_checked() -> None:
         engine.parse_scenario(
             {
                 **base,
-                "actors": [{"name": "a", "thread": "nope", "ops": [{"read": {"addr": "buf"}}]}],
+                "actors": [{"name": "a", "thread": "no pe", "ops": [{"read": {"addr": "buf"}}]}],
             }
         )
     assert "actors[0].thread" in str(err.value) and "app" in str(err.value)
+    with pytest.raises(engine.ScenarioError) as err:
+        engine.parse_scenario(
+            {**base, "actors": [{"name": "a", "cpu": 99, "ops": [{"read": {"addr": "buf"}}]}]}
+        )
+    assert "actors[0].cpu" in str(err.value)
+
+
+def test_a_thread_may_be_named_and_a_cpu_numbered() -> None:
+    """`thread:` names the process (its ops' default `proc`) or just the thread; `cpu: 1`
+    is CPU1. Either way the actors share app's mm and run on CPUs."""
+    sc = engine.parse_scenario(
+        {
+            "id": "named",
+            "title": "named threads",
+            "setup": WRITE_A,
+            "actors": [
+                {"name": "a", "thread": "T0", "cpu": 0, "ops": [{"read": {"addr": "buf"}}]},
+                {"name": "b", "thread": "app", "cpu": "CPU1", "ops": [{"read": {"addr": "buf"}}]},
+            ],
+        }
+    )
+    assert Model(sc, config(sc, "6.6")).cpus == ("CPU0", "CPU1")
+    assert [a.thread for a in sc.actors] == ["T0", "app"]
+    assert "proc" not in sc.actors[0].ops[0].params
+    assert sc.actors[1].ops[0].params["proc"] == "app"
+    w = world_after(sc, "6.6", ["a", "b"])
+    assert {e.cpu for e in w.tlb} == {"CPU0", "CPU1"}
 
 
 def test_cpus_are_given_to_every_actor_once_one_is_named() -> None:
