@@ -134,14 +134,15 @@ def _flushes(scenario: engine.Scenario, run: engine.Trace) -> list[Figure]:
     """A mark on each step that removed TLB entries (a flush, immediate or deferred), on
     the lane of the actor that flushed: where a stale entry stops being usable. A CPU
     access that reloads its own entry from the page table is not a flush."""
-    cpu_of = dict(zip((a.name for a in scenario.actors), cpus_of(scenario.actors), strict=True))
+    actors = {a.name: a for a in scenario.actors}
+    cpu_of = dict(zip(actors, cpus_of(scenario.actors), strict=True))
     xs: list[int] = []
     ys: list[str] = []
     texts: list[str] = []
     before = run.initial
     for step in run.steps:
         now = {t.key for t in step.state.tlb}
-        access = step.op.startswith(("write", "read"))
+        access = actors[step.actor].ops[step.op_index].kind in ("read", "write")
         gone = sorted(
             t.key
             for t in before.tlb

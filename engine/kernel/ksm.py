@@ -75,7 +75,7 @@ def merge_start(ctx: Ctx) -> Effect | Blocked:
     return ctx.then(write_protect)
 
 
-def expected(ctx: Ctx, page: Page) -> int:
+def expected(page: Page) -> int:
     """page_mapcount + 1 (the caller's reference) + 1 if in the swap cache."""
     return page.mapcount + 1 + (1 if page.has(SWAPCACHE) else 0)
 
@@ -84,7 +84,7 @@ def count_first(ctx: Ctx, index: int) -> Effect:
     """(what if: no clear before the count) the reference check, in its own step."""
     page = ctx.w.page(index)
     # The caller's reference: KSM holds the page it scanned (get_mergeable_page).
-    want = expected(ctx, page)
+    want = expected(page)
     if page.ref + 1 != want:
         return abort(ctx, f"page_count {page.ref + 1} != {want}: someone else holds it")
     return ctx.effect(
@@ -131,7 +131,7 @@ def write_protect(ctx: Ctx) -> Effect | Blocked:
     # ptep_clear_flush: the PTE is gone and every CPU's entry flushed before the count.
     ctx.w = ctx.w.set_pte(proc, addr, Pte(file=pte.file))
     if ctx.cfg.on("ksm_count_after_flush"):
-        want = expected(ctx, page)
+        want = expected(page)
         if page.ref + 1 != want:
             ctx.w = ctx.w.set_pte(proc, addr, pte)
             return abort(

@@ -48,11 +48,8 @@ def around_walk(ctx: Ctx, note: str) -> str:
     tlb_finish_mmu may flush for a nested gather: the step's sentence says so."""
     if not ctx.cpu:
         return note
-    proc = ctx.proc
-    tlb.gather(ctx, proc)
-    batched = tlb.flush_batched_pending(ctx, proc)
-    finished = tlb.finish_mmu(ctx, proc, ctx.p("addr"), gathered=False)
-    return f"{batched}{note}" + (f"; tlb_finish_mmu {finished}" if finished else "")
+    batched = tlb.flush_batched_pending(ctx, ctx.proc)
+    return batched + note + tlb.finish_ungathered(ctx, ctx.proc, ctx.p("addr"))
 
 
 def walked(ctx: Ctx, function: str, note: str) -> Effect:
@@ -255,7 +252,7 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         if waits:
             return waits
     batched = ""
-    if ctx.cpu and ctx.machine is ZAP:
+    if ctx.cpu:
         seen = ctx.regs(Zapping).batch
         if seen >= 0:
             batched = tlb.clear_batched(ctx, proc, seen)
@@ -279,10 +276,7 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         return zap_gathered(ctx, unmap, pte, key, batched)
     if pte.present and pte.page != ZERO_PAGE:
         index = pte.page
-        if pte.file and pte.dirty:
-            refs.mark_dirty(ctx, index)  # zap_pte_range: set_page_dirty for a dirty file PTE
-        page = ctx.w.page(index)
-        refs.update(ctx, index, page.evolve(mapcount=page.mapcount - 1))
+        remove_rmap(ctx, pte)
         freed = refs.put(ctx, index, what="zap_pte_range")
         if not freed:
             thp.after_pte_unmap(ctx, index)
@@ -297,20 +291,28 @@ def zap(ctx: Ctx, unmap: bool) -> Effect | Blocked:
         held = drop_swap_entry(ctx, entry)
         note = f"drops the swap entry of {addr}"
     cleared(ctx, unmap, pte, key)
-    if ctx.cpu and ctx.machine is ZAP:
+    if ctx.cpu:
         # Nothing was gathered, but tlb_finish_mmu still flushes for a nested gather
         # (99baac21e458): a parallel zap may have cleared this PTE, its flush deferred.
-        tlb.gather(ctx, proc)
-        finished = tlb.finish_mmu(ctx, proc, addr, gathered=False)
-        note += f"; tlb_finish_mmu {finished}" if finished else ""
+        note += tlb.finish_ungathered(ctx, proc, addr)
     return reclaim_next(ctx, "zap_pte_range", f"{proc}: {batched}{note}", entry, held)
 
 
-def cleared(ctx: Ctx, unmap: bool, pte: Pte, key: str) -> None:
-    """The PTE is cleared (munmap: the address is gone) and the oracle told."""
+def remove_rmap(ctx: Ctx, pte: Pte) -> None:
+    """zap_pte_range on a present page: set_page_dirty for a dirty file PTE, and the
+    mapping's rmap goes (mapcount - 1); its reference is the caller's to drop."""
+    index = pte.page
+    if pte.file and pte.dirty:
+        refs.mark_dirty(ctx, index)
+    page = ctx.w.page(index)
+    refs.update(ctx, index, page.evolve(mapcount=page.mapcount - 1))
+
+
+def cleared(ctx: Ctx, unmap: bool, pte: Pte, key: str, deferred: bool = False) -> None:
+    """The PTE is cleared (munmap: the address is gone; `deferred`: its TLB flush waits in
+    the mmu_gather) and the oracle told."""
     proc, addr = ctx.proc, ctx.p("addr")
-    flush = not gathers(ctx, proc, addr, pte)
-    ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file), flush=flush)
+    ctx.w = ctx.w.set_pte(proc, addr, None if unmap else Pte(file=pte.file), flush=not deferred)
     if not pte.file:
         ctx.w = oracle.zap(ctx.w, key, unmapped=unmap)
     elif unmap:
@@ -321,7 +323,7 @@ def cleared(ctx: Ctx, unmap: bool, pte: Pte, key: str) -> None:
 def gathers(ctx: Ctx, proc: str, addr: str, pte: Pte) -> bool:
     """With CPUs, zap_pte_range leaves the flush of a small page some CPU caches, and the
     page's last reference, to the mmu_gather (tlb_remove_tlb_entry, tlb_remove_page)."""
-    if not (ctx.cpu and ctx.machine is ZAP and pte.present and pte.page >= 0):
+    if not (ctx.cpu and pte.present and pte.page >= 0):
         return False
     page = ctx.w.page(pte.page)
     return not page.order and page.head < 0 and tlb.pending(ctx, proc, addr)
@@ -333,12 +335,9 @@ def zap_gathered(ctx: Ctx, unmap: bool, pte: Pte, key: str, batched: str) -> Eff
     proc = ctx.proc
     index = pte.page
     tlb.gather(ctx, proc)
-    if pte.file and pte.dirty:
-        refs.mark_dirty(ctx, index)  # zap_pte_range: set_page_dirty for a dirty file PTE
-    page = ctx.w.page(index)
-    refs.update(ctx, index, page.evolve(mapcount=page.mapcount - 1))
-    cleared(ctx, unmap, pte, key)
-    ctx.goto(zap_finish, page=index, gen=page.gen)
+    remove_rmap(ctx, pte)
+    cleared(ctx, unmap, pte, key, deferred=True)
+    ctx.goto(zap_finish, page=index, gen=ctx.w.page(index).gen)
     return ctx.effect(
         "zap_pte_range",
         f"{proc}: {batched}unmaps {page_name(index)}; its TLB flush and its reference wait in "

@@ -160,6 +160,14 @@ def ungather(ctx: Ctx, proc: str, counted: bool = False) -> bool:
     return owner.tlb_pending > 1
 
 
+def finish_ungathered(ctx: Ctx, proc: str, addr: str) -> str:
+    """tlb_gather_mmu and tlb_finish_mmu around a walk that gathered nothing, in one step:
+    the end of the step's sentence if the finish flushed for a nested gather, else ""."""
+    gather(ctx, proc)
+    finished = finish_mmu(ctx, proc, addr, gathered=False)
+    return f"; tlb_finish_mmu {finished}" if finished else ""
+
+
 def finish_mmu(ctx: Ctx, proc: str, addr: str, gathered: bool) -> str:
     """tlb_finish_mmu: flush what the gather collected; from 99baac21e458 also the whole
     range when another gather on this mm is in flight (mm_tlb_flush_nested), since that

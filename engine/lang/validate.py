@@ -331,6 +331,15 @@ def _macro(
     return ops
 
 
+def _flag(c: _Checker, section: Mapping[str, Any], path: str, meaning: str) -> bool:
+    """A true/false attribute (false when absent); an error naming `path` otherwise."""
+    value = section.get(path.rpartition(".")[2], False)
+    if isinstance(value, bool):
+        return value
+    c.err(path, f"must be true or false ({meaning})")
+    return False
+
+
 def _cpu(c: _Checker, raw: object, path: str) -> str:
     """An actor's CPU: a name (`CPU1`) or a number (1, for CPU1)."""
     if raw == "":
@@ -453,29 +462,21 @@ def parse_scenario(doc: object, lines: Mapping[str, int] | None = None) -> Scena
             c.err(fpath, "file names must be lowercase names")
         files[str(fname)] = c.value(fd.get("data", "0"), f"{fpath}.data")
     sd = c.mapping(d.get("swap"), "swap", ("synchronous", "readahead", "zswap"))
-    synchronous = sd.get("synchronous", False)
-    if not isinstance(synchronous, bool):
-        c.err(
-            "swap.synchronous",
-            "must be true or false (true: a SWP_SYNCHRONOUS_IO device such as zram)",
-        )
-        synchronous = False
-    readahead = sd.get("readahead", False)
-    if not isinstance(readahead, bool):
-        c.err(
-            "swap.readahead",
-            "must be true or false (true: a swap-in through the swap cache also reads the "
-            "neighbouring slots in use into the swap cache)",
-        )
-        readahead = False
-    zswap = sd.get("zswap", False)
-    if not isinstance(zswap, bool):
-        c.err(
-            "swap.zswap",
-            "must be true or false (true: swap_writepage stores pages in zswap, and a "
-            "zswap_writeback op writes them to the device)",
-        )
-        zswap = False
+    synchronous = _flag(c, sd, "swap.synchronous", "true: a SWP_SYNCHRONOUS_IO device such as zram")
+    readahead = _flag(
+        c,
+        sd,
+        "swap.readahead",
+        "true: a swap-in through the swap cache also reads the neighbouring slots in use "
+        "into the swap cache",
+    )
+    zswap = _flag(
+        c,
+        sd,
+        "swap.zswap",
+        "true: swap_writepage stores pages in zswap, and a zswap_writeback op writes them to "
+        "the device",
+    )
     procs = _procs(d)
     setup = _ops(c, d.get("setup"), "setup", files, procs, MAX_SETUP, setup=True)
     actors = []

@@ -84,6 +84,7 @@ def test_the_dashboard_offers_a_short_link(client: TestClient) -> None:
     assert 'id="btn-short-link"' in page and "/api/links" in page
 
 
+@pytest.mark.redis
 def test_redis_keeps_links_for_every_worker() -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is missing (apt-get install redis-server)")
@@ -147,6 +148,7 @@ def test_the_ttl_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings.from_env()
 
 
+@pytest.mark.redis
 def test_redis_links_expire_and_old_records_still_work() -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is missing (apt-get install redis-server)")
