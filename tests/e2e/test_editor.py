@@ -183,6 +183,7 @@ def test_a_shared_scenario_opens_in_another_browser_with_the_same_state(
     example = page.locator("#explore-result tr.bad .load-example").first
     expect(example).to_be_visible(timeout=EXPLORE_TIMEOUT)
     expect(page.locator("#ed-outcomes-chart .main-svg").first).to_be_attached()
+    settle(page)  # the check the variant change started must not be cut off by leaving
     example.click()
     expect(page.locator("#violation-banner")).to_contain_text("lost_write")
     mine_bad = dashboard_state(page)
@@ -209,6 +210,7 @@ def test_a_shared_scenario_opens_in_another_browser_with_the_same_state(
     example = other.locator("#explore-result tr.bad .load-example").first
     expect(example).to_be_visible(timeout=EXPLORE_TIMEOUT)
     expect(other.locator("#ed-outcomes-chart .main-svg").first).to_be_attached()
+    settle(other)
     example.click()
     expect(other.locator("#violation-banner")).to_contain_text("lost_write")
     assert dashboard_state(other) == mine_bad
