@@ -149,6 +149,9 @@ def test_h5_an_edited_copy_is_marked_as_such(page: Page) -> None:
     editor.fill(text.replace("value: B", "value: Z", 1))
     # The share links follow the text (checked as you type).
     expect(page.locator("#share-dashboard")).to_have_attribute("data-path", re.compile("s="))
+    # The check the edit started (debounced) finishes before the page is left: cut off, it
+    # counts as a failed request.
+    page.wait_for_load_state("networkidle")
     page.click("a#btn-open")
     expect(page).to_have_url(re.compile(r"[?&]s="))
     expect(page.locator("header.top #custom-mark")).to_be_visible()
