@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.kernel import OPS
-from engine.lang.ir import Op, Scenario
+from engine.lang.ir import Op, Scenario, cpus_of
 from engine.state import Actor, Expected, World
 
 # Ops whose steps read a value set by position (gup.hold's pipe snapshot takes allowed[0]).
@@ -39,6 +39,11 @@ class Symmetry:
     classes: tuple[tuple[int, ...], ...]
     names: tuple[str, ...]
     values: tuple[tuple[str, ...], ...]
+    # The CPU each actor runs on, renamed along with it when the members of its class run
+    # on CPUs of their own ("" for an actor whose CPU stays: no CPUs, or one shared by the
+    # whole class). Swapping two actors' states moves each one's TLB entries to the other's
+    # CPU, since an actor's CPU is fixed by its place (Model.cpus).
+    cpus: tuple[str, ...] = ()
     # Signatures by (actor index, actor state): an actor's states recur across many worlds,
     # and renaming one to compare it is most of the cost of canonical().
     memo: dict[tuple[int, Actor], str] = field(default_factory=dict, compare=False, repr=False)
@@ -73,6 +78,8 @@ class Symmetry:
             if src != dst:
                 mapping[self.names[src]] = self.names[dst]
                 mapping.update(zip(self.values[src], self.values[dst], strict=True))
+                if self.cpus and self.cpus[src]:
+                    mapping[self.cpus[src]] = self.cpus[dst]
         renamer = Renamer(mapping, self.renamed)
         actors = list(world.actors)
         for src, dst in moves:
@@ -98,6 +105,8 @@ def detect(scenario: Scenario) -> Symmetry | None:
     """The interchangeable actors of `scenario`, or None when there are none."""
     names = tuple(a.name for a in scenario.actors)
     values = tuple(_values(a.ops) for a in scenario.actors)
+    cpus = cpus_of(scenario.actors)
+    moved_cpus = [""] * len(names)
     shapes: dict[str, list[int]] = {}
     for i, actor in enumerate(scenario.actors):
         if any(op.kind in ORDER_DEPENDENT for op in actor.ops):
@@ -116,17 +125,28 @@ def detect(scenario: Scenario) -> Symmetry | None:
         shared = {values[members[0]][k] for k in range(len(values[members[0]])) if k not in differ}
         own = {names[i] for i in members} | {v for i in members for v in own_values[i]}
         distinct = all(len(set(own_values[i])) == len(own_values[i]) for i in members)
+        # CPUs: the members share one (swapping them leaves every TLB where it is), or each
+        # runs on its own, which no other actor uses (its CPU is renamed with it).
+        member_cpus = {cpus[i] for i in members}
+        others = {cpus[i] for i in range(len(names)) if i not in members}
+        own_cpus = len(member_cpus) == len(members) and not member_cpus & others
+        if len(member_cpus) > 1 and not own_cpus:
+            continue
+        if own_cpus and len(member_cpus) > 1:
+            own |= member_cpus
         if (
             distinct
-            and not own & (shared | _other_strings(scenario, members))
+            and not own & (shared | _other_strings(scenario, members) | others)
             and _disjoint(own_values, members)
         ):
             classes.append(tuple(members))
             for i in members:
                 renamed[i] = own_values[i]
+                if len(member_cpus) > 1:
+                    moved_cpus[i] = cpus[i]
     if not classes:
         return None
-    return Symmetry(tuple(classes), names, tuple(renamed))
+    return Symmetry(tuple(classes), names, tuple(renamed), tuple(moved_cpus))
 
 
 def _values(ops: tuple[Op, ...]) -> tuple[str, ...]:
@@ -237,7 +257,16 @@ def _renamed_world(world: World, actors: tuple[Actor, ...], rename: Renamer) -> 
         expect=expect,
         writers=tuple(sorted(rename(world.writers))),
         actors=actors,
+        # The sets of actors (and, for the TLBs, of CPUs) the code keeps sorted.
+        swap_users=_resorted(world.swap_users, rename),
+        tlb=_resorted(world.tlb, rename),
+        irq_off=_resorted(world.irq_off, rename),
+        walks=_resorted(world.walks, rename),
     )
+
+
+def _resorted(part: tuple[Any, ...], rename: Renamer) -> tuple[Any, ...]:
+    return tuple(sorted(rename(part))) if part else part
 
 
 def _sorted_expected(e: Expected) -> Expected:

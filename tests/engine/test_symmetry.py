@@ -45,7 +45,14 @@ def symmetric_scenarios(draw: st.DrawFn) -> tuple[engine.Scenario, engine.Config
     setup: list[OpDoc] = [{"write": {"addr": "buf", "value": "A"}}]
     if draw(st.booleans()):
         setup.append({"madvise_free": {"addr": "buf"}})
-    sc = engine.parse_scenario(doc(actors, setup))
+    body = doc(actors, setup)
+    # With CPUs (TLBs): the copies each on a CPU of their own, all on one, or on CPUs they
+    # share with the other actor (which is then no symmetry).
+    placement = draw(st.sampled_from(("none", "own", "one", "mixed")))
+    if placement != "none":
+        for i, actor in enumerate(body["actors"]):
+            actor["cpu"] = {"own": i, "one": 0, "mixed": i % 2}[placement]
+    sc = engine.parse_scenario(body)
     return sc, engine.make_config(sc, kernel=draw(st.sampled_from(KERNELS)))
 
 
@@ -96,3 +103,34 @@ def test_the_reduction_stores_fewer_worlds_for_the_same_counts() -> None:
     assert not full.truncated and not reduced.truncated
     assert reduced.states * 3 < full.states * 2  # two interchangeable actors: nearly half
     assert summary(reduced) == summary(full)
+
+
+def test_actors_on_cpus_of_their_own_are_swapped_with_their_tlbs() -> None:
+    # Two writers on CPUs of their own against MADV_FREE's deferred flush and reclaim: a
+    # swap of the writers moves each one's TLB entries to the other's CPU, or the reduced
+    # search would count worlds whose cached translations belong to the wrong actor.
+    writer = [{"write": {"addr": "buf", "value": v}} for v in ("V0", "V2")]
+    body = doc(
+        {
+            "c0": writer,
+            "c1": revalue(writer[:1], "V1") + revalue(writer[1:], "V3"),
+            "k": [{"madvise_free": {"addr": "buf"}}, {"shrink_folio_list": {"addr": "buf"}}],
+        }
+    )
+    for i, actor in enumerate(body["actors"]):
+        actor["cpu"] = i
+    sc = engine.parse_scenario(body)
+    sym = detect(sc)
+    assert sym is not None and sym.classes == ((0, 1),) and sym.cpus == ("CPU0", "CPU1", "")
+    cfg = engine.make_config(sc, kernel="5.17")
+    full = engine.explore(sc, cfg, symmetry=False)
+    reduced = engine.explore(sc, cfg)
+    assert reduced.states < full.states
+    assert summary(reduced) == summary(full)
+
+
+def test_copies_sharing_a_cpu_with_another_actor_form_no_class() -> None:
+    body = family(3)
+    for actor, cpu in zip(body["actors"], (0, 1, 1), strict=True):
+        actor["cpu"] = cpu
+    assert detect(engine.parse_scenario(body)) is None
