@@ -28,7 +28,7 @@ from engine.state import Actor, Expected, World
 
 # Ops whose steps read a value set by position (gup.hold's pipe snapshot takes allowed[0]).
 ORDER_DEPENDENT = frozenset({"vmsplice"})
-MEMO_LIMIT = 50_000
+MEMO_LIMIT = 200_000  # see explore.RECENT_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
