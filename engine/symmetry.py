@@ -81,7 +81,9 @@ class Symmetry:
                 if self.cpus and self.cpus[src]:
                     mapping[self.cpus[src]] = self.cpus[dst]
         renamer = Renamer(mapping, self.renamed)
-        actors = list(world.actors)
+        # Every actor is renamed, not only the members: another actor's registers can hold
+        # a member's value or name (ksmd's snapshot of the data it compares, a lock owner).
+        actors = [renamer(actor) for actor in world.actors]
         for src, dst in moves:
             actors[dst] = renamer(world.actors[src])
         return _renamed_world(world, tuple(actors), renamer), tuple(perm)

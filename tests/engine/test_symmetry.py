@@ -134,3 +134,24 @@ def test_copies_sharing_a_cpu_with_another_actor_form_no_class() -> None:
     for actor, cpu in zip(body["actors"], (0, 1, 1), strict=True):
         actor["cpu"] = cpu
     assert detect(engine.parse_scenario(body)) is None
+
+
+def test_an_actor_outside_the_class_holding_a_members_value_is_renamed_too() -> None:
+    # ksmd snapshots the data it compares (write_protect_page, then pages_identical): after
+    # c1's store that is V3, and a swap of c0 and c1 must rename it in ksmd's registers as
+    # well, or the reduced search merges worlds whose futures differ (a found symmetry bug).
+    body = doc(
+        {
+            "c0": [{"write": {"addr": "buf", "value": v}} for v in ("V0", "V2")],
+            "c1": [{"write": {"addr": "buf", "value": v}} for v in ("V1", "V3")],
+            "ksmd": [{"ksm_merge": {"addr": "buf"}}],
+            "t2": [{"mprotect": {"addr": "buf", "prot": "read"}}],
+        }
+    )
+    sc = engine.parse_scenario(body)
+    assert detect(sc) is not None
+    cfg = engine.make_config(sc, kernel="5.17")
+    full = engine.explore(sc, cfg, symmetry=False)
+    reduced = engine.explore(sc, cfg)
+    assert reduced.states < full.states
+    assert summary(reduced) == summary(full)
