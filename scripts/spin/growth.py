@@ -329,7 +329,7 @@ end:
             :: else -> PAGEOUT
             fi
        fi }
-  /* try_to_unmap: ptep_get_and_clear (or, nothing mapped, the rest of the pass) */
+  /* try_to_unmap: ptep_get_and_clear; nothing mapped: the rest of the pass (folio_ref_freeze) */
   :: d_step { op == 0 && pc == UNMAP_CLEAR ->
        if
        :: pte_present && pte_page == page ->
