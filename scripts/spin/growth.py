@@ -43,6 +43,14 @@ device.py, refs.py, fault.py, oracle.py; engine/model.py for the end-of-run chec
   check   at the end (timeout: no actor can move) the engine's conclude(): no deadlock,
           what app reads at buf is a value the oracle allows (lost_write), no leaked page.
 
+Checked against kernel source (stored snapshots, read with the search tools): GUP-fast's
+recheck compares the whole PTE value (`pte_val(pte) != pte_val(*ptep)`, so a dirty or young
+bit set since the read is a change too) and SetPageReferenced follows it; try_to_unmap_one's
+MADV_FREE branch before 6c8e2a256915 is `if (!PageDirty(page)) goto discard;` else
+set_pte_at + SetPageSwapBacked; shrink_page_list's lazyfree free is `page_ref_freeze(page, 1)`
+and, since Miaohe Lin's July 2021 patch (kernel-model.md 2.4), no PageDirty test after it.
+The engine agrees with all three; the other steps were taken from the engine as they are.
+
 Not modelled, because this family never reaches them (each is guarded by an assert, so
 SPIN says so if it ever did): the zero page, swap (add_to_swap), writeback, buffers,
 THP, TLBs, pins, do_wp_page, the oracle's epochs (no munmap/DONTNEED: always 0), and the
