@@ -157,7 +157,7 @@ def report(sizes: list[int]) -> None:
             )
         for what, p in (("pagerace, symmetry off", exact), ("pagerace, symmetry on", sym)):
             if p is None:
-                print(f"{n:>2} {what:34} {'(not run: minutes at n >= 5)':>39}")
+                print(f"{n:>2} {what:34} {'(not run: over a minute at n >= 5)':>39}")
                 continue
             print(
                 f"{n:>2} {what:34} {p.states:>9} {p.transitions:>12} {'(exhaustive)':>16} "
