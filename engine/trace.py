@@ -18,7 +18,7 @@ from engine.kernel.machine import Blocked, Effect
 from engine.lang.ir import Scenario, default_variant
 from engine.model import Model
 from engine.state import World
-from engine.views import StateView, flat_changes, flatten, state_view
+from engine.views import StateView, changes, state_view
 
 MAX_SCHEDULE = 400
 
@@ -204,9 +204,6 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
     names = model.names
     world = start = model.initial()
     initial = before = state_view(model, world)
-    # The previous step's view, flattened: each view is flattened once, not once as the
-    # step's "after" and again as the next one's "before" (flattening was a third of a replay).
-    flat_before = flatten(before)
     steps: list[Step] = []
     violations: list[Violation] = []
     for n, name in enumerate(schedule, start=1):
@@ -232,7 +229,6 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
         op_index = world.actors[i].op
         world = result.world
         after = state_view(model, world)
-        flat_after = flatten(after)
         steps.append(
             Step(
                 n,
@@ -241,14 +237,14 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
                 op_index,
                 result.function,
                 result.note,
-                flat_changes(flat_before, flat_after),
+                changes(before, after),
                 after,
                 world,
                 result.call,
             )
         )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)
-        before, flat_before = after, flat_after
+        before = after
     actors = actor_views(model, world)  # one step attempt per actor serves both
     enabled = tuple(a.name for a in actors if a.next_function is not None)
     label = None

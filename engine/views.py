@@ -9,6 +9,7 @@ shape (`pages.P0.refcount`), which the API reports per step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -361,123 +362,124 @@ def state_view(model: Model, world: World) -> StateView:
     )
 
 
+def page_json(p: PageView) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "refcount": p.refcount,
+        "pins": p.pins,
+        "mapcount": p.mapcount,
+        "flags": list(p.flags),
+        "lru": p.lru,
+        "data": p.data,
+        "owner": p.owner,
+        "holders": dict(p.holders),
+        "locked_by": p.locked_by,
+        # Large folios only, so states of order-0 scenarios read as before.
+        **({"order": p.order, "entire_mapcount": p.entire} if p.order else {}),
+    }
+
+
+def pte_json(e: PteView) -> dict[str, Any]:
+    return {
+        "proc": e.proc,
+        "addr": e.addr,
+        "page": e.page,
+        "present": e.present,
+        "write": e.write,
+        "dirty": e.dirty,
+        "young": e.young,
+        "swap": e.swap,
+        "migration": e.migration,
+        "file": e.file,
+    }
+
+
+def slot_json(s: SlotView) -> dict[str, Any]:
+    # `has_cache` and `free` only when set, so states without them read as before.
+    return {
+        "slot": s.slot,
+        "data": s.data,
+        "entries": s.entries,
+        "cache": s.cache,
+        **({"has_cache": True} if s.has_cache else {}),
+        **({"free": True} if s.free else {}),
+    }
+
+
+def file_json(f: FileView) -> dict[str, Any]:
+    # `size` only once truncated, so states of scenarios without EOF read as before.
+    return {"name": f.name, "cache": f.cache, "disk": f.disk, **({} if f.size else {"size": 0})}
+
+
+def proc_json(p: ProcView) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "mmap_lock": p.mmap_lock,
+        "pte_lock": p.pte_lock,
+        "write_protect_seq": p.write_protect_seq,
+        "has_pinned": p.has_pinned,
+    }
+
+
+def device_json(d: DeviceView) -> dict[str, Any]:
+    return {
+        "actor": d.actor,
+        "pages": list(d.pages),
+        "mode": d.mode,
+        "for": d.held_for,
+        "wrote": d.wrote,
+    }
+
+
+def expected_json(e: ExpectedView) -> dict[str, Any]:
+    return {"where": e.where, "allowed": list(e.allowed), "dma_in_flight": e.dma_in_flight}
+
+
+def node_json(n: NodeView) -> dict[str, Any]:
+    return {"name": n.name, "pgdat_dirty": n.pgdat_dirty}
+
+
+def pmd_json(m: PmdView) -> dict[str, Any]:
+    return {
+        "proc": m.proc,
+        "region": m.region,
+        "kind": m.kind,
+        "page": m.page,
+        "write": m.write,
+        "dirty": m.dirty,
+        "young": m.young,
+    }
+
+
+def tlb_json(t: TlbView) -> dict[str, Any]:
+    return {
+        "id": t.key,
+        "cpu": t.cpu,
+        "proc": t.proc,
+        "addr": t.addr,
+        "page": t.page,
+        "write": t.write,
+        "dirty": t.dirty,
+        "stale": t.stale,
+    }
+
+
 def to_json(view: StateView) -> dict[str, Any]:
     """The JSON shape of a state (product.md: the `state` of a run and of each step)."""
     return {
-        "pages": [
-            {
-                "id": p.id,
-                "refcount": p.refcount,
-                "pins": p.pins,
-                "mapcount": p.mapcount,
-                "flags": list(p.flags),
-                "lru": p.lru,
-                "data": p.data,
-                "owner": p.owner,
-                "holders": dict(p.holders),
-                "locked_by": p.locked_by,
-                # Large folios only, so states of order-0 scenarios read as before.
-                **({"order": p.order, "entire_mapcount": p.entire} if p.order else {}),
-            }
-            for p in view.pages
-        ],
-        "ptes": [
-            {
-                "proc": e.proc,
-                "addr": e.addr,
-                "page": e.page,
-                "present": e.present,
-                "write": e.write,
-                "dirty": e.dirty,
-                "young": e.young,
-                "swap": e.swap,
-                "migration": e.migration,
-                "file": e.file,
-            }
-            for e in view.ptes
-        ],
-        "swap": [
-            # `has_cache` and `free` only when set, so states without them read as before.
-            {
-                "slot": s.slot,
-                "data": s.data,
-                "entries": s.entries,
-                "cache": s.cache,
-                **({"has_cache": True} if s.has_cache else {}),
-                **({"free": True} if s.free else {}),
-            }
-            for s in view.swap
-        ],
-        # `size` only once truncated, so states of scenarios without EOF read as before.
-        "files": [
-            {"name": f.name, "cache": f.cache, "disk": f.disk, **({} if f.size else {"size": 0})}
-            for f in view.files
-        ],
-        "procs": [
-            {
-                "name": p.name,
-                "mmap_lock": p.mmap_lock,
-                "pte_lock": p.pte_lock,
-                "write_protect_seq": p.write_protect_seq,
-                "has_pinned": p.has_pinned,
-            }
-            for p in view.procs
-        ],
-        "devices": [
-            {
-                "actor": d.actor,
-                "pages": list(d.pages),
-                "mode": d.mode,
-                "for": d.held_for,
-                "wrote": d.wrote,
-            }
-            for d in view.devices
-        ],
-        "expected": [
-            {"where": e.where, "allowed": list(e.allowed), "dma_in_flight": e.dma_in_flight}
-            for e in view.expected
-        ],
-        "node": [{"name": n.name, "pgdat_dirty": n.pgdat_dirty} for n in view.node],
+        "pages": [page_json(p) for p in view.pages],
+        "ptes": [pte_json(e) for e in view.ptes],
+        "swap": [slot_json(s) for s in view.swap],
+        "files": [file_json(f) for f in view.files],
+        "procs": [proc_json(p) for p in view.procs],
+        "devices": [device_json(d) for d in view.devices],
+        "expected": [expected_json(e) for e in view.expected],
+        "node": [node_json(n) for n in view.node],
         "violations": list(view.violations),
         # Only once a PMD is more than a PTE table, so order-0 states read as before.
-        **(
-            {
-                "pmds": [
-                    {
-                        "proc": m.proc,
-                        "region": m.region,
-                        "kind": m.kind,
-                        "page": m.page,
-                        "write": m.write,
-                        "dirty": m.dirty,
-                        "young": m.young,
-                    }
-                    for m in view.pmds
-                ]
-            }
-            if view.pmds
-            else {}
-        ),
+        **({"pmds": [pmd_json(m) for m in view.pmds]} if view.pmds else {}),
         # Only in scenarios whose actors run on CPUs, so other states read as before.
-        **(
-            {
-                "tlb": [
-                    {
-                        "id": t.key,
-                        "cpu": t.cpu,
-                        "proc": t.proc,
-                        "addr": t.addr,
-                        "page": t.page,
-                        "write": t.write,
-                        "dirty": t.dirty,
-                        "stale": t.stale,
-                    }
-                    for t in view.tlb
-                ]
-            }
-            if view.tlb
-            else {}
-        ),
+        **({"tlb": [tlb_json(t) for t in view.tlb]} if view.tlb else {}),
     }
 
 
@@ -512,6 +514,46 @@ def flat_changes(a: dict[str, object], b: dict[str, object]) -> tuple[str, ...]:
     return tuple(k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
 
 
+# Each section of a state: its field in StateView, how an item is named in a dotted path
+# (KEYS above, from the view rather than its JSON) and its JSON.
+Item = Any
+SECTIONS: tuple[tuple[str, Callable[[Item], str], Callable[[Item], dict[str, Any]]], ...] = (
+    ("pages", lambda p: p.id, page_json),
+    ("ptes", lambda e: e.key, pte_json),
+    ("swap", lambda s: s.slot, slot_json),
+    ("files", lambda f: f.name, file_json),
+    ("procs", lambda p: p.name, proc_json),
+    ("devices", lambda d: d.actor, device_json),
+    ("expected", lambda e: e.where, expected_json),
+    ("node", lambda n: n.name, node_json),
+    ("pmds", lambda m: m.key, pmd_json),
+    ("tlb", lambda t: t.key, tlb_json),
+)
+
+
 def changes(before: StateView, after: StateView) -> tuple[str, ...]:
-    """The dotted paths of the fields that differ between two views, sorted."""
-    return flat_changes(flatten(before), flatten(after))
+    """The dotted paths of the fields that differ between two views, sorted: what
+    `flat_changes(flatten(before), flatten(after))` says, without flattening either.
+
+    A step changes a few fields of a few items, so only the items that differ (as frozen
+    values) are turned into JSON and compared field by field (by repr, as `flatten` does).
+    """
+    out: list[str] = []
+    for section, name_of, as_json in SECTIONS:
+        old: tuple[Item, ...] = getattr(before, section)
+        new: tuple[Item, ...] = getattr(after, section)
+        if old == new:
+            continue
+        olds = {name_of(x): x for x in old}
+        news = {name_of(x): x for x in new}
+        for name in olds.keys() | news.keys():
+            a, b = olds.get(name), news.get(name)
+            if a is not None and b is not None and a == b:
+                continue
+            fa = as_json(a) if a is not None else {}
+            fb = as_json(b) if b is not None else {}
+            prefix = f"{section}.{name}."
+            for field in fa.keys() | fb.keys():
+                if field not in fa or field not in fb or repr(fa[field]) != repr(fb[field]):
+                    out.append(prefix + field)
+    return tuple(sorted(out))

@@ -91,10 +91,14 @@ def update() -> None:
     seed = engine.load_catalog()["madv-free-vs-dio"]
     bug = ["dio"] * 3 + ["kswapd"] * 5 + ["dio"] * 3 + ["kswapd"] * 2
     requests: list[dict[str, Any]] = [
-        {"name": "madv-free-vs-dio/buggy", "request": {"scenario": seed.id, "variant": "buggy",
-                                                        "schedule": bug}},
-        {"name": "madv-free-vs-dio/half-way", "request": {"scenario": seed.id, "variant": "buggy",
-                                                           "schedule": bug[:7]}},
+        {
+            "name": "madv-free-vs-dio/buggy",
+            "request": {"scenario": seed.id, "variant": "buggy", "schedule": bug},
+        },
+        {
+            "name": "madv-free-vs-dio/half-way",
+            "request": {"scenario": seed.id, "variant": "buggy", "schedule": bug[:7]},
+        },
         {"name": "madv-free-vs-dio/empty", "request": {"scenario": seed.id, "schedule": []}},
         {
             "name": "madv-free-vs-dio/kernel-and-fix",
