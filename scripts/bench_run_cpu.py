@@ -127,14 +127,19 @@ class Driver:
     def cpu_per_request(self, body: bytes, count: int) -> tuple[float, int]:
         status, size = self.post(body)  # warm: the setup cache, the run cache when on
         assert status == 200, status
-        began = time.process_time()
-        self.post(body, count)
-        return (time.process_time() - began) * 1000 / count, size
+        # The best of five rounds: other processes on a shared machine only ever add time
+        # (cache misses, frequency), never take it away.
+        rounds = []
+        for _ in range(5):
+            began = time.process_time()
+            self.post(body, max(1, count // 5))
+            rounds.append((time.process_time() - began) * 1000 / max(1, count // 5))
+        return min(rounds), size
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--profile", action="store_true", help="cProfile one case instead")
     parser.add_argument("--cached", action="store_true", help="with --profile: the cache on")
     parser.add_argument("--case", default="madv-free-vs-dio")
