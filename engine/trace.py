@@ -18,7 +18,7 @@ from engine.kernel.machine import Blocked, Effect
 from engine.lang.ir import Scenario, default_variant
 from engine.model import Model
 from engine.state import World
-from engine.views import StateView, changes, state_view
+from engine.views import StateView, Views, changes
 
 MAX_SCHEDULE = 400
 
@@ -203,7 +203,9 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
     model = Model(scenario, config)
     names = model.names
     world = start = model.initial()
-    initial = before = state_view(model, world)
+    # One builder for the run: each view reuses the previous one's unchanged items.
+    views = Views(model)
+    initial = before = views.of(world)
     steps: list[Step] = []
     violations: list[Violation] = []
     for n, name in enumerate(schedule, start=1):
@@ -228,7 +230,7 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
             break
         op_index = world.actors[i].op
         world = result.world
-        after = state_view(model, world)
+        after = views.of(world)
         steps.append(
             Step(
                 n,
@@ -253,7 +255,7 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
         world, events = model.conclude(world)
         violations.extend(Violation(v, 0, msg) for v, msg in events)
         label = model.label(world)
-        end = state_view(model, world)
+        end = views.of(world)
     return Trace(
         scenario_id=scenario.id,
         digest=scenario.digest,

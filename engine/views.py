@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.kernel import OPS
 from engine.model import Model
@@ -21,45 +21,70 @@ from engine.state import (
     NO_PAGE,
     PRIVATE,
     ZERO_PAGE,
+    Page,
+    Pmd,
+    Proc,
+    Pte,
+    Slot,
+    Tlb,
     World,
     flag_list,
     page_name,
     revokes,
 )
 
+# What the actors hold on each page, in the order `holders` counts it: (add, key) where add
+# counts one more under key and a plain entry sets it to 1.
+Holds = dict[int, list[tuple[bool, str]]]
 
-def holders(model: Model, world: World, index: int) -> dict[str, int]:
-    """Who accounts for the page's refcount (the pin bias shown apart as `pins`)."""
-    page = world.pages[index]
-    out: dict[str, int] = {}
-    if page.mapcount:
-        out["mappings"] = page.mapcount
-    if any(f.cache == index for _, f in world.files) or page.swap >= 0:
-        out["swap cache" if page.swap >= 0 else "page cache"] = 1
-    if page.has(PRIVATE):  # buffer heads
-        out["buffers"] = 1
-    if page.owner.startswith("other:"):
-        out[page.owner.removeprefix("other:")] = 1
+
+def actor_holds(model: Model, world: World) -> Holds:
+    """Every actor's references, by page: one pass over the actors for all the pages."""
+    out: Holds = {}
     for spec, actor in zip(model.scenario.actors, world.actors, strict=False):
         if actor.op < len(spec.ops):
             op = spec.ops[actor.op]
             ref = OPS[op.kind].refs_held.get(actor.pc)
             # The ops that hold a reference between steps keep its page in `regs.page`.
-            mine = getattr(actor.regs, "page", NO_PAGE) == index
             pin = op.params.get("mode") == "pin"  # counted under "pins"
-            if ref and mine and not (pin and ref == "speculative"):
-                out[f"{spec.name} ({ref})"] = 1
-        for held, gen in actor.held:
-            on_folio = held >= 0 and world.folio(held) == index
-            if on_folio and gen == world.pages[held].gen and actor.held_mode != "pin":
-                out[f"{spec.name} ({actor.held_mode})"] = (
-                    out.get(f"{spec.name} ({actor.held_mode})", 0) + 1
-                )
+            if ref and not (pin and ref == "speculative"):
+                page = getattr(actor.regs, "page", NO_PAGE)
+                out.setdefault(page, []).append((False, f"{spec.name} ({ref})"))
+        if actor.held_mode != "pin":
+            for held, gen in actor.held:
+                if held >= 0 and gen == world.pages[held].gen:
+                    key = f"{spec.name} ({actor.held_mode})"
+                    out.setdefault(world.folio(held), []).append((True, key))
+    return out
+
+
+def holders(model: Model, world: World, index: int) -> dict[str, int]:
+    """Who accounts for the page's refcount (the pin bias shown apart as `pins`)."""
+    page = world.pages[index]
+    cached = any(f.cache == index for _, f in world.files)
+    held = tuple(actor_holds(model, world).get(index, ()))
+    return _holders(page, cached, held, world.pages[index + 1 : index + page.nr])
+
+
+def _holders(
+    page: Page, cached: bool, held: tuple[tuple[bool, str], ...], tails: tuple[Page, ...]
+) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if page.mapcount:
+        out["mappings"] = page.mapcount
+    if cached or page.swap >= 0:
+        out["swap cache" if page.swap >= 0 else "page cache"] = 1
+    if page.has(PRIVATE):  # buffer heads
+        out["buffers"] = 1
+    if page.owner.startswith("other:"):
+        out[page.owner.removeprefix("other:")] = 1
+    for add, key in held:
+        out[key] = out.get(key, 0) + 1 if add else 1
     if page.entire:
         out["PMD mappings"] = page.entire
     if page.order:
         # The PTE mappings of every subpage count on the head, as the pins (1 each).
-        maps = sum(p.mapcount for p in world.pages[index + 1 : index + page.nr])
+        maps = sum(p.mapcount for p in tails)
         if maps:
             out["mappings"] = out.get("mappings", 0) + maps
     if page.pins:
@@ -71,7 +96,10 @@ def holders(model: Model, world: World, index: int) -> dict[str, int]:
 
 
 def owner(world: World, index: int) -> str:
-    page = world.pages[index]
+    return _owner(world.pages[index])
+
+
+def _owner(page: Page) -> str:
     if page.free:
         return "free"
     if page.head >= 0:
@@ -256,110 +284,173 @@ def _mmap_lock(proc_writer: str, readers: tuple[str, ...]) -> str | None:
 
 
 def state_view(model: Model, world: World) -> StateView:
-    pages = []
-    for i, p in enumerate(world.pages):
-        if p.head >= 0:
-            own = p.flags & ANON_EXCLUSIVE
-            p = p.evolve(flags=(world.pages[p.head].flags & ~ANON_EXCLUSIVE) | own)
-        flags = flag_list(p.flags)
-        if p.lru:
-            flags.insert(0, "lru")
-        pages.append(
-            PageView(
-                id=page_name(i),
-                refcount=p.ref,
-                pins=p.pins,
-                mapcount=p.mapcount,
-                flags=tuple(flags),
-                lru=p.lru or None,
-                data=p.data,
-                owner=owner(world, i),
-                holders=tuple(holders(model, world, i).items()),
-                locked_by=p.locker or None,
-                order=p.order,
-                entire=p.entire,
-            )
+    return Views(model).of(world)
+
+
+S = TypeVar("S")
+V = TypeVar("V")
+Section = tuple[tuple[S, ...], tuple[V, ...]]  # what each item was made of, and the items
+
+
+def _items(src: tuple[S, ...], prev: Section[S, V] | None, make: Callable[[S], V]) -> Section[S, V]:
+    """The items made of `src`: an item whose sources equal the previous world's at the same
+    place is the previous item itself (a step leaves most of the state as it was)."""
+    if prev is not None and len(prev[0]) == len(src):
+        return src, tuple(
+            v if a == b else make(a) for a, b, v in zip(src, prev[0], prev[1], strict=True)
         )
-    return StateView(
-        pages=tuple(pages),
-        ptes=tuple(
-            PteView(
-                proc,
-                addr,
-                page_ref(e.page) if (e.present or e.migration) else None,
-                e.present,
-                e.write,
-                e.dirty,
-                e.young,
-                f"S{e.swap}" if e.swap >= 0 else None,
-                e.migration,
-                e.file or None,
-            )
-            for proc, addr, e in world.walk()
-        ),
-        swap=tuple(
-            SlotView(
-                f"S{i}",
-                s.data if s.written else None,
-                s.entries,
-                page_ref(s.cache),
-                s.has_cache and s.cache < 0,
-                i in world.swap_free,
-            )
-            for i, s in enumerate(world.swap)
-        ),
-        files=tuple(FileView(n, page_ref(f.cache), f.disk, f.size) for n, f in world.files),
-        procs=tuple(
-            ProcView(
-                proc.name,
-                _mmap_lock(proc.mmap_writer, proc.mmap_readers),
-                proc.ptl or None,
-                proc.seq,
-                proc.has_pinned,
-            )
-            for proc in world.procs
-        ),
-        devices=tuple(
-            DeviceView(
-                spec.name,
-                tuple(page_ref(i) for i, _ in a.held),
-                a.held_mode,
-                a.held_key,
-                a.dma or None,
-            )
-            for spec, a in zip(model.scenario.actors, world.actors, strict=False)
-            if a.held
-        ),
-        expected=tuple(
-            ExpectedView(k, e.allowed, e.inflight) for k, e in world.expect if e.allowed
-        ),
-        node=(NodeView("node0", world.pgdat_dirty),),
-        violations=tuple(world.violations),
-        pmds=tuple(
-            PmdView(
-                proc,
-                region,
-                "protnone" if e.numa else e.kind,
-                page_ref(e.page),
-                e.write,
-                e.dirty,
-                e.young,
-            )
-            for proc, region, e in world.pmds
-        ),
-        tlb=tuple(
-            TlbView(
-                t.cpu,
-                t.proc,
-                t.addr,
-                page_ref(t.page),
-                t.write,
-                t.dirty,
-                revokes(t, world.pte(t.proc, t.addr)) or world.pages[t.page].gen != t.gen,
-            )
-            for t in world.tlb
-        ),
+    return src, tuple(make(a) for a in src)
+
+
+PageSource = tuple[int, Page, Page | None, bool, tuple[tuple[bool, str], ...], tuple[Page, ...]]
+
+
+def _page_view(src: PageSource) -> PageView:
+    i, p, head, cached, held, tails = src
+    flags = flag_list(p.flags)
+    if head is not None:  # a tail shows its folio's flags, with its own AnonExclusive
+        flags = flag_list((head.flags & ~ANON_EXCLUSIVE) | (p.flags & ANON_EXCLUSIVE))
+    if p.lru:
+        flags.insert(0, "lru")
+    return PageView(
+        id=page_name(i),
+        refcount=p.ref,
+        pins=p.pins,
+        mapcount=p.mapcount,
+        flags=tuple(flags),
+        lru=p.lru or None,
+        data=p.data,
+        owner=_owner(p),
+        holders=tuple(_holders(p, cached, held, tails).items()),
+        locked_by=p.locker or None,
+        order=p.order,
+        entire=p.entire,
     )
+
+
+def _pte_view(src: tuple[str, str, Pte]) -> PteView:
+    proc, addr, e = src
+    return PteView(
+        proc,
+        addr,
+        page_ref(e.page) if (e.present or e.migration) else None,
+        e.present,
+        e.write,
+        e.dirty,
+        e.young,
+        f"S{e.swap}" if e.swap >= 0 else None,
+        e.migration,
+        e.file or None,
+    )
+
+
+def _slot_view(src: tuple[int, Slot, bool]) -> SlotView:
+    i, s, free = src
+    return SlotView(
+        f"S{i}",
+        s.data if s.written else None,
+        s.entries,
+        page_ref(s.cache),
+        s.has_cache and s.cache < 0,
+        free,
+    )
+
+
+def _proc_view(proc: Proc) -> ProcView:
+    return ProcView(
+        proc.name,
+        _mmap_lock(proc.mmap_writer, proc.mmap_readers),
+        proc.ptl or None,
+        proc.seq,
+        proc.has_pinned,
+    )
+
+
+def _pmd_view(src: tuple[str, str, Pmd]) -> PmdView:
+    proc, region, e = src
+    kind = "protnone" if e.numa else e.kind
+    return PmdView(proc, region, kind, page_ref(e.page), e.write, e.dirty, e.young)
+
+
+def _tlb_view(src: tuple[Tlb, bool]) -> TlbView:
+    t, stale = src
+    return TlbView(t.cpu, t.proc, t.addr, page_ref(t.page), t.write, t.dirty, stale)
+
+
+class Views:
+    """The views of one model's worlds, the previous world's items reused where nothing they
+    are made of changed: a replay's steps each change a few fields of a few items, and their
+    views (and the changes and JSON made from them) then share the rest."""
+
+    __slots__ = ("_prev", "model")
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._prev: dict[str, Section[Any, Any]] = {}
+
+    def of(self, world: World) -> StateView:
+        prev = self._prev
+        out: dict[str, Section[Any, Any]] = {}
+        spec = self.model.scenario.actors
+        holds = actor_holds(self.model, world)
+        in_cache = {f.cache for _, f in world.files}
+        pages = world.pages
+        out["pages"] = _items(
+            tuple(
+                (
+                    i,
+                    p,
+                    pages[p.head] if p.head >= 0 else None,
+                    i in in_cache,
+                    tuple(holds.get(i, ())),
+                    pages[i + 1 : i + p.nr] if p.order else (),
+                )
+                for i, p in enumerate(pages)
+            ),
+            prev.get("pages"),
+            _page_view,
+        )
+        out["ptes"] = _items(tuple(world.walk()), prev.get("ptes"), _pte_view)
+        free = world.swap_free
+        out["swap"] = _items(
+            tuple((i, s, i in free) for i, s in enumerate(world.swap)), prev.get("swap"), _slot_view
+        )
+        out["procs"] = _items(world.procs, prev.get("procs"), _proc_view)
+        out["pmds"] = _items(world.pmds, prev.get("pmds"), _pmd_view)
+        out["tlb"] = _items(
+            tuple(
+                (t, revokes(t, world.pte(t.proc, t.addr)) or pages[t.page].gen != t.gen)
+                for t in world.tlb
+            ),
+            prev.get("tlb"),
+            _tlb_view,
+        )
+        self._prev = out
+        return StateView(
+            pages=out["pages"][1],
+            ptes=out["ptes"][1],
+            swap=out["swap"][1],
+            files=tuple(FileView(n, page_ref(f.cache), f.disk, f.size) for n, f in world.files),
+            procs=out["procs"][1],
+            devices=tuple(
+                DeviceView(
+                    sp.name,
+                    tuple(page_ref(i) for i, _ in a.held),
+                    a.held_mode,
+                    a.held_key,
+                    a.dma or None,
+                )
+                for sp, a in zip(spec, world.actors, strict=False)
+                if a.held
+            ),
+            expected=tuple(
+                ExpectedView(k, e.allowed, e.inflight) for k, e in world.expect if e.allowed
+            ),
+            node=(NodeView("node0", world.pgdat_dirty),),
+            violations=tuple(world.violations),
+            pmds=out["pmds"][1],
+            tlb=out["tlb"][1],
+        )
 
 
 def page_json(p: PageView) -> dict[str, Any]:
