@@ -555,23 +555,60 @@ def tlb_json(t: TlbView) -> dict[str, Any]:
     }
 
 
+# The sections of a state's JSON, in order, with each item's JSON; `pmds` and `tlb` only
+# when there are some (so order-0 states and those of scenarios without CPUs read as before).
+# `violations`, a list of names, comes between `node` and `pmds`.
+JSON_SECTIONS: tuple[tuple[str, Callable[[Any], dict[str, Any]], bool], ...] = (
+    ("pages", page_json, True),
+    ("ptes", pte_json, True),
+    ("swap", slot_json, True),
+    ("files", file_json, True),
+    ("procs", proc_json, True),
+    ("devices", device_json, True),
+    ("expected", expected_json, True),
+    ("node", node_json, True),
+    ("pmds", pmd_json, False),
+    ("tlb", tlb_json, False),
+)
+
+
 def to_json(view: StateView) -> dict[str, Any]:
     """The JSON shape of a state (product.md: the `state` of a run and of each step)."""
-    return {
-        "pages": [page_json(p) for p in view.pages],
-        "ptes": [pte_json(e) for e in view.ptes],
-        "swap": [slot_json(s) for s in view.swap],
-        "files": [file_json(f) for f in view.files],
-        "procs": [proc_json(p) for p in view.procs],
-        "devices": [device_json(d) for d in view.devices],
-        "expected": [expected_json(e) for e in view.expected],
-        "node": [node_json(n) for n in view.node],
-        "violations": list(view.violations),
-        # Only once a PMD is more than a PTE table, so order-0 states read as before.
-        **({"pmds": [pmd_json(m) for m in view.pmds]} if view.pmds else {}),
-        # Only in scenarios whose actors run on CPUs, so other states read as before.
-        **({"tlb": [tlb_json(t) for t in view.tlb]} if view.tlb else {}),
-    }
+    out: dict[str, Any] = {}
+    for section, as_json, always in JSON_SECTIONS:
+        if section == "pmds":
+            out["violations"] = list(view.violations)
+        items = getattr(view, section)
+        if always or items:
+            out[section] = [as_json(x) for x in items]
+    return out
+
+
+def to_text(view: StateView, memo: dict[object, str], encode: Callable[[Any], str]) -> str:
+    """`encode(to_json(view))`, for an encoder without spaces: each item (and each section)
+    encoded once per `memo` and spliced in, so the states of one run, which share most of
+    their items (views.Views), cost what their changes do. `memo` is keyed by `id` (a
+    section's with its name: every empty section is the same `()`), so the items must
+    outlive it (those of one trace do)."""
+    parts = []
+    for section, as_json, always in JSON_SECTIONS:
+        if section == "pmds":
+            parts.append(f'"violations":{encode(list(view.violations))}')
+        items = getattr(view, section)
+        if not (always or items):
+            continue
+        key = (section, id(items))
+        text = memo.get(key)
+        if text is None:
+            texts = []
+            for x in items:
+                one = memo.get(id(x))
+                if one is None:
+                    one = memo[id(x)] = encode(as_json(x))
+                texts.append(one)
+            text = memo[key] = f'"{section}":[{",".join(texts)}]'
+        parts.append(text)
+    return "{" + ",".join(parts) + "}"
 
 
 KEYS = {
