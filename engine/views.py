@@ -21,6 +21,8 @@ from engine.state import (
     NO_PAGE,
     PRIVATE,
     ZERO_PAGE,
+    Expected,
+    File,
     Page,
     Pmd,
     Proc,
@@ -296,9 +298,14 @@ def _items(src: tuple[S, ...], prev: Section[S, V] | None, make: Callable[[S], V
     """The items made of `src`: an item whose sources equal the previous world's at the same
     place is the previous item itself (a step leaves most of the state as it was)."""
     if prev is not None and len(prev[0]) == len(src):
-        return src, tuple(
+        items = tuple(
             v if a == b else make(a) for a, b, v in zip(src, prev[0], prev[1], strict=True)
         )
+        # All of them as they were: the previous tuple itself, so that comparing or encoding
+        # the two states can skip the whole section at once.
+        if all(a is b for a, b in zip(items, prev[1], strict=True)):
+            return src, prev[1]
+        return src, items
     return src, tuple(make(a) for a in src)
 
 
@@ -377,6 +384,20 @@ def _tlb_view(src: tuple[Tlb, bool]) -> TlbView:
     return TlbView(t.cpu, t.proc, t.addr, page_ref(t.page), t.write, t.dirty, stale)
 
 
+def _file_view(src: tuple[str, File]) -> FileView:
+    name, f = src
+    return FileView(name, page_ref(f.cache), f.disk, f.size)
+
+
+def _expected_view(src: tuple[str, Expected]) -> ExpectedView:
+    key, e = src
+    return ExpectedView(key, e.allowed, e.inflight)
+
+
+def _node_view(pgdat_dirty: bool) -> NodeView:
+    return NodeView("node0", pgdat_dirty)
+
+
 class Views:
     """The views of one model's worlds, the previous world's items reused where nothing they
     are made of changed: a replay's steps each change a few fields of a few items, and their
@@ -425,12 +446,19 @@ class Views:
             prev.get("tlb"),
             _tlb_view,
         )
+        out["files"] = _items(world.files, prev.get("files"), _file_view)
+        out["expected"] = _items(
+            tuple((k, e) for k, e in world.expect if e.allowed),
+            prev.get("expected"),
+            _expected_view,
+        )
+        out["node"] = _items((world.pgdat_dirty,), prev.get("node"), _node_view)
         self._prev = out
         return StateView(
             pages=out["pages"][1],
             ptes=out["ptes"][1],
             swap=out["swap"][1],
-            files=tuple(FileView(n, page_ref(f.cache), f.disk, f.size) for n, f in world.files),
+            files=out["files"][1],
             procs=out["procs"][1],
             devices=tuple(
                 DeviceView(
@@ -443,10 +471,8 @@ class Views:
                 for sp, a in zip(spec, world.actors, strict=False)
                 if a.held
             ),
-            expected=tuple(
-                ExpectedView(k, e.allowed, e.inflight) for k, e in world.expect if e.allowed
-            ),
-            node=(NodeView("node0", world.pgdat_dirty),),
+            expected=out["expected"][1],
+            node=out["node"][1],
             violations=tuple(world.violations),
             pmds=out["pmds"][1],
             tlb=out["tlb"][1],
@@ -593,7 +619,11 @@ def to_text(view: StateView, memo: dict[object, str], encode: Callable[[Any], st
     parts = []
     for section, as_json, always in JSON_SECTIONS:
         if section == "pmds":
-            parts.append(f'"violations":{encode(list(view.violations))}')
+            names = memo.get(("violations", id(view.violations)))
+            if names is None:
+                names = encode(list(view.violations))
+                memo["violations", id(view.violations)] = names
+            parts.append(f'"violations":{names}')
         items = getattr(view, section)
         if not (always or items):
             continue
@@ -670,7 +700,7 @@ def changes(before: StateView, after: StateView) -> tuple[str, ...]:
     for section, name_of, as_json in SECTIONS:
         old: tuple[Item, ...] = getattr(before, section)
         new: tuple[Item, ...] = getattr(after, section)
-        if old == new:
+        if old is new or old == new:
             continue
         olds = {name_of(x): x for x in old}
         news = {name_of(x): x for x in new}
