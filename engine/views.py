@@ -297,16 +297,15 @@ Section = tuple[tuple[S, ...], tuple[V, ...]]  # what each item was made of, and
 def _items(src: tuple[S, ...], prev: Section[S, V] | None, make: Callable[[S], V]) -> Section[S, V]:
     """The items made of `src`: an item whose sources equal the previous world's at the same
     place is the previous item itself (a step leaves most of the state as it was)."""
-    if prev is not None and len(prev[0]) == len(src):
-        items = tuple(
-            v if a == b else make(a) for a, b, v in zip(src, prev[0], prev[1], strict=True)
-        )
+    if prev is None or len(prev[0]) != len(src):
+        return src, tuple(make(a) for a in src)
+    if src == prev[0]:
         # All of them as they were: the previous tuple itself, so that comparing or encoding
         # the two states can skip the whole section at once.
-        if all(a is b for a, b in zip(items, prev[1], strict=True)):
-            return src, prev[1]
-        return src, items
-    return src, tuple(make(a) for a in src)
+        return prev
+    return src, tuple(
+        v if a == b else make(a) for a, b, v in zip(src, prev[0], prev[1], strict=True)
+    )
 
 
 PageSource = tuple[int, Page, Page | None, bool, tuple[tuple[bool, str], ...], tuple[Page, ...]]
