@@ -17,7 +17,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
@@ -113,6 +113,12 @@ def _fields(content: dict[str, Any]) -> str:
     return _ENCODE(content)[1:-1]
 
 
+def _record(value: Any) -> dict[str, Any]:
+    """dataclasses.asdict of a flat dataclass (its fields all plain values), without the deep
+    copy asdict makes: a slotted dataclass's __slots__ are its fields, in order."""
+    return {name: getattr(value, name) for name in value.__slots__}
+
+
 def run_text(trace: engine.Trace) -> bytes:
     """`Body.encode(engine.run_to_json(trace))`, made faster: every state of the run is
     encoded item by item with one memo (engine.views.to_text), so the items a step did not
@@ -148,8 +154,8 @@ def run_text(trace: engine.Trace) -> bytes:
             "enabled": list(trace.enabled),
             "finished": trace.finished,
             "label": trace.label,
-            "violations": [asdict(v) for v in trace.violations],
-            "actors": [asdict(a) for a in trace.actors],
+            "violations": [_record(v) for v in trace.violations],
+            "actors": [_record(a) for a in trace.actors],
         }
     )
     initial = to_text(trace.initial, memo, _ENCODE)

@@ -701,15 +701,22 @@ def changes(before: StateView, after: StateView) -> tuple[str, ...]:
         new: tuple[Item, ...] = getattr(after, section)
         if old is new or old == new:
             continue
-        olds = {name_of(x): x for x in old}
-        news = {name_of(x): x for x in new}
-        for name in olds.keys() | news.keys():
-            a, b = olds.get(name), news.get(name)
+        pairs: list[tuple[Item | None, Item | None]] | None = None
+        if len(old) == len(new):
+            # Most often the same items in the same places, one or two of them changed.
+            pairs = [(a, b) for a, b in zip(old, new, strict=True) if a is not b and a != b]
+            if any(name_of(a) != name_of(b) for a, b in pairs):
+                pairs = None
+        if pairs is None:  # items came, went or moved: pair them by name
+            olds = {name_of(x): x for x in old}
+            news = {name_of(x): x for x in new}
+            pairs = [(olds.get(n), news.get(n)) for n in olds.keys() | news.keys()]
+        for a, b in pairs:
             if a is not None and b is not None and a == b:
                 continue
             fa = as_json(a) if a is not None else {}
             fb = as_json(b) if b is not None else {}
-            prefix = f"{section}.{name}."
+            prefix = f"{section}.{name_of(a if a is not None else b)}."
             for field in fa.keys() | fb.keys():
                 if field not in fa or field not in fb or repr(fa[field]) != repr(fb[field]):
                     out.append(prefix + field)
