@@ -11,7 +11,6 @@ import gzip
 import json
 import math
 import threading
-import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -166,10 +165,6 @@ def run_text(trace: engine.Trace) -> bytes:
 
 RunKey = tuple[object, ...]
 CONFIGS = 256  # resolved configurations kept (a few hundred bytes each)
-# A replay expected to cost at most this much CPU runs on the event loop rather than in a
-# thread: the hop costs ~0.2 ms (a sixth of a short replay), and a thread holds the GIL,
-# so the loop, for up to the switch interval (5 ms) anyway.
-QUICK_S = 0.002
 
 
 class Runner:
@@ -191,8 +186,6 @@ class Runner:
         self._configs: OrderedDict[tuple[object, ...], tuple[engine.Scenario, engine.Config]] = (
             OrderedDict()
         )
-        # CPU seconds per step of recent replays, by scenario and kernel (a moving average).
-        self._step_s: OrderedDict[tuple[object, ...], float] = OrderedDict()
 
     def check_length(self, schedule: Sequence[str]) -> None:
         limit = self.settings.max_schedule
@@ -230,25 +223,6 @@ class Runner:
         # scenario's run for another.
         return (scenario.sha256, config.kernel, config.variant, fixes, tuple(schedule))
 
-    @staticmethod
-    def _cost_key(scenario: engine.Scenario, config: engine.Config) -> tuple[object, ...]:
-        return (scenario.sha256, config.kernel, tuple(sorted(config.fixes.items())))
-
-    def quick(self, scenario: engine.Scenario, config: engine.Config, steps: int) -> bool:
-        """Whether replaying `steps` steps is expected to cost at most QUICK_S of CPU, by
-        what earlier replays of the scenario cost per step (never before the first one)."""
-        with self._lock:
-            per_step = self._step_s.get(self._cost_key(scenario, config))
-        return per_step is not None and per_step * (steps + 1) <= QUICK_S
-
-    def _measured(self, scenario: engine.Scenario, config: engine.Config, s: float) -> None:
-        key = self._cost_key(scenario, config)
-        with self._lock:
-            old = self._step_s.pop(key, None)
-            self._step_s[key] = s if old is None else 0.7 * old + 0.3 * s
-            if len(self._step_s) > CONFIGS:
-                self._step_s.popitem(last=False)
-
     def cached(
         self, scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
     ) -> Body | None:
@@ -272,12 +246,10 @@ class Runner:
         hit = self.cached(scenario, config, schedule)
         if hit is not None:
             return hit
-        began = time.thread_time()  # this thread's CPU: waiting for the GIL is not counted
         result = engine.run_schedule(scenario, config, schedule)
         plain = run_text(result)
         kept = len(plain) <= self.settings.run_cache_bytes // 4
         body = Body.of_bytes(plain, compress=gzipped or kept)
-        self._measured(scenario, config, (time.thread_time() - began) / (len(schedule) + 1))
         if kept:
             self._remember(self.key(scenario, config, schedule), body)
         return body

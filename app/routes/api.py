@@ -112,17 +112,12 @@ def _run_body(body: RunRequest, runner: Runner, gzipped: bool) -> Body:
     return runner.run(scenario, config, body.schedule, gzipped)
 
 
-def _quick_body(body: RunRequest, runner: Runner, gzipped: bool) -> Body | None:
-    """A catalog scenario's run without leaving the event loop: from the cache, or replayed
-    here when replays of this scenario have cost well under a millisecond or two (a thread
-    would cost a fifth of that again, and hold the GIL, so the loop, as long)."""
+def _cached_body(body: RunRequest, runner: Runner) -> Body | None:
+    """A catalog scenario's run from the cache, without leaving the event loop."""
     if not isinstance(body.scenario, str):
         return None  # a document must be validated first: work for a thread
     scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
-    hit = runner.cached(scenario, config, body.schedule)
-    if hit is None and runner.quick(scenario, config, len(body.schedule)):
-        return runner.run(scenario, config, body.schedule, gzipped)
-    return hit
+    return runner.cached(scenario, config, body.schedule)
 
 
 @router.post("/run", response_model=RunResponse)
@@ -130,7 +125,7 @@ async def run(body: RunRequest, request: Request, runner: RunnerDep) -> Response
     """Replay one interleaving step by step; an actor that is not enabled is a 422."""
     runner.check_length(body.schedule)
     gzipped = "gzip" in request.headers.get("accept-encoding", "")
-    content = _quick_body(body, runner, gzipped)
+    content = _cached_body(body, runner)
     if content is None:
         content = await anyio.to_thread.run_sync(_run_body, body, runner, gzipped)
     # The GZip middleware leaves a response that already has a Content-Encoding alone.

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 import engine
 from app.config import Settings
 from app.main import create_app
-from app.service import QUICK_S, Body, Runner, run_text
+from app.service import Body, Runner, run_text
 
 SEED = "madv-free-vs-dio"
 
@@ -111,21 +111,3 @@ def test_run_text_is_the_encoded_run_to_json(
                     break
                 schedule.append(rng.choice(trace.enabled))
                 trace = engine.replay(scenario, config, tuple(schedule))
-
-
-def test_only_replays_known_to_be_cheap_stay_on_the_event_loop(
-    catalog: Mapping[str, engine.Scenario], seed: engine.Scenario
-) -> None:
-    """Runner.quick: never before a first replay of the scenario has been measured; then by
-    the measured cost per step times the schedule's length (the cost is set here, not timed)."""
-    runner = Runner(catalog, Settings())
-    config = engine.make_config(seed)
-    assert not runner.quick(seed, config, 1)
-    runner.run(seed, config, (seed.actors[0].name,))
-    key = runner._cost_key(seed, config)
-    assert key in runner._step_s
-    runner._step_s[key] = QUICK_S / 100
-    assert runner.quick(seed, config, 20)
-    assert not runner.quick(seed, config, 400)
-    other = engine.make_config(seed, seed.variants[-1].name)
-    assert other.fixes != config.fixes and not runner.quick(seed, other, 1)
