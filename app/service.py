@@ -25,6 +25,7 @@ import engine
 from app.config import Settings
 from app.explore_pool import Job, SlotPool, WorkerLost
 from app.runref import ScenarioRef
+from engine.views import to_text
 
 if TYPE_CHECKING:
     from app.limits import SharedLeases
@@ -73,25 +74,97 @@ def replay_lenient(
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """A JSON response body, and the same gzipped: compressing costs more than a cache hit."""
+    """A JSON response body, and the same gzipped: compressing costs more than a cache hit.
+
+    `gzipped` is None for a body that nobody asked compressed and that is not remembered
+    (the run cache is off, or the body is too big for it): compressing it would be wasted.
+    """
 
     plain: bytes
-    gzipped: bytes
+    gzipped: bytes | None
+
+    @staticmethod
+    def encode(content: Any) -> bytes:
+        # What JSONResponse would send.
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
 
     @classmethod
     def of(cls, content: Any) -> Body:
-        # What JSONResponse would send.
-        plain = json.dumps(
-            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode()
-        return cls(plain, gzip.compress(plain, compresslevel=6, mtime=0))
+        return cls.of_bytes(cls.encode(content))
+
+    @classmethod
+    def of_bytes(cls, plain: bytes, compress: bool = True) -> Body:
+        gzipped = gzip.compress(plain, compresslevel=6, mtime=0) if compress else None
+        return cls(plain, gzipped)
 
     @property
     def size(self) -> int:
-        return len(self.plain) + len(self.gzipped)
+        return len(self.plain) + (len(self.gzipped) if self.gzipped is not None else 0)
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _fields(content: dict[str, Any]) -> str:
+    """A dict's encoded members, without the braces."""
+    return _ENCODE(content)[1:-1]
+
+
+def _record(value: Any) -> dict[str, Any]:
+    """dataclasses.asdict of a flat dataclass (its fields all plain values), without the deep
+    copy asdict makes: a slotted dataclass's __slots__ are its fields, in order."""
+    return {name: getattr(value, name) for name in value.__slots__}
+
+
+def run_text(trace: engine.Trace) -> bytes:
+    """`Body.encode(engine.run_to_json(trace))`, made faster: every state of the run is
+    encoded item by item with one memo (engine.views.to_text), so the items a step did not
+    change are encoded once for the whole run, not once per step. The keys and their order
+    are run_to_json's (tests/app/test_run_cache.py holds the two equal)."""
+    memo: dict[object, str] = {}
+    steps = ",".join(
+        "{"
+        + _fields(
+            {
+                "index": s.index,
+                "actor": s.actor,
+                "op": s.op,
+                "op_index": s.op_index,
+                "function": s.function,
+                "note": s.note,
+                "changes": list(s.changes),
+            }
+        )
+        + f',"state":{to_text(s.state, memo, _ENCODE)}}}'
+        for s in trace.steps
+    )
+    head = _fields(
+        {
+            "scenario": trace.scenario_id,
+            "digest": trace.digest,
+            "kernel": trace.kernel,
+            "variant": trace.variant,
+        }
+    )
+    tail = _fields(
+        {
+            "enabled": list(trace.enabled),
+            "finished": trace.finished,
+            "label": trace.label,
+            "violations": [_record(v) for v in trace.violations],
+            "actors": [_record(a) for a in trace.actors],
+        }
+    )
+    initial = to_text(trace.initial, memo, _ENCODE)
+    state = to_text(trace.state, memo, _ENCODE)
+    text = f'{{{head},"steps":[{steps}],"initial":{initial},"state":{state},{tail}}}'
+    return text.encode()
 
 
 RunKey = tuple[object, ...]
+CONFIGS = 256  # resolved configurations kept (a few hundred bytes each)
 
 
 class Runner:
@@ -107,6 +180,12 @@ class Runner:
         self._bytes = 0
         self._cache: OrderedDict[RunKey, Body] = OrderedDict()
         self._lock = threading.Lock()
+        # A catalog scenario's resolved configuration, by what the request named: building a
+        # Config walks every fix switch's releases (a tenth of an uncached run), and links
+        # and the dashboard ask for the same few over and over.
+        self._configs: OrderedDict[tuple[object, ...], tuple[engine.Scenario, engine.Config]] = (
+            OrderedDict()
+        )
 
     def check_length(self, schedule: Sequence[str]) -> None:
         limit = self.settings.max_schedule
@@ -121,7 +200,20 @@ class Runner:
         fixes: Mapping[str, bool] | None = None,
     ) -> tuple[engine.Scenario, engine.Config]:
         scenario = resolve_scenario(self.catalog, ref)
-        return scenario, engine.make_config(scenario, variant, kernel, fixes)
+        if not isinstance(ref, str):  # a document: parsed afresh, its config too
+            return scenario, engine.make_config(scenario, variant, kernel, fixes)
+        key = (scenario.sha256, variant, kernel, tuple(fixes.items()) if fixes else ())
+        with self._lock:
+            known = self._configs.get(key)
+            if known is not None and known[0] is scenario:
+                self._configs.move_to_end(key)
+                return known
+        config = engine.make_config(scenario, variant, kernel, fixes)  # errors: never kept
+        with self._lock:
+            self._configs[key] = (scenario, config)
+            if len(self._configs) > CONFIGS:
+                self._configs.popitem(last=False)
+        return scenario, config
 
     @staticmethod
     def key(scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]) -> RunKey:
@@ -142,20 +234,29 @@ class Runner:
             return hit
 
     def run(
-        self, scenario: engine.Scenario, config: engine.Config, schedule: Sequence[str]
+        self,
+        scenario: engine.Scenario,
+        config: engine.Config,
+        schedule: Sequence[str],
+        gzipped: bool = True,
     ) -> Body:
-        """The run's JSON body: from the cache, or replayed (CPU work: call it off the loop)."""
+        """The run's JSON body: from the cache, or replayed (CPU work: call it off the loop).
+
+        A body the cache keeps is compressed too; one it does not keep only if `gzipped`."""
         hit = self.cached(scenario, config, schedule)
         if hit is not None:
             return hit
         result = engine.run_schedule(scenario, config, schedule)
-        body = Body.of(engine.run_to_json(result))
-        self._remember(self.key(scenario, config, schedule), body)
+        plain = run_text(result)
+        kept = len(plain) <= self.settings.run_cache_bytes // 4
+        body = Body.of_bytes(plain, compress=gzipped or kept)
+        if kept:
+            self._remember(self.key(scenario, config, schedule), body)
         return body
 
     def _remember(self, key: RunKey, body: Body) -> None:
         limit = self.settings.run_cache_bytes
-        if body.size > limit // 4:
+        if body.size > limit // 4 or body.gzipped is None:
             return  # one huge run must not flush everything else
         with self._lock:
             old = self._cache.pop(key, None)

@@ -18,7 +18,7 @@ from engine.kernel.machine import Blocked, Effect
 from engine.lang.ir import Scenario, default_variant
 from engine.model import Model
 from engine.state import World
-from engine.views import StateView, flat_changes, flatten, state_view
+from engine.views import StateView, Views, changes
 
 MAX_SCHEDULE = 400
 
@@ -203,10 +203,9 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
     model = Model(scenario, config)
     names = model.names
     world = start = model.initial()
-    initial = before = state_view(model, world)
-    # The previous step's view, flattened: each view is flattened once, not once as the
-    # step's "after" and again as the next one's "before" (flattening was a third of a replay).
-    flat_before = flatten(before)
+    # One builder for the run: each view reuses the previous one's unchanged items.
+    views = Views(model)
+    initial = before = views.of(world)
     steps: list[Step] = []
     violations: list[Violation] = []
     for n, name in enumerate(schedule, start=1):
@@ -231,8 +230,7 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
             break
         op_index = world.actors[i].op
         world = result.world
-        after = state_view(model, world)
-        flat_after = flatten(after)
+        after = views.of(world)
         steps.append(
             Step(
                 n,
@@ -241,14 +239,14 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
                 op_index,
                 result.function,
                 result.note,
-                flat_changes(flat_before, flat_after),
+                changes(before, after),
                 after,
                 world,
                 result.call,
             )
         )
         violations.extend(Violation(v, n, msg) for v, msg in result.events)
-        before, flat_before = after, flat_after
+        before = after
     actors = actor_views(model, world)  # one step attempt per actor serves both
     enabled = tuple(a.name for a in actors if a.next_function is not None)
     label = None
@@ -257,7 +255,7 @@ def replay(scenario: Scenario, config: Config, schedule: Sequence[str]) -> Trace
         world, events = model.conclude(world)
         violations.extend(Violation(v, 0, msg) for v, msg in events)
         label = model.label(world)
-        end = state_view(model, world)
+        end = views.of(world)
     return Trace(
         scenario_id=scenario.id,
         digest=scenario.digest,

@@ -107,9 +107,9 @@ def _run(body: RunRequest, runner: Runner) -> tuple[engine.Scenario, engine.Conf
     return scenario, config, engine.run_schedule(scenario, config, body.schedule)
 
 
-def _run_body(body: RunRequest, runner: Runner) -> Body:
+def _run_body(body: RunRequest, runner: Runner, gzipped: bool) -> Body:
     scenario, config = runner.configure(body.scenario, body.variant, body.kernel, body.fixes)
-    return runner.run(scenario, config, body.schedule)
+    return runner.run(scenario, config, body.schedule, gzipped)
 
 
 def _cached_body(body: RunRequest, runner: Runner) -> Body | None:
@@ -124,11 +124,12 @@ def _cached_body(body: RunRequest, runner: Runner) -> Body | None:
 async def run(body: RunRequest, request: Request, runner: RunnerDep) -> Response:
     """Replay one interleaving step by step; an actor that is not enabled is a 422."""
     runner.check_length(body.schedule)
+    gzipped = "gzip" in request.headers.get("accept-encoding", "")
     content = _cached_body(body, runner)
     if content is None:
-        content = await anyio.to_thread.run_sync(_run_body, body, runner)
+        content = await anyio.to_thread.run_sync(_run_body, body, runner, gzipped)
     # The GZip middleware leaves a response that already has a Content-Encoding alone.
-    if "gzip" in request.headers.get("accept-encoding", ""):
+    if gzipped and content.gzipped is not None:
         headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         return Response(content.gzipped, media_type="application/json", headers=headers)
     return Response(content.plain, media_type="application/json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 import engine
 from app.config import Settings
 from app.main import create_app
-from app.service import Runner
+from app.service import Body, Runner, run_text
 
 SEED = "madv-free-vs-dio"
 
@@ -90,3 +91,23 @@ def test_an_app_without_a_run_cache_still_answers(
     client = TestClient(create_app(catalog, replace(Settings(), run_cache_bytes=0)))
     body = {"scenario": SEED, "schedule": list(bug_schedule)}
     assert client.post("/api/run", json=body).json()["violations"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_run_text_is_the_encoded_run_to_json(
+    catalog: Mapping[str, engine.Scenario], seed: int
+) -> None:
+    """The body POST /api/run sends (states spliced from per-item texts) is byte for byte
+    the JSON of engine.run_to_json, for runs cut anywhere and runs to their end."""
+    rng = random.Random(seed)
+    for scenario in catalog.values():
+        for variant in scenario.variants or (None,):
+            config = engine.make_config(scenario, variant.name if variant else None)
+            schedule: list[str] = []
+            trace = engine.replay(scenario, config, ())
+            while True:
+                assert run_text(trace) == Body.encode(engine.run_to_json(trace)), scenario.id
+                if not trace.enabled or len(schedule) > 60:
+                    break
+                schedule.append(rng.choice(trace.enabled))
+                trace = engine.replay(scenario, config, tuple(schedule))
