@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.kernel import oracle, refs, swapin, thp, tlb
+from engine.kernel import oracle, refs, swap, swapin, thp, tlb
 from engine.kernel.machine import ADDR, PROC, Blocked, Ctx, Effect, Machine, Param, StepFn, op
 from engine.state import (
     ANON_EXCLUSIVE,
@@ -154,7 +154,7 @@ def reuse_anon(ctx: Ctx, index: int, page: Page) -> bool:
         if page.ref > 1 + (1 if page.has(SWAPCACHE) else 0) or page.has(LOCKED):
             return False
         if page.has(SWAPCACHE):
-            swapin.free_swap(ctx, index)
+            swap.folio_free_swap(ctx, index)
         return ctx.w.page(index).ref == 1
     if ctx.cfg.on("wp_reuse_by_refcount"):
         # 09854ba94c6a: page_count() == 1 under a successful trylock_page.

@@ -87,6 +87,7 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
         return walked(ctx, "madvise_free_pte_range", f"nothing mapped at {addr}")
     index = pte.page
     page = ctx.w.page(index)
+    freed = ""
     if page.has(DIRTY) or page.has(SWAPCACHE):
         if page.locker or page.mapcount != 1:
             return walked(
@@ -94,7 +95,20 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
                 "madvise_free_pte_range",
                 f"{page_name(index)} is shared or locked: skipped, its dirty state stays",
             )
-        refs.update(ctx, index, page.clear(DIRTY))
+        if page.has(SWAPCACHE):
+            # A folio in the swap cache has a copy in its slot that reclaim may map to
+            # again without writing: clearing PG_dirty alone would let reclaim discard
+            # the only up-to-date copy. The kernel takes it out of the swap cache first
+            # (try_to_free_swap, folio_free_swap from 6.x), and skips the PTE if it cannot.
+            if not swap.folio_free_swap(ctx, index):
+                return walked(
+                    ctx,
+                    "madvise_free_pte_range",
+                    f"{page_name(index)} is in the swap cache and cannot leave it (a swap "
+                    "entry or writeback holds it): skipped, its dirty state stays",
+                )
+            freed = f"try_to_free_swap: {page_name(index)} leaves the swap cache; "
+        refs.update(ctx, index, ctx.w.page(index).clear(DIRTY))
     clean = pte.evolve(dirty=False, young=False)
     if not ctx.cpu:
         ctx.w = ctx.w.set_pte(proc, addr, clean)
@@ -102,7 +116,7 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
         ctx.goto(mark_lazyfree, page=index)
         return ctx.effect(
             "madvise_free_pte_range",
-            f"clears PG_dirty and the PTE's dirty and young bits of {page_name(index)} "
+            f"{freed}clears PG_dirty and the PTE's dirty and young bits of {page_name(index)} "
             "(write permission stays)",
         )
     # With CPUs: tlb_gather_mmu, then under the PTE lock flush_tlb_batched_pending and
@@ -120,7 +134,7 @@ def free_pte_range(ctx: Ctx) -> Effect | Blocked:
         what = "finds the PTE already clean and old: nothing to flush"
     return ctx.effect(
         "madvise_free_pte_range",
-        f"{batched}clears PG_dirty of {page_name(index)}; {what} (write permission stays)",
+        f"{batched}{freed}clears PG_dirty of {page_name(index)}; {what} (write permission stays)",
     )
 
 

@@ -100,6 +100,18 @@ def try_to_reclaim_swap(ctx: Ctx, index: int) -> str:
     return f"; __try_to_reclaim_swap: {page_name(folio)} leaves the swap cache{tail}"
 
 
+def folio_free_swap(ctx: Ctx, index: int) -> str:
+    """folio_free_swap / delete_from_swap_cache once no swap entry is left: the folio leaves
+    the swap cache (dropping its reference) and is dirty, its only copy now being in memory."""
+    page = ctx.w.page(index)
+    slot = ctx.w.swap[page.swap]
+    if slot.entries > 0 or page.has(WRITEBACK):
+        return ""
+    uncache(ctx, page.swap)
+    refs.update(ctx, index, page.clear(SWAPCACHE).set(DIRTY).evolve(ref=page.ref - 1, swap=-1))
+    return "; delete_from_swap_cache: the page is dirty, the slot free"
+
+
 def uncache(ctx: Ctx, index: int) -> None:
     """__delete_from_swap_cache + put_swap_folio: the folio leaves, SWAP_HAS_CACHE goes."""
     ctx.w = ctx.w.set_slot(index, ctx.w.swap[index].evolve(cache=NO_PAGE))

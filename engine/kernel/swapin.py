@@ -25,7 +25,6 @@ from engine.kernel import refs, swap
 from engine.kernel.machine import Blocked, Ctx, Effect, Machine, StepFn, holding
 from engine.state import (
     ANON_EXCLUSIVE,
-    DIRTY,
     KSM,
     LOCKED,
     NO_PAGE,
@@ -125,7 +124,7 @@ def map_swapped_in(ctx: Ctx, proc: str, addr: str, pte: Pte, index: int, write: 
         # 5.19+: pte_swp_exclusive says the page was exclusive when it was swapped out.
         page = ctx.w.page(index)
         if write and page.ref == 2 and page.has(SWAPCACHE):
-            freed = free_swap(ctx, index)
+            freed = swap.folio_free_swap(ctx, index)
         page = ctx.w.page(index)
         known = pte.exclusive_swap and ctx.cfg.on("anon_exclusive")
         # A KSM folio still in the swap cache is shared by design: never exclusive
@@ -142,7 +141,7 @@ def map_swapped_in(ctx: Ctx, proc: str, addr: str, pte: Pte, index: int, write: 
         # and dirties it unless it is under writeback.
         writable = write and swap_users == 1 and not ctx.w.page(index).has(KSM)
         if writable and not ctx.w.page(index).has(WRITEBACK) and ctx.w.page(index).has(SWAPCACHE):
-            freed = free_swap(ctx, index)
+            freed = swap.folio_free_swap(ctx, index)
     ctx.w = ctx.w.set_pte(
         proc,
         addr,
@@ -150,18 +149,6 @@ def map_swapped_in(ctx: Ctx, proc: str, addr: str, pte: Pte, index: int, write: 
     )
     ro = "writable" if writable else "read-only"
     return f"maps {page_name(index)} {ro}{freed} ({refs.refs_note(ctx, index)})"
-
-
-def free_swap(ctx: Ctx, index: int) -> str:
-    """folio_free_swap / delete_from_swap_cache once no swap entry is left: the folio leaves
-    the swap cache (dropping its reference) and is dirty, its only copy now being in memory."""
-    page = ctx.w.page(index)
-    slot = ctx.w.swap[page.swap]
-    if slot.entries > 0 or page.has(WRITEBACK):
-        return ""
-    swap.uncache(ctx, page.swap)
-    refs.update(ctx, index, page.clear(SWAPCACHE).set(DIRTY).evolve(ref=page.ref - 1, swap=-1))
-    return "; delete_from_swap_cache: the page is dirty, the slot free"
 
 
 def mmap_read(ctx: Ctx, take: bool) -> None:

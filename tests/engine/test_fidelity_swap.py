@@ -12,7 +12,7 @@ import pytest
 import engine
 from engine.lang.ir import ScenarioError
 from engine.model import Model
-from tests.engine.builders import config, doc
+from tests.engine.builders import config, doc, run_sequential
 
 SWAPPED_OUT = [
     {"write": {"addr": "buf", "value": "A"}},
@@ -423,6 +423,42 @@ def test_madv_free_of_a_swap_pte_runs_free_swap_and_cache_in_its_two_steps() -> 
     gone = engine.parse_scenario(doc({"app": [{"madvise_free": {"addr": "buf"}}]}, SWAPPED_OUT))
     one = engine.run_schedule(gone, config(gone, "6.9"), ["app"])
     assert one.finished and one.steps[0].world.swap_free == (0,)
+
+
+def test_madv_free_of_a_page_in_the_swap_cache_takes_it_out_first() -> None:
+    # madvise_free_pte_range (4.5 onwards): "if (PageSwapCache(page) &&
+    # !try_to_free_swap(page)) continue;" before ClearPageDirty. buf was swapped out and read
+    # back in: mapped, in the swap cache, its swap entry freed. Clearing PG_dirty alone would
+    # let reclaim map buf to S0 again without writing it, and discard the page.
+    sc = engine.parse_scenario(
+        doc(
+            {"app": [{"read": {"addr": "buf"}}, {"madvise_free": {"addr": "buf"}}]},
+            SWAPPED_OUT[:3],
+        )
+    )
+    run = run_sequential(sc, config(sc, "4.12"), "app")
+    marked = next(s for s in run.steps if s.function == "madvise_free_pte_range")
+    assert "try_to_free_swap: P0 leaves the swap cache" in marked.note
+    page = run.steps[-1].world.page(0)
+    assert not page.has(engine.state.SWAPCACHE) and not page.has(engine.state.SWAPBACKED)
+    assert not page.has(engine.state.DIRTY) and run.steps[-1].world.swap_free == (0,)
+    # The race hypothesis found (tests/engine/test_properties.py): a second MADV_FREE and
+    # reclaim around a swap-in no longer lose the write on any interleaving.
+    race = engine.parse_scenario(
+        doc(
+            {
+                "t0": [{"madvise_free": {"addr": "buf"}}],
+                "t1": [{"shrink_folio_list": {"addr": "buf"}}],
+                "t2": [
+                    {"read": {"addr": "buf"}},
+                    {"madvise_free": {"addr": "buf"}},
+                    {"shrink_folio_list": {"addr": "buf"}},
+                ],
+            },
+            [{"write": {"addr": "buf", "value": "A"}}],
+        )
+    )
+    assert violations(race, "4.12") == set()
 
 
 def test_swapoff_under_madv_free_of_a_swap_pte() -> None:
